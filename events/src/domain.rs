@@ -1,0 +1,288 @@
+//! The domain's events: what happened to orders, payments, inventory, loyalty and the menu.
+//!
+//! Every event is a plain struct named in the past tense. Its wire name (`event_type`) is the struct's
+//! name and its payload is the struct encoded as a MessagePack map with named fields
+//! (`rmp_serde::to_vec_named`), so a consumer in another language can read it without our code.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Money is counted in cents, never in floating point.
+pub type Cents = i64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub item_id: String,
+    pub quantity: u32,
+    pub unit_price_cents: Cents,
+}
+
+impl OrderLine {
+    pub fn line_total(&self) -> Cents {
+        self.unit_price_cents * i64::from(self.quantity)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tier {
+    Green,
+    Gold,
+    Platinum,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Green => "green",
+            Tier::Gold => "gold",
+            Tier::Platinum => "platinum",
+        }
+    }
+}
+
+// ---- Orders -------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total_cents: Cents,
+    /// Microseconds since the Unix epoch.
+    pub placed_at_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaid {
+    pub order_id: Uuid,
+    pub amount_cents: Cents,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub reason: String,
+}
+
+// ---- Payments -----------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentAuthorized {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+    pub fraud_score: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentDeclined {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+    pub fraud_score: f64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    pub order_id: Uuid,
+    pub amount_cents: Cents,
+}
+
+// ---- Inventory (one stream per store and SKU) ---------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockRestocked {
+    pub store_id: String,
+    pub sku: String,
+    pub quantity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReserved {
+    pub store_id: String,
+    pub sku: String,
+    pub order_id: Uuid,
+    pub quantity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReleased {
+    pub store_id: String,
+    pub sku: String,
+    pub order_id: Uuid,
+    pub quantity: u32,
+}
+
+// ---- Loyalty (one stream per customer) ----------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsAccrued {
+    pub customer_id: String,
+    pub order_id: Uuid,
+    pub points: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierChanged {
+    pub customer_id: String,
+    pub from: Tier,
+    pub to: Tier,
+}
+
+// ---- Menu (one stream per item) -----------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuItemPublished {
+    pub item_id: String,
+    pub name: String,
+    pub category: String,
+    pub price_cents: Cents,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuItemPriceChanged {
+    pub item_id: String,
+    pub price_cents: Cents,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuItemRetired {
+    pub item_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("event `{event_type}` has schema version {found}, this build reads up to {current}")]
+    UnsupportedVersion { event_type: String, found: u16, current: u16 },
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("cannot decode event `{event_type}`: {source}")]
+    Decode { event_type: String, source: rmp_serde::decode::Error },
+}
+
+macro_rules! domain_events {
+    ($( $ty:ident = $version:literal ),* $(,)?) => {
+        /// Every event the domain knows, as one enum.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum DomainEvent { $( $ty($ty), )* }
+
+        impl DomainEvent {
+            /// The wire name: the event struct's name.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Self::$ty(_) => stringify!($ty), )* }
+            }
+
+            /// The schema version this build writes.
+            pub fn schema_version(&self) -> u16 {
+                match self { $( Self::$ty(_) => $version, )* }
+            }
+
+            /// The MessagePack payload (a map with named fields).
+            pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+                Ok(match self { $( Self::$ty(e) => rmp_serde::to_vec_named(e)?, )* })
+            }
+
+            /// Decodes a payload of the current schema version.
+            pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, CodecError> {
+                match event_type {
+                    $( stringify!($ty) => {
+                        if schema_version != $version {
+                            return Err(CodecError::UnsupportedVersion {
+                                event_type: event_type.to_owned(), found: schema_version, current: $version,
+                            });
+                        }
+                        rmp_serde::from_slice(payload)
+                            .map(Self::$ty)
+                            .map_err(|source| CodecError::Decode { event_type: event_type.to_owned(), source })
+                    } )*
+                    other => Err(CodecError::UnknownType(other.to_owned())),
+                }
+            }
+        }
+
+        $( impl From<$ty> for DomainEvent { fn from(e: $ty) -> Self { Self::$ty(e) } } )*
+    };
+}
+
+domain_events! {
+    OrderPlaced = 1,
+    OrderPaid = 1,
+    OrderCancelled = 1,
+    PaymentAuthorized = 1,
+    PaymentDeclined = 1,
+    PaymentCaptured = 1,
+    StockRestocked = 1,
+    StockReserved = 1,
+    StockReleased = 1,
+    PointsAccrued = 1,
+    TierChanged = 1,
+    MenuItemPublished = 1,
+    MenuItemPriceChanged = 1,
+    MenuItemRetired = 1,
+}
+
+/// Stream names. One stream per aggregate instance; the prefix before the first `-` is its category.
+pub mod streams {
+    use uuid::Uuid;
+
+    pub fn order(order_id: Uuid) -> String {
+        format!("order-{order_id}")
+    }
+    pub fn payment(order_id: Uuid) -> String {
+        format!("payment-{order_id}")
+    }
+    pub fn inventory(store_id: &str, sku: &str) -> String {
+        format!("inventory-{store_id}:{sku}")
+    }
+    pub fn loyalty(customer_id: &str) -> String {
+        format!("loyalty-{customer_id}")
+    }
+    pub fn menu_item(item_id: &str) -> String {
+        format!("menu-{item_id}")
+    }
+    /// The category of a stream: `order`, `payment`, `inventory`, `loyalty` or `menu`.
+    pub fn category(stream_id: &str) -> &str {
+        stream_id.split_once('-').map_or(stream_id, |(c, _)| c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_wire_name() {
+        let e: DomainEvent = OrderPlaced {
+            order_id: Uuid::nil(),
+            customer_id: "c1".into(),
+            store_id: "s1".into(),
+            lines: vec![OrderLine { item_id: "latte".into(), quantity: 2, unit_price_cents: 450 }],
+            total_cents: 900,
+            placed_at_us: 1,
+        }
+        .into();
+        let bytes = e.encode().unwrap();
+        let back = DomainEvent::decode(e.event_type(), e.schema_version(), &bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.event_type(), "OrderPlaced");
+    }
+
+    #[test]
+    fn unknown_types_and_future_versions_are_refused() {
+        assert!(matches!(DomainEvent::decode("Nope", 1, &[]), Err(CodecError::UnknownType(_))));
+        assert!(matches!(
+            DomainEvent::decode("OrderPaid", 9, &[]),
+            Err(CodecError::UnsupportedVersion { found: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn stream_categories() {
+        assert_eq!(streams::category(&streams::inventory("s-1", "latte")), "inventory");
+        assert_eq!(streams::category(&streams::order(Uuid::nil())), "order");
+    }
+}
