@@ -115,6 +115,15 @@ pub struct StockReleased {
     pub quantity: u32,
 }
 
+/// A reservation became a sale (its order was paid).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockSettled {
+    pub store_id: String,
+    pub sku: String,
+    pub order_id: Uuid,
+    pub quantity: u32,
+}
+
 // ---- Loyalty (one stream per customer) ----------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +227,7 @@ domain_events! {
     StockRestocked = 1,
     StockReserved = 1,
     StockReleased = 1,
+    StockSettled = 1,
     PointsAccrued = 1,
     TierChanged = 1,
     MenuItemPublished = 1,

@@ -1,0 +1,200 @@
+//! Stock of one SKU in one store: restocked, reserved for orders, released when an order is cancelled.
+
+use std::collections::BTreeMap;
+
+use events::domain::{StockReleased, StockReserved, StockRestocked};
+use events::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Decider, Rejection};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stock {
+    pub store_id: String,
+    pub sku: String,
+    /// Units free to reserve.
+    pub available: u64,
+    /// Units held for orders that are neither paid nor cancelled, by order.
+    pub reservations: BTreeMap<Uuid, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InventoryCommand {
+    Restock { store_id: String, sku: String, quantity: i64 },
+    Reserve { store_id: String, sku: String, order_id: Uuid, quantity: u32 },
+    Release { order_id: Uuid },
+    /// The order was paid: its reservation becomes a sale and is forgotten.
+    Settle { order_id: Uuid },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    #[error("quantity must be positive")]
+    NonPositiveQuantity,
+    #[error("quantity must be at most {0}")]
+    QuantityTooLarge(i64),
+    #[error("out of stock: {requested} requested, {available} available")]
+    OutOfStock { requested: u32, available: u64 },
+}
+
+impl Rejection for InventoryError {
+    fn field(&self) -> Option<String> {
+        matches!(self, InventoryError::NonPositiveQuantity | InventoryError::QuantityTooLarge(_)).then(|| "quantity".into())
+    }
+}
+
+/// The most one restock may add.
+pub const MAX_RESTOCK: i64 = 1_000_000;
+
+pub struct InventoryDecider;
+
+impl Decider for InventoryDecider {
+    type State = Stock;
+    type Command = InventoryCommand;
+    type Error = InventoryError;
+
+    fn decide(stock: &Stock, command: &InventoryCommand) -> Result<Vec<DomainEvent>, InventoryError> {
+        match command {
+            InventoryCommand::Restock { store_id, sku, quantity } => {
+                if *quantity <= 0 {
+                    return Err(InventoryError::NonPositiveQuantity);
+                }
+                if *quantity > MAX_RESTOCK {
+                    return Err(InventoryError::QuantityTooLarge(MAX_RESTOCK));
+                }
+                Ok(vec![StockRestocked { store_id: store_id.clone(), sku: sku.clone(), quantity: *quantity as u32 }.into()])
+            }
+            InventoryCommand::Reserve { store_id, sku, order_id, quantity } => {
+                if *quantity == 0 {
+                    return Err(InventoryError::NonPositiveQuantity);
+                }
+                if stock.reservations.contains_key(order_id) {
+                    return Ok(vec![]);
+                }
+                if u64::from(*quantity) > stock.available {
+                    return Err(InventoryError::OutOfStock { requested: *quantity, available: stock.available });
+                }
+                Ok(vec![StockReserved { store_id: store_id.clone(), sku: sku.clone(), order_id: *order_id, quantity: *quantity }.into()])
+            }
+            InventoryCommand::Release { order_id } => Ok(match stock.reservations.get(order_id) {
+                Some(quantity) => vec![StockReleased {
+                    store_id: stock.store_id.clone(),
+                    sku: stock.sku.clone(),
+                    order_id: *order_id,
+                    quantity: *quantity,
+                }
+                .into()],
+                None => vec![],
+            }),
+            InventoryCommand::Settle { order_id } => Ok(match stock.reservations.get(order_id) {
+                Some(quantity) => vec![events::domain::StockSettled {
+                    store_id: stock.store_id.clone(),
+                    sku: stock.sku.clone(),
+                    order_id: *order_id,
+                    quantity: *quantity,
+                }
+                .into()],
+                None => vec![],
+            }),
+        }
+    }
+
+    fn evolve(mut stock: Stock, event: &DomainEvent) -> Stock {
+        match event {
+            DomainEvent::StockRestocked(e) => {
+                stock.store_id.clone_from(&e.store_id);
+                stock.sku.clone_from(&e.sku);
+                stock.available += u64::from(e.quantity);
+            }
+            DomainEvent::StockReserved(e) => {
+                stock.store_id.clone_from(&e.store_id);
+                stock.sku.clone_from(&e.sku);
+                stock.available = stock.available.saturating_sub(u64::from(e.quantity));
+                stock.reservations.insert(e.order_id, e.quantity);
+            }
+            DomainEvent::StockReleased(e) => {
+                if stock.reservations.remove(&e.order_id).is_some() {
+                    stock.available += u64::from(e.quantity);
+                }
+            }
+            DomainEvent::StockSettled(e) => {
+                stock.reservations.remove(&e.order_id);
+            }
+            _ => {}
+        }
+        stock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::given_when_then::{given, given_no_history};
+
+    fn restocked(n: u32) -> DomainEvent {
+        StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: n }.into()
+    }
+    fn reserve(order: u128, n: u32) -> InventoryCommand {
+        InventoryCommand::Reserve { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(order), quantity: n }
+    }
+    fn reserved(order: u128, n: u32) -> DomainEvent {
+        StockReserved { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(order), quantity: n }.into()
+    }
+
+    #[test]
+    fn restocking_adds_available_units() {
+        let s = given_no_history::<InventoryDecider>()
+            .when(InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), quantity: 5 })
+            .then([restocked(5)]);
+        assert_eq!(s.available, 5);
+    }
+
+    #[test]
+    fn a_restock_needs_a_positive_quantity() {
+        given_no_history::<InventoryDecider>()
+            .when(InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), quantity: -1 })
+            .then_rejected(|e| *e == InventoryError::NonPositiveQuantity && e.field().unwrap() == "quantity");
+    }
+
+    #[test]
+    fn stock_cannot_go_below_zero() {
+        given::<InventoryDecider>([restocked(3), reserved(1, 2)])
+            .when(reserve(2, 2))
+            .then_rejected(|e| *e == InventoryError::OutOfStock { requested: 2, available: 1 });
+        let s = given::<InventoryDecider>([restocked(3), reserved(1, 2)]).when(reserve(2, 1)).then([reserved(2, 1)]);
+        assert_eq!(s.available, 0);
+    }
+
+    #[test]
+    fn reserving_twice_for_one_order_holds_stock_once() {
+        given::<InventoryDecider>([restocked(3), reserved(1, 2)]).when(reserve(1, 2)).then_nothing_happens();
+    }
+
+    #[test]
+    fn releasing_returns_the_reserved_units_once() {
+        let released: DomainEvent =
+            StockReleased { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }.into();
+        let s = given::<InventoryDecider>([restocked(3), reserved(1, 2)])
+            .when(InventoryCommand::Release { order_id: Uuid::from_u128(1) })
+            .then([released.clone()]);
+        assert_eq!(s.available, 3);
+        given::<InventoryDecider>([restocked(3), reserved(1, 2), released])
+            .when(InventoryCommand::Release { order_id: Uuid::from_u128(1) })
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn a_settled_reservation_stays_sold() {
+        let settled: DomainEvent =
+            events::domain::StockSettled { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }
+                .into();
+        let s = given::<InventoryDecider>([restocked(3), reserved(1, 2)])
+            .when(InventoryCommand::Settle { order_id: Uuid::from_u128(1) })
+            .then([settled.clone()]);
+        assert_eq!((s.available, s.reservations.len()), (1, 0));
+        given::<InventoryDecider>([restocked(3), reserved(1, 2), settled])
+            .when(InventoryCommand::Release { order_id: Uuid::from_u128(1) })
+            .then_nothing_happens();
+    }
+}

@@ -1,0 +1,141 @@
+//! A customer's loyalty account: points for paid orders, tiers at thresholds.
+
+use std::collections::BTreeSet;
+
+use events::domain::{Cents, PointsAccrued, Tier, TierChanged};
+use events::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Decider, Rejection};
+
+/// Points at which a customer reaches Gold and Platinum.
+pub const GOLD_AT: u64 = 300;
+pub const PLATINUM_AT: u64 = 1200;
+
+pub fn tier_for(points: u64) -> Tier {
+    match points {
+        p if p >= PLATINUM_AT => Tier::Platinum,
+        p if p >= GOLD_AT => Tier::Gold,
+        _ => Tier::Green,
+    }
+}
+
+/// One point per whole currency unit spent.
+pub fn points_for(amount_cents: Cents) -> u64 {
+    (amount_cents.max(0) / 100) as u64
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoyaltyAccount {
+    pub customer_id: String,
+    pub points: u64,
+    pub tier: Tier,
+    pub rewarded_orders: BTreeSet<Uuid>,
+}
+
+impl Default for LoyaltyAccount {
+    fn default() -> Self {
+        LoyaltyAccount { customer_id: String::new(), points: 0, tier: Tier::Green, rewarded_orders: BTreeSet::new() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoyaltyCommand {
+    /// `order_paid` is what the order's own stream says; only a paid order earns points.
+    Accrue { customer_id: String, order_id: Uuid, amount_cents: Cents, order_paid: bool },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoyaltyError {
+    #[error("order {0} is not paid: points accrue on paid orders only")]
+    OrderNotPaid(Uuid),
+}
+
+impl Rejection for LoyaltyError {}
+
+pub struct LoyaltyDecider;
+
+impl Decider for LoyaltyDecider {
+    type State = LoyaltyAccount;
+    type Command = LoyaltyCommand;
+    type Error = LoyaltyError;
+
+    fn decide(account: &LoyaltyAccount, command: &LoyaltyCommand) -> Result<Vec<DomainEvent>, LoyaltyError> {
+        let LoyaltyCommand::Accrue { customer_id, order_id, amount_cents, order_paid } = command;
+        if !order_paid {
+            return Err(LoyaltyError::OrderNotPaid(*order_id));
+        }
+        let points = points_for(*amount_cents);
+        if account.rewarded_orders.contains(order_id) || points == 0 {
+            return Ok(vec![]);
+        }
+        let mut events: Vec<DomainEvent> =
+            vec![PointsAccrued { customer_id: customer_id.clone(), order_id: *order_id, points }.into()];
+        let new_tier = tier_for(account.points + points);
+        if new_tier != account.tier {
+            events.push(TierChanged { customer_id: customer_id.clone(), from: account.tier, to: new_tier }.into());
+        }
+        Ok(events)
+    }
+
+    fn evolve(mut account: LoyaltyAccount, event: &DomainEvent) -> LoyaltyAccount {
+        match event {
+            DomainEvent::PointsAccrued(e) => {
+                account.customer_id.clone_from(&e.customer_id);
+                account.points += e.points;
+                account.rewarded_orders.insert(e.order_id);
+            }
+            DomainEvent::TierChanged(e) => account.tier = e.to,
+            _ => {}
+        }
+        account
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::given_when_then::{given, given_no_history};
+
+    fn accrue(order: u128, cents: Cents, paid: bool) -> LoyaltyCommand {
+        LoyaltyCommand::Accrue { customer_id: "c1".into(), order_id: Uuid::from_u128(order), amount_cents: cents, order_paid: paid }
+    }
+    fn accrued(order: u128, points: u64) -> DomainEvent {
+        PointsAccrued { customer_id: "c1".into(), order_id: Uuid::from_u128(order), points }.into()
+    }
+
+    #[test]
+    fn a_paid_order_earns_a_point_per_currency_unit() {
+        let a = given_no_history::<LoyaltyDecider>().when(accrue(1, 1299, true)).then([accrued(1, 12)]);
+        assert_eq!(a.points, 12);
+    }
+
+    #[test]
+    fn points_accrue_on_paid_orders_only() {
+        given_no_history::<LoyaltyDecider>()
+            .when(accrue(1, 1299, false))
+            .then_rejected(|e| *e == LoyaltyError::OrderNotPaid(Uuid::from_u128(1)));
+    }
+
+    #[test]
+    fn an_order_earns_points_once() {
+        given::<LoyaltyDecider>([accrued(1, 12)]).when(accrue(1, 1299, true)).then_nothing_happens();
+    }
+
+    #[test]
+    fn tiers_change_at_thresholds() {
+        given::<LoyaltyDecider>([accrued(1, GOLD_AT - 1)])
+            .when(accrue(2, 100, true))
+            .then([accrued(2, 1), TierChanged { customer_id: "c1".into(), from: Tier::Green, to: Tier::Gold }.into()]);
+        let gold: DomainEvent = TierChanged { customer_id: "c1".into(), from: Tier::Green, to: Tier::Gold }.into();
+        given::<LoyaltyDecider>([accrued(1, GOLD_AT), gold.clone()]).when(accrue(2, 100, true)).then([accrued(2, 1)]);
+        let a = given::<LoyaltyDecider>([accrued(1, GOLD_AT), gold])
+            .when(accrue(3, (PLATINUM_AT - GOLD_AT) as i64 * 100, true))
+            .then([
+                accrued(3, PLATINUM_AT - GOLD_AT),
+                TierChanged { customer_id: "c1".into(), from: Tier::Gold, to: Tier::Platinum }.into(),
+            ]);
+        assert_eq!(a.tier, Tier::Platinum);
+    }
+}

@@ -1,0 +1,320 @@
+//! An order: placed with priced lines, then paid or cancelled.
+
+use events::domain::{Cents, OrderCancelled, OrderLine, OrderPaid, OrderPlaced};
+use events::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Decider, Rejection};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    #[default]
+    NotPlaced,
+    Placed,
+    Paid,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::NotPlaced => "not_placed",
+            OrderStatus::Placed => "placed",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub status: OrderStatus,
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total_cents: Cents,
+    pub placed_at_us: i64,
+    pub cancel_reason: Option<String>,
+}
+
+/// A requested line with what the menu said about its item when the order was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedLine {
+    pub item_id: String,
+    pub quantity: i64,
+    pub unit_price_cents: Cents,
+    pub retired: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrderCommand {
+    Place { order_id: Uuid, customer_id: String, store_id: String, lines: Vec<RequestedLine>, placed_at_us: i64 },
+    MarkPaid { amount_cents: Cents },
+    Cancel { reason: String },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("an order needs at least one item")]
+    NoItems,
+    #[error("line {line}: quantity must be positive")]
+    NonPositiveQuantity { line: usize },
+    #[error("line {line}: quantity must be at most {max}")]
+    QuantityTooLarge { line: usize, max: i64 },
+    #[error("line {line}: price must be positive")]
+    NonPositivePrice { line: usize },
+    #[error("line {line}: menu item {item_id} is retired and cannot be ordered")]
+    ItemRetired { line: usize, item_id: String },
+    #[error("{field} must not be empty")]
+    Missing { field: &'static str },
+    #[error("order {0} was already placed with different contents")]
+    AlreadyPlacedDifferently(Uuid),
+    #[error("order does not exist")]
+    NotPlaced,
+    #[error("order is {0}, it cannot be paid")]
+    CannotPay(&'static str),
+    #[error("paid amount {paid} differs from the order total {total}")]
+    WrongAmount { paid: Cents, total: Cents },
+    #[error("order is paid, it cannot be cancelled")]
+    AlreadyPaid,
+}
+
+impl Rejection for OrderError {
+    fn field(&self) -> Option<String> {
+        match self {
+            OrderError::NoItems => Some("items".into()),
+            OrderError::NonPositiveQuantity { line } | OrderError::QuantityTooLarge { line, .. } => {
+                Some(format!("items[{line}].quantity"))
+            }
+            OrderError::NonPositivePrice { line } | OrderError::ItemRetired { line, .. } => {
+                Some(format!("items[{line}].item_id"))
+            }
+            OrderError::Missing { field } => Some((*field).into()),
+            OrderError::AlreadyPlacedDifferently(_) => Some("Idempotency-Key".into()),
+            _ => None,
+        }
+    }
+    fn is_not_found(&self) -> bool {
+        matches!(self, OrderError::NotPlaced)
+    }
+}
+
+/// The most of one item a single order may ask for.
+pub const MAX_QUANTITY: i64 = 1000;
+
+pub struct OrderDecider;
+
+impl Decider for OrderDecider {
+    type State = Order;
+    type Command = OrderCommand;
+    type Error = OrderError;
+
+    fn decide(order: &Order, command: &OrderCommand) -> Result<Vec<DomainEvent>, OrderError> {
+        match command {
+            OrderCommand::Place { order_id, customer_id, store_id, lines, placed_at_us } => {
+                if customer_id.trim().is_empty() {
+                    return Err(OrderError::Missing { field: "customer_id" });
+                }
+                if store_id.trim().is_empty() {
+                    return Err(OrderError::Missing { field: "store_id" });
+                }
+                if lines.is_empty() {
+                    return Err(OrderError::NoItems);
+                }
+                let mut priced = Vec::with_capacity(lines.len());
+                for (line, l) in lines.iter().enumerate() {
+                    if l.quantity <= 0 {
+                        return Err(OrderError::NonPositiveQuantity { line });
+                    }
+                    if l.quantity > MAX_QUANTITY {
+                        return Err(OrderError::QuantityTooLarge { line, max: MAX_QUANTITY });
+                    }
+                    if l.unit_price_cents <= 0 {
+                        return Err(OrderError::NonPositivePrice { line });
+                    }
+                    if l.retired {
+                        return Err(OrderError::ItemRetired { line, item_id: l.item_id.clone() });
+                    }
+                    priced.push(OrderLine {
+                        item_id: l.item_id.clone(),
+                        quantity: l.quantity as u32,
+                        unit_price_cents: l.unit_price_cents,
+                    });
+                }
+                if order.status != OrderStatus::NotPlaced {
+                    // A retried request (same idempotency key) places nothing new.
+                    let same = order.customer_id == *customer_id
+                        && order.store_id == *store_id
+                        && order.lines.iter().map(|l| (&l.item_id, l.quantity)).eq(priced.iter().map(|l| (&l.item_id, l.quantity)));
+                    return if same { Ok(vec![]) } else { Err(OrderError::AlreadyPlacedDifferently(*order_id)) };
+                }
+                let total_cents = priced.iter().map(OrderLine::line_total).sum();
+                Ok(vec![OrderPlaced {
+                    order_id: *order_id,
+                    customer_id: customer_id.clone(),
+                    store_id: store_id.clone(),
+                    lines: priced,
+                    total_cents,
+                    placed_at_us: *placed_at_us,
+                }
+                .into()])
+            }
+            OrderCommand::MarkPaid { amount_cents } => match order.status {
+                OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
+                OrderStatus::Paid => Ok(vec![]),
+                OrderStatus::Cancelled => Err(OrderError::CannotPay("cancelled")),
+                OrderStatus::Placed if *amount_cents != order.total_cents => {
+                    Err(OrderError::WrongAmount { paid: *amount_cents, total: order.total_cents })
+                }
+                OrderStatus::Placed => Ok(vec![OrderPaid { order_id: order.order_id, amount_cents: *amount_cents }.into()]),
+            },
+            OrderCommand::Cancel { reason } => match order.status {
+                OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
+                OrderStatus::Cancelled => Ok(vec![]),
+                OrderStatus::Paid => Err(OrderError::AlreadyPaid),
+                OrderStatus::Placed => Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()]),
+            },
+        }
+    }
+
+    fn evolve(mut order: Order, event: &DomainEvent) -> Order {
+        match event {
+            DomainEvent::OrderPlaced(e) => {
+                order.status = OrderStatus::Placed;
+                order.order_id = e.order_id;
+                order.customer_id.clone_from(&e.customer_id);
+                order.store_id.clone_from(&e.store_id);
+                order.lines.clone_from(&e.lines);
+                order.total_cents = e.total_cents;
+                order.placed_at_us = e.placed_at_us;
+            }
+            DomainEvent::OrderPaid(_) => order.status = OrderStatus::Paid,
+            DomainEvent::OrderCancelled(e) => {
+                order.status = OrderStatus::Cancelled;
+                order.cancel_reason = Some(e.reason.clone());
+            }
+            _ => {}
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::given_when_then::{given, given_no_history};
+
+    fn id() -> Uuid {
+        Uuid::from_u128(7)
+    }
+    fn line(item: &str, quantity: i64, price: Cents) -> RequestedLine {
+        RequestedLine { item_id: item.into(), quantity, unit_price_cents: price, retired: false }
+    }
+    fn place(lines: Vec<RequestedLine>) -> OrderCommand {
+        OrderCommand::Place { order_id: id(), customer_id: "c1".into(), store_id: "s1".into(), lines, placed_at_us: 5 }
+    }
+    fn placed() -> DomainEvent {
+        OrderPlaced {
+            order_id: id(),
+            customer_id: "c1".into(),
+            store_id: "s1".into(),
+            lines: vec![OrderLine { item_id: "latte".into(), quantity: 2, unit_price_cents: 450 }],
+            total_cents: 900,
+            placed_at_us: 5,
+        }
+        .into()
+    }
+
+    #[test]
+    fn an_order_is_placed_with_its_total() {
+        let order = given_no_history::<OrderDecider>().when(place(vec![line("latte", 2, 450)])).then([placed()]);
+        assert_eq!(order.status, OrderStatus::Placed);
+        assert_eq!(order.total_cents, 900);
+    }
+
+    #[test]
+    fn an_order_needs_at_least_one_item() {
+        given_no_history::<OrderDecider>().when(place(vec![])).then_rejected(|e| *e == OrderError::NoItems);
+    }
+
+    #[test]
+    fn quantities_must_be_positive() {
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", 1, 450), line("mocha", 0, 500)]))
+            .then_rejected(|e| *e == OrderError::NonPositiveQuantity { line: 1 } && e.field().unwrap() == "items[1].quantity");
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", -3, 450)]))
+            .then_rejected(|e| matches!(e, OrderError::NonPositiveQuantity { line: 0 }));
+    }
+
+    #[test]
+    fn prices_must_be_positive() {
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", 1, 0)]))
+            .then_rejected(|e| matches!(e, OrderError::NonPositivePrice { line: 0 }));
+    }
+
+    #[test]
+    fn a_retired_menu_item_cannot_be_ordered() {
+        let mut retired = line("pumpkin", 1, 500);
+        retired.retired = true;
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", 1, 450), retired]))
+            .then_rejected(|e| matches!(e, OrderError::ItemRetired { line: 1, .. }));
+    }
+
+    #[test]
+    fn a_customer_and_a_store_are_required() {
+        given_no_history::<OrderDecider>()
+            .when(OrderCommand::Place { order_id: id(), customer_id: " ".into(), store_id: "s".into(), lines: vec![line("a", 1, 1)], placed_at_us: 0 })
+            .then_rejected(|e| e.field().as_deref() == Some("customer_id"));
+    }
+
+    #[test]
+    fn placing_the_same_order_again_changes_nothing() {
+        given::<OrderDecider>([placed()]).when(place(vec![line("latte", 2, 450)])).then_nothing_happens();
+    }
+
+    #[test]
+    fn reusing_an_order_id_for_different_contents_is_refused() {
+        given::<OrderDecider>([placed()])
+            .when(place(vec![line("latte", 3, 450)]))
+            .then_rejected(|e| matches!(e, OrderError::AlreadyPlacedDifferently(_)));
+    }
+
+    #[test]
+    fn a_placed_order_is_paid_for_its_total_once() {
+        given::<OrderDecider>([placed()])
+            .when(OrderCommand::MarkPaid { amount_cents: 900 })
+            .then([OrderPaid { order_id: id(), amount_cents: 900 }.into()]);
+        given::<OrderDecider>([placed()])
+            .when(OrderCommand::MarkPaid { amount_cents: 100 })
+            .then_rejected(|e| matches!(e, OrderError::WrongAmount { .. }));
+        given::<OrderDecider>([placed(), OrderPaid { order_id: id(), amount_cents: 900 }.into()])
+            .when(OrderCommand::MarkPaid { amount_cents: 900 })
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn a_cancelled_order_cannot_be_paid_and_a_paid_one_cannot_be_cancelled() {
+        let cancelled: DomainEvent = OrderCancelled { order_id: id(), reason: "payment_declined".into() }.into();
+        given::<OrderDecider>([placed(), cancelled.clone()])
+            .when(OrderCommand::MarkPaid { amount_cents: 900 })
+            .then_rejected(|e| matches!(e, OrderError::CannotPay("cancelled")));
+        given::<OrderDecider>([placed(), cancelled])
+            .when(OrderCommand::Cancel { reason: "again".into() })
+            .then_nothing_happens();
+        given::<OrderDecider>([placed(), OrderPaid { order_id: id(), amount_cents: 900 }.into()])
+            .when(OrderCommand::Cancel { reason: "late".into() })
+            .then_rejected(|e| *e == OrderError::AlreadyPaid);
+    }
+
+    #[test]
+    fn an_unknown_order_cannot_be_paid() {
+        given_no_history::<OrderDecider>()
+            .when(OrderCommand::MarkPaid { amount_cents: 1 })
+            .then_rejected(|e| e.is_not_found());
+    }
+}
