@@ -100,6 +100,21 @@ impl SqliteJournal {
         })
     }
 
+    /// A small write outside the event writer (snapshots, checkpoints), taking the write lock up front.
+    async fn write(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) -> Result<(), StoreError> {
+        self.read(move |c| {
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            match f(c) {
+                Ok(()) => c.execute_batch("COMMIT"),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -181,7 +196,9 @@ fn writer_loop(
 type BatchResults = Vec<Result<Appended, AppendError>>;
 
 fn append_batch(conn: &mut Connection, requests: Vec<AppendRequest>, head: u64) -> Result<(BatchResults, u64), StoreError> {
-    let tx = conn.transaction().map_err(sql)?;
+    // IMMEDIATE takes the write lock now (waiting for checkpoint or snapshot writers) instead of
+    // failing at once when a read transaction cannot be upgraded.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
     let mut results = Vec::with_capacity(requests.len());
     let mut position = head;
     {
@@ -311,7 +328,7 @@ impl Journal for SqliteJournal {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.read(move |c| {
+        self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO snapshots (stream_id, version, state) VALUES (?1, ?2, ?3)
                  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state
@@ -348,7 +365,7 @@ impl Journal for SqliteJournal {
 
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.read(move |c| {
+        self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE excluded.position > checkpoints.position",

@@ -29,7 +29,7 @@ pub trait Rejection: std::error::Error + Send + Sync + 'static {
 
 /// One aggregate's decision logic, the type an actor hosts.
 pub trait Decider: 'static {
-    type State: Default + Clone + Send + Serialize + DeserializeOwned + 'static;
+    type State: Default + Clone + Send + Unpin + Serialize + DeserializeOwned + 'static;
     type Command: Send + 'static;
     type Error: Rejection;
 

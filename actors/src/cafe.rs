@@ -1,0 +1,206 @@
+//! The cafe's use cases, as the gateways call them: one registry per aggregate and the lookups that
+//! turn a request into a complete command (an order's prices come from the menu, not the client).
+
+use std::sync::Arc;
+
+use actix::ArbiterHandle;
+use events::domain::streams;
+use events::{Causation, Journal};
+use uuid::Uuid;
+
+use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
+use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
+use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
+use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
+use crate::domain::payment::{Payment, PaymentDecider};
+use crate::domain::Rejection;
+use crate::host::{CommandError, Executed, HostOptions, Registry};
+
+/// How payments are scored.
+#[derive(Clone, Copy, Debug)]
+pub struct PaymentPolicy {
+    /// A fraud score at or above this declines the payment (scores are uniform in `[0, 1)`).
+    pub decline_threshold: f64,
+    /// SHA-256 rounds per score: the CPU cost of scoring.
+    pub fraud_rounds: u32,
+}
+
+impl Default for PaymentPolicy {
+    fn default() -> Self {
+        PaymentPolicy { decline_threshold: 0.95, fraud_rounds: 1000 }
+    }
+}
+
+/// A failed use case, classified for the caller.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CafeError {
+    /// The domain refused: nothing was written.
+    #[error("{message}")]
+    Rejected { message: String, field: Option<String>, not_found: bool },
+    /// Too much queued: retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// The journal did not answer: retry later with the same idempotency key.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl CafeError {
+    pub fn rejected(message: impl Into<String>, field: impl Into<String>) -> Self {
+        CafeError::Rejected { message: message.into(), field: Some(field.into()), not_found: false }
+    }
+    pub fn not_found(message: impl Into<String>, field: Option<String>) -> Self {
+        CafeError::Rejected { message: message.into(), field, not_found: true }
+    }
+}
+
+impl<E: Rejection> From<CommandError<E>> for CafeError {
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(r) => {
+                CafeError::Rejected { message: r.to_string(), field: r.field(), not_found: r.is_not_found() }
+            }
+            CommandError::Busy(s) => CafeError::Busy(format!("too many commands queued for {s}")),
+            CommandError::Contended(s) => CafeError::Busy(format!("{s} is too contended")),
+            CommandError::Unavailable(s) => CafeError::Unavailable(s),
+        }
+    }
+}
+
+/// An order as a client asks for it.
+#[derive(Clone, Debug)]
+pub struct PlaceOrder {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    /// `(item_id, quantity)` per line.
+    pub items: Vec<(String, i64)>,
+    pub placed_at_us: i64,
+}
+
+/// Identifiers of customers and stores: short, printable, no separators that would confuse stream ids.
+pub fn valid_party_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub struct Cafe {
+    pub journal: Arc<dyn Journal>,
+    pub orders: Registry<OrderDecider>,
+    pub payments: Registry<PaymentDecider>,
+    pub inventory: Registry<InventoryDecider>,
+    pub loyalty: Registry<LoyaltyDecider>,
+    pub menu: Registry<MenuDecider>,
+    pub payment_policy: PaymentPolicy,
+}
+
+impl Cafe {
+    pub fn new(journal: Arc<dyn Journal>, host: HostOptions, payment_policy: PaymentPolicy, arbiters: Arc<[ArbiterHandle]>) -> Self {
+        Cafe {
+            orders: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
+            payments: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
+            inventory: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
+            loyalty: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
+            menu: Registry::new(journal.clone(), host, arbiters),
+            journal,
+            payment_policy,
+        }
+    }
+
+    /// Looks up every item on the menu, then places the order. Answers once `OrderPlaced` is committed.
+    pub async fn place_order(&self, request: PlaceOrder, causation: Causation) -> Result<Executed<Order>, CafeError> {
+        if !valid_party_id(&request.customer_id) {
+            return Err(CafeError::rejected("customer_id must be 1-64 letters, digits, `-` or `_`", "customer_id"));
+        }
+        if !valid_party_id(&request.store_id) {
+            return Err(CafeError::rejected("store_id must be 1-64 letters, digits, `-` or `_`", "store_id"));
+        }
+        let mut lines = Vec::with_capacity(request.items.len());
+        for (i, (item_id, quantity)) in request.items.iter().enumerate() {
+            let field = format!("items[{i}].item_id");
+            if !valid_item_id(item_id) {
+                return Err(CafeError::rejected(format!("`{item_id}` is not a valid menu item id"), field));
+            }
+            let (item, _) = self.menu.inspect(&streams::menu_item(item_id)).await?;
+            if !item.published {
+                return Err(CafeError::not_found(format!("menu item `{item_id}` does not exist"), Some(field)));
+            }
+            lines.push(RequestedLine {
+                item_id: item_id.clone(),
+                quantity: *quantity,
+                unit_price_cents: item.price_cents,
+                retired: item.retired,
+            });
+        }
+        let command = OrderCommand::Place {
+            order_id: request.order_id,
+            customer_id: request.customer_id,
+            store_id: request.store_id,
+            lines,
+            placed_at_us: request.placed_at_us,
+        };
+        Ok(self.orders.execute(&streams::order(request.order_id), command, causation).await?)
+    }
+
+    pub async fn order(&self, order_id: Uuid) -> Result<Option<Order>, CafeError> {
+        let (order, version) = self.orders.inspect(&streams::order(order_id)).await?;
+        Ok((version > 0).then_some(order))
+    }
+
+    pub async fn payment(&self, order_id: Uuid) -> Result<Option<Payment>, CafeError> {
+        let (payment, version) = self.payments.inspect(&streams::payment(order_id)).await?;
+        Ok((version > 0).then_some(payment))
+    }
+
+    pub async fn restock(&self, store_id: &str, sku: &str, quantity: i64, causation: Causation) -> Result<Stock, CafeError> {
+        if !valid_party_id(store_id) {
+            return Err(CafeError::rejected("store_id must be 1-64 letters, digits, `-` or `_`", "store_id"));
+        }
+        if !valid_item_id(sku) {
+            return Err(CafeError::rejected(format!("`{sku}` is not a valid SKU"), "sku"));
+        }
+        let (item, _) = self.menu.inspect(&streams::menu_item(sku)).await?;
+        if !item.published {
+            return Err(CafeError::not_found(format!("SKU `{sku}` is not on the menu"), Some("sku".into())));
+        }
+        let command = InventoryCommand::Restock { store_id: store_id.to_owned(), sku: sku.to_owned(), quantity };
+        Ok(self.inventory.execute(&streams::inventory(store_id, sku), command, causation).await?.state)
+    }
+
+    pub async fn stock(&self, store_id: &str, sku: &str) -> Result<Stock, CafeError> {
+        if !valid_party_id(store_id) || !valid_item_id(sku) {
+            return Err(CafeError::not_found("no such store item", None));
+        }
+        let (mut stock, _) = self.inventory.inspect(&streams::inventory(store_id, sku)).await?;
+        stock.store_id = store_id.to_owned();
+        stock.sku = sku.to_owned();
+        Ok(stock)
+    }
+
+    pub async fn loyalty_account(&self, customer_id: &str) -> Result<LoyaltyAccount, CafeError> {
+        if !valid_party_id(customer_id) {
+            return Err(CafeError::not_found("no such customer", None));
+        }
+        let (mut account, _) = self.loyalty.inspect(&streams::loyalty(customer_id)).await?;
+        account.customer_id = customer_id.to_owned();
+        Ok(account)
+    }
+
+    pub async fn menu_item(&self, item_id: &str) -> Result<Option<MenuItem>, CafeError> {
+        if !valid_item_id(item_id) {
+            return Ok(None);
+        }
+        let (item, _) = self.menu.inspect(&streams::menu_item(item_id)).await?;
+        Ok(item.published.then_some(item))
+    }
+
+    pub async fn publish_menu_item(&self, command: MenuCommand, causation: Causation) -> Result<Executed<MenuItem>, CafeError> {
+        let MenuCommand::Publish { item_id, .. } = &command else {
+            return Err(CafeError::rejected("expected a publish command", "item_id"));
+        };
+        if !valid_item_id(item_id) {
+            return Err(CafeError::rejected("item_id may hold only letters, digits, `-` and `_`, at most 64", "item_id"));
+        }
+        let stream = streams::menu_item(item_id);
+        Ok(self.menu.execute(&stream, command, causation).await?)
+    }
+}

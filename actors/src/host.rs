@@ -1,0 +1,388 @@
+//! actix actors hosting the deciders.
+//!
+//! An [`AggregateActor`] owns one stream's `(state, version)`. It activates on its first message
+//! (latest snapshot, then the events after it), handles one command at a time inside an
+//! `AtomicResponse` (decide, append with the expected version, evolve), reloads and decides again
+//! on a version conflict, snapshots every N events and stops itself after an idle timeout.
+//! A [`Registry`] finds or starts the actor for an id and refuses work when its mailbox is full.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use events::journal::read_stream_to_end;
+use events::{AppendError, AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, StoreError};
+
+use crate::domain::Decider;
+
+/// Settings shared by all actors of a registry.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// Take a snapshot each time a stream's version passes a multiple of this (0 = never).
+    pub snapshot_every: u64,
+    /// An actor with no work for this long stops and frees its memory.
+    pub idle_timeout: Duration,
+    /// Commands queued for one actor before new ones are refused with [`CommandError::Busy`].
+    pub mailbox_capacity: usize,
+    /// How long a caller waits for a command before giving up with [`CommandError::Unavailable`].
+    pub command_timeout: Duration,
+    /// How often a command is decided again after losing a version race.
+    pub max_conflict_retries: u32,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            snapshot_every: 100,
+            idle_timeout: Duration::from_secs(300),
+            mailbox_capacity: 256,
+            command_timeout: Duration::from_secs(10),
+            max_conflict_retries: 8,
+        }
+    }
+}
+
+/// Why a command produced no events.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The domain said no; nothing was written.
+    #[error(transparent)]
+    Rejected(E),
+    /// The actor's mailbox is full: try again later.
+    #[error("too many commands queued for {0}")]
+    Busy(String),
+    /// The journal could not be reached or did not answer in time; the command may or may not
+    /// have been committed (retry with the same idempotency key).
+    #[error("journal unavailable: {0}")]
+    Unavailable(String),
+    /// Lost the version race more often than allowed.
+    #[error("stream {0} is too contended")]
+    Contended(String),
+}
+
+/// What a command did.
+#[derive(Clone, Debug)]
+pub struct Executed<S> {
+    pub events: Vec<DomainEvent>,
+    pub state: S,
+    pub version: u64,
+}
+
+pub struct Execute<D: Decider> {
+    pub command: D::Command,
+    pub causation: Causation,
+}
+
+impl<D: Decider> Message for Execute<D> {
+    type Result = Result<Executed<D::State>, CommandError<D::Error>>;
+}
+
+impl<D: Decider> Message for InspectOf<D> {
+    type Result = Result<(D::State, u64), CommandError<D::Error>>;
+}
+
+/// Reads the current state without changing it (activating the actor if needed).
+pub struct InspectOf<D>(std::marker::PhantomData<fn() -> D>);
+
+type Entries<D> = Arc<Mutex<HashMap<String, Entry<D>>>>;
+
+struct Entry<D: Decider> {
+    addr: Addr<AggregateActor<D>>,
+    depth: Arc<AtomicUsize>,
+}
+
+pub struct AggregateActor<D: Decider> {
+    stream_id: String,
+    loaded: Option<(D::State, u64)>,
+    journal: Arc<dyn Journal>,
+    options: Arc<HostOptions>,
+    depth: Arc<AtomicUsize>,
+    entries: Entries<D>,
+    last_active: Instant,
+}
+
+impl<D: Decider> Actor for AggregateActor<D> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).increment(1.0);
+        let every = (self.options.idle_timeout / 2).max(Duration::from_millis(10));
+        ctx.run_interval(every, |act, ctx| {
+            if act.last_active.elapsed() < act.options.idle_timeout {
+                return;
+            }
+            // Under the registry's lock, so that no command is handed to an actor that is stopping.
+            let mut entries = act.entries.lock().expect("registry lock");
+            if act.depth.load(Ordering::SeqCst) == 0 {
+                if entries.get(&act.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &act.depth)) {
+                    entries.remove(&act.stream_id);
+                }
+                drop(entries);
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).decrement(1.0);
+        let mut entries = self.entries.lock().expect("registry lock");
+        if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &self.depth)) {
+            entries.remove(&self.stream_id);
+        }
+    }
+}
+
+fn category_of(stream_id: &str) -> String {
+    events::domain::streams::category(stream_id).to_owned()
+}
+
+/// Folds the latest snapshot and the events after it.
+pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Result<(D::State, u64), StoreError> {
+    let started = Instant::now();
+    let (mut state, mut version) = match journal.load_snapshot(stream_id).await? {
+        Some(s) => match rmp_serde::from_slice::<D::State>(&s.state) {
+            Ok(state) => (state, s.version),
+            Err(e) => {
+                tracing::warn!(stream_id, error = %e, "ignoring a snapshot this build cannot read");
+                (D::State::default(), 0)
+            }
+        },
+        None => (D::State::default(), 0),
+    };
+    for e in read_stream_to_end(journal, stream_id, version + 1).await? {
+        let event = e.decode().map_err(|err| StoreError::Corrupt(format!("{stream_id} v{}: {err}", e.stream_version)))?;
+        state = D::evolve(state, &event);
+        version = e.stream_version;
+    }
+    metrics::histogram!("actor_activation_seconds").record(started.elapsed().as_secs_f64());
+    Ok((state, version))
+}
+
+/// Decides, appends with the expected version, and on a conflict reloads and decides again.
+async fn execute<D: Decider>(
+    journal: Arc<dyn Journal>,
+    options: Arc<HostOptions>,
+    stream_id: String,
+    mut loaded: Option<(D::State, u64)>,
+    command: D::Command,
+    causation: Causation,
+) -> (Option<(D::State, u64)>, Result<Executed<D::State>, CommandError<D::Error>>) {
+    for _ in 0..=options.max_conflict_retries {
+        let (state, version) = match loaded.take() {
+            Some(l) => l,
+            None => match activate::<D>(journal.as_ref(), &stream_id).await {
+                Ok(l) => l,
+                Err(e) => return (None, Err(CommandError::Unavailable(e.to_string()))),
+            },
+        };
+        let new_events = match D::decide(&state, &command) {
+            Ok(events) => events,
+            Err(rejection) => return (Some((state, version)), Err(CommandError::Rejected(rejection))),
+        };
+        if new_events.is_empty() {
+            let executed = Executed { events: vec![], state: state.clone(), version };
+            return (Some((state, version)), Ok(executed));
+        }
+        let encoded: Result<Vec<NewEvent>, _> = new_events.iter().map(|e| NewEvent::from_domain(e, causation)).collect();
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => return (Some((state, version)), Err(CommandError::Unavailable(e.to_string()))),
+        };
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        match journal.append(AppendRequest { stream_id: stream_id.clone(), expected, events: encoded }).await {
+            Ok(appended) => {
+                let state = new_events.iter().fold(state, |s, e| D::evolve(s, e));
+                let version = appended.last_version;
+                if options.snapshot_every > 0 && version / options.snapshot_every > (appended.first_version - 1) / options.snapshot_every {
+                    if let Ok(bytes) = rmp_serde::to_vec_named(&state) {
+                        let journal = journal.clone();
+                        let snapshot = events::Snapshot { stream_id: stream_id.clone(), version, state: bytes };
+                        tokio::spawn(async move {
+                            if let Err(e) = journal.save_snapshot(snapshot).await {
+                                tracing::warn!(error = %e, "snapshot not saved");
+                            }
+                        });
+                    }
+                }
+                let executed = Executed { events: new_events, state: state.clone(), version };
+                return (Some((state, version)), Ok(executed));
+            }
+            Err(AppendError::Conflict { .. }) => {
+                metrics::counter!("actor_conflicts_total", "category" => category_of(&stream_id)).increment(1);
+                continue;
+            }
+            // Whether it committed is unknown: forget the state so the next command reloads it.
+            Err(AppendError::Store(e)) => return (None, Err(CommandError::Unavailable(e.to_string()))),
+        }
+    }
+    (None, Err(CommandError::Contended(stream_id)))
+}
+
+impl<D: Decider> Handler<Execute<D>> for AggregateActor<D> {
+    type Result = AtomicResponse<Self, Result<Executed<D::State>, CommandError<D::Error>>>;
+
+    fn handle(&mut self, msg: Execute<D>, _: &mut Context<Self>) -> Self::Result {
+        self.last_active = Instant::now();
+        let work = execute::<D>(
+            self.journal.clone(),
+            self.options.clone(),
+            self.stream_id.clone(),
+            self.loaded.take(),
+            msg.command,
+            msg.causation,
+        );
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(loaded, result), act, _| {
+            act.loaded = loaded;
+            act.last_active = Instant::now();
+            result
+        })))
+    }
+}
+
+impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
+    type Result = AtomicResponse<Self, Result<(D::State, u64), CommandError<D::Error>>>;
+
+    fn handle(&mut self, _: InspectOf<D>, _: &mut Context<Self>) -> Self::Result {
+        self.last_active = Instant::now();
+        let loaded = self.loaded.take();
+        let journal = self.journal.clone();
+        let stream_id = self.stream_id.clone();
+        let work = async move {
+            match loaded {
+                Some(l) => Ok(l),
+                None => activate::<D>(journal.as_ref(), &stream_id).await,
+            }
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _| match result {
+            Ok(l) => {
+                act.loaded = Some(l.clone());
+                Ok(l)
+            }
+            Err(e) => Err(CommandError::Unavailable(e.to_string())),
+        })))
+    }
+}
+
+/// Finds or starts the actor of a stream; spreads actors over a fixed set of arbiters.
+pub struct Registry<D: Decider> {
+    entries: Entries<D>,
+    journal: Arc<dyn Journal>,
+    options: Arc<HostOptions>,
+    arbiters: Arc<[ArbiterHandle]>,
+    next: AtomicUsize,
+}
+
+impl<D: Decider> Registry<D> {
+    pub fn new(journal: Arc<dyn Journal>, options: HostOptions, arbiters: Arc<[ArbiterHandle]>) -> Self {
+        assert!(!arbiters.is_empty(), "a registry needs at least one arbiter");
+        Registry {
+            entries: Arc::new(Mutex::new(HashMap::new())),
+            journal,
+            options: Arc::new(options),
+            arbiters,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Actors currently in memory.
+    pub fn resident(&self) -> usize {
+        self.entries.lock().expect("registry lock").len()
+    }
+
+    fn checkout(&self, stream_id: &str) -> Result<(Addr<AggregateActor<D>>, Arc<AtomicUsize>), CommandError<D::Error>> {
+        let mut entries = self.entries.lock().expect("registry lock");
+        if let Some(e) = entries.get(stream_id) {
+            if e.addr.connected() {
+                let depth = e.depth.fetch_add(1, Ordering::SeqCst);
+                if depth >= self.options.mailbox_capacity {
+                    e.depth.fetch_sub(1, Ordering::SeqCst);
+                    metrics::counter!("actor_mailbox_full_total", "category" => category_of(stream_id)).increment(1);
+                    return Err(CommandError::Busy(stream_id.to_owned()));
+                }
+                metrics::histogram!("actor_mailbox_depth").record((depth + 1) as f64);
+                return Ok((e.addr.clone(), e.depth.clone()));
+            }
+        }
+        let depth = Arc::new(AtomicUsize::new(1));
+        let actor = AggregateActor::<D> {
+            stream_id: stream_id.to_owned(),
+            loaded: None,
+            journal: self.journal.clone(),
+            options: self.options.clone(),
+            depth: depth.clone(),
+            entries: self.entries.clone(),
+            last_active: Instant::now(),
+        };
+        let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+        let addr = AggregateActor::start_in_arbiter(arbiter, move |_| actor);
+        entries.insert(stream_id.to_owned(), Entry { addr: addr.clone(), depth: depth.clone() });
+        Ok((addr, depth))
+    }
+
+    async fn call<M>(&self, stream_id: &str, make: impl Fn() -> M) -> Result<M::Result, CommandError<D::Error>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        AggregateActor<D>: Handler<M>,
+        <AggregateActor<D> as Actor>::Context: actix::dev::ToEnvelope<AggregateActor<D>, M>,
+    {
+        // A second try covers an actor that stopped between lookup and delivery.
+        for _ in 0..2 {
+            let (addr, depth) = self.checkout(stream_id)?;
+            let sent = tokio::time::timeout(self.options.command_timeout, addr.send(make())).await;
+            depth.fetch_sub(1, Ordering::SeqCst);
+            match sent {
+                Ok(Ok(result)) => return Ok(result),
+                Ok(Err(MailboxError::Closed)) => continue,
+                Ok(Err(MailboxError::Timeout)) | Err(_) => {
+                    return Err(CommandError::Unavailable(format!("{stream_id} did not answer in time")))
+                }
+            }
+        }
+        Err(CommandError::Unavailable(format!("{stream_id} is restarting")))
+    }
+
+    /// Runs a command on the stream's actor.
+    pub async fn execute(
+        &self,
+        stream_id: &str,
+        command: D::Command,
+        causation: Causation,
+    ) -> Result<Executed<D::State>, CommandError<D::Error>>
+    where
+        D::Command: Clone,
+    {
+        let started = Instant::now();
+        let result = self.call(stream_id, || Execute::<D> { command: command.clone(), causation }).await.and_then(|r| r);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Busy(_)) => "busy",
+            Err(CommandError::Unavailable(_)) => "unavailable",
+            Err(CommandError::Contended(_)) => "contended",
+        };
+        let category = category_of(stream_id);
+        metrics::counter!("commands_total", "category" => category.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("command_seconds", "category" => category).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The stream's current state and version.
+    pub async fn inspect(&self, stream_id: &str) -> Result<(D::State, u64), CommandError<D::Error>> {
+        self.call(stream_id, || InspectOf::<D>(std::marker::PhantomData)).await.and_then(|r| r)
+    }
+}
+
+/// Starts `n` arbiters (threads with their own event loop) for actors to live on.
+pub fn start_arbiters(n: usize) -> Arc<[ArbiterHandle]> {
+    (0..n.max(1))
+        .map(|_| {
+            let arbiter = Arbiter::new();
+            let handle = arbiter.handle();
+            std::mem::forget(arbiter);
+            handle
+        })
+        .collect()
+}

@@ -1,0 +1,228 @@
+//! The order saga: follows the journal and drives each order from placed to paid or cancelled.
+//!
+//! ```text
+//! OrderPlaced ─► reserve stock per line ─┬─► authorize payment ─► PaymentAuthorized ─► capture
+//!                                        │                         PaymentCaptured ─► OrderPaid
+//!                                        └─ out of stock ─► OrderCancelled          OrderPaid ─► settle stock, accrue points
+//! PaymentDeclined ─► OrderCancelled ─► release reserved stock
+//! ```
+//!
+//! Every reaction is a command that is idempotent by order id, and the saga stores its position in
+//! the journal only after a whole page is handled, so a crash replays reactions and changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::domain::streams;
+use events::{Causation, DomainEvent, RecordedEvent, StoreError, Subscription};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::cafe::{Cafe, CafeError};
+use crate::domain::inventory::{InventoryCommand, InventoryError};
+use crate::domain::loyalty::LoyaltyCommand;
+use crate::domain::order::{OrderCommand, OrderStatus};
+use crate::domain::payment::{fraud_score, PaymentCommand};
+use crate::host::CommandError;
+
+pub const CHECKPOINT: &str = "order-saga";
+
+/// A reaction could not finish because something was unavailable; the page is tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("saga step failed: {0}")]
+pub struct Retry(String);
+
+impl From<CafeError> for Retry {
+    fn from(e: CafeError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+impl From<StoreError> for Retry {
+    fn from(e: StoreError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+/// Turns a domain rejection into "done" (the reaction is moot) and anything else into a retry.
+fn settle<T, E: crate::domain::Rejection>(result: Result<T, CommandError<E>>) -> Result<(), Retry> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(CommandError::Rejected(e)) => {
+            tracing::debug!(rejection = %e, "saga reaction refused");
+            Ok(())
+        }
+        Err(other) => Err(CafeError::from(other).into()),
+    }
+}
+
+pub struct OrderSaga {
+    cafe: Arc<Cafe>,
+    concurrency: usize,
+}
+
+impl OrderSaga {
+    pub fn new(cafe: Arc<Cafe>) -> Self {
+        OrderSaga { cafe, concurrency: 128 }
+    }
+
+    /// Follows the journal from the stored checkpoint until `stop` turns true.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let journal = self.cafe.journal.clone();
+        let start = loop {
+            match journal.load_checkpoint(CHECKPOINT).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "saga cannot read its checkpoint; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        };
+        let mut subscription = Subscription::new(journal.clone(), start).with_page_size(512);
+        loop {
+            let page = tokio::select! {
+                page = subscription.next_page() => page,
+                _ = stop.changed() => return,
+            };
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "saga cannot read the journal; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut backoff = Duration::from_millis(50);
+            while let Err(e) = self.handle_page(&page).await {
+                tracing::warn!(error = %e, "saga page failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if *stop.borrow() {
+                    return;
+                }
+            }
+            let position = subscription.position();
+            if let Err(e) = journal.save_checkpoint(CHECKPOINT, position).await {
+                tracing::warn!(error = %e, "saga checkpoint not saved; its reactions will be replayed");
+            }
+            if let Ok(head) = journal.head_position().await {
+                metrics::gauge!("saga_lag_events").set(head.saturating_sub(position) as f64);
+            }
+        }
+    }
+
+    /// Reacts to a page of events: orders concurrently, each order's events in order.
+    pub async fn handle_page(&self, page: &[RecordedEvent]) -> Result<(), Retry> {
+        let mut by_order: HashMap<Uuid, Vec<(DomainEvent, Causation)>> = HashMap::new();
+        for recorded in page {
+            let category = streams::category(&recorded.stream_id);
+            if !matches!(category, "order" | "payment") {
+                continue;
+            }
+            let event = recorded.decode().map_err(|e| Retry(e.to_string()))?;
+            let order_id = match &event {
+                DomainEvent::OrderPlaced(e) => e.order_id,
+                DomainEvent::OrderPaid(e) => e.order_id,
+                DomainEvent::OrderCancelled(e) => e.order_id,
+                DomainEvent::PaymentAuthorized(e) => e.order_id,
+                DomainEvent::PaymentDeclined(e) => e.order_id,
+                DomainEvent::PaymentCaptured(e) => e.order_id,
+                _ => continue,
+            };
+            by_order.entry(order_id).or_default().push((event, Causation::following(recorded)));
+        }
+        let results: Vec<Result<(), Retry>> = futures::stream::iter(by_order.into_values())
+            .map(|events| async move {
+                for (event, causation) in events {
+                    self.react(&event, causation).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn react(&self, event: &DomainEvent, causation: Causation) -> Result<(), Retry> {
+        let cafe = &self.cafe;
+        match event {
+            DomainEvent::OrderPlaced(placed) => {
+                let Some(order) = cafe.order(placed.order_id).await? else { return Ok(()) };
+                if order.status != OrderStatus::Placed {
+                    return Ok(()); // already decided: this is a replay
+                }
+                let mut shortage = None;
+                for line in &placed.lines {
+                    let command = InventoryCommand::Reserve {
+                        store_id: placed.store_id.clone(),
+                        sku: line.item_id.clone(),
+                        order_id: placed.order_id,
+                        quantity: line.quantity,
+                    };
+                    let stream = streams::inventory(&placed.store_id, &line.item_id);
+                    match cafe.inventory.execute(&stream, command, causation).await {
+                        Ok(_) => {}
+                        Err(CommandError::Rejected(InventoryError::OutOfStock { .. })) => {
+                            shortage = Some(line.item_id.clone());
+                            break;
+                        }
+                        Err(other) => settle::<(), _>(Err(other))?,
+                    }
+                }
+                if let Some(sku) = shortage {
+                    let command = OrderCommand::Cancel { reason: format!("out_of_stock:{sku}") };
+                    return settle(cafe.orders.execute(&streams::order(placed.order_id), command, causation).await);
+                }
+                let policy = cafe.payment_policy;
+                let score = fraud_score(placed.order_id, &placed.customer_id, placed.total_cents, policy.fraud_rounds);
+                let command = PaymentCommand::Authorize {
+                    order_id: placed.order_id,
+                    customer_id: placed.customer_id.clone(),
+                    amount_cents: placed.total_cents,
+                    fraud_score: score,
+                    decline_threshold: policy.decline_threshold,
+                };
+                settle(cafe.payments.execute(&streams::payment(placed.order_id), command, causation).await)
+            }
+            DomainEvent::PaymentAuthorized(e) => {
+                settle(cafe.payments.execute(&streams::payment(e.order_id), PaymentCommand::Capture, causation).await)
+            }
+            DomainEvent::PaymentCaptured(e) => {
+                let command = OrderCommand::MarkPaid { amount_cents: e.amount_cents };
+                settle(cafe.orders.execute(&streams::order(e.order_id), command, causation).await)
+            }
+            DomainEvent::PaymentDeclined(e) => {
+                let command = OrderCommand::Cancel { reason: "payment_declined".into() };
+                settle(cafe.orders.execute(&streams::order(e.order_id), command, causation).await)
+            }
+            DomainEvent::OrderCancelled(e) => {
+                let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
+                for line in &order.lines {
+                    let stream = streams::inventory(&order.store_id, &line.item_id);
+                    settle(cafe.inventory.execute(&stream, InventoryCommand::Release { order_id: e.order_id }, causation).await)?;
+                }
+                Ok(())
+            }
+            DomainEvent::OrderPaid(e) => {
+                let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
+                for line in &order.lines {
+                    let stream = streams::inventory(&order.store_id, &line.item_id);
+                    settle(cafe.inventory.execute(&stream, InventoryCommand::Settle { order_id: e.order_id }, causation).await)?;
+                }
+                let command = LoyaltyCommand::Accrue {
+                    customer_id: order.customer_id.clone(),
+                    order_id: e.order_id,
+                    amount_cents: order.total_cents,
+                    order_paid: order.status == OrderStatus::Paid,
+                };
+                settle(cafe.loyalty.execute(&streams::loyalty(&order.customer_id), command, causation).await)
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Actors and the saga over a real embedded journal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::cafe::{Cafe, CafeError, PaymentPolicy, PlaceOrder};
+use actors::domain::menu::MenuCommand;
+use actors::domain::order::{Order, OrderStatus};
+use actors::host::{start_arbiters, HostOptions};
+use actors::saga::OrderSaga;
+use events::domain::streams;
+use events::sqlite::{SqliteJournal, SqliteOptions};
+use events::{Causation, Journal};
+use uuid::Uuid;
+
+fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
+    Arc::new(SqliteJournal::open(dir.path(), SqliteOptions::default()).unwrap())
+}
+
+fn cafe_on(journal: Arc<dyn Journal>, host: HostOptions, decline_threshold: f64) -> Arc<Cafe> {
+    Arc::new(Cafe::new(journal, host, PaymentPolicy { decline_threshold, fraud_rounds: 10 }, start_arbiters(2)))
+}
+
+async fn seed(cafe: &Cafe, item: &str, price: i64, store: &str, stock: i64) {
+    let publish = MenuCommand::Publish { item_id: item.into(), name: item.into(), category: "coffee".into(), price_cents: price };
+    cafe.publish_menu_item(publish, Causation::new_root()).await.unwrap();
+    if stock > 0 {
+        cafe.restock(store, item, stock, Causation::new_root()).await.unwrap();
+    }
+}
+
+fn order(store: &str, items: &[(&str, i64)]) -> PlaceOrder {
+    PlaceOrder {
+        order_id: Uuid::now_v7(),
+        customer_id: "alice".into(),
+        store_id: store.into(),
+        items: items.iter().map(|(i, q)| (i.to_string(), *q)).collect(),
+        placed_at_us: 1,
+    }
+}
+
+fn start_saga(cafe: &Arc<Cafe>) -> tokio::sync::watch::Sender<bool> {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    actix_rt::spawn(OrderSaga::new(cafe.clone()).run(rx));
+    stop
+}
+
+async fn settled(cafe: &Cafe, order_id: Uuid) -> Order {
+    for _ in 0..500 {
+        let order = cafe.order(order_id).await.unwrap().unwrap();
+        if matches!(order.status, OrderStatus::Paid | OrderStatus::Cancelled) {
+            return order;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("order {order_id} never settled");
+}
+
+#[actix_rt::test]
+async fn a_paid_order_reserves_stock_and_earns_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let cafe = cafe_on(journal(&dir), HostOptions::default(), 1.0);
+    let _saga = start_saga(&cafe);
+    seed(&cafe, "latte", 450, "s1", 10).await;
+    let request = order("s1", &[("latte", 3)]);
+    let placed = cafe.place_order(request.clone(), Causation::new_root()).await.unwrap();
+    assert_eq!(placed.state.total_cents, 1350);
+    assert_eq!(settled(&cafe, request.order_id).await.status, OrderStatus::Paid);
+    for _ in 0..200 {
+        if cafe.loyalty_account("alice").await.unwrap().points == 13 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cafe.loyalty_account("alice").await.unwrap().points, 13);
+    let stock = cafe.stock("s1", "latte").await.unwrap();
+    assert_eq!(stock.available, 7);
+}
+
+#[actix_rt::test]
+async fn a_declined_payment_cancels_the_order_and_releases_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cafe = cafe_on(journal(&dir), HostOptions::default(), 0.0);
+    let _saga = start_saga(&cafe);
+    seed(&cafe, "mocha", 500, "s1", 5).await;
+    let request = order("s1", &[("mocha", 2)]);
+    cafe.place_order(request.clone(), Causation::new_root()).await.unwrap();
+    let order = settled(&cafe, request.order_id).await;
+    assert_eq!((order.status, order.cancel_reason.as_deref()), (OrderStatus::Cancelled, Some("payment_declined")));
+    for _ in 0..200 {
+        if cafe.stock("s1", "mocha").await.unwrap().available == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cafe.stock("s1", "mocha").await.unwrap().available, 5, "the reservation was released");
+    assert_eq!(cafe.loyalty_account("alice").await.unwrap().points, 0);
+}
+
+#[actix_rt::test]
+async fn concurrent_orders_never_oversell_a_sku() {
+    let dir = tempfile::tempdir().unwrap();
+    let cafe = cafe_on(journal(&dir), HostOptions::default(), 1.0);
+    let _saga = start_saga(&cafe);
+    seed(&cafe, "scone", 300, "s9", 25).await;
+    let orders: Vec<PlaceOrder> = (0..40).map(|_| order("s9", &[("scone", 1)])).collect();
+    let placing = orders.iter().cloned().map(|o| {
+        let cafe = cafe.clone();
+        async move { cafe.place_order(o, Causation::new_root()).await.unwrap() }
+    });
+    futures::future::join_all(placing).await;
+    let mut paid = 0;
+    for o in &orders {
+        let order = settled(&cafe, o.order_id).await;
+        if order.status == OrderStatus::Paid {
+            paid += 1;
+        } else {
+            assert!(order.cancel_reason.unwrap().starts_with("out_of_stock"));
+        }
+    }
+    assert_eq!(paid, 25, "exactly the stock was sold");
+    assert_eq!(cafe.stock("s9", "scone").await.unwrap().available, 0);
+}
+
+#[actix_rt::test]
+async fn an_out_of_stock_order_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cafe = cafe_on(journal(&dir), HostOptions::default(), 1.0);
+    let _saga = start_saga(&cafe);
+    seed(&cafe, "latte", 450, "s1", 1).await;
+    seed(&cafe, "bagel", 250, "s1", 0).await;
+    let request = order("s1", &[("latte", 1), ("bagel", 1)]);
+    cafe.place_order(request.clone(), Causation::new_root()).await.unwrap();
+    let order = settled(&cafe, request.order_id).await;
+    assert_eq!(order.cancel_reason.as_deref(), Some("out_of_stock:bagel"));
+    for _ in 0..200 {
+        if cafe.stock("s1", "latte").await.unwrap().available == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cafe.stock("s1", "latte").await.unwrap().available, 1, "the latte reserved first was released");
+}
+
+#[actix_rt::test]
+async fn unknown_and_retired_items_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let cafe = cafe_on(j.clone(), HostOptions::default(), 1.0);
+    seed(&cafe, "latte", 450, "s1", 1).await;
+    let head = j.head_position().await.unwrap();
+    let err = cafe.place_order(order("s1", &[("latte", 1), ("ghost", 1)]), Causation::new_root()).await.unwrap_err();
+    assert!(matches!(&err, CafeError::Rejected { field: Some(f), not_found: true, .. } if f == "items[1].item_id"), "{err:?}");
+    cafe.menu.execute(&streams::menu_item("latte"), MenuCommand::Retire, Causation::new_root()).await.unwrap();
+    let err = cafe.place_order(order("s1", &[("latte", 1)]), Causation::new_root()).await.unwrap_err();
+    assert!(matches!(&err, CafeError::Rejected { field: Some(f), .. } if f == "items[0].item_id"), "{err:?}");
+    assert_eq!(j.head_position().await.unwrap(), head + 1, "only the retirement was written");
+}
+
+/// Two registries on one journal are two nodes behind a load balancer: each caches its own state,
+/// the journal's version check arbitrates, and the loser reloads and decides again.
+#[actix_rt::test]
+async fn two_nodes_on_one_journal_never_oversell() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let node_a = cafe_on(j.clone(), HostOptions::default(), 1.0);
+    let node_b = cafe_on(j.clone(), HostOptions::default(), 1.0);
+    seed(&node_a, "latte", 450, "s1", 10).await;
+    // Warm both nodes' caches so that each decides on a stale state once the other writes.
+    node_a.stock("s1", "latte").await.unwrap();
+    node_b.stock("s1", "latte").await.unwrap();
+    let reserve = |node: Arc<Cafe>| async move {
+        let command = actors::domain::inventory::InventoryCommand::Reserve {
+            store_id: "s1".into(),
+            sku: "latte".into(),
+            order_id: Uuid::now_v7(),
+            quantity: 1,
+        };
+        node.inventory.execute(&streams::inventory("s1", "latte"), command, Causation::new_root()).await.is_ok()
+    };
+    let attempts = (0..30).map(|i| reserve(if i % 2 == 0 { node_a.clone() } else { node_b.clone() }));
+    let granted = futures::future::join_all(attempts).await.into_iter().filter(|ok| *ok).count();
+    assert_eq!(granted, 10);
+    let fresh = cafe_on(j, HostOptions::default(), 1.0);
+    assert_eq!(fresh.stock("s1", "latte").await.unwrap().available, 0);
+}
+
+#[actix_rt::test]
+async fn actors_activate_from_snapshots_and_passivate_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let host = HostOptions { snapshot_every: 10, idle_timeout: Duration::from_millis(200), ..HostOptions::default() };
+    let cafe = cafe_on(j.clone(), host, 1.0);
+    seed(&cafe, "latte", 450, "s1", 1).await;
+    for _ in 0..24 {
+        cafe.restock("s1", "latte", 1, Causation::new_root()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snapshot = j.load_snapshot(&streams::inventory("s1", "latte")).await.unwrap().expect("a snapshot was taken");
+    assert_eq!(snapshot.version, 20);
+    assert!(cafe.inventory.resident() >= 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(cafe.inventory.resident(), 0, "idle actors stopped");
+    let (stock, version) = cafe.inventory.inspect(&streams::inventory("s1", "latte")).await.unwrap();
+    assert_eq!((stock.available, version), (25, 25), "reactivated from the snapshot plus 5 events");
+}
+
+#[actix_rt::test]
+async fn a_full_mailbox_refuses_instead_of_queueing_without_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostOptions { mailbox_capacity: 2, ..HostOptions::default() };
+    let cafe = cafe_on(journal(&dir), host, 1.0);
+    seed(&cafe, "latte", 450, "s1", 0).await;
+    let attempts = (0..50).map(|_| {
+        let cafe = cafe.clone();
+        async move { cafe.restock("s1", "latte", 1, Causation::new_root()).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let busy = results.iter().filter(|r| matches!(r, Err(CafeError::Busy(_)))).count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(busy > 0, "some commands were refused");
+    assert_eq!(ok + busy, 50);
+    assert_eq!(cafe.stock("s1", "latte").await.unwrap().available, ok as u64, "refused commands wrote nothing");
+}
