@@ -66,7 +66,7 @@ impl Default for SqliteOptions {
 
 pub struct SqliteJournal {
     queue: mpsc::Sender<PendingAppend>,
-    readers: Arc<ReadPool>,
+    readers: SqlitePool,
     commits: watch::Receiver<u64>,
     _lock: File,
 }
@@ -94,39 +94,25 @@ impl SqliteJournal {
             .map_err(|e| unavailable(e.to_string()))?;
         Ok(SqliteJournal {
             queue: tx,
-            readers: Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()) }),
+            readers: SqlitePool::new(path),
             commits: commit_rx,
             _lock: lock,
         })
-    }
-
-    /// A small write outside the event writer (snapshots, checkpoints), taking the write lock up front.
-    async fn write(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) -> Result<(), StoreError> {
-        self.read(move |c| {
-            c.execute_batch("BEGIN IMMEDIATE")?;
-            match f(c) {
-                Ok(()) => c.execute_batch("COMMIT"),
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
-        })
-        .await
     }
 
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
+        self.readers.run(f).await
+    }
+
+    async fn write(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) -> Result<(), StoreError> {
+        self.readers.write(f).await
     }
 }
 
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     // FULL: a commit is on disk before the caller hears of it, even across a power cut.
@@ -134,12 +120,18 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+/// Connections to one SQLite file (WAL mode, FULL sync), reused across calls on blocking threads.
+#[derive(Clone)]
+pub struct SqlitePool {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
 }
 
-impl ReadPool {
+impl SqlitePool {
+    pub fn new(path: PathBuf) -> Self {
+        SqlitePool { path: Arc::new(path), idle: Arc::new(Mutex::new(Vec::new())) }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
         let conn = match self.idle.lock().expect("pool lock").pop() {
             Some(c) => c,
@@ -148,6 +140,34 @@ impl ReadPool {
         let result = f(&conn).map_err(sql);
         self.idle.lock().expect("pool lock").push(conn);
         result
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.with(f)).await.map_err(|e| unavailable(e.to_string()))?
+    }
+
+    /// Runs `f` in a transaction that takes the write lock up front (BEGIN IMMEDIATE), so that it
+    /// waits for other writers instead of failing when a read cannot be upgraded.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.run(move |c| {
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            match f(c) {
+                Ok(r) => c.execute_batch("COMMIT").map(|_| r),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 }
 
