@@ -1,1 +1,32 @@
-// placeholder
+//! # CloudCafe gateways
+//!
+//! The HTTP API ([`http`]), the node that serves it ([`node`]), telemetry ([`telemetry`]), and the
+//! load generator used by the benchmarks and fault tests ([`load`]). The `cloudcafe` binary
+//! (`src/main.rs`) is the only place that reads flags and the environment.
+//!
+//! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
+
+pub mod bench;
+pub mod http;
+pub mod load;
+pub mod node;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use actix_web::{middleware::from_fn, App};
+
+/// The whole HTTP application for a node, as `main` serves it.
+pub fn app(
+    state: Arc<http::ApiState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new().wrap(from_fn(telemetry::record_request)).configure(http::configure(state))
+}

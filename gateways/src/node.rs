@@ -1,0 +1,153 @@
+//! One CloudCafe node: the journal, the actors, the saga and the storefront projection, started
+//! from typed settings. `main` and the tests both start nodes this way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::cafe::{Cafe, PaymentPolicy};
+use actors::domain::menu::MenuCommand;
+use actors::host::{start_arbiters, HostOptions};
+use actors::saga::OrderSaga;
+use events::postgres::{connect_pool, PgJournal, PgOptions};
+use events::sqlite::{SqliteJournal, SqliteOptions};
+use events::{Causation, Journal};
+use projections::runner::ProjectionRunner;
+use projections::storefront::postgres::PgStorefront;
+use projections::storefront::sqlite::SqliteStorefront;
+use projections::storefront::StorefrontQueries;
+use projections::Sink;
+use tokio::sync::watch;
+
+/// Where events and read models live.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// Files under a directory: `journal.db` and `readmodel.db` (SQLite, WAL).
+    Embedded { data_dir: PathBuf },
+    /// Aurora PostgreSQL: journal and read model in one database (optionally one schema).
+    Postgres { url: String, schema: Option<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub storage: Storage,
+    pub host: HostOptions,
+    pub payment: PaymentPolicy,
+    /// Threads that actors live on.
+    pub actor_threads: usize,
+    /// Publish a demo menu and stock when the journal is empty.
+    pub seed_demo: bool,
+}
+
+impl NodeSettings {
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        NodeSettings {
+            storage: Storage::Embedded { data_dir: data_dir.into() },
+            host: HostOptions::default(),
+            payment: PaymentPolicy::default(),
+            actor_threads: 2,
+            seed_demo: false,
+        }
+    }
+}
+
+/// A running node. Dropping it stops the saga and the projection.
+pub struct Node {
+    pub journal: Arc<dyn Journal>,
+    pub cafe: Arc<Cafe>,
+    pub storefront: Arc<dyn StorefrontQueries>,
+    pub storefront_sink: Arc<dyn Sink>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("journal: {0}")]
+    Journal(#[from] events::StoreError),
+    #[error("read model: {0}")]
+    ReadModel(#[from] projections::SinkError),
+    #[error("seeding the demo menu: {0}")]
+    Seed(#[from] actors::cafe::CafeError),
+}
+
+impl Node {
+    /// Opens the stores, starts the actors' threads, the saga and the storefront projection.
+    /// Must run inside an actix system (actors need arbiters).
+    pub async fn start(settings: NodeSettings) -> Result<Node, StartError> {
+        let (journal, storefront, sink): (Arc<dyn Journal>, Arc<dyn StorefrontQueries>, Arc<dyn Sink>) = match &settings.storage {
+            Storage::Embedded { data_dir } => {
+                let journal = Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?);
+                let store = Arc::new(SqliteStorefront::open(data_dir)?);
+                (journal, store.clone(), store)
+            }
+            Storage::Postgres { url, schema } => {
+                let mut options = PgOptions::new(url.clone());
+                options.schema.clone_from(schema);
+                let journal = Arc::new(PgJournal::connect(options.clone()).await?);
+                let store = Arc::new(PgStorefront::new(connect_pool(&options).await?).await?);
+                (journal, store.clone(), store)
+            }
+        };
+        let cafe = Arc::new(Cafe::new(journal.clone(), settings.host.clone(), settings.payment, start_arbiters(settings.actor_threads)));
+        if settings.seed_demo && journal.head_position().await? == 0 {
+            seed_demo(&cafe).await?;
+        }
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(OrderSaga::new(cafe.clone()).run(stopped.clone()));
+        tokio::spawn(ProjectionRunner::new(journal.clone(), sink.clone()).run(stopped));
+        Ok(Node { journal, cafe, storefront, storefront_sink: sink, stop })
+    }
+}
+
+/// The demo catalogue: what `serve` publishes into an empty journal so that orders can be placed at once.
+pub const DEMO_MENU: &[(&str, &str, &str, i64)] = &[
+    ("latte", "Caffè Latte", "coffee", 450),
+    ("cappuccino", "Cappuccino", "coffee", 425),
+    ("americano", "Americano", "coffee", 350),
+    ("mocha", "Caffè Mocha", "coffee", 495),
+    ("cold-brew", "Cold Brew", "coffee", 475),
+    ("chai-latte", "Chai Latte", "tea", 445),
+    ("croissant", "Butter Croissant", "bakery", 325),
+    ("blueberry-muffin", "Blueberry Muffin", "bakery", 295),
+];
+pub const DEMO_STORES: &[&str] = &["store-1", "store-2", "store-3"];
+pub const DEMO_STOCK: i64 = 1000;
+
+pub async fn seed_demo(cafe: &Cafe) -> Result<(), actors::cafe::CafeError> {
+    let causation = Causation::new_root();
+    for (item_id, name, category, price_cents) in DEMO_MENU {
+        let command = MenuCommand::Publish {
+            item_id: (*item_id).into(),
+            name: (*name).into(),
+            category: (*category).into(),
+            price_cents: *price_cents,
+        };
+        cafe.publish_menu_item(command, causation).await?;
+        for store in DEMO_STORES {
+            cafe.restock(store, item_id, DEMO_STOCK, causation).await?;
+        }
+    }
+    tracing::info!(items = DEMO_MENU.len(), stores = DEMO_STORES.len(), "published the demo menu and stock");
+    Ok(())
+}
+
+/// Waits until the storefront has applied everything committed so far (tests and demos).
+pub async fn storefront_caught_up(node: &Node, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let head = node.journal.head_position().await.unwrap_or(u64::MAX);
+        if node.storefront_sink.position().await.is_ok_and(|p| p >= head) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,298 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test;
+use async_trait::async_trait;
+use events::{AppendError, AppendRequest, Appended, Journal, RecordedEvent, Snapshot, StoreError};
+use gateways::http::{ApiSettings, ApiState};
+use gateways::node::{Node, NodeSettings};
+use gateways::telemetry::metrics_handle;
+use serde_json::{json, Value};
+
+async fn node(dir: &tempfile::TempDir) -> Node {
+    let mut settings = NodeSettings::embedded(dir.path());
+    settings.seed_demo = true;
+    settings.payment.decline_threshold = 1.0;
+    Node::start(settings).await.unwrap()
+}
+
+async fn call(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error>,
+    req: test::TestRequest,
+) -> (StatusCode, Value, actix_web::http::header::HeaderMap) {
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = test::read_body(res).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null), headers)
+}
+
+fn post(path: &str, body: Value) -> test::TestRequest {
+    test::TestRequest::post().uri(path).set_json(body)
+}
+
+fn order_body(items: Value) -> Value {
+    json!({ "customer_id": "alice", "store_id": "store-1", "items": items })
+}
+
+#[actix_web::test]
+async fn an_order_is_acknowledged_after_commit_and_ends_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+
+    let (status, order, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 2}])))).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["total_amount"], "9.00");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(headers.get("location").unwrap(), &format!("/api/orders/{id}"));
+    assert!(node.journal.head_position().await.unwrap() > 0);
+
+    let mut status_now = String::new();
+    for _ in 0..300 {
+        let (s, o, _) = call(&app, test::TestRequest::get().uri(&format!("/api/orders/{id}"))).await;
+        assert_eq!(s, StatusCode::OK);
+        status_now = o["status"].as_str().unwrap().to_owned();
+        if status_now == "paid" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status_now, "paid");
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (_, listed, _) = call(&app, test::TestRequest::get().uri("/api/customers/alice/orders")).await;
+    assert_eq!(listed["orders"][0]["order_id"], id.as_str());
+    let (_, stock, _) = call(&app, test::TestRequest::get().uri("/api/inventory/stores/store-1/items/latte")).await;
+    assert_eq!(stock["available"], 998);
+    let (_, loyalty, _) = call(&app, test::TestRequest::get().uri("/api/loyalty/alice")).await;
+    assert_eq!(loyalty["points"], 9);
+    let (_, payment, _) = call(&app, test::TestRequest::get().uri(&format!("/api/payments/{id}"))).await;
+    assert_eq!(payment["status"], "captured");
+    let (s, metrics, _) = {
+        let res = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        (res.status(), String::from_utf8(test::read_body(res).await.to_vec()).unwrap(), ())
+    };
+    assert_eq!(s, StatusCode::OK);
+    assert!(metrics.contains("commands_total"), "{metrics}");
+    assert!(metrics.contains("journal_append_batch_events"), "{metrics}");
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_places_an_order_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let body = order_body(json!([{"item_id": "mocha", "quantity": 1}]));
+    let keyed = |b: Value| post("/api/orders", b).insert_header(("Idempotency-Key", "retry-me-1"));
+    let (s1, first, h1) = call(&app, keyed(body.clone())).await;
+    let head = node.journal.head_position().await.unwrap();
+    let (s2, second, h2) = call(&app, keyed(body.clone())).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(first["order_id"], second["order_id"]);
+    assert_eq!((h1.get("idempotent-replay").unwrap(), h2.get("idempotent-replay").unwrap()), (&"false".parse::<actix_web::http::header::HeaderValue>().unwrap(), &"true".parse().unwrap()));
+    let (s3, conflict, _) = call(&app, keyed(order_body(json!([{"item_id": "mocha", "quantity": 2}])))).await;
+    assert_eq!(s3, StatusCode::CONFLICT, "{conflict}");
+    assert_eq!(conflict["field"], "Idempotency-Key");
+    // The replay and the conflict wrote nothing (the saga may have, for the first order).
+    let orders = node.journal.read_all(0, 100_000).await.unwrap().into_iter().filter(|e| e.event_type == "OrderPlaced").count();
+    assert_eq!(orders, 1);
+    assert!(node.journal.head_position().await.unwrap() >= head);
+}
+
+#[actix_web::test]
+async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let settings = ApiSettings { body_limit: 1024, ..ApiSettings::default() };
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &settings))).await;
+    // Let the seeding's saga and projection settle so the head only moves if a bad request writes.
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let head = node.journal.head_position().await.unwrap();
+
+    let raw = |body: &'static str| test::TestRequest::post().uri("/api/orders").insert_header(("content-type", "application/json")).set_payload(body);
+    let cases: Vec<(&str, test::TestRequest, StatusCode, Value)> = vec![
+        ("malformed JSON", raw("{\"customer_id\": "), StatusCode::BAD_REQUEST, Value::Null),
+        ("missing field", post("/api/orders", json!({"store_id": "store-1", "items": []})), StatusCode::BAD_REQUEST, json!("customer_id")),
+        (
+            "wrong type",
+            post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": "two"}]))),
+            StatusCode::BAD_REQUEST,
+            json!("items[0].quantity"),
+        ),
+        (
+            "unknown field",
+            post("/api/orders", json!({"customer_id": "a", "store_id": "store-1", "items": [], "discount": 5})),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        ("no items", post("/api/orders", order_body(json!([]))), StatusCode::UNPROCESSABLE_ENTITY, json!("items")),
+        (
+            "zero quantity",
+            post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}, {"item_id": "mocha", "quantity": 0}]))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("items[1].quantity"),
+        ),
+        (
+            "negative quantity",
+            post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": -2}]))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("items[0].quantity"),
+        ),
+        (
+            "unknown menu item",
+            post("/api/orders", order_body(json!([{"item_id": "unicorn", "quantity": 1}]))),
+            StatusCode::NOT_FOUND,
+            json!("items[0].item_id"),
+        ),
+        (
+            "bad customer id",
+            post("/api/orders", json!({"customer_id": "a b/c", "store_id": "store-1", "items": [{"item_id": "latte", "quantity": 1}]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("customer_id"),
+        ),
+        (
+            "oversized body",
+            post("/api/orders", order_body(json!([{"item_id": "x".repeat(2000), "quantity": 1}]))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Value::Null,
+        ),
+        (
+            "not JSON",
+            test::TestRequest::post().uri("/api/orders").insert_header(("content-type", "text/plain")).set_payload("hi"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Value::Null,
+        ),
+        (
+            "restock of nothing",
+            post("/api/inventory/restock", json!({"store_id": "store-1", "sku": "latte", "quantity": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("quantity"),
+        ),
+        (
+            "restock of an unknown SKU",
+            post("/api/inventory/restock", json!({"store_id": "store-1", "sku": "nope", "quantity": 3})),
+            StatusCode::NOT_FOUND,
+            json!("sku"),
+        ),
+        (
+            "menu item without a price",
+            post("/api/menu/items", json!({"item_id": "tea", "name": "Tea", "category": "tea", "price_cents": -1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("price_cents"),
+        ),
+        (
+            "menu item with a bad id",
+            post("/api/menu/items", json!({"item_id": "t e a", "name": "Tea", "category": "tea", "price_cents": 100})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("item_id"),
+        ),
+        ("order id that is not a UUID", test::TestRequest::get().uri("/api/orders/42"), StatusCode::BAD_REQUEST, json!("order_id")),
+        ("unknown order", test::TestRequest::get().uri("/api/orders/00000000-0000-0000-0000-000000000001"), StatusCode::NOT_FOUND, Value::Null),
+        ("bad limit", test::TestRequest::get().uri("/api/customers/alice/orders?limit=0"), StatusCode::BAD_REQUEST, json!("limit")),
+        ("unknown route", test::TestRequest::get().uri("/api/nothing"), StatusCode::NOT_FOUND, Value::Null),
+        ("wrong method", test::TestRequest::delete().uri("/api/orders"), StatusCode::METHOD_NOT_ALLOWED, Value::Null),
+    ];
+    for (name, req, expected, field) in cases {
+        let (status, body, _) = call(&app, req).await;
+        assert_eq!(status, expected, "{name}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{name}: an error message in {body}");
+        if !field.is_null() {
+            assert_eq!(body["field"], field, "{name}: {body}");
+        }
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "no bad request wrote an event");
+}
+
+#[actix_web::test]
+async fn the_menu_can_be_extended_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let item = json!({"item_id": "flat-white", "name": "Flat White", "category": "coffee", "price_cents": 465});
+    let (s, _, _) = call(&app, post("/api/menu/items", item.clone())).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, _) = call(&app, post("/api/menu/items", json!({"item_id": "flat-white", "name": "Flat White", "category": "coffee", "price_cents": 500}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a second publish with other details is refused");
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (_, menu, _) = call(&app, test::TestRequest::get().uri("/api/menu/items")).await;
+    let ids: Vec<&str> = menu["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"flat-white") && ids.contains(&"latte"), "{ids:?}");
+    let (s, stock, _) = call(&app, post("/api/inventory/restock", json!({"store_id": "store-9", "sku": "flat-white", "quantity": 12}))).await;
+    assert_eq!((s, stock["available"].as_u64()), (StatusCode::OK, Some(12)));
+}
+
+#[actix_web::test]
+async fn a_saturated_node_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let settings = ApiSettings { max_in_flight: 0, ..ApiSettings::default() };
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &settings))).await;
+    let (s, body, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+}
+
+/// A journal whose database is gone: every call fails as a dropped connection would.
+struct Unreachable;
+
+#[async_trait]
+impl Journal for Unreachable {
+    async fn append(&self, _: AppendRequest) -> Result<Appended, AppendError> {
+        Err(StoreError::Unavailable("connection refused".into()).into())
+    }
+    async fn read_stream(&self, _: &str, _: u64, _: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn read_all(&self, _: u64, _: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn save_snapshot(&self, _: Snapshot) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn load_snapshot(&self, _: &str) -> Result<Option<Snapshot>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn load_checkpoint(&self, _: &str) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn save_checkpoint(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+}
+
+#[actix_web::test]
+async fn an_unreachable_journal_gives_503_not_a_hang_and_not_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let cafe = Arc::new(actors::cafe::Cafe::new(
+        Arc::new(Unreachable),
+        actors::host::HostOptions::default(),
+        actors::cafe::PaymentPolicy::default(),
+        actors::host::start_arbiters(1),
+    ));
+    let state = ApiState::from_parts(cafe, node.storefront.clone(), metrics_handle(), &ApiSettings::default());
+    let app = test::init_service(gateways::app(state)).await;
+    let started = std::time::Instant::now();
+    let (s, body, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(headers.get("retry-after").is_some());
+    assert!(!body.to_string().contains("refused"), "internals stay in the log: {body}");
+    let (s, _, _) = call(&app, test::TestRequest::get().uri("/ready")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let (s, _, _) = call(&app, test::TestRequest::get().uri("/health")).await;
+    assert_eq!(s, StatusCode::OK, "liveness has no dependencies");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
