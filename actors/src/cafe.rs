@@ -94,7 +94,12 @@ pub struct Cafe {
 }
 
 impl Cafe {
-    pub fn new(journal: Arc<dyn Journal>, host: HostOptions, payment_policy: PaymentPolicy, arbiters: Arc<[ArbiterHandle]>) -> Self {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        host: HostOptions,
+        payment_policy: PaymentPolicy,
+        arbiters: Arc<[ArbiterHandle]>,
+    ) -> Self {
         Cafe {
             orders: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
             payments: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
@@ -151,7 +156,13 @@ impl Cafe {
         Ok((version > 0).then_some(payment))
     }
 
-    pub async fn restock(&self, store_id: &str, sku: &str, quantity: i64, causation: Causation) -> Result<Stock, CafeError> {
+    pub async fn restock(
+        &self,
+        store_id: &str,
+        sku: &str,
+        quantity: i64,
+        causation: Causation,
+    ) -> Result<Stock, CafeError> {
         if !valid_party_id(store_id) {
             return Err(CafeError::rejected("store_id must be 1-64 letters, digits, `-` or `_`", "store_id"));
         }
@@ -193,12 +204,19 @@ impl Cafe {
         Ok(item.published.then_some(item))
     }
 
-    pub async fn publish_menu_item(&self, command: MenuCommand, causation: Causation) -> Result<Executed<MenuItem>, CafeError> {
+    pub async fn publish_menu_item(
+        &self,
+        command: MenuCommand,
+        causation: Causation,
+    ) -> Result<Executed<MenuItem>, CafeError> {
         let MenuCommand::Publish { item_id, .. } = &command else {
             return Err(CafeError::rejected("expected a publish command", "item_id"));
         };
         if !valid_item_id(item_id) {
-            return Err(CafeError::rejected("item_id may hold only letters, digits, `-` and `_`, at most 64", "item_id"));
+            return Err(CafeError::rejected(
+                "item_id may hold only letters, digits, `-` and `_`, at most 64",
+                "item_id",
+            ));
         }
         let stream = streams::menu_item(item_id);
         Ok(self.menu.execute(&stream, command, causation).await?)

@@ -152,7 +152,8 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
         None => (D::State::default(), 0),
     };
     for e in read_stream_to_end(journal, stream_id, version + 1).await? {
-        let event = e.decode().map_err(|err| StoreError::Corrupt(format!("{stream_id} v{}: {err}", e.stream_version)))?;
+        let event =
+            e.decode().map_err(|err| StoreError::Corrupt(format!("{stream_id} v{}: {err}", e.stream_version)))?;
         state = D::evolve(state, &event);
         version = e.stream_version;
     }
@@ -185,7 +186,8 @@ async fn execute<D: Decider>(
             let executed = Executed { events: vec![], state: state.clone(), version };
             return (Some((state, version)), Ok(executed));
         }
-        let encoded: Result<Vec<NewEvent>, _> = new_events.iter().map(|e| NewEvent::from_domain(e, causation)).collect();
+        let encoded: Result<Vec<NewEvent>, _> =
+            new_events.iter().map(|e| NewEvent::from_domain(e, causation)).collect();
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => return (Some((state, version)), Err(CommandError::Unavailable(e.to_string()))),
@@ -195,7 +197,9 @@ async fn execute<D: Decider>(
             Ok(appended) => {
                 let state = new_events.iter().fold(state, |s, e| D::evolve(s, e));
                 let version = appended.last_version;
-                if options.snapshot_every > 0 && version / options.snapshot_every > (appended.first_version - 1) / options.snapshot_every {
+                if options.snapshot_every > 0
+                    && version / options.snapshot_every > (appended.first_version - 1) / options.snapshot_every
+                {
                     if let Ok(bytes) = rmp_serde::to_vec_named(&state) {
                         let journal = journal.clone();
                         let snapshot = events::Snapshot { stream_id: stream_id.clone(), version, state: bytes };
@@ -265,6 +269,8 @@ impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
     }
 }
 
+type Checkout<D> = (Addr<AggregateActor<D>>, Arc<AtomicUsize>);
+
 /// Finds or starts the actor of a stream; spreads actors over a fixed set of arbiters.
 pub struct Registry<D: Decider> {
     entries: Entries<D>,
@@ -291,7 +297,8 @@ impl<D: Decider> Registry<D> {
         self.entries.lock().expect("registry lock").len()
     }
 
-    fn checkout(&self, stream_id: &str) -> Result<(Addr<AggregateActor<D>>, Arc<AtomicUsize>), CommandError<D::Error>> {
+    /// The stream's actor (started if needed) and its queue depth, already counting this caller.
+    fn checkout(&self, stream_id: &str) -> Result<Checkout<D>, CommandError<D::Error>> {
         let mut entries = self.entries.lock().expect("registry lock");
         if let Some(e) = entries.get(stream_id) {
             if e.addr.connected() {
@@ -355,7 +362,8 @@ impl<D: Decider> Registry<D> {
         D::Command: Clone,
     {
         let started = Instant::now();
-        let result = self.call(stream_id, || Execute::<D> { command: command.clone(), causation }).await.and_then(|r| r);
+        let result =
+            self.call(stream_id, || Execute::<D> { command: command.clone(), causation }).await.and_then(|r| r);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CommandError::Rejected(_)) => "rejected",

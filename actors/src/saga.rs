@@ -204,7 +204,11 @@ impl OrderSaga {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
                 for line in &order.lines {
                     let stream = streams::inventory(&order.store_id, &line.item_id);
-                    settle(cafe.inventory.execute(&stream, InventoryCommand::Release { order_id: e.order_id }, causation).await)?;
+                    settle(
+                        cafe.inventory
+                            .execute(&stream, InventoryCommand::Release { order_id: e.order_id }, causation)
+                            .await,
+                    )?;
                 }
                 Ok(())
             }
@@ -212,7 +216,11 @@ impl OrderSaga {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
                 for line in &order.lines {
                     let stream = streams::inventory(&order.store_id, &line.item_id);
-                    settle(cafe.inventory.execute(&stream, InventoryCommand::Settle { order_id: e.order_id }, causation).await)?;
+                    settle(
+                        cafe.inventory
+                            .execute(&stream, InventoryCommand::Settle { order_id: e.order_id }, causation)
+                            .await,
+                    )?;
                 }
                 let command = LoyaltyCommand::Accrue {
                     customer_id: order.customer_id.clone(),

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::domain::{DomainEvent, StockRestocked};
 use crate::envelope::{verify_stream, Causation, NewEvent};
-use crate::journal::{read_stream_to_end, AppendError, AppendRequest, ExpectedVersion, Journal, Snapshot, StoreError, Subscription};
+use crate::journal::{
+    read_stream_to_end, AppendError, AppendRequest, ExpectedVersion, Journal, Snapshot, StoreError, Subscription,
+};
 
 pub fn event(n: u32) -> NewEvent {
     let e: DomainEvent = StockRestocked { store_id: "s".into(), sku: "latte".into(), quantity: n }.into();

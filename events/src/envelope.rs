@@ -148,8 +148,7 @@ pub struct BrokenLink {
 /// Verifies one stream's events, read in order from version 1.
 pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), BrokenLink> {
     let mut previous = GENESIS_HASH;
-    let mut expected_version = 1;
-    for e in events {
+    for (expected_version, e) in (1..).zip(events) {
         if e.stream_version != expected_version || e.expected_hash(&previous) != e.hash {
             return Err(BrokenLink {
                 stream_id: e.stream_id.clone(),
@@ -158,16 +157,12 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), BrokenLink> {
             });
         }
         previous = e.hash;
-        expected_version += 1;
     }
     Ok(())
 }
 
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or_default()
 }
 
 /// UUIDs travel as 16-byte binaries (MessagePack `bin 8`), as does the payload and the hash.

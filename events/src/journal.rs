@@ -80,7 +80,12 @@ pub trait Journal: Send + Sync + 'static {
     async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError>;
 
     /// Events of one stream with `stream_version >= from_version`, in order, at most `max`.
-    async fn read_stream(&self, stream_id: &str, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Events with `global_position > after`, in global order, at most `max`. The result is always a
     /// prefix that can no longer change: no event will later commit at a position already passed.
@@ -191,7 +196,13 @@ pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
 }
 
 /// Records journal metrics for one committed batch.
-pub(crate) fn record_batch_metrics(adapter: &'static str, requests: usize, events: usize, conflicts: usize, took: Duration) {
+pub(crate) fn record_batch_metrics(
+    adapter: &'static str,
+    requests: usize,
+    events: usize,
+    conflicts: usize,
+    took: Duration,
+) {
     metrics::histogram!("journal_append_batch_requests", "adapter" => adapter).record(requests as f64);
     metrics::histogram!("journal_append_batch_events", "adapter" => adapter).record(events as f64);
     metrics::histogram!("journal_append_batch_seconds", "adapter" => adapter).record(took.as_secs_f64());

@@ -100,14 +100,20 @@ pub async fn migrate(pool: &Pool, component: &str, migrations: &[(i32, &str)]) -
         for (version, sql) in migrations {
             let tx = client.transaction().await.map_err(pg)?;
             let seen = tx
-                .query_opt("SELECT 1 FROM cc_schema_migrations WHERE component = $1 AND version = $2", &[&component, version])
+                .query_opt(
+                    "SELECT 1 FROM cc_schema_migrations WHERE component = $1 AND version = $2",
+                    &[&component, version],
+                )
                 .await
                 .map_err(pg)?;
             if seen.is_none() {
                 tx.batch_execute(sql).await.map_err(pg)?;
-                tx.execute("INSERT INTO cc_schema_migrations (component, version) VALUES ($1, $2)", &[&component, version])
-                    .await
-                    .map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO cc_schema_migrations (component, version) VALUES ($1, $2)",
+                    &[&component, version],
+                )
+                .await
+                .map_err(pg)?;
                 tracing::info!(component, version, "applied migration");
             }
             tx.commit().await.map_err(pg)?;
@@ -247,7 +253,8 @@ async fn commit_with_retry(pool: &Pool, requests: &[AppendRequest]) -> Result<(B
 }
 
 fn fastrand_ms(attempt: u32) -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     u64::from(attempt) * 5 + u64::from(nanos % 10)
 }
 
@@ -261,7 +268,10 @@ async fn lock_heads(
     heads: &mut HashMap<String, (u64, [u8; 32])>,
 ) -> Result<(), tokio_postgres::Error> {
     let rows = tx
-        .query("SELECT stream_id, version, hash FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE", &[&ids])
+        .query(
+            "SELECT stream_id, version, hash FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE",
+            &[&ids],
+        )
         .await?;
     for row in rows {
         let hash: Vec<u8> = row.get(2);
@@ -337,7 +347,8 @@ async fn commit_batch(
 
     let mut base = 0i64;
     if !col_stream.is_empty() {
-        let touched: Vec<&String> = requests.iter().map(|r| &r.stream_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let touched: Vec<&String> =
+            requests.iter().map(|r| &r.stream_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let versions: Vec<i64> = touched.iter().map(|s| heads[*s].0 as i64).collect();
         let hashes: Vec<Vec<u8>> = touched.iter().map(|s| heads[*s].1.to_vec()).collect();
         tx.execute(
@@ -379,7 +390,13 @@ async fn commit_batch(
     tx.commit().await?;
     let results = decided
         .into_iter()
-        .map(|d| d.map(|(first, last, end)| Appended { first_version: first, last_version: last, last_position: (base + end as i64) as u64 }))
+        .map(|d| {
+            d.map(|(first, last, end)| Appended {
+                first_version: first,
+                last_version: last,
+                last_position: (base + end as i64) as u64,
+            })
+        })
         .collect();
     Ok((results, (base + col_stream.len() as i64) as u64))
 }
@@ -416,7 +433,12 @@ impl Journal for PgJournal {
         answer.await.map_err(|_| StoreError::Unavailable("journal writers stopped".into()))?
     }
 
-    async fn read_stream(&self, stream_id: &str, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let stmt = client
             .prepare_cached(&format!(
@@ -462,7 +484,11 @@ impl Journal for PgJournal {
             .query_opt("SELECT version, state FROM snapshots WHERE stream_id = $1", &[&stream_id])
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| Snapshot { stream_id: stream_id.to_owned(), version: r.get::<_, i64>(0) as u64, state: r.get(1) }))
+        Ok(row.map(|r| Snapshot {
+            stream_id: stream_id.to_owned(),
+            version: r.get::<_, i64>(0) as u64,
+            state: r.get(1),
+        }))
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<u64, StoreError> {

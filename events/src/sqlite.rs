@@ -76,9 +76,8 @@ impl SqliteJournal {
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let lock = File::create(dir.join("journal.lock")).map_err(|e| unavailable(e.to_string()))?;
-        lock.try_lock().map_err(|_| {
-            unavailable(format!("data directory {} is in use by another process", dir.display()))
-        })?;
+        lock.try_lock()
+            .map_err(|_| unavailable(format!("data directory {} is in use by another process", dir.display())))?;
         let path = dir.join("journal.db");
         let conn = open_connection(&path).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -92,12 +91,7 @@ impl SqliteJournal {
             .name("journal-writer".into())
             .spawn(move || writer_loop(conn, rx, commit_tx, head, max))
             .map_err(|e| unavailable(e.to_string()))?;
-        Ok(SqliteJournal {
-            queue: tx,
-            readers: SqlitePool::new(path),
-            commits: commit_rx,
-            _lock: lock,
-        })
+        Ok(SqliteJournal { queue: tx, readers: SqlitePool::new(path), commits: commit_rx, _lock: lock })
     }
 
     async fn read<R: Send + 'static>(
@@ -107,7 +101,10 @@ impl SqliteJournal {
         self.readers.run(f).await
     }
 
-    async fn write(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), StoreError> {
         self.readers.write(f).await
     }
 }
@@ -215,7 +212,11 @@ fn writer_loop(
 
 type BatchResults = Vec<Result<Appended, AppendError>>;
 
-fn append_batch(conn: &mut Connection, requests: Vec<AppendRequest>, head: u64) -> Result<(BatchResults, u64), StoreError> {
+fn append_batch(
+    conn: &mut Connection,
+    requests: Vec<AppendRequest>,
+    head: u64,
+) -> Result<(BatchResults, u64), StoreError> {
     // IMMEDIATE takes the write lock now (waiting for checkpoint or snapshot writers) instead of
     // failing at once when a read transaction cannot be upgraded.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
@@ -236,10 +237,8 @@ fn append_batch(conn: &mut Connection, requests: Vec<AppendRequest>, head: u64) 
             )
             .map_err(sql)?;
         for request in requests {
-            let current: Option<(i64, Vec<u8>)> = read_head
-                .query_row([&request.stream_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(sql)?;
+            let current: Option<(i64, Vec<u8>)> =
+                read_head.query_row([&request.stream_id], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(sql)?;
             let (actual, mut previous) = match current {
                 Some((v, h)) => (v as u64, to_hash(&h)?),
                 None => (0, GENESIS_HASH),
@@ -288,7 +287,8 @@ const SELECT_EVENTS: &str = "SELECT global_position, stream_id, stream_version, 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let uuid = |i: usize| -> rusqlite::Result<Uuid> {
         let b: Vec<u8> = r.get(i)?;
-        Uuid::from_slice(&b).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
+        Uuid::from_slice(&b)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
     };
     let causation: Option<Vec<u8>> = r.get(8)?;
     let hash: Vec<u8> = r.get(10)?;
@@ -321,7 +321,12 @@ impl Journal for SqliteJournal {
         answer.await.map_err(|_| unavailable("journal writer stopped".into()))?
     }
 
-    async fn read_stream(&self, stream_id: &str, from_version: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream_id = stream_id.to_owned();
         self.read(move |c| {
             let mut s = c.prepare_cached(&format!(
@@ -335,8 +340,9 @@ impl Journal for SqliteJournal {
 
     async fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read(move |c| {
-            let mut s =
-                c.prepare_cached(&format!("{SELECT_EVENTS} WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"))?;
+            let mut s = c.prepare_cached(&format!(
+                "{SELECT_EVENTS} WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+            ))?;
             let rows = s.query_map(params![after as i64, max as i64], row_to_event)?;
             rows.collect()
         })

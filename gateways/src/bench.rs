@@ -129,11 +129,24 @@ pub async fn journal_sqlite(events: u64, concurrency: usize) -> JournalFigures {
     let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&dir, SqliteOptions::default()).expect("open"));
     let (group_rate, p50, p99) = group_commit(journal, events, concurrency).await;
     let _ = std::fs::remove_dir_all(&dir);
-    JournalFigures { adapter: "embedded (SQLite, WAL, synchronous=FULL)", events, raw_batch, raw_rate, concurrency, group_rate, append_p50_ms: p50, append_p99_ms: p99 }
+    JournalFigures {
+        adapter: "embedded (SQLite, WAL, synchronous=FULL)",
+        events,
+        raw_batch,
+        raw_rate,
+        concurrency,
+        group_rate,
+        append_p50_ms: p50,
+        append_p99_ms: p99,
+    }
 }
 
 /// The Postgres journal against plain multi-row inserts (`unnest`) of the same rows.
-pub async fn journal_postgres(url: &str, events: u64, concurrency: usize) -> Result<JournalFigures, events::StoreError> {
+pub async fn journal_postgres(
+    url: &str,
+    events: u64,
+    concurrency: usize,
+) -> Result<JournalFigures, events::StoreError> {
     let raw_batch = 1000;
     let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
     let options = PgOptions::new(url).with_schema(schema.clone());
@@ -181,12 +194,23 @@ pub async fn journal_postgres(url: &str, events: u64, concurrency: usize) -> Res
     client.batch_execute("TRUNCATE events").await.map_err(events::postgres::pg)?;
     drop(client);
     let group_schema = format!("{schema}_g");
-    let journal: Arc<dyn Journal> = Arc::new(PgJournal::connect(PgOptions::new(url).with_schema(group_schema.clone())).await?);
+    let journal: Arc<dyn Journal> =
+        Arc::new(PgJournal::connect(PgOptions::new(url).with_schema(group_schema.clone())).await?);
     let (group_rate, p50, p99) = group_commit(journal, events, concurrency).await;
     if let Ok(client) = pool.get().await {
-        let _ = client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE; DROP SCHEMA {group_schema} CASCADE")).await;
+        let _ =
+            client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE; DROP SCHEMA {group_schema} CASCADE")).await;
     }
-    Ok(JournalFigures { adapter: "PostgreSQL 15 (local)", events, raw_batch, raw_rate, concurrency, group_rate, append_p50_ms: p50, append_p99_ms: p99 })
+    Ok(JournalFigures {
+        adapter: "PostgreSQL 15 (local)",
+        events,
+        raw_batch,
+        raw_rate,
+        concurrency,
+        group_rate,
+        append_p50_ms: p50,
+        append_p99_ms: p99,
+    })
 }
 
 pub fn journal_table(figures: &[JournalFigures]) -> String {
@@ -196,7 +220,15 @@ pub fn journal_table(figures: &[JournalFigures]) -> String {
     for f in figures {
         s.push_str(&format!(
             "| {} | {} | {:.0} ({} per tx) | {:.0} ({}) | **{:.2}×** | {:.2} ms / {:.2} ms |\n",
-            f.adapter, f.events, f.raw_rate, f.raw_batch, f.group_rate, f.concurrency, f.ratio(), f.append_p50_ms, f.append_p99_ms
+            f.adapter,
+            f.events,
+            f.raw_rate,
+            f.raw_batch,
+            f.group_rate,
+            f.concurrency,
+            f.ratio(),
+            f.append_p50_ms,
+            f.append_p99_ms
         ));
     }
     s
@@ -210,7 +242,12 @@ pub struct HttpFigures {
 }
 
 /// Drives a running node: `GET /health` (the ceiling of a trivial response) then `POST /api/orders`.
-pub async fn http(addr: SocketAddr, connections: usize, duration: Duration, stores: &'static [&'static str]) -> HttpFigures {
+pub async fn http(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    stores: &'static [&'static str],
+) -> HttpFigures {
     let health = run_load(
         addr,
         connections,
@@ -256,13 +293,23 @@ pub fn http_table(f: &HttpFigures, raw_insert_rate: Option<f64>) -> String {
     );
     s.push_str(&row("GET /health (trivial response: the HTTP ceiling)", &f.health));
     s.push_str(&row("POST /api/orders (durable: 201 after commit)", &f.orders));
-    let rate = |r: &LoadReport| r.by_status.iter().filter(|(s, _)| **s < 300).map(|(_, n)| n).sum::<u64>() as f64 / r.elapsed.as_secs_f64();
+    let rate = |r: &LoadReport| {
+        r.by_status.iter().filter(|(s, _)| **s < 300).map(|(_, n)| n).sum::<u64>() as f64 / r.elapsed.as_secs_f64()
+    };
     s.push_str(&format!("\nDurable orders / HTTP ceiling: **{:.2}×**", rate(&f.orders) / rate(&f.health)));
     if let Some(raw) = raw_insert_rate {
-        s.push_str(&format!("; durable orders / raw batched insert ceiling of the same journal: **{:.2}×**", rate(&f.orders) / raw));
+        s.push_str(&format!(
+            "; durable orders / raw batched insert ceiling of the same journal: **{:.2}×**",
+            rate(&f.orders) / raw
+        ));
     }
-    let errors: Vec<String> = f.orders.by_status.iter().filter(|(s, _)| **s >= 300).map(|(s, n)| format!("{n}× {s}")).collect();
-    s.push_str(&format!(".\nNon-2xx answers to orders: {}; connection errors: {}.\n", if errors.is_empty() { "none".into() } else { errors.join(", ") }, f.orders.io_errors));
+    let errors: Vec<String> =
+        f.orders.by_status.iter().filter(|(s, _)| **s >= 300).map(|(s, n)| format!("{n}× {s}")).collect();
+    s.push_str(&format!(
+        ".\nNon-2xx answers to orders: {}; connection errors: {}.\n",
+        if errors.is_empty() { "none".into() } else { errors.join(", ") },
+        f.orders.io_errors
+    ));
     s
 }
 

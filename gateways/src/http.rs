@@ -81,16 +81,28 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/ready").get(ready).default_service(web::to(method_not_allowed)))
             .service(web::resource("/metrics").get(metrics).default_service(web::to(method_not_allowed)))
             .service(web::resource("/api/orders").post(place_order).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/api/orders/{order_id}").get(get_order).default_service(web::to(method_not_allowed)))
             .service(
-                web::resource("/api/customers/{customer_id}/orders").get(customer_orders).default_service(web::to(method_not_allowed)),
+                web::resource("/api/orders/{order_id}").get(get_order).default_service(web::to(method_not_allowed)),
             )
             .service(
-                web::resource("/api/inventory/stores/{store_id}/items/{sku}").get(get_stock).default_service(web::to(method_not_allowed)),
+                web::resource("/api/customers/{customer_id}/orders")
+                    .get(customer_orders)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/inventory/stores/{store_id}/items/{sku}")
+                    .get(get_stock)
+                    .default_service(web::to(method_not_allowed)),
             )
             .service(web::resource("/api/inventory/restock").post(restock).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/api/loyalty/{customer_id}").get(get_loyalty).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/api/payments/{order_id}").get(get_payment).default_service(web::to(method_not_allowed)))
+            .service(
+                web::resource("/api/loyalty/{customer_id}")
+                    .get(get_loyalty)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/payments/{order_id}").get(get_payment).default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::resource("/api/menu/items")
                     .get(list_menu)
@@ -184,7 +196,8 @@ impl From<projections::SinkError> for ApiError {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound { message: format!("no route for {} {}", req.method(), req.path()), field: None }.error_response()
+    ApiError::NotFound { message: format!("no route for {} {}", req.method(), req.path()), field: None }
+        .error_response()
 }
 
 async fn method_not_allowed() -> HttpResponse {
@@ -192,7 +205,11 @@ async fn method_not_allowed() -> HttpResponse {
 }
 
 /// Reads a JSON body up to the limit and decodes it, naming the field that is wrong.
-async fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         if !ct.starts_with("application/json") {
@@ -206,7 +223,8 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, mut payloa
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest { message: format!("cannot read body: {e}"), field: None })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest { message: format!("cannot read body: {e}"), field: None })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge(limit));
         }
@@ -217,12 +235,14 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, mut payloa
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("malformed JSON: {inner}"),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("malformed JSON: {inner}")
+            }
             _ => inner.to_string(),
         };
-        let field = missing_field(&message).map(|f| if path == "." { f.clone() } else { format!("{path}.{f}") }).or_else(|| {
-            (path != ".").then_some(path)
-        });
+        let field = missing_field(&message)
+            .map(|f| if path == "." { f.clone() } else { format!("{path}.{f}") })
+            .or_else(|| (path != ".").then_some(path));
         ApiError::BadRequest { message, field }
     })
 }
@@ -292,7 +312,9 @@ fn amount(cents: i64) -> String {
 }
 
 fn timestamp(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 impl From<OrderView> for OrderJson {
@@ -358,7 +380,11 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 /// Orders placed with the same key by the same customer are one order.
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
 
-async fn place_order(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+async fn place_order(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let _permit = admit(&state)?;
     let body: PlaceOrderBody = json_body(&req, payload, state.body_limit).await?;
     let order_id = match req.headers().get("idempotency-key") {
@@ -421,13 +447,20 @@ async fn customer_orders(
 async fn get_stock(path: web::Path<(String, String)>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let (store_id, sku) = path.into_inner();
     if state.cafe.menu_item(&sku).await?.is_none() {
-        return Err(ApiError::NotFound { message: format!("SKU `{sku}` is not on the menu"), field: Some("sku".into()) });
+        return Err(ApiError::NotFound {
+            message: format!("SKU `{sku}` is not on the menu"),
+            field: Some("sku".into()),
+        });
     }
     let stock = state.cafe.stock(&store_id, &sku).await?;
     Ok(HttpResponse::Ok().json(stock_json(&stock)))
 }
 
-async fn restock(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+async fn restock(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let _permit = admit(&state)?;
     let body: RestockBody = json_body(&req, payload, state.body_limit).await?;
     let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, Causation::new_root()).await?;
@@ -464,10 +497,19 @@ async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError>
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 
-async fn publish_menu_item(req: HttpRequest, payload: web::Payload, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+async fn publish_menu_item(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let _permit = admit(&state)?;
     let body: MenuItemBody = json_body(&req, payload, state.body_limit).await?;
-    let command = MenuCommand::Publish { item_id: body.item_id, name: body.name, category: body.category, price_cents: body.price_cents };
+    let command = MenuCommand::Publish {
+        item_id: body.item_id,
+        name: body.name,
+        category: body.category,
+        price_cents: body.price_cents,
+    };
     let done = state.cafe.publish_menu_item(command, Causation::new_root()).await?;
     let item = done.state;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, "/api/menu/items")).json(json!({

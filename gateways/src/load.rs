@@ -36,7 +36,13 @@ impl HttpConnection {
     }
 
     /// Sends one request, reconnecting first if the previous connection was closed.
-    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr).await?;
             s.set_nodelay(true)?;
@@ -49,7 +55,13 @@ impl HttpConnection {
         result
     }
 
-    async fn exchange(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+    async fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
         let stream = self.stream.as_mut().expect("connected");
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
         if !body.is_empty() {
@@ -68,7 +80,8 @@ impl HttpConnection {
         if stream.read_line(&mut line).await? == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
         }
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status line"))?;
+        let status: u16 =
+            line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status line"))?;
         let mut headers = Vec::new();
         let mut length = 0usize;
         let mut close = false;
@@ -151,7 +164,8 @@ pub async fn run_load(
                 let mut io_errors = 0;
                 while Instant::now() < deadline {
                     let call = make(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-                    let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let headers: Vec<(&str, &str)> =
+                        call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     let t = Instant::now();
                     match conn.request(call.method, &call.path, &headers, &call.body).await {
                         Ok(r) => {

@@ -210,7 +210,10 @@ async fn demo(args: StorageArgs) -> anyhow::Result<()> {
     for id in placed {
         let r = client.request("GET", &format!("/api/orders/{id}"), &[], b"").await?;
         let o = r.json();
-        println!("GET /api/orders/{id} -> {} status={} total={} {}", r.status, o["status"], o["total_amount"], o["cancel_reason"]);
+        println!(
+            "GET /api/orders/{id} -> {} status={} total={} {}",
+            r.status, o["status"], o["total_amount"], o["cancel_reason"]
+        );
     }
     let r = client.request("GET", "/api/loyalty/alice", &[], b"").await?;
     println!("GET /api/loyalty/alice -> {}", String::from_utf8_lossy(&r.body));
@@ -245,7 +248,8 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             let (server, addr) = start_server(&node, "127.0.0.1:0".parse()?, None, &ApiSettings::default()).await?;
             let handle = server.handle();
             actix_web::rt::spawn(server);
-            let figures = bench::http(addr, connections, Duration::from_secs(seconds), gateways::node::DEMO_STORES).await;
+            let figures =
+                bench::http(addr, connections, Duration::from_secs(seconds), gateways::node::DEMO_STORES).await;
             handle.stop(true).await;
             drop(node);
             let raw = bench::journal_sqlite(100_000, 256).await.raw_rate;

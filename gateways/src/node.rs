@@ -80,21 +80,27 @@ impl Node {
     /// Opens the stores, starts the actors' threads, the saga and the storefront projection.
     /// Must run inside an actix system (actors need arbiters).
     pub async fn start(settings: NodeSettings) -> Result<Node, StartError> {
-        let (journal, storefront, sink): (Arc<dyn Journal>, Arc<dyn StorefrontQueries>, Arc<dyn Sink>) = match &settings.storage {
-            Storage::Embedded { data_dir } => {
-                let journal = Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?);
-                let store = Arc::new(SqliteStorefront::open(data_dir)?);
-                (journal, store.clone(), store)
-            }
-            Storage::Postgres { url, schema } => {
-                let mut options = PgOptions::new(url.clone());
-                options.schema.clone_from(schema);
-                let journal = Arc::new(PgJournal::connect(options.clone()).await?);
-                let store = Arc::new(PgStorefront::new(connect_pool(&options).await?).await?);
-                (journal, store.clone(), store)
-            }
-        };
-        let cafe = Arc::new(Cafe::new(journal.clone(), settings.host.clone(), settings.payment, start_arbiters(settings.actor_threads)));
+        let (journal, storefront, sink): (Arc<dyn Journal>, Arc<dyn StorefrontQueries>, Arc<dyn Sink>) =
+            match &settings.storage {
+                Storage::Embedded { data_dir } => {
+                    let journal = Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?);
+                    let store = Arc::new(SqliteStorefront::open(data_dir)?);
+                    (journal, store.clone(), store)
+                }
+                Storage::Postgres { url, schema } => {
+                    let mut options = PgOptions::new(url.clone());
+                    options.schema.clone_from(schema);
+                    let journal = Arc::new(PgJournal::connect(options.clone()).await?);
+                    let store = Arc::new(PgStorefront::new(connect_pool(&options).await?).await?);
+                    (journal, store.clone(), store)
+                }
+            };
+        let cafe = Arc::new(Cafe::new(
+            journal.clone(),
+            settings.host.clone(),
+            settings.payment,
+            start_arbiters(settings.actor_threads),
+        ));
         if settings.seed_demo && journal.head_position().await? == 0 {
             seed_demo(&cafe).await?;
         }

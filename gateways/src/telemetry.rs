@@ -38,7 +38,9 @@ pub async fn record_request(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let response = next.call(req).await?;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_seconds", "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     Ok(response)
 }

@@ -78,7 +78,11 @@ impl ProjectionRunner {
             if let Ok(head) = self.journal.head_position().await {
                 let behind = head.saturating_sub(last.global_position);
                 metrics::gauge!("projection_lag_events", "projection" => name.clone()).set(behind as f64);
-                let seconds = if behind == 0 { 0.0 } else { (events::envelope::now_us() - last.recorded_at_us).max(0) as f64 / 1e6 };
+                let seconds = if behind == 0 {
+                    0.0
+                } else {
+                    (events::envelope::now_us() - last.recorded_at_us).max(0) as f64 / 1e6
+                };
                 metrics::gauge!("projection_lag_seconds", "projection" => name.clone()).set(seconds);
             }
             metrics::counter!("projection_events_total", "projection" => name.clone()).increment(page.len() as u64);

@@ -21,11 +21,24 @@ pub struct Stock {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InventoryCommand {
-    Restock { store_id: String, sku: String, quantity: i64 },
-    Reserve { store_id: String, sku: String, order_id: Uuid, quantity: u32 },
-    Release { order_id: Uuid },
+    Restock {
+        store_id: String,
+        sku: String,
+        quantity: i64,
+    },
+    Reserve {
+        store_id: String,
+        sku: String,
+        order_id: Uuid,
+        quantity: u32,
+    },
+    Release {
+        order_id: Uuid,
+    },
     /// The order was paid: its reservation becomes a sale and is forgotten.
-    Settle { order_id: Uuid },
+    Settle {
+        order_id: Uuid,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +53,8 @@ pub enum InventoryError {
 
 impl Rejection for InventoryError {
     fn field(&self) -> Option<String> {
-        matches!(self, InventoryError::NonPositiveQuantity | InventoryError::QuantityTooLarge(_)).then(|| "quantity".into())
+        matches!(self, InventoryError::NonPositiveQuantity | InventoryError::QuantityTooLarge(_))
+            .then(|| "quantity".into())
     }
 }
 
@@ -63,7 +77,9 @@ impl Decider for InventoryDecider {
                 if *quantity > MAX_RESTOCK {
                     return Err(InventoryError::QuantityTooLarge(MAX_RESTOCK));
                 }
-                Ok(vec![StockRestocked { store_id: store_id.clone(), sku: sku.clone(), quantity: *quantity as u32 }.into()])
+                Ok(vec![
+                    StockRestocked { store_id: store_id.clone(), sku: sku.clone(), quantity: *quantity as u32 }.into()
+                ])
             }
             InventoryCommand::Reserve { store_id, sku, order_id, quantity } => {
                 if *quantity == 0 {
@@ -75,7 +91,13 @@ impl Decider for InventoryDecider {
                 if u64::from(*quantity) > stock.available {
                     return Err(InventoryError::OutOfStock { requested: *quantity, available: stock.available });
                 }
-                Ok(vec![StockReserved { store_id: store_id.clone(), sku: sku.clone(), order_id: *order_id, quantity: *quantity }.into()])
+                Ok(vec![StockReserved {
+                    store_id: store_id.clone(),
+                    sku: sku.clone(),
+                    order_id: *order_id,
+                    quantity: *quantity,
+                }
+                .into()])
             }
             InventoryCommand::Release { order_id } => Ok(match stock.reservations.get(order_id) {
                 Some(quantity) => vec![StockReleased {
@@ -113,10 +135,8 @@ impl Decider for InventoryDecider {
                 stock.available = stock.available.saturating_sub(u64::from(e.quantity));
                 stock.reservations.insert(e.order_id, e.quantity);
             }
-            DomainEvent::StockReleased(e) => {
-                if stock.reservations.remove(&e.order_id).is_some() {
-                    stock.available += u64::from(e.quantity);
-                }
+            DomainEvent::StockReleased(e) if stock.reservations.remove(&e.order_id).is_some() => {
+                stock.available += u64::from(e.quantity);
             }
             DomainEvent::StockSettled(e) => {
                 stock.reservations.remove(&e.order_id);
@@ -136,10 +156,16 @@ mod tests {
         StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: n }.into()
     }
     fn reserve(order: u128, n: u32) -> InventoryCommand {
-        InventoryCommand::Reserve { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(order), quantity: n }
+        InventoryCommand::Reserve {
+            store_id: "s1".into(),
+            sku: "latte".into(),
+            order_id: Uuid::from_u128(order),
+            quantity: n,
+        }
     }
     fn reserved(order: u128, n: u32) -> DomainEvent {
-        StockReserved { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(order), quantity: n }.into()
+        StockReserved { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(order), quantity: n }
+            .into()
     }
 
     #[test]
@@ -174,7 +200,8 @@ mod tests {
     #[test]
     fn releasing_returns_the_reserved_units_once() {
         let released: DomainEvent =
-            StockReleased { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }.into();
+            StockReleased { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }
+                .into();
         let s = given::<InventoryDecider>([restocked(3), reserved(1, 2)])
             .when(InventoryCommand::Release { order_id: Uuid::from_u128(1) })
             .then([released.clone()]);
@@ -186,9 +213,13 @@ mod tests {
 
     #[test]
     fn a_settled_reservation_stays_sold() {
-        let settled: DomainEvent =
-            events::domain::StockSettled { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }
-                .into();
+        let settled: DomainEvent = events::domain::StockSettled {
+            store_id: "s1".into(),
+            sku: "latte".into(),
+            order_id: Uuid::from_u128(1),
+            quantity: 2,
+        }
+        .into();
         let s = given::<InventoryDecider>([restocked(3), reserved(1, 2)])
             .when(InventoryCommand::Settle { order_id: Uuid::from_u128(1) })
             .then([settled.clone()]);

@@ -99,7 +99,12 @@ mod tests {
     use crate::domain::given_when_then::{given, given_no_history};
 
     fn accrue(order: u128, cents: Cents, paid: bool) -> LoyaltyCommand {
-        LoyaltyCommand::Accrue { customer_id: "c1".into(), order_id: Uuid::from_u128(order), amount_cents: cents, order_paid: paid }
+        LoyaltyCommand::Accrue {
+            customer_id: "c1".into(),
+            order_id: Uuid::from_u128(order),
+            amount_cents: cents,
+            order_paid: paid,
+        }
     }
     fn accrued(order: u128, points: u64) -> DomainEvent {
         PointsAccrued { customer_id: "c1".into(), order_id: Uuid::from_u128(order), points }.into()

@@ -141,10 +141,16 @@ mod tests {
     use crate::domain::given_when_then::{given, given_no_history};
 
     fn publish(price: Cents) -> MenuCommand {
-        MenuCommand::Publish { item_id: "latte".into(), name: "Latte".into(), category: "coffee".into(), price_cents: price }
+        MenuCommand::Publish {
+            item_id: "latte".into(),
+            name: "Latte".into(),
+            category: "coffee".into(),
+            price_cents: price,
+        }
     }
     fn published() -> DomainEvent {
-        MenuItemPublished { item_id: "latte".into(), name: "Latte".into(), category: "coffee".into(), price_cents: 450 }.into()
+        MenuItemPublished { item_id: "latte".into(), name: "Latte".into(), category: "coffee".into(), price_cents: 450 }
+            .into()
     }
 
     #[test]
@@ -158,7 +164,12 @@ mod tests {
     fn an_item_needs_a_valid_id_name_and_price() {
         given_no_history::<MenuDecider>().when(publish(0)).then_rejected(|e| e.field().unwrap() == "price_cents");
         given_no_history::<MenuDecider>()
-            .when(MenuCommand::Publish { item_id: "a b".into(), name: "x".into(), category: "c".into(), price_cents: 1 })
+            .when(MenuCommand::Publish {
+                item_id: "a b".into(),
+                name: "x".into(),
+                category: "c".into(),
+                price_cents: 1,
+            })
             .then_rejected(|e| *e == MenuError::BadItemId);
         given_no_history::<MenuDecider>()
             .when(MenuCommand::Publish { item_id: "ab".into(), name: "".into(), category: "c".into(), price_cents: 1 })

@@ -147,7 +147,11 @@ impl Decider for OrderDecider {
                     // A retried request (same idempotency key) places nothing new.
                     let same = order.customer_id == *customer_id
                         && order.store_id == *store_id
-                        && order.lines.iter().map(|l| (&l.item_id, l.quantity)).eq(priced.iter().map(|l| (&l.item_id, l.quantity)));
+                        && order
+                            .lines
+                            .iter()
+                            .map(|l| (&l.item_id, l.quantity))
+                            .eq(priced.iter().map(|l| (&l.item_id, l.quantity)));
                     return if same { Ok(vec![]) } else { Err(OrderError::AlreadyPlacedDifferently(*order_id)) };
                 }
                 let total_cents = priced.iter().map(OrderLine::line_total).sum();
@@ -168,13 +172,17 @@ impl Decider for OrderDecider {
                 OrderStatus::Placed if *amount_cents != order.total_cents => {
                     Err(OrderError::WrongAmount { paid: *amount_cents, total: order.total_cents })
                 }
-                OrderStatus::Placed => Ok(vec![OrderPaid { order_id: order.order_id, amount_cents: *amount_cents }.into()]),
+                OrderStatus::Placed => {
+                    Ok(vec![OrderPaid { order_id: order.order_id, amount_cents: *amount_cents }.into()])
+                }
             },
             OrderCommand::Cancel { reason } => match order.status {
                 OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
                 OrderStatus::Cancelled => Ok(vec![]),
                 OrderStatus::Paid => Err(OrderError::AlreadyPaid),
-                OrderStatus::Placed => Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()]),
+                OrderStatus::Placed => {
+                    Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
+                }
             },
         }
     }
@@ -243,7 +251,9 @@ mod tests {
     fn quantities_must_be_positive() {
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", 1, 450), line("mocha", 0, 500)]))
-            .then_rejected(|e| *e == OrderError::NonPositiveQuantity { line: 1 } && e.field().unwrap() == "items[1].quantity");
+            .then_rejected(|e| {
+                *e == OrderError::NonPositiveQuantity { line: 1 } && e.field().unwrap() == "items[1].quantity"
+            });
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", -3, 450)]))
             .then_rejected(|e| matches!(e, OrderError::NonPositiveQuantity { line: 0 }));
@@ -268,7 +278,13 @@ mod tests {
     #[test]
     fn a_customer_and_a_store_are_required() {
         given_no_history::<OrderDecider>()
-            .when(OrderCommand::Place { order_id: id(), customer_id: " ".into(), store_id: "s".into(), lines: vec![line("a", 1, 1)], placed_at_us: 0 })
+            .when(OrderCommand::Place {
+                order_id: id(),
+                customer_id: " ".into(),
+                store_id: "s".into(),
+                lines: vec![line("a", 1, 1)],
+                placed_at_us: 0,
+            })
             .then_rejected(|e| e.field().as_deref() == Some("customer_id"));
     }
 
@@ -286,9 +302,11 @@ mod tests {
 
     #[test]
     fn a_placed_order_is_paid_for_its_total_once() {
-        given::<OrderDecider>([placed()])
-            .when(OrderCommand::MarkPaid { amount_cents: 900 })
-            .then([OrderPaid { order_id: id(), amount_cents: 900 }.into()]);
+        given::<OrderDecider>([placed()]).when(OrderCommand::MarkPaid { amount_cents: 900 }).then([OrderPaid {
+            order_id: id(),
+            amount_cents: 900,
+        }
+        .into()]);
         given::<OrderDecider>([placed()])
             .when(OrderCommand::MarkPaid { amount_cents: 100 })
             .then_rejected(|e| matches!(e, OrderError::WrongAmount { .. }));

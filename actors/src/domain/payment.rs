@@ -28,7 +28,13 @@ pub struct Payment {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentCommand {
     /// `fraud_score` comes from [`fraud_score`]; a score at or above `decline_threshold` declines.
-    Authorize { order_id: Uuid, customer_id: String, amount_cents: Cents, fraud_score: f64, decline_threshold: f64 },
+    Authorize {
+        order_id: Uuid,
+        customer_id: String,
+        amount_cents: Cents,
+        fraud_score: f64,
+        decline_threshold: f64,
+    },
     Capture,
 }
 
@@ -149,7 +155,13 @@ mod tests {
         }
     }
     fn authorized() -> DomainEvent {
-        PaymentAuthorized { order_id: Uuid::from_u128(1), customer_id: "c1".into(), amount_cents: 900, fraud_score: 0.1 }.into()
+        PaymentAuthorized {
+            order_id: Uuid::from_u128(1),
+            customer_id: "c1".into(),
+            amount_cents: 900,
+            fraud_score: 0.1,
+        }
+        .into()
     }
     fn declined() -> DomainEvent {
         PaymentDeclined {
@@ -182,17 +194,24 @@ mod tests {
 
     #[test]
     fn an_authorized_payment_is_captured_once() {
-        given::<PaymentDecider>([authorized()])
-            .when(PaymentCommand::Capture)
-            .then([PaymentCaptured { order_id: Uuid::from_u128(1), amount_cents: 900 }.into()]);
-        given::<PaymentDecider>([authorized(), PaymentCaptured { order_id: Uuid::from_u128(1), amount_cents: 900 }.into()])
-            .when(PaymentCommand::Capture)
-            .then_nothing_happens();
+        given::<PaymentDecider>([authorized()]).when(PaymentCommand::Capture).then([PaymentCaptured {
+            order_id: Uuid::from_u128(1),
+            amount_cents: 900,
+        }
+        .into()]);
+        given::<PaymentDecider>([
+            authorized(),
+            PaymentCaptured { order_id: Uuid::from_u128(1), amount_cents: 900 }.into(),
+        ])
+        .when(PaymentCommand::Capture)
+        .then_nothing_happens();
     }
 
     #[test]
     fn nothing_to_capture_without_an_authorization() {
-        given_no_history::<PaymentDecider>().when(PaymentCommand::Capture).then_rejected(|e| *e == PaymentError::NotAuthorized);
+        given_no_history::<PaymentDecider>()
+            .when(PaymentCommand::Capture)
+            .then_rejected(|e| *e == PaymentError::NotAuthorized);
     }
 
     #[test]

@@ -22,7 +22,8 @@ fn cafe_on(journal: Arc<dyn Journal>, host: HostOptions, decline_threshold: f64)
 }
 
 async fn seed(cafe: &Cafe, item: &str, price: i64, store: &str, stock: i64) {
-    let publish = MenuCommand::Publish { item_id: item.into(), name: item.into(), category: "coffee".into(), price_cents: price };
+    let publish =
+        MenuCommand::Publish { item_id: item.into(), name: item.into(), category: "coffee".into(), price_cents: price };
     cafe.publish_menu_item(publish, Causation::new_root()).await.unwrap();
     if stock > 0 {
         cafe.restock(store, item, stock, Causation::new_root()).await.unwrap();
@@ -150,7 +151,10 @@ async fn unknown_and_retired_items_are_refused_before_anything_is_written() {
     seed(&cafe, "latte", 450, "s1", 1).await;
     let head = j.head_position().await.unwrap();
     let err = cafe.place_order(order("s1", &[("latte", 1), ("ghost", 1)]), Causation::new_root()).await.unwrap_err();
-    assert!(matches!(&err, CafeError::Rejected { field: Some(f), not_found: true, .. } if f == "items[1].item_id"), "{err:?}");
+    assert!(
+        matches!(&err, CafeError::Rejected { field: Some(f), not_found: true, .. } if f == "items[1].item_id"),
+        "{err:?}"
+    );
     cafe.menu.execute(&streams::menu_item("latte"), MenuCommand::Retire, Causation::new_root()).await.unwrap();
     let err = cafe.place_order(order("s1", &[("latte", 1)]), Causation::new_root()).await.unwrap_err();
     assert!(matches!(&err, CafeError::Rejected { field: Some(f), .. } if f == "items[0].item_id"), "{err:?}");

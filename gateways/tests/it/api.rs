@@ -44,7 +44,8 @@ async fn an_order_is_acknowledged_after_commit_and_ends_paid() {
     let node = node(&dir).await;
     let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
 
-    let (status, order, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 2}])))).await;
+    let (status, order, headers) =
+        call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 2}])))).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["total_amount"], "9.00");
     let id = order["order_id"].as_str().unwrap().to_owned();
@@ -93,12 +94,16 @@ async fn an_idempotency_key_places_an_order_once() {
     let (s2, second, h2) = call(&app, keyed(body.clone())).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(first["order_id"], second["order_id"]);
-    assert_eq!((h1.get("idempotent-replay").unwrap(), h2.get("idempotent-replay").unwrap()), (&"false".parse::<actix_web::http::header::HeaderValue>().unwrap(), &"true".parse().unwrap()));
+    assert_eq!(
+        (h1.get("idempotent-replay").unwrap(), h2.get("idempotent-replay").unwrap()),
+        (&"false".parse::<actix_web::http::header::HeaderValue>().unwrap(), &"true".parse().unwrap())
+    );
     let (s3, conflict, _) = call(&app, keyed(order_body(json!([{"item_id": "mocha", "quantity": 2}])))).await;
     assert_eq!(s3, StatusCode::CONFLICT, "{conflict}");
     assert_eq!(conflict["field"], "Idempotency-Key");
     // The replay and the conflict wrote nothing (the saga may have, for the first order).
-    let orders = node.journal.read_all(0, 100_000).await.unwrap().into_iter().filter(|e| e.event_type == "OrderPlaced").count();
+    let orders =
+        node.journal.read_all(0, 100_000).await.unwrap().into_iter().filter(|e| e.event_type == "OrderPlaced").count();
     assert_eq!(orders, 1);
     assert!(node.journal.head_position().await.unwrap() >= head);
 }
@@ -113,10 +118,20 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
     assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
     let head = node.journal.head_position().await.unwrap();
 
-    let raw = |body: &'static str| test::TestRequest::post().uri("/api/orders").insert_header(("content-type", "application/json")).set_payload(body);
+    let raw = |body: &'static str| {
+        test::TestRequest::post()
+            .uri("/api/orders")
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body)
+    };
     let cases: Vec<(&str, test::TestRequest, StatusCode, Value)> = vec![
         ("malformed JSON", raw("{\"customer_id\": "), StatusCode::BAD_REQUEST, Value::Null),
-        ("missing field", post("/api/orders", json!({"store_id": "store-1", "items": []})), StatusCode::BAD_REQUEST, json!("customer_id")),
+        (
+            "missing field",
+            post("/api/orders", json!({"store_id": "store-1", "items": []})),
+            StatusCode::BAD_REQUEST,
+            json!("customer_id"),
+        ),
         (
             "wrong type",
             post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": "two"}]))),
@@ -132,7 +147,10 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
         ("no items", post("/api/orders", order_body(json!([]))), StatusCode::UNPROCESSABLE_ENTITY, json!("items")),
         (
             "zero quantity",
-            post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}, {"item_id": "mocha", "quantity": 0}]))),
+            post(
+                "/api/orders",
+                order_body(json!([{"item_id": "latte", "quantity": 1}, {"item_id": "mocha", "quantity": 0}])),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
             json!("items[1].quantity"),
         ),
@@ -150,7 +168,10 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
         ),
         (
             "bad customer id",
-            post("/api/orders", json!({"customer_id": "a b/c", "store_id": "store-1", "items": [{"item_id": "latte", "quantity": 1}]})),
+            post(
+                "/api/orders",
+                json!({"customer_id": "a b/c", "store_id": "store-1", "items": [{"item_id": "latte", "quantity": 1}]}),
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
             json!("customer_id"),
         ),
@@ -162,7 +183,10 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
         ),
         (
             "not JSON",
-            test::TestRequest::post().uri("/api/orders").insert_header(("content-type", "text/plain")).set_payload("hi"),
+            test::TestRequest::post()
+                .uri("/api/orders")
+                .insert_header(("content-type", "text/plain"))
+                .set_payload("hi"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Value::Null,
         ),
@@ -190,9 +214,24 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_writes_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             json!("item_id"),
         ),
-        ("order id that is not a UUID", test::TestRequest::get().uri("/api/orders/42"), StatusCode::BAD_REQUEST, json!("order_id")),
-        ("unknown order", test::TestRequest::get().uri("/api/orders/00000000-0000-0000-0000-000000000001"), StatusCode::NOT_FOUND, Value::Null),
-        ("bad limit", test::TestRequest::get().uri("/api/customers/alice/orders?limit=0"), StatusCode::BAD_REQUEST, json!("limit")),
+        (
+            "order id that is not a UUID",
+            test::TestRequest::get().uri("/api/orders/42"),
+            StatusCode::BAD_REQUEST,
+            json!("order_id"),
+        ),
+        (
+            "unknown order",
+            test::TestRequest::get().uri("/api/orders/00000000-0000-0000-0000-000000000001"),
+            StatusCode::NOT_FOUND,
+            Value::Null,
+        ),
+        (
+            "bad limit",
+            test::TestRequest::get().uri("/api/customers/alice/orders?limit=0"),
+            StatusCode::BAD_REQUEST,
+            json!("limit"),
+        ),
         ("unknown route", test::TestRequest::get().uri("/api/nothing"), StatusCode::NOT_FOUND, Value::Null),
         ("wrong method", test::TestRequest::delete().uri("/api/orders"), StatusCode::METHOD_NOT_ALLOWED, Value::Null),
     ];
@@ -215,13 +254,22 @@ async fn the_menu_can_be_extended_and_listed() {
     let item = json!({"item_id": "flat-white", "name": "Flat White", "category": "coffee", "price_cents": 465});
     let (s, _, _) = call(&app, post("/api/menu/items", item.clone())).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _, _) = call(&app, post("/api/menu/items", json!({"item_id": "flat-white", "name": "Flat White", "category": "coffee", "price_cents": 500}))).await;
+    let (s, _, _) = call(
+        &app,
+        post(
+            "/api/menu/items",
+            json!({"item_id": "flat-white", "name": "Flat White", "category": "coffee", "price_cents": 500}),
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a second publish with other details is refused");
     assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
     let (_, menu, _) = call(&app, test::TestRequest::get().uri("/api/menu/items")).await;
     let ids: Vec<&str> = menu["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"flat-white") && ids.contains(&"latte"), "{ids:?}");
-    let (s, stock, _) = call(&app, post("/api/inventory/restock", json!({"store_id": "store-9", "sku": "flat-white", "quantity": 12}))).await;
+    let (s, stock, _) =
+        call(&app, post("/api/inventory/restock", json!({"store_id": "store-9", "sku": "flat-white", "quantity": 12})))
+            .await;
     assert_eq!((s, stock["available"].as_u64()), (StatusCode::OK, Some(12)));
 }
 
@@ -231,7 +279,8 @@ async fn a_saturated_node_answers_503_with_retry_after() {
     let node = node(&dir).await;
     let settings = ApiSettings { max_in_flight: 0, ..ApiSettings::default() };
     let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &settings))).await;
-    let (s, body, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    let (s, body, headers) =
+        call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(headers.get("retry-after").unwrap(), "1");
 }
@@ -286,7 +335,8 @@ async fn an_unreachable_journal_gives_503_not_a_hang_and_not_internals() {
     let state = ApiState::from_parts(cafe, node.storefront.clone(), metrics_handle(), &ApiSettings::default());
     let app = test::init_service(gateways::app(state)).await;
     let started = std::time::Instant::now();
-    let (s, body, headers) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    let (s, body, headers) =
+        call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(headers.get("retry-after").is_some());
     assert!(!body.to_string().contains("refused"), "internals stay in the log: {body}");

@@ -16,7 +16,8 @@ fn node(storage: &[String]) -> Node {
 }
 
 async fn place(addr: std::net::SocketAddr, key: &str, customer: &str) -> Option<u16> {
-    let body = format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
+    let body =
+        format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
     let mut conn = HttpConnection::new(addr);
     conn.request("POST", "/api/orders", &[("Idempotency-Key", key)], body.as_bytes()).await.ok().map(|r| r.status)
 }
@@ -30,7 +31,8 @@ async fn orders_of(addr: std::net::SocketAddr, customer: &str) -> Vec<String> {
 
 async fn order_id_for(addr: std::net::SocketAddr, key: &str, customer: &str) -> String {
     // Re-sending the same keyed request is how a client learns the order id; it never creates a second order.
-    let body = format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
+    let body =
+        format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
     let mut conn = HttpConnection::new(addr);
     let r = conn.request("POST", "/api/orders", &[("Idempotency-Key", key)], body.as_bytes()).await.expect("replay");
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));

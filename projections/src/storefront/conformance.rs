@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use events::domain::{streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, OrderCancelled, OrderLine, OrderPaid, OrderPlaced, StockRestocked};
+use events::domain::{
+    streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, OrderCancelled, OrderLine, OrderPaid,
+    OrderPlaced, StockRestocked,
+};
 use events::{Causation, DomainEvent, NewEvent, RecordedEvent};
 use uuid::Uuid;
 
@@ -71,7 +74,10 @@ pub async fn orders_follow_their_events(s: Arc<dyn Storefront>) {
     let page = journal(vec![
         placed(a, "alice", 1_000_000),
         placed(b, "alice", 2_000_000),
-        (streams::inventory("s1", "latte"), StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: 1 }.into()),
+        (
+            streams::inventory("s1", "latte"),
+            StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: 1 }.into(),
+        ),
         (streams::order(a), OrderPaid { order_id: a, amount_cents: 1225 }.into()),
         (streams::order(b), OrderCancelled { order_id: b, reason: "payment_declined".into() }.into()),
     ]);
@@ -90,7 +96,8 @@ pub async fn orders_follow_their_events(s: Arc<dyn Storefront>) {
 
 pub async fn a_page_applied_twice_changes_nothing(s: Arc<dyn Storefront>) {
     let a = Uuid::from_u128(1);
-    let page = journal(vec![placed(a, "alice", 1), (streams::order(a), OrderPaid { order_id: a, amount_cents: 1225 }.into())]);
+    let page =
+        journal(vec![placed(a, "alice", 1), (streams::order(a), OrderPaid { order_id: a, amount_cents: 1225 }.into())]);
     s.apply(&page).await.unwrap();
     let before = s.order(a).await.unwrap();
     s.apply(&page).await.unwrap();
@@ -102,7 +109,11 @@ pub async fn a_page_applied_twice_changes_nothing(s: Arc<dyn Storefront>) {
 
 pub async fn an_overlapping_page_applies_only_what_is_new(s: Arc<dyn Storefront>) {
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    let all = journal(vec![placed(a, "alice", 1), placed(b, "bob", 2), (streams::order(b), OrderPaid { order_id: b, amount_cents: 1225 }.into())]);
+    let all = journal(vec![
+        placed(a, "alice", 1),
+        placed(b, "bob", 2),
+        (streams::order(b), OrderPaid { order_id: b, amount_cents: 1225 }.into()),
+    ]);
     s.apply(&all[..2]).await.unwrap();
     s.apply(&all[1..]).await.unwrap();
     assert_eq!(s.position().await.unwrap(), 3);
@@ -114,7 +125,12 @@ pub async fn the_menu_lists_published_repriced_and_retired_items(s: Arc<dyn Stor
     let publish = |id: &str, category: &str| {
         (
             streams::menu_item(id),
-            DomainEvent::from(MenuItemPublished { item_id: id.into(), name: id.to_uppercase(), category: category.into(), price_cents: 400 }),
+            DomainEvent::from(MenuItemPublished {
+                item_id: id.into(),
+                name: id.to_uppercase(),
+                category: category.into(),
+                price_cents: 400,
+            }),
         )
     };
     let page = journal(vec![

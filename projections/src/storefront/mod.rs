@@ -81,15 +81,28 @@ pub fn changes(e: &RecordedEvent) -> Result<Option<Change>, SinkError> {
             },
             version,
         }),
-        DomainEvent::OrderPaid(p) => Some(Change::OrderStatus { order_id: p.order_id, status: "paid", cancel_reason: None, version }),
-        DomainEvent::OrderCancelled(c) => {
-            Some(Change::OrderStatus { order_id: c.order_id, status: "cancelled", cancel_reason: Some(c.reason), version })
+        DomainEvent::OrderPaid(p) => {
+            Some(Change::OrderStatus { order_id: p.order_id, status: "paid", cancel_reason: None, version })
         }
-        DomainEvent::MenuItemPublished(m) => Some(Change::MenuItem {
-            item: MenuItemView { item_id: m.item_id, name: m.name, category: m.category, price_cents: m.price_cents, retired: false },
+        DomainEvent::OrderCancelled(c) => Some(Change::OrderStatus {
+            order_id: c.order_id,
+            status: "cancelled",
+            cancel_reason: Some(c.reason),
             version,
         }),
-        DomainEvent::MenuItemPriceChanged(m) => Some(Change::MenuPrice { item_id: m.item_id, price_cents: m.price_cents, version }),
+        DomainEvent::MenuItemPublished(m) => Some(Change::MenuItem {
+            item: MenuItemView {
+                item_id: m.item_id,
+                name: m.name,
+                category: m.category,
+                price_cents: m.price_cents,
+                retired: false,
+            },
+            version,
+        }),
+        DomainEvent::MenuItemPriceChanged(m) => {
+            Some(Change::MenuPrice { item_id: m.item_id, price_cents: m.price_cents, version })
+        }
         DomainEvent::MenuItemRetired(m) => Some(Change::MenuRetired { item_id: m.item_id, version }),
         _ => None,
     })

@@ -54,7 +54,10 @@ impl PgStorefront {
         migrate(&pool, "storefront", MIGRATIONS).await?;
         let client = pool.get().await.map_err(pool_error)?;
         client
-            .execute("INSERT INTO projection_offsets (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", &[&NAME])
+            .execute(
+                "INSERT INTO projection_offsets (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+                &[&NAME],
+            )
             .await
             .map_err(pg)?;
         Ok(PgStorefront { pool })
@@ -73,7 +76,10 @@ impl Sink for PgStorefront {
 
     async fn position(&self) -> Result<u64, SinkError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client.query_one("SELECT position FROM projection_offsets WHERE name = $1", &[&NAME]).await.map_err(sink_err)?;
+        let row = client
+            .query_one("SELECT position FROM projection_offsets WHERE name = $1", &[&NAME])
+            .await
+            .map_err(sink_err)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
@@ -107,7 +113,9 @@ impl Sink for PgStorefront {
             .await
             .map_err(sink_err)?;
         let set_status = tx
-            .prepare_cached("UPDATE orders SET status = $2, cancel_reason = $3, version = $4 WHERE order_id = $1 AND version < $4")
+            .prepare_cached(
+                "UPDATE orders SET status = $2, cancel_reason = $3, version = $4 WHERE order_id = $1 AND version < $4",
+            )
             .await
             .map_err(sink_err)?;
         let upsert_item = tx
@@ -160,18 +168,25 @@ impl Sink for PgStorefront {
                         tx.execute(set_status, &[&order_id, &status, &cancel_reason, &(version as i64)]).await
                     }
                     Change::MenuItem { item, version } => {
-                        tx.execute(upsert_item, &[&item.item_id, &item.name, &item.category, &item.price_cents, &(version as i64)])
-                            .await
+                        tx.execute(
+                            upsert_item,
+                            &[&item.item_id, &item.name, &item.category, &item.price_cents, &(version as i64)],
+                        )
+                        .await
                     }
                     Change::MenuPrice { item_id, price_cents, version } => {
                         tx.execute(set_price, &[&item_id, &price_cents, &(version as i64)]).await
                     }
-                    Change::MenuRetired { item_id, version } => tx.execute(retire, &[&item_id, &(version as i64)]).await,
+                    Change::MenuRetired { item_id, version } => {
+                        tx.execute(retire, &[&item_id, &(version as i64)]).await
+                    }
                 }
             });
         }
         futures::future::try_join_all(pending).await.map_err(sink_err)?;
-        tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&NAME, &last]).await.map_err(sink_err)?;
+        tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&NAME, &last])
+            .await
+            .map_err(sink_err)?;
         tx.commit().await.map_err(sink_err)?;
         Ok(())
     }
@@ -226,7 +241,8 @@ impl PgStorefront {
 impl StorefrontQueries for PgStorefront {
     async fn order(&self, order_id: Uuid) -> Result<Option<OrderView>, SinkError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client.query_opt(&format!("{ORDER_COLUMNS} WHERE order_id = $1"), &[&order_id]).await.map_err(sink_err)?;
+        let row =
+            client.query_opt(&format!("{ORDER_COLUMNS} WHERE order_id = $1"), &[&order_id]).await.map_err(sink_err)?;
         drop(client);
         Ok(self.with_lines(row.iter().map(order_view).collect()).await?.pop())
     }
@@ -255,7 +271,13 @@ impl StorefrontQueries for PgStorefront {
             .map_err(sink_err)?;
         Ok(rows
             .iter()
-            .map(|r| MenuItemView { item_id: r.get(0), name: r.get(1), category: r.get(2), price_cents: r.get(3), retired: r.get(4) })
+            .map(|r| MenuItemView {
+                item_id: r.get(0),
+                name: r.get(1),
+                category: r.get(2),
+                price_cents: r.get(3),
+                retired: r.get(4),
+            })
             .collect())
     }
 }

@@ -89,13 +89,21 @@ fn write(c: &Connection, change: Change) -> rusqlite::Result<()> {
                     "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price_cents) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for (i, l) in order.lines.iter().enumerate() {
-                    line.execute(params![order.order_id.to_string(), i as i64, l.item_id, l.quantity, l.unit_price_cents])?;
+                    line.execute(params![
+                        order.order_id.to_string(),
+                        i as i64,
+                        l.item_id,
+                        l.quantity,
+                        l.unit_price_cents
+                    ])?;
                 }
             }
         }
         Change::OrderStatus { order_id, status, cancel_reason, version } => {
-            c.prepare_cached("UPDATE orders SET status = ?2, cancel_reason = ?3, version = ?4 WHERE order_id = ?1 AND version < ?4")?
-                .execute(params![order_id.to_string(), status, cancel_reason, version as i64])?;
+            c.prepare_cached(
+                "UPDATE orders SET status = ?2, cancel_reason = ?3, version = ?4 WHERE order_id = ?1 AND version < ?4",
+            )?
+            .execute(params![order_id.to_string(), status, cancel_reason, version as i64])?;
         }
         Change::MenuItem { item, version } => {
             c.prepare_cached(
@@ -106,8 +114,10 @@ fn write(c: &Connection, change: Change) -> rusqlite::Result<()> {
             .execute(params![item.item_id, item.name, item.category, item.price_cents, version as i64])?;
         }
         Change::MenuPrice { item_id, price_cents, version } => {
-            c.prepare_cached("UPDATE menu_items SET price_cents = ?2, version = ?3 WHERE item_id = ?1 AND version < ?3")?
-                .execute(params![item_id, price_cents, version as i64])?;
+            c.prepare_cached(
+                "UPDATE menu_items SET price_cents = ?2, version = ?3 WHERE item_id = ?1 AND version < ?3",
+            )?
+            .execute(params![item_id, price_cents, version as i64])?;
         }
         Change::MenuRetired { item_id, version } => {
             c.prepare_cached("UPDATE menu_items SET retired = 1, version = ?2 WHERE item_id = ?1 AND version < ?2")?
@@ -187,7 +197,8 @@ fn order_rows(c: &Connection, sql: &str, arg: &str, limit: i64) -> rusqlite::Res
     Ok(orders)
 }
 
-const ORDER_COLUMNS: &str = "SELECT order_id, customer_id, store_id, total_cents, status, cancel_reason, created_at FROM orders";
+const ORDER_COLUMNS: &str =
+    "SELECT order_id, customer_id, store_id, total_cents, status, cancel_reason, created_at FROM orders";
 
 #[async_trait]
 impl StorefrontQueries for SqliteStorefront {
