@@ -14,7 +14,7 @@ use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{Payment, PaymentDecider};
 use crate::domain::Rejection;
-use crate::host::{CommandError, Executed, HostOptions, Registry};
+use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry};
 
 /// How payments are scored.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +76,8 @@ pub struct PlaceOrder {
     /// `(item_id, quantity)` per line.
     pub items: Vec<(String, i64)>,
     pub placed_at_us: i64,
+    /// `order_id` was generated for this request (no idempotency key), so no stream can exist yet.
+    pub fresh_order_id: bool,
 }
 
 /// Identifiers of customers and stores: short, printable, no separators that would confuse stream ids.
@@ -143,7 +145,9 @@ impl Cafe {
             lines,
             placed_at_us: request.placed_at_us,
         };
-        Ok(self.orders.execute(&streams::order(request.order_id), command, causation).await?)
+        let options = ExecuteOptions { new_stream: request.fresh_order_id, return_state: true };
+        let placed = self.orders.execute_with(&streams::order(request.order_id), command, causation, options).await?;
+        Ok(Executed { events: placed.events, state: placed.state.unwrap_or_default(), version: placed.version })
     }
 
     pub async fn order(&self, order_id: Uuid) -> Result<Option<Order>, CafeError> {

@@ -70,13 +70,24 @@ pub struct Executed<S> {
     pub version: u64,
 }
 
+/// How the caller wants a command run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecuteOptions {
+    /// The stream was just named by a fresh id (e.g. a new UUIDv7), so it cannot exist yet: skip
+    /// reading it on activation. Should it exist after all, the append conflicts and the actor reloads.
+    pub new_stream: bool,
+    /// Return a copy of the state after the command (it costs a clone of the whole state).
+    pub return_state: bool,
+}
+
 pub struct Execute<D: Decider> {
     pub command: D::Command,
     pub causation: Causation,
+    pub options: ExecuteOptions,
 }
 
 impl<D: Decider> Message for Execute<D> {
-    type Result = Result<Executed<D::State>, CommandError<D::Error>>;
+    type Result = Result<Executed<Option<D::State>>, CommandError<D::Error>>;
 }
 
 impl<D: Decider> Message for InspectOf<D> {
@@ -169,10 +180,13 @@ async fn execute<D: Decider>(
     mut loaded: Option<(D::State, u64)>,
     command: D::Command,
     causation: Causation,
-) -> (Option<(D::State, u64)>, Result<Executed<D::State>, CommandError<D::Error>>) {
+    run: ExecuteOptions,
+) -> (Option<(D::State, u64)>, Result<Executed<Option<D::State>>, CommandError<D::Error>>) {
+    let mut assume_new = run.new_stream;
     for _ in 0..=options.max_conflict_retries {
         let (state, version) = match loaded.take() {
             Some(l) => l,
+            None if std::mem::take(&mut assume_new) => (D::State::default(), 0),
             None => match activate::<D>(journal.as_ref(), &stream_id).await {
                 Ok(l) => l,
                 Err(e) => return (None, Err(CommandError::Unavailable(e.to_string()))),
@@ -183,7 +197,7 @@ async fn execute<D: Decider>(
             Err(rejection) => return (Some((state, version)), Err(CommandError::Rejected(rejection))),
         };
         if new_events.is_empty() {
-            let executed = Executed { events: vec![], state: state.clone(), version };
+            let executed = Executed { events: vec![], state: run.return_state.then(|| state.clone()), version };
             return (Some((state, version)), Ok(executed));
         }
         let encoded: Result<Vec<NewEvent>, _> =
@@ -210,7 +224,7 @@ async fn execute<D: Decider>(
                         });
                     }
                 }
-                let executed = Executed { events: new_events, state: state.clone(), version };
+                let executed = Executed { events: new_events, state: run.return_state.then(|| state.clone()), version };
                 return (Some((state, version)), Ok(executed));
             }
             Err(AppendError::Conflict { .. }) => {
@@ -225,7 +239,7 @@ async fn execute<D: Decider>(
 }
 
 impl<D: Decider> Handler<Execute<D>> for AggregateActor<D> {
-    type Result = AtomicResponse<Self, Result<Executed<D::State>, CommandError<D::Error>>>;
+    type Result = AtomicResponse<Self, Result<Executed<Option<D::State>>, CommandError<D::Error>>>;
 
     fn handle(&mut self, msg: Execute<D>, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
@@ -236,6 +250,7 @@ impl<D: Decider> Handler<Execute<D>> for AggregateActor<D> {
             self.loaded.take(),
             msg.command,
             msg.causation,
+            msg.options,
         );
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|(loaded, result), act, _| {
             act.loaded = loaded;
@@ -351,7 +366,7 @@ impl<D: Decider> Registry<D> {
         Err(CommandError::Unavailable(format!("{stream_id} is restarting")))
     }
 
-    /// Runs a command on the stream's actor.
+    /// Runs a command on the stream's actor and returns the state it leaves.
     pub async fn execute(
         &self,
         stream_id: &str,
@@ -361,9 +376,30 @@ impl<D: Decider> Registry<D> {
     where
         D::Command: Clone,
     {
+        let options = ExecuteOptions { return_state: true, ..ExecuteOptions::default() };
+        self.execute_with(stream_id, command, causation, options).await.map(|e| Executed {
+            events: e.events,
+            state: e.state.unwrap_or_default(),
+            version: e.version,
+        })
+    }
+
+    /// Runs a command; the state after it comes back only if `options.return_state`.
+    pub async fn execute_with(
+        &self,
+        stream_id: &str,
+        command: D::Command,
+        causation: Causation,
+        options: ExecuteOptions,
+    ) -> Result<Executed<Option<D::State>>, CommandError<D::Error>>
+    where
+        D::Command: Clone,
+    {
         let started = Instant::now();
-        let result =
-            self.call(stream_id, || Execute::<D> { command: command.clone(), causation }).await.and_then(|r| r);
+        let result = self
+            .call(stream_id, || Execute::<D> { command: command.clone(), causation, options })
+            .await
+            .and_then(|r| r);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CommandError::Rejected(_)) => "rejected",

@@ -24,9 +24,12 @@ use crate::domain::inventory::{InventoryCommand, InventoryError};
 use crate::domain::loyalty::LoyaltyCommand;
 use crate::domain::order::{OrderCommand, OrderStatus};
 use crate::domain::payment::{fraud_score, PaymentCommand};
-use crate::host::CommandError;
+use crate::host::{CommandError, ExecuteOptions};
 
 pub const CHECKPOINT: &str = "order-saga";
+
+/// Saga commands need no state back: skip the copy.
+const QUIET: ExecuteOptions = ExecuteOptions { new_stream: false, return_state: false };
 
 /// A reaction could not finish because something was unavailable; the page is tried again.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +67,7 @@ pub struct OrderSaga {
 
 impl OrderSaga {
     pub fn new(cafe: Arc<Cafe>) -> Self {
-        OrderSaga { cafe, concurrency: 128 }
+        OrderSaga { cafe, concurrency: 1024 }
     }
 
     /// Follows the journal from the stored checkpoint until `stop` turns true.
@@ -82,7 +85,7 @@ impl OrderSaga {
                 }
             }
         };
-        let mut subscription = Subscription::new(journal.clone(), start).with_page_size(512);
+        let mut subscription = Subscription::new(journal.clone(), start).with_page_size(2048);
         loop {
             let page = tokio::select! {
                 page = subscription.next_page() => page,
@@ -165,7 +168,7 @@ impl OrderSaga {
                         quantity: line.quantity,
                     };
                     let stream = streams::inventory(&placed.store_id, &line.item_id);
-                    match cafe.inventory.execute(&stream, command, causation).await {
+                    match cafe.inventory.execute_with(&stream, command, causation, QUIET).await {
                         Ok(_) => {}
                         Err(CommandError::Rejected(InventoryError::OutOfStock { .. })) => {
                             shortage = Some(line.item_id.clone());
@@ -176,7 +179,9 @@ impl OrderSaga {
                 }
                 if let Some(sku) = shortage {
                     let command = OrderCommand::Cancel { reason: format!("out_of_stock:{sku}") };
-                    return settle(cafe.orders.execute(&streams::order(placed.order_id), command, causation).await);
+                    return settle(
+                        cafe.orders.execute_with(&streams::order(placed.order_id), command, causation, QUIET).await,
+                    );
                 }
                 let policy = cafe.payment_policy;
                 let score = fraud_score(placed.order_id, &placed.customer_id, placed.total_cents, policy.fraud_rounds);
@@ -187,18 +192,22 @@ impl OrderSaga {
                     fraud_score: score,
                     decline_threshold: policy.decline_threshold,
                 };
-                settle(cafe.payments.execute(&streams::payment(placed.order_id), command, causation).await)
+                // The payment stream is born here; on a replay the append conflicts and the actor reloads.
+                let born = ExecuteOptions { new_stream: true, ..QUIET };
+                settle(cafe.payments.execute_with(&streams::payment(placed.order_id), command, causation, born).await)
             }
-            DomainEvent::PaymentAuthorized(e) => {
-                settle(cafe.payments.execute(&streams::payment(e.order_id), PaymentCommand::Capture, causation).await)
-            }
+            DomainEvent::PaymentAuthorized(e) => settle(
+                cafe.payments
+                    .execute_with(&streams::payment(e.order_id), PaymentCommand::Capture, causation, QUIET)
+                    .await,
+            ),
             DomainEvent::PaymentCaptured(e) => {
                 let command = OrderCommand::MarkPaid { amount_cents: e.amount_cents };
-                settle(cafe.orders.execute(&streams::order(e.order_id), command, causation).await)
+                settle(cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await)
             }
             DomainEvent::PaymentDeclined(e) => {
                 let command = OrderCommand::Cancel { reason: "payment_declined".into() };
-                settle(cafe.orders.execute(&streams::order(e.order_id), command, causation).await)
+                settle(cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await)
             }
             DomainEvent::OrderCancelled(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
@@ -228,7 +237,9 @@ impl OrderSaga {
                     amount_cents: order.total_cents,
                     order_paid: order.status == OrderStatus::Paid,
                 };
-                settle(cafe.loyalty.execute(&streams::loyalty(&order.customer_id), command, causation).await)
+                settle(
+                    cafe.loyalty.execute_with(&streams::loyalty(&order.customer_id), command, causation, QUIET).await,
+                )
             }
             _ => Ok(()),
         }

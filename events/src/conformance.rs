@@ -44,6 +44,7 @@ where
     case!(concurrent_appends_to_many_streams_all_commit);
     case!(a_conflict_does_not_fail_other_requests_in_the_batch);
     case!(racing_writers_on_one_stream_get_one_winner_per_version);
+    case!(racing_creators_of_one_new_stream);
     case!(snapshots_keep_the_newest);
     case!(an_empty_append_is_refused);
     case!(checkpoints_only_move_forward);
@@ -162,6 +163,31 @@ pub async fn racing_writers_on_one_stream_get_one_winner_per_version(j: Arc<dyn 
     let events = read_stream_to_end(j.as_ref(), "hot", 1).await.unwrap();
     assert_eq!(events.len(), 2);
     verify_stream(&events).unwrap();
+}
+
+/// Many writers create the same new streams at once: with `NoStream` exactly one wins each, with
+/// `Any` every append lands and the stream's versions run 1..n without gaps.
+pub async fn racing_creators_of_one_new_stream(j: Arc<dyn Journal>) {
+    racing_creators(&[j.clone(), j]).await;
+}
+
+/// The same race across several journal instances (processes) sharing one store.
+pub async fn racing_creators(journals: &[Arc<dyn Journal>]) {
+    for round in 0..5 {
+        let tasks = (0..24).map(|i| {
+            let j = journals[i % journals.len()].clone();
+            tokio::spawn(async move {
+                let exclusive = j.append(request(&format!("new-{round}"), ExpectedVersion::NoStream, 1)).await;
+                let shared = j.append(request(&format!("shared-{round}"), ExpectedVersion::Any, 2)).await;
+                (exclusive.is_ok(), shared.expect("an Any append always lands"))
+            })
+        });
+        let results: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(results.iter().filter(|(won, _)| *won).count(), 1, "one creator wins");
+        let shared = read_stream_to_end(journals[0].as_ref(), &format!("shared-{round}"), 1).await.unwrap();
+        assert_eq!(shared.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=48).collect::<Vec<_>>());
+        verify_stream(&shared).unwrap();
+    }
 }
 
 pub async fn snapshots_keep_the_newest(j: Arc<dyn Journal>) {

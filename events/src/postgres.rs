@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio_postgres::{error::SqlState, NoTls};
-use uuid::Uuid;
 
 use crate::envelope::{RecordedEvent, GENESIS_HASH};
+use crate::journal::ExpectedVersion;
 use crate::journal::{
     record_batch_metrics, validate, AppendError, AppendRequest, Appended, Journal, PendingAppend, Snapshot, StoreError,
 };
@@ -46,7 +46,7 @@ impl PgOptions {
             url: url.into(),
             schema: None,
             pool_size: 16,
-            writers: 2,
+            writers: 4,
             max_batch_events: 2000,
             queue_depth: 8192,
             connect_timeout: Duration::from_secs(3),
@@ -243,11 +243,17 @@ async fn commit_with_retry(pool: &Pool, requests: &[AppendRequest]) -> Result<(B
         let mut client = pool.get().await.map_err(pool_error)?;
         match commit_batch(&mut client, requests).await {
             Ok(r) => return Ok(r),
-            Err(e) if attempt < 5 && is_retryable(&e) => {
+            Err(BatchError::CreationRace) if attempt < 5 => {
+                tracing::debug!(attempt, "retrying journal batch after a stream creation race");
+            }
+            Err(BatchError::Database(e)) if attempt < 5 && is_retryable(&e) => {
                 tracing::debug!(error = %e, attempt, "retrying journal batch");
                 tokio::time::sleep(Duration::from_millis(fastrand_ms(attempt))).await;
             }
-            Err(e) => return Err(pg(e)),
+            Err(BatchError::CreationRace) => {
+                return Err(StoreError::Unavailable("stream creation kept racing; try again".into()))
+            }
+            Err(BatchError::Database(e)) => return Err(pg(e)),
         }
     }
 }
@@ -280,41 +286,36 @@ async fn lock_heads(
     Ok(())
 }
 
+/// Why a batch did not commit.
+enum BatchError {
+    Database(tokio_postgres::Error),
+    /// Another transaction created a stream that an `Any` request of this batch appends to: the
+    /// request must be decided again against that stream's head, so the batch runs again.
+    CreationRace,
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BatchError::Database(e)
+    }
+}
+
 async fn commit_batch(
     client: &mut deadpool_postgres::Client,
     requests: &[AppendRequest],
-) -> Result<(BatchResults, u64), tokio_postgres::Error> {
+) -> Result<(BatchResults, u64), BatchError> {
     let tx = client.transaction().await?;
     let mut ids: Vec<String> = requests.iter().map(|r| r.stream_id.clone()).collect();
     ids.sort();
     ids.dedup();
+    // Existing streams: lock their heads (in id order, so concurrent batches cannot deadlock).
     let mut heads = HashMap::with_capacity(ids.len());
     lock_heads(&tx, &ids, &mut heads).await?;
-    let missing: Vec<String> = ids.iter().filter(|id| !heads.contains_key(*id)).cloned().collect();
-    if !missing.is_empty() {
-        // New streams get a version-0 row, which serializes their creation across processes too.
-        tx.execute(
-            "INSERT INTO streams (stream_id, version, hash) SELECT s, 0, $2 FROM unnest($1::text[]) AS s ORDER BY s
-             ON CONFLICT (stream_id) DO NOTHING",
-            &[&missing, &GENESIS_HASH.as_slice()],
-        )
-        .await?;
-        lock_heads(&tx, &missing, &mut heads).await?;
-    }
+    let existing: std::collections::HashSet<String> = heads.keys().cloned().collect();
 
-    let total: usize = requests.iter().map(|r| r.events.len()).sum();
-    let mut col_stream = Vec::with_capacity(total);
-    let mut col_version = Vec::with_capacity(total);
-    let mut col_id = Vec::with_capacity(total);
-    let mut col_type = Vec::with_capacity(total);
-    let mut col_schema = Vec::with_capacity(total);
-    let mut col_at = Vec::with_capacity(total);
-    let mut col_corr = Vec::with_capacity(total);
-    let mut col_cause: Vec<Option<Uuid>> = Vec::with_capacity(total);
-    let mut col_payload = Vec::with_capacity(total);
-    let mut col_hash = Vec::with_capacity(total);
-    // Per request: Ok((first_version, last_version, index of its last event)) or the conflict.
-    let mut decided = Vec::with_capacity(requests.len());
+    // Decide every request against the heads; streams not found count as version 0.
+    let mut decided: Vec<Result<(u64, u64), AppendError>> = Vec::with_capacity(requests.len());
+    let mut chains: Vec<Vec<RecordedEvent>> = Vec::with_capacity(requests.len());
     for request in requests {
         let (actual, mut previous) = heads.get(&request.stream_id).copied().unwrap_or((0, GENESIS_HASH));
         if !request.expected.admits(actual) {
@@ -323,41 +324,76 @@ async fn commit_batch(
                 expected: request.expected,
                 actual,
             }));
+            chains.push(Vec::new());
             continue;
         }
         let mut version = actual;
+        let mut chain = Vec::with_capacity(request.events.len());
         for event in &request.events {
             version += 1;
             let e = event.clone().record(&request.stream_id, version, &previous);
             previous = e.hash;
-            col_stream.push(e.stream_id);
-            col_version.push(version as i64);
-            col_id.push(e.event_id);
-            col_type.push(e.event_type);
-            col_schema.push(e.schema_version as i16);
-            col_at.push(e.recorded_at_us);
-            col_corr.push(e.correlation_id);
-            col_cause.push(e.causation_id);
-            col_payload.push(e.payload);
-            col_hash.push(e.hash.to_vec());
+            chain.push(e);
         }
         heads.insert(request.stream_id.clone(), (version, previous));
-        decided.push(Ok((actual + 1, version, col_stream.len())));
+        decided.push(Ok((actual + 1, version)));
+        chains.push(chain);
     }
 
-    let mut base = 0i64;
-    if !col_stream.is_empty() {
-        let touched: Vec<&String> =
-            requests.iter().map(|r| &r.stream_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        let versions: Vec<i64> = touched.iter().map(|s| heads[*s].0 as i64).collect();
-        let hashes: Vec<Vec<u8>> = touched.iter().map(|s| heads[*s].1.to_vec()).collect();
+    // New streams are inserted with their final head. One that another transaction created first is
+    // not inserted (ON CONFLICT waits for that transaction): its requests become conflicts.
+    let created: Vec<&String> = ids.iter().filter(|id| !existing.contains(*id) && heads.contains_key(*id)).collect();
+    if !created.is_empty() {
+        let versions: Vec<i64> = created.iter().map(|s| heads[*s].0 as i64).collect();
+        let hashes: Vec<Vec<u8>> = created.iter().map(|s| heads[*s].1.to_vec()).collect();
+        let rows = tx
+            .query(
+                "INSERT INTO streams (stream_id, version, hash)
+                 SELECT s, v, h FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(s, v, h) ORDER BY s
+                 ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id",
+                &[&created, &versions, &hashes],
+            )
+            .await?;
+        if rows.len() < created.len() {
+            metrics::counter!("journal_creation_races_total").increment(1);
+            let won: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            let lost: Vec<String> = created.iter().filter(|s| !won.contains(**s)).map(|s| (*s).clone()).collect();
+            let mut now = HashMap::new();
+            lock_heads(&tx, &lost, &mut now).await?;
+            for (i, request) in requests.iter().enumerate() {
+                let Some(&(actual, _)) = now.get(&request.stream_id) else { continue };
+                if request.expected == ExpectedVersion::Any {
+                    return Err(BatchError::CreationRace); // dropping the transaction rolls it back
+                }
+                decided[i] = Err(AppendError::Conflict {
+                    stream_id: request.stream_id.clone(),
+                    expected: request.expected,
+                    actual,
+                });
+                chains[i].clear();
+            }
+        }
+    }
+    let updated: Vec<&String> = ids.iter().filter(|id| existing.contains(*id)).collect();
+    let update = async {
+        if updated.is_empty() {
+            return Ok(0);
+        }
+        let versions: Vec<i64> = updated.iter().map(|s| heads[*s].0 as i64).collect();
+        let hashes: Vec<Vec<u8>> = updated.iter().map(|s| heads[*s].1.to_vec()).collect();
         tx.execute(
             "UPDATE streams SET version = u.v, hash = u.h FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(s, v, h)
              WHERE streams.stream_id = u.s AND streams.version <> u.v",
-            &[&touched, &versions, &hashes],
+            &[&updated, &versions, &hashes],
         )
-        .await?;
-        let n = col_stream.len() as i64;
+        .await
+    };
+
+    let events: Vec<RecordedEvent> = chains.iter_mut().flat_map(std::mem::take).collect();
+    let insert = async {
+        if events.is_empty() {
+            return Ok(0i64);
+        }
         let row = tx
             .query_one(
                 "WITH head AS (UPDATE journal_head SET position = position + $1 WHERE id = 1 RETURNING position - $1 AS base),
@@ -371,34 +407,36 @@ async fn commit_batch(
                  )
                  SELECT base FROM head",
                 &[
-                    &n,
-                    &col_stream,
-                    &col_version,
-                    &col_id,
-                    &col_type,
-                    &col_schema,
-                    &col_at,
-                    &col_corr,
-                    &col_cause,
-                    &col_payload,
-                    &col_hash,
+                    &(events.len() as i64),
+                    &events.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.stream_version as i64).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.schema_version as i16).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.recorded_at_us).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.correlation_id).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.causation_id).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>(),
+                    &events.iter().map(|e| e.hash.as_slice()).collect::<Vec<_>>(),
                 ],
             )
             .await?;
-        base = row.get(0);
-    }
+        Ok(row.get::<_, i64>(0))
+    };
+    // Both statements go out without waiting for each other's answer (pipelined); the head row lock
+    // is the last lock taken and is held only until the commit right after.
+    let (_, base) = futures::try_join!(update, insert)?;
     tx.commit().await?;
-    let results = decided
-        .into_iter()
-        .map(|d| {
-            d.map(|(first, last, end)| Appended {
-                first_version: first,
-                last_version: last,
-                last_position: (base + end as i64) as u64,
-            })
-        })
-        .collect();
-    Ok((results, (base + col_stream.len() as i64) as u64))
+
+    let mut end = 0i64;
+    let mut results = Vec::with_capacity(decided.len());
+    for d in decided {
+        results.push(d.map(|(first, last)| {
+            end += (last + 1 - first) as i64;
+            Appended { first_version: first, last_version: last, last_position: (base + end) as u64 }
+        }));
+    }
+    Ok((results, (base + events.len() as i64) as u64))
 }
 
 const SELECT_EVENTS: &str = "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version,

@@ -387,6 +387,7 @@ async fn place_order(
 ) -> Result<HttpResponse, ApiError> {
     let _permit = admit(&state)?;
     let body: PlaceOrderBody = json_body(&req, payload, state.body_limit).await?;
+    let fresh_order_id = req.headers().get("idempotency-key").is_none();
     let order_id = match req.headers().get("idempotency-key") {
         None => Uuid::now_v7(),
         Some(key) => {
@@ -402,6 +403,7 @@ async fn place_order(
         store_id: body.store_id,
         items: body.items.into_iter().map(|i| (i.item_id, i.quantity)).collect(),
         placed_at_us: events::envelope::now_us(),
+        fresh_order_id,
     };
     let placed = state.cafe.place_order(request, Causation::new_root()).await?;
     let replayed = placed.events.is_empty();

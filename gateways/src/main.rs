@@ -221,6 +221,9 @@ async fn demo(args: StorageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stores the HTTP benchmark spreads its orders over.
+const BENCH_STORES: usize = 512;
+
 async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
     let invoked = format!("cloudcafe {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
     match command {
@@ -240,7 +243,10 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             let mut settings = NodeSettings::embedded(&dir);
             settings.seed_demo = true;
             let node = Node::start(settings).await?;
-            for store in gateways::node::DEMO_STORES {
+            // Orders spread over many stores, as a chain's are: one store's SKU is one actor.
+            let stores: &'static [&'static str] =
+                Vec::leak((1..=BENCH_STORES).map(|i| &*String::leak(format!("bench-store-{i}"))).collect());
+            for store in stores {
                 for sku in ["latte", "croissant"] {
                     node.cafe.restock(store, sku, 1_000_000, events::Causation::new_root()).await?;
                 }
@@ -248,8 +254,9 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             let (server, addr) = start_server(&node, "127.0.0.1:0".parse()?, None, &ApiSettings::default()).await?;
             let handle = server.handle();
             actix_web::rt::spawn(server);
-            let figures =
-                bench::http(addr, connections, Duration::from_secs(seconds), gateways::node::DEMO_STORES).await;
+            let mut figures = bench::http(addr, connections, Duration::from_secs(seconds), stores).await;
+            (figures.saga_backlog_events, figures.saga_drain) =
+                bench::saga_drain(node.journal.as_ref(), Duration::from_secs(600)).await;
             handle.stop(true).await;
             drop(node);
             let raw = bench::journal_sqlite(100_000, 256).await.raw_rate;

@@ -37,6 +37,7 @@ fn order(store: &str, items: &[(&str, i64)]) -> PlaceOrder {
         store_id: store.into(),
         items: items.iter().map(|(i, q)| (i.to_string(), *q)).collect(),
         placed_at_us: 1,
+        fresh_order_id: true,
     }
 }
 

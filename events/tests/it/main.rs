@@ -89,3 +89,15 @@ async fn a_follower_never_skips_an_event_that_commits_late() {
     let stored: HashSet<_> = reader.read_all(0, 1_000_000).await.unwrap().into_iter().map(|e| e.event_id).collect();
     assert_eq!(ids, stored, "the follower saw exactly what is stored");
 }
+
+/// Stream creation races between separate pools, i.e. separate transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_races_across_processes_have_one_winner_and_lose_no_any_append() {
+    let Some(url) = servers::postgres_url() else { return };
+    let options = PgOptions::new(url).with_schema(servers::fresh_schema("race"));
+    let mut journals = Vec::new();
+    for _ in 0..4 {
+        journals.push(Arc::new(PgJournal::connect(options.clone()).await.unwrap()) as Arc<dyn Journal>);
+    }
+    conformance::racing_creators(&journals).await;
+}
