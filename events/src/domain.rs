@@ -142,12 +142,23 @@ pub struct TierChanged {
 
 // ---- Menu (one stream per item) -----------------------------------------------------------------
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nutrition {
+    pub calories: u32,
+    pub caffeine_mg: u32,
+    pub sugar_g: u32,
+}
+
+/// Schema 2 added `nutrition` and `image_sha256`; schema-1 payloads are upcast (see [`upcast`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MenuItemPublished {
     pub item_id: String,
     pub name: String,
     pub category: String,
     pub price_cents: Cents,
+    pub nutrition: Nutrition,
+    /// Hex SHA-256 of the item's image; empty when unknown.
+    pub image_sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +182,63 @@ pub enum CodecError {
     Encode(#[from] rmp_serde::encode::Error),
     #[error("cannot decode event `{event_type}`: {source}")]
     Decode { event_type: String, source: rmp_serde::decode::Error },
+    #[error("cannot upcast `{event_type}` from schema version {from}: {reason}")]
+    Upcast { event_type: String, from: u16, reason: String },
+}
+
+/// Schema evolution: a function that turns the payload of `event_type` at schema version `from`
+/// into version `from + 1`, working on the MessagePack map itself. Decoding applies the chain of
+/// upcasters from the stored version up to the current one, so old events never need rewriting.
+pub struct Upcaster {
+    pub event_type: &'static str,
+    pub from: u16,
+    pub upcast: fn(rmpv::Value) -> Result<rmpv::Value, String>,
+}
+
+/// The registry of every upcaster this build knows.
+pub const UPCASTERS: &[Upcaster] =
+    &[Upcaster { event_type: "MenuItemPublished", from: 1, upcast: upcast::menu_item_published_v1_to_v2 }];
+
+pub mod upcast {
+    use rmpv::Value;
+
+    fn map_mut(v: &mut Value) -> Result<&mut Vec<(Value, Value)>, String> {
+        match v {
+            Value::Map(m) => Ok(m),
+            _ => Err("payload is not a map".into()),
+        }
+    }
+
+    /// v1 had no nutrition facts and no image: they become zeros and an empty hash ("unknown").
+    pub fn menu_item_published_v1_to_v2(mut v: Value) -> Result<Value, String> {
+        let m = map_mut(&mut v)?;
+        m.push((
+            Value::from("nutrition"),
+            Value::Map(vec![
+                (Value::from("calories"), Value::from(0)),
+                (Value::from("caffeine_mg"), Value::from(0)),
+                (Value::from("sugar_g"), Value::from(0)),
+            ]),
+        ));
+        m.push((Value::from("image_sha256"), Value::from("")));
+        Ok(v)
+    }
+}
+
+/// Brings an old payload up to `current` through the registered upcasters.
+fn upcast_payload(event_type: &str, found: u16, current: u16, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let fail = |reason: String| CodecError::Upcast { event_type: event_type.to_owned(), from: found, reason };
+    let mut value = rmpv::decode::read_value(&mut &payload[..]).map_err(|e| fail(e.to_string()))?;
+    for version in found..current {
+        let step = UPCASTERS
+            .iter()
+            .find(|u| u.event_type == event_type && u.from == version)
+            .ok_or_else(|| fail(format!("no upcaster from version {version}")))?;
+        value = (step.upcast)(value).map_err(&fail)?;
+    }
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    rmpv::encode::write_value(&mut out, &value).map_err(|e| fail(e.to_string()))?;
+    Ok(out)
 }
 
 macro_rules! domain_events {
@@ -199,11 +267,18 @@ macro_rules! domain_events {
             pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<Self, CodecError> {
                 match event_type {
                     $( stringify!($ty) => {
-                        if schema_version != $version {
+                        if schema_version > $version || schema_version == 0 {
                             return Err(CodecError::UnsupportedVersion {
                                 event_type: event_type.to_owned(), found: schema_version, current: $version,
                             });
                         }
+                        let upcast;
+                        let payload = if schema_version < $version {
+                            upcast = upcast_payload(event_type, schema_version, $version, payload)?;
+                            &upcast[..]
+                        } else {
+                            payload
+                        };
                         rmp_serde::from_slice(payload)
                             .map(Self::$ty)
                             .map_err(|source| CodecError::Decode { event_type: event_type.to_owned(), source })
@@ -230,7 +305,7 @@ domain_events! {
     StockSettled = 1,
     PointsAccrued = 1,
     TierChanged = 1,
-    MenuItemPublished = 1,
+    MenuItemPublished = 2,
     MenuItemPriceChanged = 1,
     MenuItemRetired = 1,
 }
@@ -288,6 +363,38 @@ mod tests {
             DomainEvent::decode("OrderPaid", 9, &[]),
             Err(CodecError::UnsupportedVersion { found: 9, .. })
         ));
+    }
+
+    #[test]
+    fn a_v1_menu_item_is_read_as_v2_through_its_upcaster() {
+        #[derive(Serialize)]
+        struct MenuItemPublishedV1 {
+            item_id: String,
+            name: String,
+            category: String,
+            price_cents: Cents,
+        }
+        let v1 = rmp_serde::to_vec_named(&MenuItemPublishedV1 {
+            item_id: "latte".into(),
+            name: "Latte".into(),
+            category: "coffee".into(),
+            price_cents: 450,
+        })
+        .unwrap();
+        let e = DomainEvent::decode("MenuItemPublished", 1, &v1).unwrap();
+        assert_eq!(
+            e,
+            DomainEvent::MenuItemPublished(MenuItemPublished {
+                item_id: "latte".into(),
+                name: "Latte".into(),
+                category: "coffee".into(),
+                price_cents: 450,
+                nutrition: Nutrition::default(),
+                image_sha256: String::new(),
+            })
+        );
+        assert!(matches!(DomainEvent::decode("MenuItemPublished", 0, &v1), Err(CodecError::UnsupportedVersion { .. })));
+        assert!(matches!(DomainEvent::decode("MenuItemPublished", 1, &[0xc1]), Err(CodecError::Upcast { .. })));
     }
 
     #[test]

@@ -292,6 +292,22 @@ struct MenuItemBody {
     name: String,
     category: String,
     price_cents: i64,
+    #[serde(default)]
+    nutrition: NutritionBody,
+    /// Hex SHA-256 of the item's image.
+    #[serde(default)]
+    image_sha256: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NutritionBody {
+    #[serde(default)]
+    calories: u32,
+    #[serde(default)]
+    caffeine_mg: u32,
+    #[serde(default)]
+    sugar_g: u32,
 }
 
 #[derive(Serialize)]
@@ -511,6 +527,12 @@ async fn publish_menu_item(
         name: body.name,
         category: body.category,
         price_cents: body.price_cents,
+        nutrition: events::domain::Nutrition {
+            calories: body.nutrition.calories,
+            caffeine_mg: body.nutrition.caffeine_mg,
+            sugar_g: body.nutrition.sugar_g,
+        },
+        image_sha256: body.image_sha256,
     };
     let done = state.cafe.publish_menu_item(command, Causation::new_root()).await?;
     let item = done.state;
@@ -520,5 +542,7 @@ async fn publish_menu_item(
         "category": item.category,
         "price_cents": item.price_cents,
         "retired": item.retired,
+        "nutrition": item.nutrition,
+        "image_sha256": item.image_sha256,
     })))
 }

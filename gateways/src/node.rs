@@ -9,6 +9,7 @@ use actors::cafe::{Cafe, PaymentPolicy};
 use actors::domain::menu::MenuCommand;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
+use events::domain::Nutrition;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
@@ -112,27 +113,36 @@ impl Node {
 }
 
 /// The demo catalogue: what `serve` publishes into an empty journal so that orders can be placed at once.
-pub const DEMO_MENU: &[(&str, &str, &str, i64)] = &[
-    ("latte", "Caffè Latte", "coffee", 450),
-    ("cappuccino", "Cappuccino", "coffee", 425),
-    ("americano", "Americano", "coffee", 350),
-    ("mocha", "Caffè Mocha", "coffee", 495),
-    ("cold-brew", "Cold Brew", "coffee", 475),
-    ("chai-latte", "Chai Latte", "tea", 445),
-    ("croissant", "Butter Croissant", "bakery", 325),
-    ("blueberry-muffin", "Blueberry Muffin", "bakery", 295),
+pub const DEMO_MENU: &[(&str, &str, &str, i64, Nutrition)] = &[
+    ("latte", "Caffè Latte", "coffee", 450, Nutrition { calories: 190, caffeine_mg: 150, sugar_g: 17 }),
+    ("cappuccino", "Cappuccino", "coffee", 425, Nutrition { calories: 140, caffeine_mg: 150, sugar_g: 12 }),
+    ("americano", "Americano", "coffee", 350, Nutrition { calories: 15, caffeine_mg: 225, sugar_g: 0 }),
+    ("mocha", "Caffè Mocha", "coffee", 495, Nutrition { calories: 370, caffeine_mg: 175, sugar_g: 35 }),
+    ("cold-brew", "Cold Brew", "coffee", 475, Nutrition { calories: 5, caffeine_mg: 205, sugar_g: 0 }),
+    ("chai-latte", "Chai Latte", "tea", 445, Nutrition { calories: 240, caffeine_mg: 95, sugar_g: 42 }),
+    ("croissant", "Butter Croissant", "bakery", 325, Nutrition { calories: 260, caffeine_mg: 0, sugar_g: 6 }),
+    ("blueberry-muffin", "Blueberry Muffin", "bakery", 295, Nutrition { calories: 360, caffeine_mg: 0, sugar_g: 33 }),
 ];
+
+/// The demo has no images: a stand-in hash derived from the item id, as a real pipeline would derive
+/// it from the image bytes.
+fn image_hash(item_id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("image:{item_id}").as_bytes()))
+}
 pub const DEMO_STORES: &[&str] = &["store-1", "store-2", "store-3"];
 pub const DEMO_STOCK: i64 = 1000;
 
 pub async fn seed_demo(cafe: &Cafe) -> Result<(), actors::cafe::CafeError> {
     let causation = Causation::new_root();
-    for (item_id, name, category, price_cents) in DEMO_MENU {
+    for (item_id, name, category, price_cents, nutrition) in DEMO_MENU {
         let command = MenuCommand::Publish {
             item_id: (*item_id).into(),
             name: (*name).into(),
             category: (*category).into(),
             price_cents: *price_cents,
+            nutrition: *nutrition,
+            image_sha256: image_hash(item_id),
         };
         cafe.publish_menu_item(command, causation).await?;
         for store in DEMO_STORES {

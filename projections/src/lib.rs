@@ -1,8 +1,14 @@
 //! # CloudCafe projections
 //!
 //! Read models fed from the journal's global order. A [`Sink`] applies a page of events and stores
-//! the position of the last one in the same transaction, so a page applied twice changes nothing
-//! (effectively-once). A [`runner::ProjectionRunner`] follows the journal from the sink's own position.
+//! the position of the last one in the same transaction (or, where a store has no multi-item
+//! transactions, writes each item conditionally on its stream version), so a page applied twice
+//! changes nothing (effectively-once). A [`runner::ProjectionRunner`] follows the journal from the
+//! sink's own position.
+//!
+//! Every sink can list its rows in a canonical form ([`CanonicalRow`]), the same text in every store,
+//! so that a model rebuilt by replay can be compared with the live one ([`Fingerprint`]). A
+//! [`Rebuildable`] sink can build a shadow copy of itself and promote it atomically.
 //!
 //! Architecture Invariant: projections never write to the journal and never decide anything; a read
 //! model can be dropped and rebuilt from the journal at any time.
@@ -10,8 +16,14 @@
 pub mod runner;
 pub mod storefront;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use events::RecordedEvent;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
@@ -27,6 +39,37 @@ impl From<events::StoreError> for SinkError {
     }
 }
 
+/// One row of a read model in canonical form: `key` names it uniquely (`table/primary key`),
+/// `content` holds its fields as `name=value` pairs in a fixed order. Money is in cents, times in
+/// microseconds since the epoch, booleans `true`/`false`, absent values empty.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CanonicalRow {
+    pub key: String,
+    pub content: String,
+}
+
+/// Row count and SHA-256 over the canonical rows sorted by key: equal fingerprints, equal models.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub checksum: String,
+}
+
+impl Fingerprint {
+    /// `rows` need not be sorted.
+    pub fn of(rows: &mut [CanonicalRow]) -> Self {
+        rows.sort();
+        let mut h = Sha256::new();
+        for r in rows.iter() {
+            h.update(r.key.as_bytes());
+            h.update([0]);
+            h.update(r.content.as_bytes());
+            h.update([b'\n']);
+        }
+        Fingerprint { rows: rows.len() as u64, checksum: hex::encode(h.finalize()) }
+    }
+}
+
 /// The sink port: one per read-model store.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
@@ -36,7 +79,31 @@ pub trait Sink: Send + Sync + 'static {
     /// The global position of the last event applied (0 before the first).
     async fn position(&self) -> Result<u64, SinkError>;
 
-    /// Applies `events` (in global order) and stores the last one's position, atomically. Events at or
-    /// below the stored position are skipped, so a repeated page changes nothing.
+    /// Applies `events` (in global order). Events at or below the stored position, or older than
+    /// what a row already reflects, change nothing, so a repeated page changes nothing.
     async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError>;
+
+    /// Every row of the model in canonical form (any order).
+    async fn canonical_rows(&self) -> Result<Vec<CanonicalRow>, SinkError>;
+
+    async fn fingerprint(&self) -> Result<Fingerprint, SinkError> {
+        Ok(Fingerprint::of(&mut self.canonical_rows().await?))
+    }
+}
+
+/// A sink whose model can be rebuilt beside the live one and swapped in.
+#[async_trait]
+pub trait Rebuildable: Sink {
+    /// The shadow model, created empty if absent and kept if present, so that an interrupted rebuild
+    /// resumes from the shadow's own position.
+    async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError>;
+
+    /// Starts the shadow over, empty, at `position` (events up to it are not applied).
+    async fn reset_shadow(&self, position: u64) -> Result<(), SinkError>;
+
+    /// Replaces the live model with the shadow, atomically for readers; the shadow is gone after.
+    async fn promote_shadow(&self) -> Result<(), SinkError>;
+
+    /// Drops the shadow, leaving the live model as it is.
+    async fn discard_shadow(&self) -> Result<(), SinkError>;
 }

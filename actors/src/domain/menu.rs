@@ -1,6 +1,6 @@
 //! One menu item: published, repriced, retired.
 
-use events::domain::{Cents, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired};
+use events::domain::{Cents, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition};
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +14,24 @@ pub struct MenuItem {
     pub name: String,
     pub category: String,
     pub price_cents: Cents,
+    pub nutrition: Nutrition,
+    pub image_sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MenuCommand {
-    Publish { item_id: String, name: String, category: String, price_cents: Cents },
-    ChangePrice { price_cents: Cents },
+    Publish {
+        item_id: String,
+        name: String,
+        category: String,
+        price_cents: Cents,
+        nutrition: Nutrition,
+        /// Hex SHA-256 of the item's image, or empty.
+        image_sha256: String,
+    },
+    ChangePrice {
+        price_cents: Cents,
+    },
     Retire,
 }
 
@@ -37,6 +49,8 @@ pub enum MenuError {
     Unknown,
     #[error("menu item is retired")]
     Retired,
+    #[error("image_sha256 must be 64 lowercase hex digits or empty")]
+    BadImageHash,
 }
 
 impl Rejection for MenuError {
@@ -45,6 +59,7 @@ impl Rejection for MenuError {
             MenuError::Missing(f) => Some((*f).into()),
             MenuError::BadItemId | MenuError::AlreadyPublished => Some("item_id".into()),
             MenuError::BadPrice => Some("price_cents".into()),
+            MenuError::BadImageHash => Some("image_sha256".into()),
             _ => None,
         }
     }
@@ -70,7 +85,7 @@ impl Decider for MenuDecider {
 
     fn decide(item: &MenuItem, command: &MenuCommand) -> Result<Vec<DomainEvent>, MenuError> {
         match command {
-            MenuCommand::Publish { item_id, name, category, price_cents } => {
+            MenuCommand::Publish { item_id, name, category, price_cents, nutrition, image_sha256 } => {
                 if !valid_item_id(item_id) {
                     return Err(MenuError::BadItemId);
                 }
@@ -83,8 +98,16 @@ impl Decider for MenuDecider {
                 if !valid_price(*price_cents) {
                     return Err(MenuError::BadPrice);
                 }
+                let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+                if !(image_sha256.is_empty() || (image_sha256.len() == 64 && image_sha256.chars().all(hex))) {
+                    return Err(MenuError::BadImageHash);
+                }
                 if item.published {
-                    let same = item.name == *name && item.category == *category && item.price_cents == *price_cents;
+                    let same = item.name == *name
+                        && item.category == *category
+                        && item.price_cents == *price_cents
+                        && item.nutrition == *nutrition
+                        && item.image_sha256 == *image_sha256;
                     return if same && !item.retired { Ok(vec![]) } else { Err(MenuError::AlreadyPublished) };
                 }
                 Ok(vec![MenuItemPublished {
@@ -92,6 +115,8 @@ impl Decider for MenuDecider {
                     name: name.clone(),
                     category: category.clone(),
                     price_cents: *price_cents,
+                    nutrition: *nutrition,
+                    image_sha256: image_sha256.clone(),
                 }
                 .into()])
             }
@@ -126,6 +151,8 @@ impl Decider for MenuDecider {
                 item.name.clone_from(&e.name);
                 item.category.clone_from(&e.category);
                 item.price_cents = e.price_cents;
+                item.nutrition = e.nutrition;
+                item.image_sha256.clone_from(&e.image_sha256);
             }
             DomainEvent::MenuItemPriceChanged(e) => item.price_cents = e.price_cents,
             DomainEvent::MenuItemRetired(_) => item.retired = true,
@@ -146,11 +173,30 @@ mod tests {
             name: "Latte".into(),
             category: "coffee".into(),
             price_cents: price,
+            nutrition: Nutrition { calories: 190, caffeine_mg: 150, sugar_g: 17 },
+            image_sha256: String::new(),
         }
     }
     fn published() -> DomainEvent {
-        MenuItemPublished { item_id: "latte".into(), name: "Latte".into(), category: "coffee".into(), price_cents: 450 }
-            .into()
+        MenuItemPublished {
+            item_id: "latte".into(),
+            name: "Latte".into(),
+            category: "coffee".into(),
+            price_cents: 450,
+            nutrition: Nutrition { calories: 190, caffeine_mg: 150, sugar_g: 17 },
+            image_sha256: String::new(),
+        }
+        .into()
+    }
+    fn publish_as(item_id: &str, name: &str, image_sha256: &str) -> MenuCommand {
+        MenuCommand::Publish {
+            item_id: item_id.into(),
+            name: name.into(),
+            category: "c".into(),
+            price_cents: 1,
+            nutrition: Nutrition::default(),
+            image_sha256: image_sha256.into(),
+        }
     }
 
     #[test]
@@ -164,16 +210,14 @@ mod tests {
     fn an_item_needs_a_valid_id_name_and_price() {
         given_no_history::<MenuDecider>().when(publish(0)).then_rejected(|e| e.field().unwrap() == "price_cents");
         given_no_history::<MenuDecider>()
-            .when(MenuCommand::Publish {
-                item_id: "a b".into(),
-                name: "x".into(),
-                category: "c".into(),
-                price_cents: 1,
-            })
+            .when(publish_as("a b", "x", ""))
             .then_rejected(|e| *e == MenuError::BadItemId);
         given_no_history::<MenuDecider>()
-            .when(MenuCommand::Publish { item_id: "ab".into(), name: "".into(), category: "c".into(), price_cents: 1 })
+            .when(publish_as("ab", "", ""))
             .then_rejected(|e| *e == MenuError::Missing("name"));
+        given_no_history::<MenuDecider>()
+            .when(publish_as("ab", "x", "not-a-hash"))
+            .then_rejected(|e| *e == MenuError::BadImageHash && e.field().unwrap() == "image_sha256");
     }
 
     #[test]

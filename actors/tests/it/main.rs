@@ -22,8 +22,14 @@ fn cafe_on(journal: Arc<dyn Journal>, host: HostOptions, decline_threshold: f64)
 }
 
 async fn seed(cafe: &Cafe, item: &str, price: i64, store: &str, stock: i64) {
-    let publish =
-        MenuCommand::Publish { item_id: item.into(), name: item.into(), category: "coffee".into(), price_cents: price };
+    let publish = MenuCommand::Publish {
+        item_id: item.into(),
+        name: item.into(),
+        category: "coffee".into(),
+        price_cents: price,
+        nutrition: events::domain::Nutrition::default(),
+        image_sha256: String::new(),
+    };
     cafe.publish_menu_item(publish, Causation::new_root()).await.unwrap();
     if stock > 0 {
         cafe.restock(store, item, stock, Causation::new_root()).await.unwrap();
