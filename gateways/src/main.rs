@@ -30,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Start a node on a free port, place a few orders over HTTP, and show how they ended.
     Demo(StorageArgs),
+    /// Rebuild read models from the journal into a shadow, verify every hash chain, compare with the
+    /// live model and swap it in. Exit codes: 0 done, 2 broken hash chain, 3 models differ.
+    Replay(ReplayArgs),
     /// Measure throughput and latency; optionally write the figures into BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -64,6 +67,33 @@ struct StorageArgs {
     /// Do not publish the demo menu and stock into an empty journal.
     #[arg(long)]
     no_seed: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Which read model to rebuild.
+    #[arg(long, value_enum, default_value_t = Projection::All)]
+    projection: Projection,
+    /// Start over from this global position (default: resume an interrupted rebuild, or start at 0).
+    #[arg(long)]
+    from: Option<u64>,
+    /// Build and compare only; never touch the live model.
+    #[arg(long)]
+    dry_run: bool,
+    /// Swap the rebuilt model in even if it differs from the live one.
+    #[arg(long)]
+    accept_differences: bool,
+    /// Events per page (and per transaction of the shadow).
+    #[arg(long, default_value_t = 2000)]
+    page_size: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Projection {
+    All,
+    Storefront,
 }
 
 #[derive(Args)]
@@ -138,13 +168,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Demo(args) => demo(args).await,
-            Command::Bench(b) => run_bench(b).await,
+            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => demo(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Replay(args) => replay(args).await,
+            Command::Bench(b) => run_bench(b).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("cloudcafe: {e:#}");
             ExitCode::FAILURE
@@ -223,6 +254,80 @@ async fn demo(args: StorageArgs) -> anyhow::Result<()> {
 
 /// Stores the HTTP benchmark spreads its orders over.
 const BENCH_STORES: usize = 512;
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use projections::replay::{rebuild, ReplayError, ReplayOptions, ReplayOutcome};
+    let storage = args.storage.settings().storage;
+    let (journal, storefront) = gateways::node::open_stores(&storage).await.context("cannot open the stores")?;
+    let targets: Vec<(&str, std::sync::Arc<dyn projections::Rebuildable>)> = match args.projection {
+        Projection::All | Projection::Storefront => vec![("storefront", storefront)],
+    };
+    let options = ReplayOptions {
+        from: args.from,
+        page_size: args.page_size,
+        dry_run: args.dry_run,
+        accept_differences: args.accept_differences,
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (name, target) in targets {
+        let bar = indicatif::ProgressBar::new(journal.head_position().await?);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}")?
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_owned());
+        let shadow_at = target.shadow().await?.position().await?;
+        if args.from.is_none() && shadow_at > 0 {
+            println!("{name}: resuming from position {shadow_at}");
+        }
+        let outcome = rebuild(journal.as_ref(), target.as_ref(), &options, &mut |p| {
+            bar.set_length(p.head.max(p.position));
+            bar.set_position(p.position);
+        })
+        .await;
+        bar.finish_and_clear();
+        match outcome {
+            Ok(ReplayOutcome::Promoted { fingerprint, resumed_from, applied }) => println!(
+                "{name}: rebuilt {applied} events (from position {resumed_from}); {} rows, checksum {}, equal to the live model; swapped in",
+                fingerprint.rows, fingerprint.checksum
+            ),
+            Ok(ReplayOutcome::Equal { fingerprint, applied, .. }) => println!(
+                "{name}: dry run: rebuilt {applied} events; {} rows, checksum {}, equal to the live model; live model untouched",
+                fingerprint.rows, fingerprint.checksum
+            ),
+            Ok(ReplayOutcome::Differs { live, shadow, differences, promoted }) => {
+                println!(
+                    "{name}: the rebuilt model differs from the live one: live {} rows ({}), rebuilt {} rows ({}); {} rows differ",
+                    live.rows,
+                    live.checksum,
+                    shadow.rows,
+                    shadow.checksum,
+                    differences.len()
+                );
+                for d in differences.iter().take(20) {
+                    println!(
+                        "  {}\n    live:    {}\n    rebuilt: {}",
+                        d.key,
+                        d.live.as_deref().unwrap_or("(absent)"),
+                        d.shadow.as_deref().unwrap_or("(absent)")
+                    );
+                }
+                if promoted {
+                    println!("{name}: --accept-differences: the rebuilt model was swapped in");
+                } else {
+                    println!("{name}: live model left alone");
+                    code = ExitCode::from(3);
+                }
+            }
+            Err(ReplayError::BrokenChain(link)) => {
+                eprintln!("cloudcafe: replay of {name} stopped: {link}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e).context(format!("replay of {name} failed")),
+        }
+    }
+    Ok(code)
+}
 
 async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
     let invoked = format!("cloudcafe {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));

@@ -17,7 +17,7 @@ use projections::runner::ProjectionRunner;
 use projections::storefront::postgres::PgStorefront;
 use projections::storefront::sqlite::SqliteStorefront;
 use projections::storefront::StorefrontQueries;
-use projections::Sink;
+use projections::{Rebuildable, Sink};
 use tokio::sync::watch;
 
 /// Where events and read models live.
@@ -52,6 +52,26 @@ impl NodeSettings {
     }
 }
 
+/// The storefront as both a query side and a rebuildable sink.
+pub trait StorefrontStore: Rebuildable + StorefrontQueries {}
+impl<T: Rebuildable + StorefrontQueries> StorefrontStore for T {}
+
+/// Opens (and migrates) the journal and the storefront, starting nothing else.
+pub async fn open_stores(storage: &Storage) -> Result<(Arc<dyn Journal>, Arc<dyn StorefrontStore>), StartError> {
+    Ok(match storage {
+        Storage::Embedded { data_dir } => (
+            Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?),
+            Arc::new(SqliteStorefront::open(data_dir)?),
+        ),
+        Storage::Postgres { url, schema } => {
+            let mut options = PgOptions::new(url.clone());
+            options.schema.clone_from(schema);
+            let journal = Arc::new(PgJournal::connect(options.clone()).await?);
+            (journal, Arc::new(PgStorefront::new(connect_pool(&options).await?).await?))
+        }
+    })
+}
+
 /// A running node. Dropping it stops the saga and the projection.
 pub struct Node {
     pub journal: Arc<dyn Journal>,
@@ -81,21 +101,8 @@ impl Node {
     /// Opens the stores, starts the actors' threads, the saga and the storefront projection.
     /// Must run inside an actix system (actors need arbiters).
     pub async fn start(settings: NodeSettings) -> Result<Node, StartError> {
-        let (journal, storefront, sink): (Arc<dyn Journal>, Arc<dyn StorefrontQueries>, Arc<dyn Sink>) =
-            match &settings.storage {
-                Storage::Embedded { data_dir } => {
-                    let journal = Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?);
-                    let store = Arc::new(SqliteStorefront::open(data_dir)?);
-                    (journal, store.clone(), store)
-                }
-                Storage::Postgres { url, schema } => {
-                    let mut options = PgOptions::new(url.clone());
-                    options.schema.clone_from(schema);
-                    let journal = Arc::new(PgJournal::connect(options.clone()).await?);
-                    let store = Arc::new(PgStorefront::new(connect_pool(&options).await?).await?);
-                    (journal, store.clone(), store)
-                }
-            };
+        let (journal, store) = open_stores(&settings.storage).await?;
+        let (storefront, sink): (Arc<dyn StorefrontQueries>, Arc<dyn Sink>) = (store.clone(), store);
         let cafe = Arc::new(Cafe::new(
             journal.clone(),
             settings.host.clone(),

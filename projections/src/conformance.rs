@@ -200,3 +200,36 @@ pub async fn run_rebuild_suite(live: Arc<dyn Rebuildable>) {
     live.discard_shadow().await.unwrap();
     assert_eq!(live.fingerprint().await.unwrap(), before);
 }
+
+/// Writes a hand-made history into a real journal: each stream's events in order, in one append per
+/// stream (streams concurrently). The journal assigns its own positions and hash chains.
+pub async fn write_history(journal: &dyn events::Journal, history: &[RecordedEvent]) {
+    let mut by_stream: Vec<(String, Vec<NewEvent>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for e in history {
+        let i = *index.entry(e.stream_id.clone()).or_insert_with(|| {
+            by_stream.push((e.stream_id.clone(), Vec::new()));
+            by_stream.len() - 1
+        });
+        by_stream[i].1.push(NewEvent {
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            schema_version: e.schema_version,
+            recorded_at_us: e.recorded_at_us,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            payload: e.payload.clone(),
+        });
+    }
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(by_stream)
+        .map(|(stream_id, events)| {
+            journal.append(events::AppendRequest { stream_id, expected: events::ExpectedVersion::Any, events })
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    for r in results {
+        r.expect("history appends");
+    }
+}

@@ -2,3 +2,4 @@
 
 mod api;
 mod kill_restart;
+mod replay;

@@ -1,5 +1,7 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
+mod replay;
+
 use std::sync::Arc;
 
 use events::conformance::servers;

@@ -1,0 +1,252 @@
+//! Rebuilding a read model from the journal and proving it equal to the live one.
+//!
+//! [`rebuild`] replays the journal into the model's shadow (resuming from the shadow's own position
+//! if an earlier run was interrupted), verifying every stream's hash chain on the way; then brings
+//! the live model and the shadow to the same position, compares their canonical rows, and promotes
+//! the shadow only if they are equal (or the operator accepts the differences).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use events::envelope::{BrokenLink, GENESIS_HASH};
+use events::{Journal, RecordedEvent, StoreError};
+
+use crate::{CanonicalRow, Fingerprint, Rebuildable, Sink, SinkError};
+
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Start the shadow over at this position; `None` resumes an interrupted shadow (or starts at 0).
+    pub from: Option<u64>,
+    pub page_size: usize,
+    /// Build and compare, then drop the shadow: the live model is never touched.
+    pub dry_run: bool,
+    /// Promote the shadow even if it differs from the live model (a deliberate change of the model).
+    pub accept_differences: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions { from: None, page_size: 1000, dry_run: false, accept_differences: false }
+    }
+}
+
+/// Where a replay stands, for progress reporting.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub position: u64,
+    pub head: u64,
+    /// Events applied by this run (not counting what an interrupted run had done).
+    pub applied: u64,
+    pub elapsed: Duration,
+}
+
+/// A row present or different on one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    pub key: String,
+    pub live: Option<String>,
+    pub shadow: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// The shadow equalled the live model and replaced it.
+    Promoted { fingerprint: Fingerprint, resumed_from: u64, applied: u64 },
+    /// Dry run: the shadow equalled the live model and was dropped.
+    Equal { fingerprint: Fingerprint, resumed_from: u64, applied: u64 },
+    /// The models differ; the live one was left alone (unless `accept_differences`, then `promoted`).
+    Differs { live: Fingerprint, shadow: Fingerprint, differences: Vec<Difference>, promoted: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    BrokenChain(#[from] BrokenLink),
+    #[error("journal: {0}")]
+    Journal(#[from] StoreError),
+    #[error("read model: {0}")]
+    Sink(#[from] SinkError),
+}
+
+/// Checks each stream's hash chain as its events go by in global order.
+#[derive(Default)]
+pub struct ChainVerifier {
+    heads: HashMap<String, (u64, [u8; 32])>,
+}
+
+impl ChainVerifier {
+    pub async fn verify(&mut self, journal: &dyn Journal, e: &RecordedEvent) -> Result<(), ReplayError> {
+        let broken = || BrokenLink {
+            stream_id: e.stream_id.clone(),
+            stream_version: e.stream_version,
+            global_position: e.global_position,
+        };
+        let previous = match self.heads.get(&e.stream_id) {
+            Some(&(version, hash)) if version + 1 == e.stream_version => hash,
+            Some(_) => return Err(broken().into()),
+            None if e.stream_version == 1 => GENESIS_HASH,
+            // Resuming mid-stream: the link before this one was checked by the run that applied it.
+            None => match journal.read_stream(&e.stream_id, e.stream_version - 1, 1).await?.pop() {
+                Some(p) if p.stream_version + 1 == e.stream_version => p.hash,
+                _ => return Err(broken().into()),
+            },
+        };
+        if e.expected_hash(&previous) != e.hash {
+            return Err(broken().into());
+        }
+        self.heads.insert(e.stream_id.clone(), (e.stream_version, e.hash));
+        Ok(())
+    }
+}
+
+/// One replay's reading of the journal: page size, progress, what it applied.
+struct Reader<'a> {
+    journal: &'a dyn Journal,
+    page_size: usize,
+    started: Instant,
+    applied: u64,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+impl Reader<'_> {
+    /// Applies the journal after `sink`'s position up to at least `until`, verifying chains if asked.
+    async fn apply_until(
+        &mut self,
+        sink: &dyn Sink,
+        until: u64,
+        mut verifier: Option<&mut ChainVerifier>,
+    ) -> Result<u64, ReplayError> {
+        let mut position = sink.position().await?;
+        while position < until {
+            let page = self.journal.read_all(position, self.page_size).await?;
+            let Some(last) = page.last().map(|e| e.global_position) else { break };
+            if let Some(v) = verifier.as_deref_mut() {
+                for e in &page {
+                    v.verify(self.journal, e).await?;
+                }
+            }
+            sink.apply(&page).await?;
+            position = last;
+            if verifier.is_some() {
+                self.applied += page.len() as u64;
+                let p = Progress { position, head: until, applied: self.applied, elapsed: self.started.elapsed() };
+                (self.progress)(p);
+            }
+        }
+        Ok(position)
+    }
+}
+
+/// Rows in `a` or `b` that are missing from the other or differ, sorted by key.
+pub fn differences(mut live: Vec<CanonicalRow>, mut shadow: Vec<CanonicalRow>) -> Vec<Difference> {
+    live.sort();
+    shadow.sort();
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < live.len() || j < shadow.len() {
+        match (live.get(i), shadow.get(j)) {
+            (Some(l), Some(s)) if l.key == s.key => {
+                if l.content != s.content {
+                    out.push(Difference {
+                        key: l.key.clone(),
+                        live: Some(l.content.clone()),
+                        shadow: Some(s.content.clone()),
+                    });
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(l), Some(s)) if l.key < s.key => {
+                out.push(Difference { key: l.key.clone(), live: Some(l.content.clone()), shadow: None });
+                i += 1;
+            }
+            (Some(l), None) => {
+                out.push(Difference { key: l.key.clone(), live: Some(l.content.clone()), shadow: None });
+                i += 1;
+            }
+            (_, Some(s)) => {
+                out.push(Difference { key: s.key.clone(), live: None, shadow: Some(s.content.clone()) });
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Rebuilds `target` from `journal` through its shadow; see the module docs.
+pub async fn rebuild(
+    journal: &dyn Journal,
+    target: &dyn Rebuildable,
+    options: &ReplayOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ReplayOutcome, ReplayError> {
+    if let Some(from) = options.from {
+        target.reset_shadow(from).await?;
+    }
+    let shadow = target.shadow().await?;
+    let resumed_from = shadow.position().await?;
+    let mut verifier = ChainVerifier::default();
+    let mut reader =
+        Reader { journal, page_size: options.page_size.max(1), started: Instant::now(), applied: 0, progress };
+    let head = journal.head_position().await?;
+    reader.apply_until(shadow.as_ref(), head, Some(&mut verifier)).await?;
+
+    // Compare at one position: whichever side is behind catches up (the live side idempotently, as its
+    // own runner would), a few times over in case a running node moves the live model meanwhile.
+    for _ in 0..5 {
+        let (live_at, shadow_at) = (target.position().await?, shadow.position().await?);
+        if live_at == shadow_at {
+            break;
+        }
+        if live_at > shadow_at {
+            reader.apply_until(shadow.as_ref(), live_at, Some(&mut verifier)).await?;
+        } else {
+            reader.apply_until(target, shadow_at, None).await?;
+        }
+    }
+    let applied = reader.applied;
+    let (live_rows, shadow_rows) = (target.canonical_rows().await?, shadow.canonical_rows().await?);
+    let (live_print, shadow_print) =
+        (Fingerprint::of(&mut live_rows.clone()), Fingerprint::of(&mut shadow_rows.clone()));
+    if live_print == shadow_print {
+        if options.dry_run {
+            target.discard_shadow().await?;
+            return Ok(ReplayOutcome::Equal { fingerprint: live_print, resumed_from, applied });
+        }
+        target.promote_shadow().await?;
+        return Ok(ReplayOutcome::Promoted { fingerprint: shadow_print, resumed_from, applied });
+    }
+    let differences = differences(live_rows, shadow_rows);
+    let promote = options.accept_differences && !options.dry_run;
+    if promote {
+        target.promote_shadow().await?;
+    } else if options.dry_run {
+        target.discard_shadow().await?;
+    }
+    Ok(ReplayOutcome::Differs { live: live_print, shadow: shadow_print, differences, promoted: promote })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(k: &str, c: &str) -> CanonicalRow {
+        CanonicalRow { key: k.into(), content: c.into() }
+    }
+
+    #[test]
+    fn differences_name_missing_extra_and_changed_rows() {
+        let live = vec![row("b", "1"), row("a", "1"), row("d", "1")];
+        let shadow = vec![row("a", "1"), row("b", "2"), row("c", "1")];
+        let d = differences(live, shadow);
+        assert_eq!(
+            d,
+            vec![
+                Difference { key: "b".into(), live: Some("1".into()), shadow: Some("2".into()) },
+                Difference { key: "c".into(), live: None, shadow: Some("1".into()) },
+                Difference { key: "d".into(), live: Some("1".into()), shadow: None },
+            ]
+        );
+        assert!(differences(vec![row("a", "1")], vec![row("a", "1")]).is_empty());
+    }
+}
