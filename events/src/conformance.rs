@@ -252,6 +252,22 @@ pub mod servers {
         }
     }
 
+    /// A PostgreSQL database standing in for the Redshift cluster: `cloudcafe_redshift` on the same
+    /// server as `CLOUDCAFE_TEST_PG` (created if absent), or `CLOUDCAFE_TEST_REDSHIFT` if set.
+    pub async fn redshift_url() -> Option<String> {
+        if let Ok(url) = std::env::var("CLOUDCAFE_TEST_REDSHIFT") {
+            return Some(url);
+        }
+        let pg = postgres_url()?;
+        let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+        tokio::spawn(conn);
+        if let Err(e) = client.batch_execute("CREATE DATABASE cloudcafe_redshift").await {
+            assert!(e.to_string().contains("already exists") || e.code().is_some(), "{e}");
+        }
+        let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b).to_owned();
+        Some(format!("{base}/cloudcafe_redshift"))
+    }
+
     /// A schema name no other test uses.
     pub fn fresh_schema(prefix: &str) -> String {
         format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())

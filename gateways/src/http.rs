@@ -36,6 +36,8 @@ pub struct ApiState {
     /// Commands in flight on this node; past it, 503.
     pub admission: Semaphore,
     pub body_limit: usize,
+    pub analytics: Option<Arc<projections::analytics::AnalyticsSink>>,
+    pub projections: Vec<Arc<dyn projections::Sink>>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +56,11 @@ impl Default for ApiSettings {
 
 impl ApiState {
     pub fn new(node: &Node, metrics: PrometheusHandle, settings: &ApiSettings) -> Arc<Self> {
-        Self::from_parts(node.cafe.clone(), node.storefront.clone(), metrics, settings)
+        let mut state = Self::from_parts(node.cafe.clone(), node.storefront.clone(), metrics, settings);
+        let s = Arc::get_mut(&mut state).expect("just built");
+        s.analytics.clone_from(&node.analytics);
+        s.projections.clone_from(&node.projections);
+        state
     }
 
     pub fn from_parts(
@@ -70,6 +76,8 @@ impl ApiState {
             metrics,
             admission: Semaphore::new(settings.max_in_flight),
             body_limit: settings.body_limit,
+            analytics: None,
+            projections: Vec::new(),
         })
     }
 }
@@ -108,6 +116,14 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                     .get(list_menu)
                     .post(publish_menu_item)
                     .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/analytics/stores/{store_id}/minutes")
+                    .get(store_minutes)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/admin/projections").get(admin_projections).default_service(web::to(method_not_allowed)),
             )
             .default_service(web::to(not_found));
     }
@@ -545,4 +561,71 @@ async fn publish_menu_item(
         "nutrition": item.nutrition,
         "image_sha256": item.image_sha256,
     })))
+}
+
+#[derive(Deserialize)]
+struct MinuteRange {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_time(raw: &str, field: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| ApiError::bad(format!("{field} must be an RFC 3339 time, e.g. 2026-11-21T08:00:00Z"), field))
+}
+
+/// 1-minute windows of one store from the analytics model; `from`/`to` default to the last hour.
+async fn store_minutes(
+    path: web::Path<String>,
+    query: Result<web::Query<MinuteRange>, actix_web::Error>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.map_err(|_| ApiError::bad("from and to must be RFC 3339 times", "from"))?;
+    let analytics = state.analytics.as_ref().ok_or_else(|| ApiError::NotFound {
+        message: "this node has no analytics store (start it with --analytics-url or a PostgreSQL journal)".into(),
+        field: None,
+    })?;
+    let to = match &query.to {
+        Some(t) => parse_time(t, "to")?,
+        None => events::envelope::now_us(),
+    };
+    let from = match &query.from {
+        Some(f) => parse_time(f, "from")?,
+        None => to - 3_600_000_000,
+    };
+    if from >= to {
+        return Err(ApiError::bad("from must be before to", "from"));
+    }
+    if to - from > 31 * 24 * 3_600_000_000 {
+        return Err(ApiError::bad("a range may span at most 31 days", "to"));
+    }
+    let minutes = analytics.store_minutes(&path, from, to).await?;
+    let windows: Vec<serde_json::Value> = minutes
+        .iter()
+        .map(|m| {
+            json!({
+                "minute": timestamp(m.minute_us),
+                "order_count": m.order_count,
+                "revenue_cents": m.revenue_cents,
+                "unique_customers": m.unique_customers,
+                "avg_order_value_cents": m.avg_order_value_cents,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(
+        json!({ "store_id": path.into_inner(), "from": timestamp(from), "to": timestamp(to), "minutes": windows }),
+    ))
+}
+
+/// Each projection's position and how far it trails the journal.
+async fn admin_projections(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let mut out = Vec::new();
+    for p in &state.projections {
+        let lag = crate::node::projection_lag(state.journal.as_ref(), p.as_ref())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        out.push(lag);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "projections": out })))
 }

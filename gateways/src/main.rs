@@ -13,6 +13,7 @@ use actors::cafe::PaymentPolicy;
 use actors::host::HostOptions;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use events::postgres::PgOptions;
 use gateways::http::{ApiSettings, ApiState};
 use gateways::node::{Node, NodeSettings, Storage};
 use gateways::{bench, telemetry};
@@ -67,6 +68,10 @@ struct StorageArgs {
     /// Do not publish the demo menu and stock into an empty journal.
     #[arg(long)]
     no_seed: bool,
+    /// The Redshift cluster for the analytics model (PostgreSQL wire protocol URL). With a PostgreSQL
+    /// journal and no URL, the journal's database is used, schema `cloudcafe_analytics`.
+    #[arg(long, env = "CLOUDCAFE_ANALYTICS_URL")]
+    analytics_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -94,6 +99,7 @@ struct ReplayArgs {
 enum Projection {
     All,
     Storefront,
+    Analytics,
 }
 
 #[derive(Args)]
@@ -156,6 +162,11 @@ impl StorageArgs {
             payment: PaymentPolicy { decline_threshold: self.decline_threshold, fraud_rounds: self.fraud_rounds },
             actor_threads: 2,
             seed_demo: !self.no_seed,
+            analytics: match (&self.analytics_url, &self.journal) {
+                (Some(url), _) => Some(PgOptions::new(url.clone())),
+                (None, Some(journal)) => Some(PgOptions::new(journal.clone()).with_schema("cloudcafe_analytics")),
+                (None, None) => None,
+            },
         }
     }
 }
@@ -257,11 +268,26 @@ const BENCH_STORES: usize = 512;
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     use projections::replay::{rebuild, ReplayError, ReplayOptions, ReplayOutcome};
-    let storage = args.storage.settings().storage;
-    let (journal, storefront) = gateways::node::open_stores(&storage).await.context("cannot open the stores")?;
-    let targets: Vec<(&str, std::sync::Arc<dyn projections::Rebuildable>)> = match args.projection {
-        Projection::All | Projection::Storefront => vec![("storefront", storefront)],
-    };
+    let settings = args.storage.settings();
+    let (journal, storefront) =
+        gateways::node::open_stores(&settings.storage).await.context("cannot open the stores")?;
+    let mut targets: Vec<(&str, std::sync::Arc<dyn projections::Rebuildable>)> = Vec::new();
+    if matches!(args.projection, Projection::All | Projection::Storefront) {
+        targets.push(("storefront", storefront));
+    }
+    if matches!(args.projection, Projection::All | Projection::Analytics) {
+        match &settings.analytics {
+            Some(options) => {
+                let pool = events::postgres::connect_pool(options).await?;
+                targets
+                    .push(("analytics", std::sync::Arc::new(projections::analytics::AnalyticsSink::new(pool).await?)));
+            }
+            None if args.projection == Projection::Analytics => {
+                anyhow::bail!("no analytics store: pass --analytics-url (or use a PostgreSQL journal)")
+            }
+            None => {}
+        }
+    }
     let options = ReplayOptions {
         from: args.from,
         page_size: args.page_size,

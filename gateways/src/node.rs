@@ -13,6 +13,7 @@ use events::domain::Nutrition;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
+use projections::analytics::AnalyticsSink;
 use projections::runner::ProjectionRunner;
 use projections::storefront::postgres::PgStorefront;
 use projections::storefront::sqlite::SqliteStorefront;
@@ -38,6 +39,8 @@ pub struct NodeSettings {
     pub actor_threads: usize,
     /// Publish a demo menu and stock when the journal is empty.
     pub seed_demo: bool,
+    /// The Redshift cluster (PostgreSQL wire protocol) for the analytics model; `None` runs without it.
+    pub analytics: Option<PgOptions>,
 }
 
 impl NodeSettings {
@@ -48,6 +51,7 @@ impl NodeSettings {
             payment: PaymentPolicy::default(),
             actor_threads: 2,
             seed_demo: false,
+            analytics: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct Node {
     pub cafe: Arc<Cafe>,
     pub storefront: Arc<dyn StorefrontQueries>,
     pub storefront_sink: Arc<dyn Sink>,
+    pub analytics: Option<Arc<AnalyticsSink>>,
+    /// Every projection this node runs, for lag reports.
+    pub projections: Vec<Arc<dyn Sink>>,
     stop: watch::Sender<bool>,
 }
 
@@ -112,10 +119,20 @@ impl Node {
         if settings.seed_demo && journal.head_position().await? == 0 {
             seed_demo(&cafe).await?;
         }
+        let analytics = match &settings.analytics {
+            Some(options) => Some(Arc::new(AnalyticsSink::new(connect_pool(options).await?).await?)),
+            None => None,
+        };
+        let mut projections: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+        if let Some(a) = &analytics {
+            projections.push(a.clone());
+        }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(OrderSaga::new(cafe.clone()).run(stopped.clone()));
-        tokio::spawn(ProjectionRunner::new(journal.clone(), sink.clone()).run(stopped));
-        Ok(Node { journal, cafe, storefront, storefront_sink: sink, stop })
+        for p in &projections {
+            tokio::spawn(ProjectionRunner::new(journal.clone(), p.clone()).run(stopped.clone()));
+        }
+        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, projections, stop })
     }
 }
 
@@ -173,4 +190,30 @@ pub async fn storefront_caught_up(node: &Node, timeout: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// How far one projection trails the journal.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProjectionLag {
+    pub name: String,
+    pub position: u64,
+    pub head: u64,
+    pub events_behind: u64,
+    /// Age of the oldest event not yet applied (0 when caught up).
+    pub seconds_behind: f64,
+}
+
+pub async fn projection_lag(journal: &dyn Journal, sink: &dyn Sink) -> Result<ProjectionLag, StartError> {
+    let (position, head) = (sink.position().await?, journal.head_position().await?);
+    let seconds_behind = match journal.read_all(position, 1).await?.first() {
+        Some(next) if position < head => (events::envelope::now_us() - next.recorded_at_us).max(0) as f64 / 1e6,
+        _ => 0.0,
+    };
+    Ok(ProjectionLag {
+        name: sink.name().to_owned(),
+        position,
+        head,
+        events_behind: head.saturating_sub(position),
+        seconds_behind,
+    })
 }

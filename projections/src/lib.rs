@@ -13,6 +13,7 @@
 //! Architecture Invariant: projections never write to the journal and never decide anything; a read
 //! model can be dropped and rebuilt from the journal at any time.
 
+pub mod analytics;
 pub mod replay;
 pub mod runner;
 pub mod storefront;

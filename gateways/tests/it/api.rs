@@ -346,3 +346,67 @@ async fn an_unreachable_journal_gives_503_not_a_hang_and_not_internals() {
     assert_eq!(s, StatusCode::OK, "liveness has no dependencies");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[actix_web::test]
+async fn projections_report_their_lag_and_analytics_needs_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (s, body, _) = call(&app, test::TestRequest::get().uri("/admin/projections")).await;
+    assert_eq!(s, StatusCode::OK);
+    let storefront = &body["projections"][0];
+    assert_eq!(storefront["name"], "storefront");
+    assert_eq!(storefront["position"], storefront["head"]);
+    assert_eq!(storefront["events_behind"], 0);
+    let (s, body, _) = call(&app, test::TestRequest::get().uri("/api/analytics/stores/store-1/minutes")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("analytics"));
+}
+
+#[actix_web::test]
+async fn analytics_serves_minute_windows_from_the_redshift_model() {
+    let Some(pg) = events::conformance::servers::postgres_url() else { return };
+    let Some(redshift) = events::conformance::servers::redshift_url().await else { return };
+    let mut settings = NodeSettings::embedded("unused");
+    settings.storage =
+        gateways::node::Storage::Postgres { url: pg, schema: Some(events::conformance::servers::fresh_schema("api")) };
+    settings.analytics = Some(
+        events::postgres::PgOptions::new(redshift).with_schema(events::conformance::servers::fresh_schema("api_rs")),
+    );
+    settings.seed_demo = true;
+    settings.payment.decline_threshold = 1.0;
+    let node = Node::start(settings).await.unwrap();
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    for customer in ["ann", "ben", "ann"] {
+        let body =
+            json!({"customer_id": customer, "store_id": "store-2", "items": [{"item_id": "latte", "quantity": 1}]});
+        let (s, _, _) = call(&app, post("/api/orders", body)).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let mut windows = Value::Null;
+    for _ in 0..300 {
+        let (s, body, _) = call(&app, test::TestRequest::get().uri("/api/analytics/stores/store-2/minutes")).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let count: i64 = body["minutes"].as_array().unwrap().iter().map(|m| m["order_count"].as_i64().unwrap()).sum();
+        windows = body;
+        if count == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let minutes = windows["minutes"].as_array().unwrap();
+    let total: i64 = minutes.iter().map(|m| m["revenue_cents"].as_i64().unwrap()).sum();
+    assert_eq!(total, 3 * 450, "{windows}");
+    assert!(minutes.iter().all(|m| m["unique_customers"].as_i64().unwrap() <= 2));
+    let (s, body, _) =
+        call(&app, test::TestRequest::get().uri("/api/analytics/stores/store-2/minutes?from=yesterday")).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
+    let (s, body, _) = call(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/analytics/stores/store-2/minutes?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
+}

@@ -1,5 +1,6 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
+mod analytics;
 mod replay;
 
 use std::sync::Arc;

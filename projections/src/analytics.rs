@@ -1,0 +1,438 @@
+//! The analytics model in Redshift (reached over the PostgreSQL wire protocol): `fact_orders`,
+//! `fact_payments`, and 1-minute tumbling windows per store (`store_minutes`: order count, revenue,
+//! unique customers, average order value), as the original plans' analytics job computes them.
+//!
+//! Only SQL that Redshift accepts: no `ON CONFLICT`, no triggers, no row constructors. A page is one
+//! transaction: multi-row `INSERT`s of new facts, `UPDATE`s of order status, then the windows the
+//! page touched are recomputed from `fact_orders` (`DELETE ... USING` a temp table, then
+//! `INSERT ... SELECT ... GROUP BY`), and the offset moves in the same transaction.
+//! Cancelled orders leave the windows; placed and paid ones count.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use events::postgres::{pg, pool_error};
+use events::{DomainEvent, RecordedEvent};
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+
+use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
+
+pub const NAME: &str = "analytics";
+const SHADOW_PREFIX: &str = "rebuild_";
+const TABLES: &[&str] = &["fact_orders", "fact_payments", "store_minutes"];
+const MINUTE_US: i64 = 60_000_000;
+
+const DDL: &str = "
+    CREATE TABLE IF NOT EXISTS analytics_offsets (name varchar(64) NOT NULL, position bigint NOT NULL);
+    CREATE TABLE IF NOT EXISTS {p}fact_orders (
+        order_id varchar(36) NOT NULL,
+        customer_id varchar(64) NOT NULL,
+        store_id varchar(64) NOT NULL,
+        total_cents bigint NOT NULL,
+        item_count int NOT NULL,
+        placed_at_us bigint NOT NULL,
+        minute_us bigint NOT NULL,
+        status varchar(16) NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {p}fact_payments (
+        order_id varchar(36) NOT NULL,
+        customer_id varchar(64) NOT NULL,
+        outcome varchar(16) NOT NULL,
+        amount_cents bigint NOT NULL,
+        fraud_score double precision NOT NULL,
+        recorded_at_us bigint NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS {p}store_minutes (
+        store_id varchar(64) NOT NULL,
+        minute_us bigint NOT NULL,
+        order_count bigint NOT NULL,
+        revenue_cents bigint NOT NULL,
+        unique_customers bigint NOT NULL,
+        avg_order_value_cents bigint NOT NULL
+    );";
+
+/// One store's minute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreMinute {
+    pub store_id: String,
+    /// Start of the minute, microseconds since the epoch.
+    pub minute_us: i64,
+    pub order_count: i64,
+    pub revenue_cents: i64,
+    pub unique_customers: i64,
+    pub avg_order_value_cents: i64,
+}
+
+pub struct AnalyticsSink {
+    pool: Pool,
+    prefix: &'static str,
+    name: String,
+}
+
+fn sink_err(e: tokio_postgres::Error) -> SinkError {
+    SinkError::Unavailable(pg(e).to_string())
+}
+
+impl AnalyticsSink {
+    /// Creates the tables in the pool's database (and schema) if absent.
+    pub async fn new(pool: Pool) -> Result<Self, SinkError> {
+        let sink = AnalyticsSink { pool, prefix: "", name: NAME.into() };
+        sink.create().await?;
+        Ok(sink)
+    }
+
+    async fn create(&self) -> Result<(), SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client.batch_execute(&DDL.replace("{p}", self.prefix)).await.map_err(sink_err)?;
+        let exists = client
+            .query_opt("SELECT 1 FROM analytics_offsets WHERE name = $1", &[&self.name])
+            .await
+            .map_err(sink_err)?;
+        if exists.is_none() {
+            client
+                .execute("INSERT INTO analytics_offsets (name, position) VALUES ($1, 0)", &[&self.name])
+                .await
+                .map_err(sink_err)?;
+        }
+        Ok(())
+    }
+
+    fn q(&self, sql: &str) -> String {
+        sql.replace("{p}", self.prefix)
+    }
+
+    /// The windows of one store with `from_us <= minute < to_us`, oldest first.
+    pub async fn store_minutes(&self, store_id: &str, from_us: i64, to_us: i64) -> Result<Vec<StoreMinute>, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                &self.q(
+                    "SELECT store_id, minute_us, order_count, revenue_cents, unique_customers, avg_order_value_cents
+                     FROM {p}store_minutes WHERE store_id = $1 AND minute_us >= $2 AND minute_us < $3 ORDER BY minute_us",
+                ),
+                &[&store_id, &from_us, &to_us],
+            )
+            .await
+            .map_err(sink_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoreMinute {
+                store_id: r.get(0),
+                minute_us: r.get(1),
+                order_count: r.get(2),
+                revenue_cents: r.get(3),
+                unique_customers: r.get(4),
+                avg_order_value_cents: r.get(5),
+            })
+            .collect())
+    }
+}
+
+/// A multi-row INSERT: `INSERT INTO t (cols) VALUES ($1, $2), ($3, $4), ...`.
+fn multi_row_insert(table: &str, columns: &[&str], rows: usize) -> String {
+    let width = columns.len();
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("({})", (1..=width).map(|c| format!("${}", r * width + c)).collect::<Vec<_>>().join(", ")))
+        .collect();
+    format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), values.join(", "))
+}
+
+/// Rows per multi-row INSERT, well under the protocol's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 1000;
+
+#[async_trait]
+impl Sink for AnalyticsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn position(&self) -> Result<u64, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
+            .await
+            .map_err(sink_err)?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
+        let Some(last) = events.last().map(|e| e.global_position as i64) else { return Ok(()) };
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(sink_err)?;
+        // Redshift has no SELECT ... FOR UPDATE (nor RETURNING): updating the offset row takes the lock.
+        tx.execute("UPDATE analytics_offsets SET position = position WHERE name = $1", &[&self.name])
+            .await
+            .map_err(sink_err)?;
+        let at: i64 = tx
+            .query_one("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
+            .await
+            .map_err(sink_err)?
+            .get(0);
+        if last <= at {
+            return Ok(());
+        }
+        let mut orders: Vec<(String, String, String, i64, i32, i64, i64)> = Vec::new();
+        let mut payments: Vec<(String, String, &'static str, i64, f64, i64)> = Vec::new();
+        let mut status: Vec<(String, &'static str)> = Vec::new();
+        for e in events.iter().filter(|e| e.global_position as i64 > at) {
+            let category = events::domain::streams::category(&e.stream_id);
+            if category != "order" && category != "payment" {
+                continue;
+            }
+            let event =
+                e.decode().map_err(|err| SinkError::Poison(format!("position {}: {err}", e.global_position)))?;
+            match event {
+                DomainEvent::OrderPlaced(p) => orders.push((
+                    p.order_id.to_string(),
+                    p.customer_id,
+                    p.store_id,
+                    p.total_cents,
+                    p.lines.iter().map(|l| l.quantity as i32).sum(),
+                    p.placed_at_us,
+                    p.placed_at_us - p.placed_at_us.rem_euclid(MINUTE_US),
+                )),
+                DomainEvent::OrderPaid(p) => status.push((p.order_id.to_string(), "paid")),
+                DomainEvent::OrderCancelled(c) => status.push((c.order_id.to_string(), "cancelled")),
+                DomainEvent::PaymentAuthorized(p) => payments.push((
+                    p.order_id.to_string(),
+                    p.customer_id,
+                    "authorized",
+                    p.amount_cents,
+                    p.fraud_score,
+                    e.recorded_at_us,
+                )),
+                DomainEvent::PaymentDeclined(p) => payments.push((
+                    p.order_id.to_string(),
+                    p.customer_id,
+                    "declined",
+                    p.amount_cents,
+                    p.fraud_score,
+                    e.recorded_at_us,
+                )),
+                DomainEvent::PaymentCaptured(p) => payments.push((
+                    p.order_id.to_string(),
+                    String::new(),
+                    "captured",
+                    p.amount_cents,
+                    0.0,
+                    e.recorded_at_us,
+                )),
+                _ => {}
+            }
+        }
+        let mut touched: BTreeSet<(String, i64)> = orders.iter().map(|o| (o.2.clone(), o.6)).collect();
+        for chunk in orders.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row_insert(
+                &self.q("{p}fact_orders"),
+                &[
+                    "order_id",
+                    "customer_id",
+                    "store_id",
+                    "total_cents",
+                    "item_count",
+                    "placed_at_us",
+                    "minute_us",
+                    "status",
+                ],
+                chunk.len(),
+            );
+            let placed = "placed";
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 8);
+            for o in chunk {
+                params.extend_from_slice(&[&o.0, &o.1, &o.2, &o.3, &o.4, &o.5, &o.6, &placed]);
+            }
+            tx.execute(&sql, &params).await.map_err(sink_err)?;
+        }
+        for chunk in payments.chunks(ROWS_PER_INSERT) {
+            let sql = multi_row_insert(
+                &self.q("{p}fact_payments"),
+                &["order_id", "customer_id", "outcome", "amount_cents", "fraud_score", "recorded_at_us"],
+                chunk.len(),
+            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 6);
+            for p in chunk {
+                params.extend_from_slice(&[&p.0, &p.1, &p.2, &p.3, &p.4, &p.5]);
+            }
+            tx.execute(&sql, &params).await.map_err(sink_err)?;
+        }
+        for new_status in ["paid", "cancelled"] {
+            let ids: Vec<&String> = status.iter().filter(|(_, s)| *s == new_status).map(|(id, _)| id).collect();
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                // No arrays in Redshift: an IN list of parameters.
+                let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&new_status];
+                params.extend(chunk.iter().map(|id| *id as &(dyn ToSql + Sync)));
+                let rows = tx
+                    .query(
+                        &self
+                            .q(&format!("SELECT store_id, minute_us FROM {{p}}fact_orders WHERE order_id IN ({list})")),
+                        &params[1..],
+                    )
+                    .await
+                    .map_err(sink_err)?;
+                touched.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))));
+                let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                tx.execute(
+                    &self.q(&format!("UPDATE {{p}}fact_orders SET status = $1 WHERE order_id IN ({list})")),
+                    &params,
+                )
+                .await
+                .map_err(sink_err)?;
+            }
+        }
+        if !touched.is_empty() {
+            // Recompute every window the page touched from the facts. (TRUNCATE would commit in Redshift.)
+            tx.batch_execute("CREATE TEMP TABLE touched_minutes (store_id varchar(64), minute_us bigint)")
+                .await
+                .map_err(sink_err)?;
+            let touched: Vec<(String, i64)> = touched.into_iter().collect();
+            for chunk in touched.chunks(ROWS_PER_INSERT) {
+                let sql = multi_row_insert("touched_minutes", &["store_id", "minute_us"], chunk.len());
+                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 2);
+                for t in chunk {
+                    params.extend_from_slice(&[&t.0, &t.1]);
+                }
+                tx.execute(&sql, &params).await.map_err(sink_err)?;
+            }
+            tx.batch_execute(&self.q(
+                "DELETE FROM {p}store_minutes USING touched_minutes t
+                   WHERE {p}store_minutes.store_id = t.store_id AND {p}store_minutes.minute_us = t.minute_us;
+                 INSERT INTO {p}store_minutes (store_id, minute_us, order_count, revenue_cents, unique_customers, avg_order_value_cents)
+                   SELECT f.store_id, f.minute_us, count(*), sum(f.total_cents), count(DISTINCT f.customer_id), sum(f.total_cents) / count(*)
+                   FROM {p}fact_orders f JOIN touched_minutes t ON f.store_id = t.store_id AND f.minute_us = t.minute_us
+                   WHERE f.status <> 'cancelled'
+                   GROUP BY f.store_id, f.minute_us;
+                 DROP TABLE touched_minutes;",
+            ))
+            .await
+            .map_err(sink_err)?;
+        }
+        tx.execute("UPDATE analytics_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
+            .await
+            .map_err(sink_err)?;
+        tx.commit().await.map_err(sink_err)?;
+        Ok(())
+    }
+
+    async fn canonical_rows(&self) -> Result<Vec<CanonicalRow>, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let mut rows = Vec::new();
+        for r in client
+            .query(
+                &self.q("SELECT order_id, customer_id, store_id, total_cents, item_count, placed_at_us, status FROM {p}fact_orders"),
+                &[],
+            )
+            .await
+            .map_err(sink_err)?
+        {
+            rows.push(CanonicalRow {
+                key: format!("fact_orders/{}", r.get::<_, String>(0)),
+                content: format!(
+                    "customer_id={};store_id={};total_cents={};item_count={};placed_at_us={};status={}",
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                    r.get::<_, i64>(3),
+                    r.get::<_, i32>(4),
+                    r.get::<_, i64>(5),
+                    r.get::<_, String>(6)
+                ),
+            });
+        }
+        for r in client
+            .query(
+                &self.q("SELECT order_id, outcome, customer_id, amount_cents, fraud_score FROM {p}fact_payments"),
+                &[],
+            )
+            .await
+            .map_err(sink_err)?
+        {
+            rows.push(CanonicalRow {
+                key: format!("fact_payments/{}/{}", r.get::<_, String>(0), r.get::<_, String>(1)),
+                content: format!(
+                    "customer_id={};amount_cents={};fraud_score={}",
+                    r.get::<_, String>(2),
+                    r.get::<_, i64>(3),
+                    r.get::<_, f64>(4)
+                ),
+            });
+        }
+        for r in client
+            .query(
+                &self.q("SELECT store_id, minute_us, order_count, revenue_cents, unique_customers, avg_order_value_cents FROM {p}store_minutes"),
+                &[],
+            )
+            .await
+            .map_err(sink_err)?
+        {
+            rows.push(CanonicalRow {
+                key: format!("store_minutes/{}/{}", r.get::<_, String>(0), r.get::<_, i64>(1)),
+                content: format!(
+                    "order_count={};revenue_cents={};unique_customers={};avg_order_value_cents={}",
+                    r.get::<_, i64>(2),
+                    r.get::<_, i64>(3),
+                    r.get::<_, i64>(4),
+                    r.get::<_, i64>(5)
+                ),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl Rebuildable for AnalyticsSink {
+    async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
+        let shadow = AnalyticsSink { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: format!("{NAME}.rebuild") };
+        shadow.create().await?;
+        Ok(Arc::new(shadow))
+    }
+
+    async fn reset_shadow(&self, position: u64) -> Result<(), SinkError> {
+        self.discard_shadow().await?;
+        self.shadow().await?;
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "UPDATE analytics_offsets SET position = $2 WHERE name = $1",
+                &[&format!("{NAME}.rebuild"), &(position as i64)],
+            )
+            .await
+            .map_err(sink_err)?;
+        Ok(())
+    }
+
+    async fn promote_shadow(&self) -> Result<(), SinkError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(sink_err)?;
+        for t in TABLES {
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}; ALTER TABLE {SHADOW_PREFIX}{t} RENAME TO {t};"))
+                .await
+                .map_err(sink_err)?;
+        }
+        let shadow = format!("{NAME}.rebuild");
+        tx.execute(
+            "UPDATE analytics_offsets SET position = (SELECT position FROM analytics_offsets WHERE name = $2) WHERE name = $1",
+            &[&NAME, &shadow],
+        )
+        .await
+        .map_err(sink_err)?;
+        tx.execute("DELETE FROM analytics_offsets WHERE name = $1", &[&shadow]).await.map_err(sink_err)?;
+        tx.commit().await.map_err(sink_err)?;
+        Ok(())
+    }
+
+    async fn discard_shadow(&self) -> Result<(), SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        for t in TABLES {
+            client.batch_execute(&format!("DROP TABLE IF EXISTS {SHADOW_PREFIX}{t}")).await.map_err(sink_err)?;
+        }
+        client
+            .execute("DELETE FROM analytics_offsets WHERE name = $1", &[&format!("{NAME}.rebuild")])
+            .await
+            .map_err(sink_err)?;
+        Ok(())
+    }
+}
