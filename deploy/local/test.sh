@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
 
 ensure_postgres || exit 1
+ensure_redis || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -268,6 +268,20 @@ pub mod servers {
         Some(format!("{base}/cloudcafe_redshift"))
     }
 
+    /// A Redis URL from `CLOUDCAFE_TEST_REDIS`, with the same rules as [`postgres_url`].
+    pub fn redis_url() -> Option<String> {
+        match std::env::var("CLOUDCAFE_TEST_REDIS") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CLOUDCAFE_TEST_REDIS is not set: run the tests through deploy/local/test.sh")
+            }
+            _ => {
+                eprintln!("SKIPPED: CLOUDCAFE_TEST_REDIS is not set (deploy/local/test.sh sets it)");
+                None
+            }
+        }
+    }
+
     /// A schema name no other test uses.
     pub fn fresh_schema(prefix: &str) -> String {
         format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())

@@ -37,6 +37,7 @@ pub struct ApiState {
     pub admission: Semaphore,
     pub body_limit: usize,
     pub analytics: Option<Arc<projections::analytics::AnalyticsSink>>,
+    pub cache: Option<Arc<projections::cache::ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
 }
 
@@ -59,6 +60,7 @@ impl ApiState {
         let mut state = Self::from_parts(node.cafe.clone(), node.storefront.clone(), metrics, settings);
         let s = Arc::get_mut(&mut state).expect("just built");
         s.analytics.clone_from(&node.analytics);
+        s.cache.clone_from(&node.cache);
         s.projections.clone_from(&node.projections);
         state
     }
@@ -77,6 +79,7 @@ impl ApiState {
             admission: Semaphore::new(settings.max_in_flight),
             body_limit: settings.body_limit,
             analytics: None,
+            cache: None,
             projections: Vec::new(),
         })
     }
@@ -501,14 +504,23 @@ async fn restock(
     Ok(HttpResponse::Ok().json(stock_json(&stock)))
 }
 
+/// The loyalty read model (through the cache when there is one); a customer it does not know yet is
+/// answered by their account's actor, so a fresh account reads as zero points rather than 404.
 async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let account = state.cafe.loyalty_account(&path).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "customer_id": account.customer_id,
-        "points": account.points,
-        "tier": account.tier.as_str(),
-        "rewarded_orders": account.rewarded_orders.len(),
-    })))
+    let customer = path.into_inner();
+    let load = || state.storefront.loyalty(&customer);
+    let projected = match &state.cache {
+        Some(cache) => cache.get_or_load(&projections::cache::CacheKey::Loyalty(customer.clone()), load).await?,
+        None => load().await?,
+    };
+    let (points, tier) = match projected {
+        Some(balance) => (balance.points.max(0) as u64, balance.tier),
+        None => {
+            let account = state.cafe.loyalty_account(&customer).await?;
+            (account.points, account.tier.as_str().to_owned())
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "customer_id": customer, "points": points, "tier": tier })))
 }
 
 async fn get_payment(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
@@ -527,7 +539,11 @@ async fn get_payment(path: web::Path<String>, state: web::Data<ApiState>) -> Res
 }
 
 async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let items = state.storefront.menu().await?;
+    let load = || state.storefront.menu();
+    let items = match &state.cache {
+        Some(cache) => cache.get_or_load(&projections::cache::CacheKey::MenuItems, load).await?,
+        None => load().await?,
+    };
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 

@@ -72,6 +72,9 @@ struct StorageArgs {
     /// journal and no URL, the journal's database is used, schema `cloudcafe_analytics`.
     #[arg(long, env = "CLOUDCAFE_ANALYTICS_URL")]
     analytics_url: Option<String>,
+    /// Redis (ElastiCache) in front of the menu and loyalty read models, e.g. redis://127.0.0.1:6379.
+    #[arg(long, env = "CLOUDCAFE_REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -167,6 +170,7 @@ impl StorageArgs {
                 (None, Some(journal)) => Some(PgOptions::new(journal.clone()).with_schema("cloudcafe_analytics")),
                 (None, None) => None,
             },
+            cache: self.redis_url.clone().map(|url| (url, projections::cache::CacheSettings::default())),
         }
     }
 }

@@ -14,6 +14,7 @@ use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
 use projections::analytics::AnalyticsSink;
+use projections::cache::{CacheSettings, CachedSink, ReadCache};
 use projections::runner::ProjectionRunner;
 use projections::storefront::postgres::PgStorefront;
 use projections::storefront::sqlite::SqliteStorefront;
@@ -41,6 +42,8 @@ pub struct NodeSettings {
     pub seed_demo: bool,
     /// The Redshift cluster (PostgreSQL wire protocol) for the analytics model; `None` runs without it.
     pub analytics: Option<PgOptions>,
+    /// Redis in front of the read models: `(url, settings)`; `None` reads the models directly.
+    pub cache: Option<(String, CacheSettings)>,
 }
 
 impl NodeSettings {
@@ -52,6 +55,7 @@ impl NodeSettings {
             actor_threads: 2,
             seed_demo: false,
             analytics: None,
+            cache: None,
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct Node {
     pub storefront: Arc<dyn StorefrontQueries>,
     pub storefront_sink: Arc<dyn Sink>,
     pub analytics: Option<Arc<AnalyticsSink>>,
+    pub cache: Option<Arc<ReadCache>>,
     /// Every projection this node runs, for lag reports.
     pub projections: Vec<Arc<dyn Sink>>,
     stop: watch::Sender<bool>,
@@ -100,6 +105,8 @@ pub enum StartError {
     Journal(#[from] events::StoreError),
     #[error("read model: {0}")]
     ReadModel(#[from] projections::SinkError),
+    #[error("cache: {0}")]
+    Cache(String),
     #[error("seeding the demo menu: {0}")]
     Seed(#[from] actors::cafe::CafeError),
 }
@@ -123,7 +130,18 @@ impl Node {
             Some(options) => Some(Arc::new(AnalyticsSink::new(connect_pool(options).await?).await?)),
             None => None,
         };
-        let mut projections: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+        let cache = match &settings.cache {
+            Some((url, cache_settings)) => Some(Arc::new(
+                ReadCache::connect(url, cache_settings.clone()).await.map_err(|e| StartError::Cache(e.to_string()))?,
+            )),
+            None => None,
+        };
+        // With a cache, the storefront's pages also invalidate what they changed, once applied.
+        let storefront_runner: Arc<dyn Sink> = match &cache {
+            Some(c) => Arc::new(CachedSink::new(sink.clone(), c.clone())),
+            None => sink.clone(),
+        };
+        let mut projections: Vec<Arc<dyn Sink>> = vec![storefront_runner];
         if let Some(a) = &analytics {
             projections.push(a.clone());
         }
@@ -132,7 +150,7 @@ impl Node {
         for p in &projections {
             tokio::spawn(ProjectionRunner::new(journal.clone(), p.clone()).run(stopped.clone()));
         }
-        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, projections, stop })
+        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, cache, projections, stop })
     }
 }
 

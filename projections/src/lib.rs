@@ -14,6 +14,7 @@
 //! model can be dropped and rebuilt from the journal at any time.
 
 pub mod analytics;
+pub mod cache;
 pub mod replay;
 pub mod runner;
 pub mod storefront;

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use events::domain::{Cents, Nutrition, OrderLine};
 use events::{DomainEvent, RecordedEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{CanonicalRow, SinkError};
@@ -35,7 +35,7 @@ pub fn position_name(prefix: &str) -> String {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
     pub order_id: Uuid,
     pub customer_id: String,
@@ -47,7 +47,7 @@ pub struct OrderView {
     pub lines: Vec<OrderLine>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MenuItemView {
     pub item_id: String,
     pub name: String,
@@ -58,7 +58,7 @@ pub struct MenuItemView {
     pub image_sha256: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
     pub store_id: String,
     pub sku: String,
@@ -66,7 +66,7 @@ pub struct StockLevel {
     pub reserved: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoyaltyBalance {
     pub customer_id: String,
     pub points: i64,

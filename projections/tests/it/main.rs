@@ -1,6 +1,7 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
 mod analytics;
+mod cache;
 mod replay;
 
 use std::sync::Arc;
