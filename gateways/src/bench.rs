@@ -375,3 +375,69 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+pub struct ReplayFigures {
+    pub sink: String,
+    pub events: u64,
+    /// The live model projected by the runner from position 0.
+    pub project_rate: f64,
+    /// Replay: hash chains verified and events applied into the shadow, up to the head.
+    pub replay_rate: f64,
+    /// Comparing shadow and live (canonical rows, fingerprints) and swapping.
+    pub compare_and_swap: Duration,
+    pub equal: bool,
+}
+
+/// Projects `journal` into `target` with the runner, then rebuilds it through replay.
+pub async fn replay(journal: Arc<dyn Journal>, target: Arc<dyn projections::Rebuildable>) -> ReplayFigures {
+    use projections::replay::{rebuild, ReplayOptions, ReplayOutcome};
+    let events = journal.head_position().await.expect("head");
+    let started = Instant::now();
+    projections::runner::ProjectionRunner::new(journal.clone(), target.clone() as Arc<dyn projections::Sink>)
+        .with_page_size(5000)
+        .catch_up()
+        .await
+        .expect("projects");
+    let project_rate = events as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut reached = None;
+    let outcome = rebuild(
+        journal.as_ref(),
+        target.as_ref(),
+        &ReplayOptions { from: Some(0), page_size: 5000, ..ReplayOptions::default() },
+        &mut |p| {
+            if p.position >= events && reached.is_none() {
+                reached = Some(started.elapsed());
+            }
+        },
+    )
+    .await
+    .expect("replays");
+    let to_head = reached.unwrap_or_else(|| started.elapsed());
+    ReplayFigures {
+        sink: target.name().to_owned(),
+        events,
+        project_rate,
+        replay_rate: events as f64 / to_head.as_secs_f64(),
+        compare_and_swap: started.elapsed() - to_head,
+        equal: matches!(outcome, ReplayOutcome::Promoted { .. }),
+    }
+}
+
+pub fn replay_table(figures: &[(String, ReplayFigures)]) -> String {
+    let mut s = String::from(
+        "| read model (store) | events | live projection (events/s) | replay: verify chains + apply to shadow (events/s) | compare + swap | rebuilt equal to live |\n|---|---|---|---|---|---|\n",
+    );
+    for (store, f) in figures {
+        s.push_str(&format!(
+            "| {} ({store}) | {} | {:.0} | **{:.0}** | {:.1} s | {} |\n",
+            f.sink,
+            f.events,
+            f.project_rate,
+            f.replay_rate,
+            f.compare_and_swap.as_secs_f64(),
+            if f.equal { "yes" } else { "NO" }
+        ));
+    }
+    s
+}

@@ -137,6 +137,17 @@ enum BenchCommand {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Project, then replay (verify chains, rebuild in a shadow, compare, swap) a flood of orders.
+    Replay {
+        /// Orders in the flood (about 8.6 events each).
+        #[arg(long, default_value_t = 116_000)]
+        orders: u32,
+        /// Also measure the PostgreSQL storefront and the Redshift-SQL analytics model at this URL.
+        #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
+        postgres: Option<String>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// POST /api/orders against GET /health on an embedded node, plus the journal ceiling.
     Http {
         #[arg(long, default_value_t = 64)]
@@ -371,6 +382,40 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             println!("{table}");
             if let Some(file) = report {
                 bench::write_section(&file, "journal", &invoked, &table)?;
+            }
+        }
+        BenchCommand::Replay { orders, postgres, report } => {
+            use std::sync::Arc;
+            let history = projections::workload::flood_of_orders(orders, 500, 100_000);
+            let mut figures = Vec::new();
+            let dir = std::env::temp_dir().join(format!("cloudcafe-bench-replay-{}", uuid::Uuid::new_v4().simple()));
+            {
+                let journal: Arc<dyn events::Journal> =
+                    Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
+                projections::workload::write_history(journal.as_ref(), &history).await;
+                let store = Arc::new(projections::storefront::sqlite::SqliteStorefront::open(&dir)?);
+                figures.push(("SQLite".to_string(), bench::replay(journal, store).await));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(url) = postgres {
+                let schema = format!("bench_replay_{}", uuid::Uuid::new_v4().simple());
+                let options = PgOptions::new(url.clone()).with_schema(schema.clone());
+                let journal: Arc<dyn events::Journal> =
+                    Arc::new(events::postgres::PgJournal::connect(options.clone()).await?);
+                projections::workload::write_history(journal.as_ref(), &history).await;
+                let pool = events::postgres::connect_pool(&options).await?;
+                let store = Arc::new(projections::storefront::postgres::PgStorefront::new(pool.clone()).await?);
+                figures.push(("PostgreSQL".to_string(), bench::replay(journal.clone(), store).await));
+                let analytics = Arc::new(projections::analytics::AnalyticsSink::new(pool.clone()).await?);
+                figures
+                    .push(("PostgreSQL standing in for Redshift".to_string(), bench::replay(journal, analytics).await));
+                let client = pool.get().await?;
+                client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await?;
+            }
+            let table = bench::replay_table(&figures);
+            println!("{table}");
+            if let Some(file) = report {
+                bench::write_section(&file, "replay", &invoked, &table)?;
             }
         }
         BenchCommand::Http { connections, seconds, report } => {

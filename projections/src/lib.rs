@@ -18,6 +18,7 @@ pub mod cache;
 pub mod replay;
 pub mod runner;
 pub mod storefront;
+pub mod workload;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

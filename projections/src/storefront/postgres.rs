@@ -3,6 +3,7 @@
 //! indexed by `(customer_id, created_at)`, plus `order_lines`, `menu_items`, `store_inventory` and
 //! `loyalty_accounts`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -148,140 +149,127 @@ impl Sink for PgStorefront {
         if last <= at {
             return Ok(());
         }
-        let prepare = |template: &'static str| {
-            let text = self.q(template);
-            let tx = &tx;
-            async move { tx.prepare_cached(&text).await }
-        };
-        let insert_order = prepare(
-            "INSERT INTO {p}orders (order_id, customer_id, store_id, total_amount, status, created_at, version)
-             VALUES ($1, $2, $3, $4::int8::numeric / 100, $5, 'epoch'::timestamptz + $6::int8 * interval '1 microsecond', $7)
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .await
-        .map_err(sink_err)?;
-        let insert_lines = prepare(
-            "INSERT INTO {p}order_lines (order_id, line_no, item_id, quantity, unit_price)
-             SELECT $1, n, i, q, p::numeric / 100 FROM unnest($2::int4[], $3::text[], $4::int4[], $5::int8[]) AS u(n, i, q, p)
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(sink_err)?;
-        let set_status = prepare(
-            "UPDATE {p}orders SET status = $2, cancel_reason = $3, version = $4 WHERE order_id = $1 AND version < $4",
-        )
-        .await
-        .map_err(sink_err)?;
-        let upsert_item = prepare(
-            "INSERT INTO {p}menu_items (item_id, name, category, price, retired, calories, caffeine_mg, sugar_g, image_sha256, version)
-             VALUES ($1, $2, $3, $4::int8::numeric / 100, false, $5, $6, $7, $8, $9)
-             ON CONFLICT (item_id) DO UPDATE SET name = excluded.name, category = excluded.category, price = excluded.price,
-               calories = excluded.calories, caffeine_mg = excluded.caffeine_mg, sugar_g = excluded.sugar_g,
-               image_sha256 = excluded.image_sha256, version = excluded.version
-             WHERE {p}menu_items.version < excluded.version",
-        )
-        .await
-        .map_err(sink_err)?;
-        let set_price = prepare(
-            "UPDATE {p}menu_items SET price = $2::int8::numeric / 100, version = $3 WHERE item_id = $1 AND version < $3",
-        )
-        .await
-        .map_err(sink_err)?;
-        let retire =
-            prepare("UPDATE {p}menu_items SET retired = true, version = $2 WHERE item_id = $1 AND version < $2")
-                .await
-                .map_err(sink_err)?;
-        let stock = prepare(
-            "INSERT INTO {p}store_inventory AS t (store_id, sku, available, reserved, version) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (store_id, sku) DO UPDATE SET available = t.available + excluded.available,
-               reserved = t.reserved + excluded.reserved, version = excluded.version WHERE t.version < excluded.version",
-        )
-        .await
-        .map_err(sink_err)?;
-        let points = prepare(
-            "INSERT INTO {p}loyalty_accounts AS t (customer_id, points, tier, version) VALUES ($1, $2, 'green', $3)
-             ON CONFLICT (customer_id) DO UPDATE SET points = t.points + excluded.points, version = excluded.version
-             WHERE t.version < excluded.version",
-        )
-        .await
-        .map_err(sink_err)?;
-        let tier = prepare(
-            "INSERT INTO {p}loyalty_accounts AS t (customer_id, points, tier, version) VALUES ($1, 0, $2, $3)
-             ON CONFLICT (customer_id) DO UPDATE SET tier = excluded.tier, version = excluded.version
-             WHERE t.version < excluded.version",
-        )
-        .await
-        .map_err(sink_err)?;
-
-        // Statements are sent without waiting for each answer (pipelined), in order.
-        let mut pending = Vec::new();
+        // Coalesce the page per row: one set-based statement per table instead of one per event. The
+        // offset check above makes this exact; the version guards use the first coalesced version.
+        let mut page = Coalesced::default();
         for (_, change) in planned.into_iter().filter(|(p, _)| *p > at) {
-            let tx = &tx;
-            let s =
-                (&insert_order, &insert_lines, &set_status, &upsert_item, &set_price, &retire, &stock, &points, &tier);
-            pending.push(async move {
-                let (insert_order, insert_lines, set_status, upsert_item, set_price, retire, stock, points, tier) = s;
-                match change {
-                    Change::OrderPlaced { order, version } => {
-                        tx.execute(
-                            insert_order,
-                            &[
-                                &order.order_id,
-                                &order.customer_id,
-                                &order.store_id,
-                                &order.total_cents,
-                                &order.status,
-                                &order.created_at_us,
-                                &(version as i64),
-                            ],
-                        )
-                        .await?;
-                        let n: Vec<i32> = (0..order.lines.len() as i32).collect();
-                        let items: Vec<&str> = order.lines.iter().map(|l| l.item_id.as_str()).collect();
-                        let qty: Vec<i32> = order.lines.iter().map(|l| l.quantity as i32).collect();
-                        let price: Vec<i64> = order.lines.iter().map(|l| l.unit_price_cents).collect();
-                        tx.execute(insert_lines, &[&order.order_id, &n, &items, &qty, &price]).await
-                    }
-                    Change::OrderStatus { order_id, status, cancel_reason, version } => {
-                        tx.execute(set_status, &[&order_id, &status, &cancel_reason, &(version as i64)]).await
-                    }
-                    Change::MenuItem { item, version } => {
-                        let n = item.nutrition;
-                        tx.execute(
-                            upsert_item,
-                            &[
-                                &item.item_id,
-                                &item.name,
-                                &item.category,
-                                &item.price_cents,
-                                &(n.calories as i32),
-                                &(n.caffeine_mg as i32),
-                                &(n.sugar_g as i32),
-                                &item.image_sha256,
-                                &(version as i64),
-                            ],
-                        )
-                        .await
-                    }
-                    Change::MenuPrice { item_id, price_cents, version } => {
-                        tx.execute(set_price, &[&item_id, &price_cents, &(version as i64)]).await
-                    }
-                    Change::MenuRetired { item_id, version } => {
-                        tx.execute(retire, &[&item_id, &(version as i64)]).await
-                    }
-                    Change::Stock { store_id, sku, available, reserved, version } => {
-                        tx.execute(stock, &[&store_id, &sku, &available, &reserved, &(version as i64)]).await
-                    }
-                    Change::Points { customer_id, points: p, version } => {
-                        tx.execute(points, &[&customer_id, &p, &(version as i64)]).await
-                    }
-                    Change::Tier { customer_id, tier: t, version } => {
-                        tx.execute(tier, &[&customer_id, &t, &(version as i64)]).await
-                    }
-                }
-            });
+            page.add(change);
         }
-        futures::future::try_join_all(pending).await.map_err(sink_err)?;
+        let (txr, pager) = (&tx, &page);
+        let insert_orders = async {
+            if pager.orders.is_empty() {
+                return Ok(0);
+            }
+            let o = &pager.orders;
+            let ids: Vec<Uuid> = o.iter().map(|(o, _)| o.order_id).collect();
+            let customers: Vec<&str> = o.iter().map(|(o, _)| o.customer_id.as_str()).collect();
+            let stores: Vec<&str> = o.iter().map(|(o, _)| o.store_id.as_str()).collect();
+            let totals: Vec<i64> = o.iter().map(|(o, _)| o.total_cents).collect();
+            let at: Vec<i64> = o.iter().map(|(o, _)| o.created_at_us).collect();
+            let versions: Vec<i64> = o.iter().map(|(_, v)| *v as i64).collect();
+            txr.execute(
+                &self.q(
+                    "INSERT INTO {p}orders (order_id, customer_id, store_id, total_amount, status, created_at, version)
+                     SELECT id, c, s, t::numeric / 100, 'placed', 'epoch'::timestamptz + at * interval '1 microsecond', v
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) AS u(id, c, s, t, at, v)
+                     ON CONFLICT (order_id) DO NOTHING",
+                ),
+                &[&ids, &customers, &stores, &totals, &at, &versions],
+            )
+            .await
+        };
+        let insert_lines = async {
+            if pager.orders.is_empty() {
+                return Ok(0);
+            }
+            let lines: Vec<(Uuid, i32, &events::domain::OrderLine)> = page
+                .orders
+                .iter()
+                .flat_map(|(o, _)| o.lines.iter().enumerate().map(move |(n, l)| (o.order_id, n as i32, l)))
+                .collect();
+            let ids: Vec<Uuid> = lines.iter().map(|l| l.0).collect();
+            let numbers: Vec<i32> = lines.iter().map(|l| l.1).collect();
+            let items: Vec<&str> = lines.iter().map(|l| l.2.item_id.as_str()).collect();
+            let quantities: Vec<i32> = lines.iter().map(|l| l.2.quantity as i32).collect();
+            let prices: Vec<i64> = lines.iter().map(|l| l.2.unit_price_cents).collect();
+            txr.execute(
+                &self.q("INSERT INTO {p}order_lines (order_id, line_no, item_id, quantity, unit_price)
+                     SELECT id, n, i, q, p::numeric / 100
+                     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::int8[]) AS u(id, n, i, q, p)
+                     ON CONFLICT DO NOTHING"),
+                &[&ids, &numbers, &items, &quantities, &prices],
+            )
+            .await
+        };
+        // Orders first: a status in the same page must find its order.
+        futures::try_join!(insert_orders, insert_lines).map_err(sink_err)?;
+        let statuses = async {
+            if pager.statuses.is_empty() {
+                return Ok(0);
+            }
+            let st: Vec<_> = pager.statuses.iter().collect();
+            let ids: Vec<Uuid> = st.iter().map(|(id, _)| **id).collect();
+            let names: Vec<&str> = st.iter().map(|(_, s)| s.0).collect();
+            let reasons: Vec<Option<&str>> = st.iter().map(|(_, s)| s.1.as_deref()).collect();
+            let versions: Vec<i64> = st.iter().map(|(_, s)| s.2 as i64).collect();
+            txr.execute(
+                &self.q("UPDATE {p}orders SET status = u.s, cancel_reason = u.r, version = u.v
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, s, r, v)
+                     WHERE {p}orders.order_id = u.id AND {p}orders.version < u.v"),
+                &[&ids, &names, &reasons, &versions],
+            )
+            .await
+        };
+        let stock = async {
+            if pager.stock.is_empty() {
+                return Ok(0);
+            }
+            let st: Vec<_> = pager.stock.iter().collect();
+            let stores: Vec<&str> = st.iter().map(|((s, _), _)| s.as_str()).collect();
+            let skus: Vec<&str> = st.iter().map(|((_, k), _)| k.as_str()).collect();
+            let available: Vec<i64> = st.iter().map(|(_, d)| d.available).collect();
+            let reserved: Vec<i64> = st.iter().map(|(_, d)| d.reserved).collect();
+            let last: Vec<i64> = st.iter().map(|(_, d)| d.last as i64).collect();
+            txr.execute(
+                &self.q("INSERT INTO {p}store_inventory AS t (store_id, sku, available, reserved, version)
+                     SELECT s, k, a, r, last FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
+                       AS u(s, k, a, r, last)
+                     ON CONFLICT (store_id, sku) DO UPDATE SET available = t.available + excluded.available,
+                       reserved = t.reserved + excluded.reserved, version = excluded.version
+                     WHERE t.version < excluded.version"),
+                &[&stores, &skus, &available, &reserved, &last],
+            )
+            .await
+        };
+        let loyalty = async {
+            if pager.loyalty.is_empty() {
+                return Ok(0);
+            }
+            let ly: Vec<_> = pager.loyalty.iter().collect();
+            let customers: Vec<&str> = ly.iter().map(|(c, _)| c.as_str()).collect();
+            let points: Vec<i64> = ly.iter().map(|(_, d)| d.points).collect();
+            let tiers: Vec<Option<&str>> = ly.iter().map(|(_, d)| d.tier).collect();
+            let last: Vec<i64> = ly.iter().map(|(_, d)| d.last as i64).collect();
+            // Tiers only ever rise, so no TierChanged leads to green: 'green' here means "no tier event".
+            txr.execute(
+                &self.q(
+                    "INSERT INTO {p}loyalty_accounts AS t (customer_id, points, tier, version)
+                     SELECT c, p, coalesce(tr, 'green'), last FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
+                       AS u(c, p, tr, last)
+                     ON CONFLICT (customer_id) DO UPDATE SET points = t.points + excluded.points,
+                       tier = CASE WHEN excluded.tier = 'green' THEN t.tier ELSE excluded.tier END,
+                       version = excluded.version
+                     WHERE t.version < excluded.version",
+                ),
+                &[&customers, &points, &tiers, &last],
+            )
+            .await
+        };
+        futures::try_join!(statuses, stock, loyalty).map_err(sink_err)?;
+        // Menu changes are rare and stay one statement each, in order.
+        for change in page.menu {
+            self.write_menu(&tx, change).await.map_err(sink_err)?;
+        }
         tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
             .await
             .map_err(sink_err)?;
@@ -371,6 +359,119 @@ impl Rebuildable for PgStorefront {
             .await
             .map_err(sink_err)?;
         Ok(())
+    }
+}
+
+/// A page's changes folded per row.
+#[derive(Default)]
+struct Coalesced {
+    orders: Vec<(OrderView, u64)>,
+    statuses: HashMap<Uuid, (&'static str, Option<String>, u64)>,
+    stock: HashMap<(String, String), Deltas>,
+    loyalty: HashMap<String, LoyaltyDelta>,
+    menu: Vec<Change>,
+}
+
+/// Summed deltas of one row and the newest version among them. The offset check guarantees the row
+/// has seen none of them, so the guard only needs the newest.
+struct Deltas {
+    available: i64,
+    reserved: i64,
+    last: u64,
+}
+
+struct LoyaltyDelta {
+    points: i64,
+    tier: Option<&'static str>,
+    last: u64,
+}
+
+impl Coalesced {
+    fn add(&mut self, change: Change) {
+        match change {
+            Change::OrderPlaced { order, version } => self.orders.push((order, version)),
+            Change::OrderStatus { order_id, status, cancel_reason, version } => {
+                let newest = self.statuses.get(&order_id).is_none_or(|s| s.2 < version);
+                if newest {
+                    self.statuses.insert(order_id, (status, cancel_reason, version));
+                }
+            }
+            Change::Stock { store_id, sku, available, reserved, version } => {
+                let d =
+                    self.stock.entry((store_id, sku)).or_insert(Deltas { available: 0, reserved: 0, last: version });
+                d.available += available;
+                d.reserved += reserved;
+                d.last = d.last.max(version);
+            }
+            Change::Points { customer_id, points, version } => {
+                let d =
+                    self.loyalty.entry(customer_id).or_insert(LoyaltyDelta { points: 0, tier: None, last: version });
+                d.points += points;
+                d.last = d.last.max(version);
+            }
+            Change::Tier { customer_id, tier, version } => {
+                let d =
+                    self.loyalty.entry(customer_id).or_insert(LoyaltyDelta { points: 0, tier: None, last: version });
+                if version >= d.last {
+                    d.tier = Some(tier);
+                }
+                d.last = d.last.max(version);
+            }
+            menu @ (Change::MenuItem { .. } | Change::MenuPrice { .. } | Change::MenuRetired { .. }) => {
+                self.menu.push(menu)
+            }
+        }
+    }
+}
+
+impl PgStorefront {
+    async fn write_menu(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        change: Change,
+    ) -> Result<u64, tokio_postgres::Error> {
+        match change {
+            Change::MenuItem { item, version } => {
+                let n = item.nutrition;
+                tx.execute(
+                    &self.q(
+                        "INSERT INTO {p}menu_items (item_id, name, category, price, retired, calories, caffeine_mg, sugar_g, image_sha256, version)
+                         VALUES ($1, $2, $3, $4::int8::numeric / 100, false, $5, $6, $7, $8, $9)
+                         ON CONFLICT (item_id) DO UPDATE SET name = excluded.name, category = excluded.category, price = excluded.price,
+                           calories = excluded.calories, caffeine_mg = excluded.caffeine_mg, sugar_g = excluded.sugar_g,
+                           image_sha256 = excluded.image_sha256, version = excluded.version
+                         WHERE {p}menu_items.version < excluded.version",
+                    ),
+                    &[
+                        &item.item_id,
+                        &item.name,
+                        &item.category,
+                        &item.price_cents,
+                        &(n.calories as i32),
+                        &(n.caffeine_mg as i32),
+                        &(n.sugar_g as i32),
+                        &item.image_sha256,
+                        &(version as i64),
+                    ],
+                )
+                .await
+            }
+            Change::MenuPrice { item_id, price_cents, version } => {
+                tx.execute(
+                    &self.q("UPDATE {p}menu_items SET price = $2::int8::numeric / 100, version = $3 WHERE item_id = $1 AND version < $3"),
+                    &[&item_id, &price_cents, &(version as i64)],
+                )
+                .await
+            }
+            Change::MenuRetired { item_id, version } => {
+                tx.execute(
+                    &self.q("UPDATE {p}menu_items SET retired = true, version = $2 WHERE item_id = $1 AND version < $2"),
+                    &[&item_id, &(version as i64)],
+                )
+                .await
+            }
+            _ => Ok(0),
+        }
     }
 }
 

@@ -1,0 +1,186 @@
+//! Synthetic but consistent histories of a coffee chain, for benchmarks, replay tests and stress:
+//! menus, restocks, orders paid and cancelled, stock reservations, payments, points and tiers.
+
+use std::collections::HashMap;
+
+use events::domain::{
+    streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderCancelled, OrderLine, OrderPaid,
+    OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PointsAccrued, StockReleased, StockReserved,
+    StockRestocked, StockSettled, Tier, TierChanged,
+};
+use events::{Causation, DomainEvent, NewEvent, RecordedEvent};
+use uuid::Uuid;
+
+/// A journal written by hand: `(stream, event)` in global order from position 1, hash-chained.
+pub fn journal(events: Vec<(String, DomainEvent)>) -> Vec<RecordedEvent> {
+    let mut heads = HashMap::<String, (u64, [u8; 32])>::new();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stream, e))| {
+            let (v, h) = heads.entry(stream.clone()).or_insert((0, events::envelope::GENESIS_HASH));
+            *v += 1;
+            let mut r = NewEvent::from_domain(&e, Causation::new_root()).expect("encodes").record(&stream, *v, h);
+            *h = r.hash;
+            r.global_position = i as u64 + 1;
+            r.recorded_at_us = 1_700_000_000_000_000 + i as i64 * 1000;
+            r
+        })
+        .collect()
+}
+
+/// A small chain's day: a menu, restocks, orders paid and cancelled, stock, payments, points, tiers.
+/// Order `i` goes to store `s2` when `i % 3 == 0` (else `s1`), from customer `c{i % 13}`, and is
+/// declined when `i % 5 == 4`.
+pub fn a_day_of_orders(orders: u32) -> Vec<RecordedEvent> {
+    history(orders, &["s1", "s2"], |i| if i % 3 == 0 { 1 } else { 0 }, 13)
+}
+
+/// A flood across many stores and customers, as a chain's real traffic spreads: order `i` goes to
+/// store `i % stores` from customer `i % customers`. About 8.6 events per order.
+pub fn flood_of_orders(orders: u32, stores: u32, customers: u32) -> Vec<RecordedEvent> {
+    let names: Vec<String> = (0..stores.max(1)).map(|s| format!("store-{s}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let n = names.len() as u32;
+    history(orders, &names, move |i| (i % n) as usize, customers.max(1))
+}
+
+fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, customers: u32) -> Vec<RecordedEvent> {
+    let mut log: Vec<(String, DomainEvent)> = Vec::new();
+    let items = [("latte", "coffee", 450), ("scone", "bakery", 325), ("mocha", "coffee", 495)];
+    for (item, category, price) in items {
+        log.push((
+            streams::menu_item(item),
+            MenuItemPublished {
+                item_id: item.into(),
+                name: item.to_uppercase(),
+                category: category.into(),
+                price_cents: price,
+                nutrition: Nutrition { calories: 100, caffeine_mg: 50, sugar_g: 9 },
+                image_sha256: format!("{:064x}", price),
+            }
+            .into(),
+        ));
+    }
+    log.push((streams::menu_item("latte"), MenuItemPriceChanged { item_id: "latte".into(), price_cents: 475 }.into()));
+    log.push((streams::menu_item("mocha"), MenuItemRetired { item_id: "mocha".into() }.into()));
+    for &store in stores {
+        for (item, _, _) in items {
+            log.push((
+                streams::inventory(store, item),
+                StockRestocked { store_id: store.into(), sku: item.into(), quantity: 10_000 }.into(),
+            ));
+        }
+    }
+    let mut points: HashMap<String, u64> = HashMap::new();
+    for i in 0..orders {
+        let order_id = Uuid::from_u128(0x1000 + u128::from(i));
+        let customer = format!("c{}", i % customers);
+        let store = stores[store_of(i)];
+        let lines = vec![
+            OrderLine { item_id: "latte".into(), quantity: 1 + i % 3, unit_price_cents: 475 },
+            OrderLine { item_id: "scone".into(), quantity: 1, unit_price_cents: 325 },
+        ];
+        let total: i64 = lines.iter().map(OrderLine::line_total).sum();
+        let placed_at_us = 1_700_000_000_000_000 + i64::from(i) * 7_000_000;
+        log.push((
+            streams::order(order_id),
+            OrderPlaced {
+                order_id,
+                customer_id: customer.clone(),
+                store_id: store.into(),
+                lines: lines.clone(),
+                total_cents: total,
+                placed_at_us,
+            }
+            .into(),
+        ));
+        for l in &lines {
+            log.push((
+                streams::inventory(store, &l.item_id),
+                StockReserved { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }.into(),
+            ));
+        }
+        if i % 5 == 4 {
+            log.push((
+                streams::payment(order_id),
+                PaymentDeclined {
+                    order_id,
+                    customer_id: customer.clone(),
+                    amount_cents: total,
+                    fraud_score: 0.99,
+                    reason: "fraud_score_too_high".into(),
+                }
+                .into(),
+            ));
+            log.push((streams::order(order_id), OrderCancelled { order_id, reason: "payment_declined".into() }.into()));
+            for l in &lines {
+                log.push((
+                    streams::inventory(store, &l.item_id),
+                    StockReleased { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }
+                        .into(),
+                ));
+            }
+            continue;
+        }
+        log.push((
+            streams::payment(order_id),
+            PaymentAuthorized { order_id, customer_id: customer.clone(), amount_cents: total, fraud_score: 0.2 }.into(),
+        ));
+        log.push((streams::payment(order_id), PaymentCaptured { order_id, amount_cents: total }.into()));
+        log.push((streams::order(order_id), OrderPaid { order_id, amount_cents: total }.into()));
+        for l in &lines {
+            log.push((
+                streams::inventory(store, &l.item_id),
+                StockSettled { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }.into(),
+            ));
+        }
+        let earned = (total / 100) as u64;
+        let before = points.get(&customer).copied().unwrap_or(0);
+        points.insert(customer.clone(), before + earned);
+        log.push((
+            streams::loyalty(&customer),
+            PointsAccrued { customer_id: customer.clone(), order_id, points: earned }.into(),
+        ));
+        if before < 300 && before + earned >= 300 {
+            log.push((
+                streams::loyalty(&customer),
+                TierChanged { customer_id: customer.clone(), from: Tier::Green, to: Tier::Gold }.into(),
+            ));
+        }
+    }
+    journal(log)
+}
+
+/// Writes a hand-made history into a real journal: each stream's events in order, in one append per
+/// stream (streams concurrently). The journal assigns its own positions and hash chains.
+pub async fn write_history(journal: &dyn events::Journal, history: &[RecordedEvent]) {
+    let mut by_stream: Vec<(String, Vec<NewEvent>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for e in history {
+        let i = *index.entry(e.stream_id.clone()).or_insert_with(|| {
+            by_stream.push((e.stream_id.clone(), Vec::new()));
+            by_stream.len() - 1
+        });
+        by_stream[i].1.push(NewEvent {
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            schema_version: e.schema_version,
+            recorded_at_us: e.recorded_at_us,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            payload: e.payload.clone(),
+        });
+    }
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(by_stream)
+        .map(|(stream_id, events)| {
+            journal.append(events::AppendRequest { stream_id, expected: events::ExpectedVersion::Any, events })
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    for r in results {
+        r.expect("history appends");
+    }
+}
