@@ -201,8 +201,10 @@ impl Sink for PgStorefront {
             )
             .await
         };
-        // Orders first: a status in the same page must find its order.
-        futures::try_join!(insert_orders, insert_lines).map_err(sink_err)?;
+        // In order, not pipelined: unprepared statements may reach the server in any order, and lines
+        // need their order (foreign key), as statuses in the same page do.
+        insert_orders.await.map_err(sink_err)?;
+        insert_lines.await.map_err(sink_err)?;
         let statuses = async {
             if pager.statuses.is_empty() {
                 return Ok(0);
@@ -265,6 +267,7 @@ impl Sink for PgStorefront {
             )
             .await
         };
+        // These three touch different tables: their order does not matter.
         futures::try_join!(statuses, stock, loyalty).map_err(sink_err)?;
         // Menu changes are rare and stay one statement each, in order.
         for change in page.menu {

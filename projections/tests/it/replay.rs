@@ -115,3 +115,42 @@ async fn replay_upcasts_old_events() {
     assert!(menu.iter().all(|m| m.nutrition == events::domain::Nutrition::default() && m.image_sha256.is_empty()));
     assert_eq!(menu[0].name, "LATTE");
 }
+
+/// A flood of 100K events, projected live and then replayed, gives equal models in Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_100k_events_rebuilds_equal_in_postgres_and_redshift_sql() {
+    let Some(url) = servers::postgres_url() else { return };
+    let Some(redshift) = servers::redshift_url().await else { return };
+    let options = PgOptions::new(url).with_schema(servers::fresh_schema("flood"));
+    let journal: Arc<dyn Journal> = Arc::new(PgJournal::connect(options.clone()).await.unwrap());
+    let flood = projections::workload::flood_of_orders(11_700, 500, 100_000);
+    assert!(flood.len() >= 100_000, "{} events", flood.len());
+    write_history(journal.as_ref(), &flood).await;
+    let storefront: Arc<dyn Rebuildable> =
+        Arc::new(PgStorefront::new(connect_pool(&options).await.unwrap()).await.unwrap());
+    let redshift = PgOptions::new(redshift).with_schema(servers::fresh_schema("flood_rs"));
+    let analytics: Arc<dyn Rebuildable> =
+        Arc::new(projections::analytics::AnalyticsSink::new(connect_pool(&redshift).await.unwrap()).await.unwrap());
+    for live in [storefront, analytics] {
+        ProjectionRunner::new(journal.clone(), live.clone() as Arc<dyn Sink>)
+            .with_page_size(5000)
+            .catch_up()
+            .await
+            .unwrap();
+        let before = live.fingerprint().await.unwrap();
+        assert!(before.rows > 10_000, "{} rows in {}", before.rows, live.name());
+        let outcome = rebuild(
+            journal.as_ref(),
+            live.as_ref(),
+            &ReplayOptions { page_size: 5000, ..Default::default() },
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(&outcome, ReplayOutcome::Promoted { fingerprint, .. } if *fingerprint == before),
+            "{}: {outcome:?}",
+            live.name()
+        );
+    }
+}
