@@ -252,6 +252,36 @@ pub mod servers {
         }
     }
 
+    /// The DynamoDB endpoint for integration tests (moto, started by `deploy/local/emulators.sh`),
+    /// with the same switch semantics as [`postgres_url`].
+    pub fn dynamodb_endpoint() -> Option<String> {
+        match std::env::var("CLOUDCAFE_TEST_DYNAMODB") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CLOUDCAFE_TEST_DYNAMODB is not set: run the tests through deploy/local/test.sh")
+            }
+            _ => {
+                eprintln!("SKIPPED: CLOUDCAFE_TEST_DYNAMODB is not set (deploy/local/test.sh sets it)");
+                None
+            }
+        }
+    }
+
+    /// The MongoDB-wire URI (DocumentDB) for integration tests (SecantusDB, started by
+    /// `deploy/local/emulators.sh`), with the same switch semantics as [`postgres_url`].
+    pub fn mongodb_uri() -> Option<String> {
+        match std::env::var("CLOUDCAFE_TEST_MONGO") {
+            Ok(uri) if !uri.is_empty() => Some(uri),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CLOUDCAFE_TEST_MONGO is not set: run the tests through deploy/local/test.sh")
+            }
+            _ => {
+                eprintln!("SKIPPED: CLOUDCAFE_TEST_MONGO is not set (deploy/local/test.sh sets it)");
+                None
+            }
+        }
+    }
+
     /// A schema name no other test uses.
     pub fn fresh_schema(prefix: &str) -> String {
         format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())
