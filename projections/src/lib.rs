@@ -16,6 +16,9 @@
 pub mod runner;
 pub mod storefront;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

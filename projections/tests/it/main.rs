@@ -1,5 +1,8 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
+#[cfg(feature = "dynamodb")]
+mod dynamo;
+
 use std::sync::Arc;
 
 use events::conformance::servers;
