@@ -19,6 +19,9 @@ pub mod storefront;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
 
+#[cfg(feature = "documentdb")]
+pub mod documents;
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

@@ -1,5 +1,7 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
+#[cfg(feature = "documentdb")]
+mod documents;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 
