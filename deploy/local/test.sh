@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: starts (installing if needed) the servers the tests
-# need, then format check, clippy with warnings as errors, and every test of the workspace.
+# The whole test suite, from a fresh clone: starts (installing if needed) the servers and the AWS
+# emulators the tests need, then format check, clippy with warnings as errors, and every test of the
+# workspace with every feature (the DynamoDB and DocumentDB sinks are features of `projections`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
+source deploy/local/emulators.sh
 
 ensure_postgres || exit 1
 ensure_redis || exit 1
+ensure_moto || exit 1
+ensure_secantusdb || exit 1
+ensure_kinesalite || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/cloudcafe-test.log"
+cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/cloudcafe-test.log"
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "${TMPDIR:-/tmp}/cloudcafe-test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 set -- $passed

@@ -236,20 +236,42 @@ pub async fn a_subscription_catches_up_then_follows(j: Arc<dyn Journal>) {
     assert_eq!(unique.len(), 5);
 }
 
-/// Servers for integration tests. The one switch: `CLOUDCAFE_TEST_PG` names a PostgreSQL URL.
-/// Unset, the test says it is skipped, except under `CI=true`, where that is a failure.
+/// Servers for integration tests. Each is switched on by one environment variable, which
+/// `deploy/local/test.sh` sets after starting the server. Unset, the test says it is skipped,
+/// except under `CI=true`, where that is a failure.
 pub mod servers {
-    pub fn postgres_url() -> Option<String> {
-        match std::env::var("CLOUDCAFE_TEST_PG") {
-            Ok(url) if !url.is_empty() => Some(url),
+    fn switch(var: &str) -> Option<String> {
+        match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Some(value),
             _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but CLOUDCAFE_TEST_PG is not set: run the tests through deploy/local/test.sh")
+                panic!("CI=true but {var} is not set: run the tests through deploy/local/test.sh")
             }
             _ => {
-                eprintln!("SKIPPED: CLOUDCAFE_TEST_PG is not set (deploy/local/test.sh sets it)");
+                eprintln!("SKIPPED: {var} is not set (deploy/local/test.sh sets it)");
                 None
             }
         }
+    }
+
+    /// PostgreSQL: `CLOUDCAFE_TEST_PG`.
+    pub fn postgres_url() -> Option<String> {
+        switch("CLOUDCAFE_TEST_PG")
+    }
+
+    /// Redis: `CLOUDCAFE_TEST_REDIS`.
+    pub fn redis_url() -> Option<String> {
+        switch("CLOUDCAFE_TEST_REDIS")
+    }
+
+    /// DynamoDB (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_DYNAMODB`.
+    pub fn dynamodb_endpoint() -> Option<String> {
+        switch("CLOUDCAFE_TEST_DYNAMODB")
+    }
+
+    /// The MongoDB wire protocol (DocumentDB; SecantusDB started by `deploy/local/emulators.sh`):
+    /// `CLOUDCAFE_TEST_MONGO`.
+    pub fn mongodb_uri() -> Option<String> {
+        switch("CLOUDCAFE_TEST_MONGO")
     }
 
     /// A PostgreSQL database standing in for the Redshift cluster: `cloudcafe_redshift` on the same
@@ -266,20 +288,6 @@ pub mod servers {
         }
         let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b).to_owned();
         Some(format!("{base}/cloudcafe_redshift"))
-    }
-
-    /// A Redis URL from `CLOUDCAFE_TEST_REDIS`, with the same rules as [`postgres_url`].
-    pub fn redis_url() -> Option<String> {
-        match std::env::var("CLOUDCAFE_TEST_REDIS") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but CLOUDCAFE_TEST_REDIS is not set: run the tests through deploy/local/test.sh")
-            }
-            _ => {
-                eprintln!("SKIPPED: CLOUDCAFE_TEST_REDIS is not set (deploy/local/test.sh sets it)");
-                None
-            }
-        }
     }
 
     /// A schema name no other test uses.

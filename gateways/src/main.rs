@@ -75,6 +75,17 @@ struct StorageArgs {
     /// Redis (ElastiCache) in front of the menu and loyalty read models, e.g. redis://127.0.0.1:6379.
     #[arg(long, env = "CLOUDCAFE_REDIS_URL")]
     redis_url: Option<String>,
+    /// Keep the DynamoDB read models (active orders, store inventory) in tables `cloudcafe-*-ENV`.
+    /// Needs a build with `--features cloud`.
+    #[arg(long, env = "CLOUDCAFE_DYNAMODB_ENV")]
+    dynamodb_env: Option<String>,
+    /// A DynamoDB endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// Keep the DocumentDB read models (menu, order documents) at this MongoDB-wire URI, database
+    /// `cloudcafe`. Needs a build with `--features cloud`.
+    #[arg(long, env = "CLOUDCAFE_DOCUMENTDB_URL")]
+    documentdb_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -103,6 +114,8 @@ enum Projection {
     All,
     Storefront,
     Analytics,
+    Dynamodb,
+    Documents,
 }
 
 #[derive(Args)]
@@ -160,6 +173,43 @@ enum BenchCommand {
 }
 
 impl StorageArgs {
+    /// The DynamoDB and DocumentDB read models asked for, around clients built here.
+    #[cfg(feature = "cloud")]
+    async fn cloud_projections(&self) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let mut out: Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)> = Vec::new();
+        if let Some(env) = &self.dynamodb_env {
+            let client = match &self.dynamodb_endpoint {
+                Some(endpoint) => {
+                    let config = aws_sdk_dynamodb::Config::builder()
+                        .behavior_version(BehaviorVersion::latest())
+                        .region(Region::new("us-east-1"))
+                        .endpoint_url(endpoint)
+                        .credentials_provider(Credentials::new("test", "test", None, None, "cloudcafe-emulator"))
+                        .build();
+                    aws_sdk_dynamodb::Client::from_conf(config)
+                }
+                None => aws_sdk_dynamodb::Client::new(&aws_config::defaults(BehaviorVersion::latest()).load().await),
+            };
+            let names = projections::dynamo::TableNames::new("cloudcafe", env.clone());
+            out.push(("dynamodb", std::sync::Arc::new(projections::dynamo::DynamoSink::open(client, names).await?)));
+        }
+        if let Some(url) = &self.documentdb_url {
+            let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
+            let db = client.database("cloudcafe");
+            out.push(("documents", std::sync::Arc::new(projections::documents::DocumentSink::open(db).await?)));
+        }
+        Ok(out)
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    async fn cloud_projections(&self) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
+        if self.dynamodb_env.is_some() || self.documentdb_url.is_some() {
+            anyhow::bail!("this build has no DynamoDB/DocumentDB read models: rebuild with `--features cloud`");
+        }
+        Ok(Vec::new())
+    }
+
     fn settings(&self) -> NodeSettings {
         let storage = match &self.journal {
             Some(url) => Storage::Postgres { url: url.clone(), schema: self.pg_schema.clone() },
@@ -182,6 +232,7 @@ impl StorageArgs {
                 (None, None) => None,
             },
             cache: self.redis_url.clone().map(|url| (url, projections::cache::CacheSettings::default())),
+            extra_projections: Vec::new(),
         }
     }
 }
@@ -228,7 +279,9 @@ async fn start_server(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let node = Node::start(args.storage.settings()).await.context("cannot start the node")?;
+    let mut settings = args.storage.settings();
+    settings.extra_projections = args.storage.cloud_projections().await?.into_iter().map(|(_, p)| p).collect();
+    let node = Node::start(settings).await.context("cannot start the node")?;
     let api = ApiSettings { body_limit: args.body_limit, max_in_flight: args.max_in_flight };
     let (server, addr) = start_server(&node, args.listen, args.workers, &api).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
@@ -302,6 +355,18 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             None => {}
         }
+    }
+    for (name, sink) in args.storage.cloud_projections().await? {
+        let wanted = match name {
+            "dynamodb" => matches!(args.projection, Projection::All | Projection::Dynamodb),
+            _ => matches!(args.projection, Projection::All | Projection::Documents),
+        };
+        if wanted {
+            targets.push((name, sink));
+        }
+    }
+    if targets.is_empty() {
+        anyhow::bail!("that read model is not configured (see cloudcafe replay --help)");
     }
     let options = ReplayOptions {
         from: args.from,

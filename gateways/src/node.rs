@@ -31,7 +31,7 @@ pub enum Storage {
     Postgres { url: String, schema: Option<String> },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeSettings {
     pub storage: Storage,
     pub host: HostOptions,
@@ -44,6 +44,8 @@ pub struct NodeSettings {
     pub analytics: Option<PgOptions>,
     /// Redis in front of the read models: `(url, settings)`; `None` reads the models directly.
     pub cache: Option<(String, CacheSettings)>,
+    /// More read models to keep (DynamoDB, DocumentDB), built by the caller around its own clients.
+    pub extra_projections: Vec<Arc<dyn Rebuildable>>,
 }
 
 impl NodeSettings {
@@ -56,6 +58,7 @@ impl NodeSettings {
             seed_demo: false,
             analytics: None,
             cache: None,
+            extra_projections: Vec::new(),
         }
     }
 }
@@ -145,6 +148,7 @@ impl Node {
         if let Some(a) = &analytics {
             projections.push(a.clone());
         }
+        projections.extend(settings.extra_projections.iter().map(|p| p.clone() as Arc<dyn Sink>));
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(OrderSaga::new(cafe.clone()).run(stopped.clone()));
         for p in &projections {

@@ -20,6 +20,12 @@ pub mod runner;
 pub mod storefront;
 pub mod workload;
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+
+#[cfg(feature = "documentdb")]
+pub mod documents;
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

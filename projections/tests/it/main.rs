@@ -3,6 +3,10 @@
 mod analytics;
 mod cache;
 mod replay;
+#[cfg(feature = "documentdb")]
+mod documents;
+#[cfg(feature = "dynamodb")]
+mod dynamo;
 
 use std::sync::Arc;
 

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Installs (from PyPI and npm, into .cc-local/ in the repo) and starts the local emulators that stand
+# in for AWS in the integration tests, then exports their endpoints. Sourced by deploy/local/test.sh;
+# usable by hand:
+#
+#   source deploy/local/emulators.sh && ensure_moto && ensure_secantusdb && ensure_kinesalite
+#   ...
+#   stop_emulators
+#
+# | function          | emulator                      | port  | exports                  |
+# |-------------------|-------------------------------|-------|--------------------------|
+# | ensure_moto       | moto 5.2.5 (DynamoDB, SQS...) | 5055  | CLOUDCAFE_TEST_DYNAMODB  |
+# | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
+# | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
+#
+# Each emulator runs in the background (nohup), logs to .cc-local/<name>.log and keeps its PID in
+# .cc-local/<name>.pid; an emulator already running (PID alive and port answering) is reused. The
+# emulators keep their data in memory only. Under CI=true an emulator that cannot be started is a
+# failure (non-zero return); elsewhere a warning, and the tests that need it say SKIPPED.
+# /work/shared/DESIGN.md §8 says why these emulators and where each one is wrong.
+
+# The logging and waiting helpers (cc_log, cc_fail_or_warn, cc_wait) live in services.sh.
+if ! declare -F cc_wait >/dev/null 2>&1; then
+  # shellcheck source=deploy/local/services.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
+fi
+
+CC_LOCAL="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.cc-local"
+CC_VENV="$CC_LOCAL/venv"
+CC_NODE="$CC_LOCAL/node"
+CC_MOTO_PORT=5055
+CC_SECANTUS_PORT=27018
+CC_KINESALITE_PORT=4567
+
+# True if something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp, no extra tools).
+cc_port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# True if 127.0.0.1:PORT answers an HTTP request with any status.
+cc_http_answers() {
+  curl -s -o /dev/null -m 2 "http://127.0.0.1:$1/" 2>/dev/null
+}
+
+# True if the process whose PID is in .cc-local/NAME.pid is alive.
+cc_pid_alive() {
+  local pidfile="$CC_LOCAL/$1.pid"
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# cc_start NAME COMMAND...: runs COMMAND in the background, detached from this shell, with its output
+# in .cc-local/NAME.log and its PID in .cc-local/NAME.pid.
+cc_start() {
+  local name=$1; shift
+  mkdir -p "$CC_LOCAL"
+  nohup "$@" >"$CC_LOCAL/$name.log" 2>&1 </dev/null &
+  echo $! >"$CC_LOCAL/$name.pid"
+  disown 2>/dev/null || true
+}
+
+# Stops the emulator NAME started by cc_start (by its PID file only).
+cc_stop() {
+  local name=$1 pidfile="$CC_LOCAL/$1.pid"
+  if cc_pid_alive "$name"; then
+    local pid
+    pid=$(cat "$pidfile")
+    cc_log "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+# The virtualenv that holds the Python emulators.
+cc_venv() {
+  if [ ! -x "$CC_VENV/bin/python" ]; then
+    local python
+    python=$(command -v python3 || command -v python) || { cc_log "no python3 on PATH"; return 1; }
+    cc_log "creating a virtualenv in $CC_VENV"
+    mkdir -p "$CC_LOCAL"
+    "$python" -m venv "$CC_VENV" >/dev/null || return 1
+  fi
+}
+
+# cc_pip_install EXECUTABLE REQUIREMENT...: installs into the venv unless EXECUTABLE is already there.
+cc_pip_install() {
+  local executable=$1; shift
+  cc_venv || return 1
+  if [ -x "$CC_VENV/bin/$executable" ]; then
+    return 0
+  fi
+  cc_log "pip install $*"
+  "$CC_VENV/bin/python" -m pip install -q "$@" >"$CC_LOCAL/pip-$executable.log" 2>&1 || {
+    cc_log "pip failed, see $CC_LOCAL/pip-$executable.log"
+    return 1
+  }
+}
+
+# Moto serves DynamoDB (and SQS, CloudWatch) on one HTTP port, one request at a time.
+ensure_moto() {
+  local port=$CC_MOTO_PORT url="http://127.0.0.1:$CC_MOTO_PORT"
+  if cc_pid_alive moto && cc_http_answers "$port"; then
+    cc_log "moto already running on $url"
+  else
+    cc_stop moto
+    if cc_port_open "$port"; then
+      cc_fail_or_warn "port $port is taken by a process that is not our moto"; return
+    fi
+    cc_pip_install moto_server 'moto[server]==5.2.5' || { cc_fail_or_warn "moto cannot be installed"; return; }
+    cc_log "starting moto on $url"
+    cc_start moto "$CC_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+    cc_wait 60 cc_http_answers "$port" || {
+      cc_stop moto
+      cc_fail_or_warn "moto did not start on $url (see $CC_LOCAL/moto.log)"; return
+    }
+  fi
+  # Every run starts from an empty account: tests create their own tables under unique names anyway.
+  curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || { cc_fail_or_warn "moto did not reset"; return; }
+  export CLOUDCAFE_TEST_DYNAMODB="$url"
+  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB"
+}
+
+# SecantusDB speaks the MongoDB wire protocol (standing in for DocumentDB), in memory.
+ensure_secantusdb() {
+  local port=$CC_SECANTUS_PORT
+  if cc_pid_alive secantusdb && cc_port_open "$port"; then
+    cc_log "secantusdb already running on 127.0.0.1:$port"
+  else
+    cc_stop secantusdb
+    if cc_port_open "$port"; then
+      cc_fail_or_warn "port $port is taken by a process that is not our secantusdb"; return
+    fi
+    cc_pip_install secantusd-py secantusdb || { cc_fail_or_warn "secantusdb cannot be installed"; return; }
+    cc_log "starting secantusdb on 127.0.0.1:$port"
+    cc_start secantusdb "$CC_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: --standalone
+    cc_wait 60 cc_port_open "$port" || {
+      cc_stop secantusdb
+      cc_fail_or_warn "secantusdb did not start on 127.0.0.1:$port (see $CC_LOCAL/secantusdb.log)"; return
+    }
+  fi
+  export CLOUDCAFE_TEST_MONGO="mongodb://127.0.0.1:$port/?directConnection=true"
+  cc_log "secantusdb ready: $CLOUDCAFE_TEST_MONGO"
+}
+
+# Kinesalite serves Kinesis; moto does not (it drops records under concurrent PutRecords).
+ensure_kinesalite() {
+  local port=$CC_KINESALITE_PORT
+  if cc_pid_alive kinesalite && cc_port_open "$port"; then
+    cc_log "kinesalite already running on 127.0.0.1:$port"
+  else
+    cc_stop kinesalite
+    if cc_port_open "$port"; then
+      cc_fail_or_warn "port $port is taken by a process that is not our kinesalite"; return
+    fi
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+      cc_fail_or_warn "node and npm are needed for kinesalite"; return
+    }
+    if [ ! -f "$CC_NODE/node_modules/kinesalite/package.json" ]; then
+      cc_log "npm install kinesalite@3.3.3"
+      mkdir -p "$CC_NODE"
+      (cd "$CC_NODE" && npm install --no-audit --no-fund --silent kinesalite@3.3.3) \
+        >"$CC_LOCAL/npm-kinesalite.log" 2>&1 || {
+        cc_fail_or_warn "kinesalite cannot be installed (see $CC_LOCAL/npm-kinesalite.log)"; return
+      }
+    fi
+    cc_log "starting kinesalite on 127.0.0.1:$port"
+    (cd "$CC_NODE" && cc_start kinesalite node -e \
+      "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:100}).listen($port,'127.0.0.1')")
+    cc_wait 30 cc_port_open "$port" || {
+      cc_stop kinesalite
+      cc_fail_or_warn "kinesalite did not start on 127.0.0.1:$port (see $CC_LOCAL/kinesalite.log)"; return
+    }
+  fi
+  export CLOUDCAFE_TEST_KINESIS="http://127.0.0.1:$port"
+  cc_log "kinesalite ready: $CLOUDCAFE_TEST_KINESIS"
+}
+
+# Stops every emulator started by the functions above (by their PID files) and unsets the endpoints.
+stop_emulators() {
+  cc_stop moto
+  cc_stop secantusdb
+  cc_stop kinesalite
+  unset CLOUDCAFE_TEST_DYNAMODB CLOUDCAFE_TEST_MONGO CLOUDCAFE_TEST_KINESIS
+}
