@@ -15,6 +15,7 @@
 
 pub mod analytics;
 pub mod cache;
+pub mod publisher;
 pub mod replay;
 pub mod runner;
 pub mod storefront;
