@@ -282,6 +282,36 @@ pub mod servers {
         }
     }
 
+    /// A Kinesis endpoint (kinesalite, DESIGN §8) from `CLOUDCAFE_TEST_KINESIS`, e.g.
+    /// `http://127.0.0.1:4567`, with the same rules as [`postgres_url`].
+    pub fn kinesis_endpoint() -> Option<String> {
+        match std::env::var("CLOUDCAFE_TEST_KINESIS") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CLOUDCAFE_TEST_KINESIS is not set: run the tests through deploy/local/test.sh")
+            }
+            _ => {
+                eprintln!("SKIPPED: CLOUDCAFE_TEST_KINESIS is not set (deploy/local/test.sh sets it)");
+                None
+            }
+        }
+    }
+
+    /// An SQS endpoint (moto, DESIGN §8) from `CLOUDCAFE_TEST_SQS`, e.g. `http://127.0.0.1:5055`,
+    /// with the same rules as [`postgres_url`].
+    pub fn sqs_endpoint() -> Option<String> {
+        match std::env::var("CLOUDCAFE_TEST_SQS") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but CLOUDCAFE_TEST_SQS is not set: run the tests through deploy/local/test.sh")
+            }
+            _ => {
+                eprintln!("SKIPPED: CLOUDCAFE_TEST_SQS is not set (deploy/local/test.sh sets it)");
+                None
+            }
+        }
+    }
+
     /// A schema name no other test uses.
     pub fn fresh_schema(prefix: &str) -> String {
         format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())
