@@ -2,6 +2,8 @@
 
 mod analytics;
 mod cache;
+#[cfg(all(feature = "kinesis", feature = "sqs"))]
+mod publisher;
 mod replay;
 
 use std::sync::Arc;
