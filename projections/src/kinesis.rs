@@ -28,6 +28,8 @@ use events::RecordedEvent;
 
 use crate::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
+/// The checkpoint name of the Kinesis publisher.
+pub const CHECKPOINT: &str = "publisher:kinesis";
 /// The stream's name in the original plans is `cloudcafe-order-events-{env}`; this is its base.
 pub const DEFAULT_STREAM: &str = "order-events";
 /// The most records one `PutRecords` request carries.

@@ -32,6 +32,8 @@ use uuid::Uuid;
 
 use crate::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
+/// The checkpoint name of the SQS publisher.
+pub const CHECKPOINT: &str = "publisher:sqs";
 /// The plans' `payment-processing-queue.fifo`, named for what it carries.
 pub const DEFAULT_QUEUE: &str = "payment-requests.fifo";
 pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "payment-requests-dlq.fifo";

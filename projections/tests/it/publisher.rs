@@ -21,7 +21,8 @@ use events::{AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, Ne
 use projections::conformance::{a_day_of_orders, write_history};
 use projections::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
 use projections::publisher::{
-    BatchLimits, Bus, BusError, EntryOutcome, Message, Publisher, PublisherSettings, RetryPolicy,
+    spawn_outbox, BatchLimits, Bus, BusError, Destination, EntryOutcome, Message, Publisher, PublisherSettings,
+    RetryPolicy,
 };
 use projections::sqs::{self, PaymentRequest, SqsBus, SqsSettings};
 use tokio::sync::watch;
@@ -88,13 +89,13 @@ fn kinesis_publisher(journal: &Arc<dyn Journal>, client: aws_sdk_kinesis::Client
         client,
         &KinesisSettings { stream_name: stream.to_owned(), max_batch_records: 64, ..KinesisSettings::default() },
     );
-    let settings = PublisherSettings { page_size: 500, ..PublisherSettings::new("publisher:kinesis") };
+    let settings = PublisherSettings { page_size: 500, ..PublisherSettings::new(kinesis::CHECKPOINT) };
     Publisher::new(journal.clone(), Arc::new(bus), settings)
 }
 
 fn sqs_publisher(journal: &Arc<dyn Journal>, client: aws_sdk_sqs::Client, queue_url: &str) -> Publisher {
     let bus = SqsBus::new(client, &SqsSettings::new(queue_url));
-    let settings = PublisherSettings { page_size: 500, lanes: 2, ..PublisherSettings::new("publisher:sqs") };
+    let settings = PublisherSettings { page_size: 500, lanes: 2, ..PublisherSettings::new(sqs::CHECKPOINT) };
     Publisher::new(journal.clone(), Arc::new(bus), settings)
 }
 
@@ -403,9 +404,20 @@ async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
     let queues = payment_queues(&emu.sqs).await;
 
     let (stop, stopped) = watch::channel(false);
-    let k = kinesis_publisher(&journal, emu.kinesis.clone(), &stream);
-    let s = sqs_publisher(&journal, emu.sqs.clone(), &queues.queue_url);
-    let tasks = [k.spawn(stopped.clone()), s.spawn(stopped)];
+    let destinations = vec![
+        Destination::new(
+            Arc::new(KinesisBus::new(
+                emu.kinesis.clone(),
+                &KinesisSettings { stream_name: stream.clone(), ..KinesisSettings::default() },
+            )),
+            PublisherSettings::new(kinesis::CHECKPOINT),
+        ),
+        Destination::new(
+            Arc::new(SqsBus::new(emu.sqs.clone(), &SqsSettings::new(&queues.queue_url))),
+            PublisherSettings::new(sqs::CHECKPOINT),
+        ),
+    ];
+    let tasks = spawn_outbox(journal.clone(), destinations, stopped);
 
     // Orders commit in slices while the publishers follow.
     let history = a_day_of_orders(120);
