@@ -9,6 +9,13 @@
 //!   most 1 MiB; an event larger than that is refused rather than skipped.
 //! - A record the service refuses in a `PutRecords` answer (`ProvisionedThroughputExceededException`,
 //!   `InternalFailure`, KMS throttling) is sent again with its key's later records.
+//! - Order inside one request: the publisher relies on Kinesis giving a shard's records increasing
+//!   sequence numbers in the order of the request (kinesalite does, and the tests check it), which
+//!   AWS does not promise in so many words: it promises strictly increasing numbers only for puts
+//!   made one after another, and calls other records "coarsely ordered by arrival". Where that
+//!   matters more than throughput, [`KinesisSettings::one_record_per_stream`] puts at most one
+//!   record of each stream in a request, so order rests on sequential requests alone (a hot stream
+//!   then gets one record per request).
 //!
 //! The adapter receives a built [`Client`]: the binary builds it with the default credential chain,
 //! tests and examples point it at an emulator.
@@ -51,6 +58,8 @@ pub struct KinesisSettings {
     pub max_batch_records: usize,
     /// Bytes per request, at most [`MAX_BYTES_PER_REQUEST`].
     pub max_batch_bytes: usize,
+    /// At most one record per stream (partition key) in a request: see the module docs.
+    pub one_record_per_stream: bool,
 }
 
 impl Default for KinesisSettings {
@@ -60,6 +69,7 @@ impl Default for KinesisSettings {
             shards: 4,
             max_batch_records: MAX_RECORDS_PER_REQUEST,
             max_batch_bytes: MAX_BYTES_PER_REQUEST,
+            one_record_per_stream: false,
         }
     }
 }
@@ -80,7 +90,7 @@ impl KinesisBus {
                 max_messages: settings.max_batch_records.clamp(1, MAX_RECORDS_PER_REQUEST),
                 max_bytes: settings.max_batch_bytes.clamp(1, MAX_BYTES_PER_REQUEST),
                 max_message_bytes: MAX_RECORD_BYTES,
-                one_per_key: false,
+                one_per_key: settings.one_record_per_stream,
             },
         }
     }

@@ -394,6 +394,34 @@ async fn every_event_reaches_kinesis_and_every_order_reaches_sqs_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_record_per_stream_a_request_never_carries_two_events_of_a_stream() {
+    let Some(emu) = emulators() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let journal = sqlite_journal(dir.path());
+    write_history(journal.as_ref(), &a_day_of_orders(40)).await;
+    let all = whole_journal(journal.as_ref()).await;
+    let stream = unique("order-events");
+    kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
+    let settings =
+        KinesisSettings { stream_name: stream.clone(), one_record_per_stream: true, ..KinesisSettings::default() };
+    let publisher = Publisher::new(
+        journal.clone(),
+        Arc::new(KinesisBus::new(emu.kinesis.clone(), &settings)),
+        PublisherSettings { lanes: 1, ..PublisherSettings::new(kinesis::CHECKPOINT) },
+    );
+    assert_eq!(publisher.catch_up().await.unwrap(), all.len() as u64);
+    let records = kinesis::read_stream(&emu.kinesis, &stream).await.unwrap();
+    assert_eq!(assert_delivered(&records, &all, &all).records, all.len());
+    // One lane, one page: the hottest stream needs one request per event, and no more are needed.
+    let mut per_stream: HashMap<&str, u64> = HashMap::new();
+    for e in &all {
+        *per_stream.entry(&e.stream_id).or_default() += 1;
+    }
+    let hottest = per_stream.values().copied().max().unwrap();
+    assert_eq!(publisher.stats().requests, hottest, "{} events, hottest stream {hottest}", all.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
     let Some(url) = servers::postgres_url() else { return };
     let Some(emu) = emulators() else { return };
