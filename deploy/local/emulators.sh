@@ -119,7 +119,20 @@ ensure_moto() {
   # Every run starts from an empty account: tests create their own tables under unique names anyway.
   curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || { cc_fail_or_warn "moto did not reset"; return; }
   export CLOUDCAFE_TEST_DYNAMODB="$url"
-  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB"
+  export CLOUDCAFE_TEST_SQS="$url"
+  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB, SQS)"
+}
+
+# The Python clients deploy/local/verify_kinesis.py reads Kinesis with (clients none of us wrote).
+ensure_python_clients() {
+  cc_venv || { cc_fail_or_warn "no virtualenv for the Python clients"; return; }
+  if ! "$CC_VENV/bin/python" -c 'import boto3, msgpack' 2>/dev/null; then
+    cc_log "pip install boto3 msgpack"
+    "$CC_VENV/bin/python" -m pip install -q boto3 msgpack >"$CC_LOCAL/pip-clients.log" 2>&1 || {
+      cc_fail_or_warn "boto3/msgpack cannot be installed (see $CC_LOCAL/pip-clients.log)"; return
+    }
+  fi
+  cc_log "Python clients ready: boto3, msgpack"
 }
 
 # SecantusDB speaks the MongoDB wire protocol (standing in for DocumentDB), in memory.

@@ -263,6 +263,16 @@ pub mod servers {
         switch("CLOUDCAFE_TEST_REDIS")
     }
 
+    /// Kinesis (kinesalite, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_KINESIS`.
+    pub fn kinesis_endpoint() -> Option<String> {
+        switch("CLOUDCAFE_TEST_KINESIS")
+    }
+
+    /// SQS (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_SQS`.
+    pub fn sqs_endpoint() -> Option<String> {
+        switch("CLOUDCAFE_TEST_SQS")
+    }
+
     /// DynamoDB (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_DYNAMODB`.
     pub fn dynamodb_endpoint() -> Option<String> {
         switch("CLOUDCAFE_TEST_DYNAMODB")

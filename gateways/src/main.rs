@@ -175,7 +175,9 @@ enum BenchCommand {
 impl StorageArgs {
     /// The DynamoDB and DocumentDB read models asked for, around clients built here.
     #[cfg(feature = "cloud")]
-    async fn cloud_projections(&self) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
+    async fn cloud_projections(
+        &self,
+    ) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let mut out: Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)> = Vec::new();
         if let Some(env) = &self.dynamodb_env {
@@ -203,7 +205,9 @@ impl StorageArgs {
     }
 
     #[cfg(not(feature = "cloud"))]
-    async fn cloud_projections(&self) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
+    async fn cloud_projections(
+        &self,
+    ) -> anyhow::Result<Vec<(&'static str, std::sync::Arc<dyn projections::Rebuildable>)>> {
         if self.dynamodb_env.is_some() || self.documentdb_url.is_some() {
             anyhow::bail!("this build has no DynamoDB/DocumentDB read models: rebuild with `--features cloud`");
         }

@@ -15,8 +15,13 @@
 
 pub mod analytics;
 pub mod cache;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+pub mod publisher;
 pub mod replay;
 pub mod runner;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 pub mod storefront;
 pub mod workload;
 

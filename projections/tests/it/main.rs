@@ -2,11 +2,13 @@
 
 mod analytics;
 mod cache;
-mod replay;
 #[cfg(feature = "documentdb")]
 mod documents;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(all(feature = "kinesis", feature = "sqs"))]
+mod publisher;
+mod replay;
 
 use std::sync::Arc;
 

@@ -1,0 +1,298 @@
+//! The SQS FIFO adapter of the bus port: one payment request per `OrderPlaced` to
+//! `payment-requests.fifo`, for the payment processor.
+//!
+//! ## The message
+//!
+//! - **Body**: a JSON object, [`PaymentRequest`]:
+//!   `{"event_id":"<uuid>","order_id":"<uuid>","customer_id":"c1","store_id":"s1","amount_cents":1275,`
+//!   `"stream_id":"order-<uuid>","global_position":42,"correlation_id":"<uuid>","placed_at_us":1700000000000000}`
+//!   (UUIDs hyphenated, amounts in cents, times in microseconds since the Unix epoch). JSON rather
+//!   than the MessagePack envelope because a payment processor needs these few fields, not the
+//!   order's lines or the hash chain, and SQS bodies are text.
+//! - **`MessageGroupId`** = customer id: one customer's payments are processed one at a time, in
+//!   order; different customers in parallel.
+//! - **`MessageDeduplicationId`** = event id: a request sent twice within SQS's five-minute window
+//!   is stored once; outside it the event id in the body lets the processor deduplicate.
+//! - `SendMessageBatch` carries at most 10 messages and at most one per customer (see
+//!   [`crate::publisher`]: SQS drops a re-sent accepted message as a duplicate, so a later message of
+//!   a customer must never be accepted before an earlier one that failed).
+//!
+//! [`ensure_payment_queues`] creates the FIFO queue and its dead-letter queue
+//! `payment-requests-dlq.fifo`, with a redrive policy after 3 receives.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+use events::{DomainEvent, RecordedEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
+
+/// The checkpoint name of the SQS publisher.
+pub const CHECKPOINT: &str = "publisher:sqs";
+/// The plans' `payment-processing-queue.fifo`, named for what it carries.
+pub const DEFAULT_QUEUE: &str = "payment-requests.fifo";
+pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "payment-requests-dlq.fifo";
+/// Receives of a message before SQS moves it to the dead-letter queue.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 3;
+/// The most entries one `SendMessageBatch` request carries.
+pub const MAX_MESSAGES_PER_REQUEST: usize = 10;
+/// The most bytes one `SendMessageBatch` request carries (and one message).
+pub const MAX_BYTES_PER_REQUEST: usize = 256 * 1024;
+/// The longest message group id.
+pub const MAX_GROUP_ID_CHARS: usize = 128;
+
+/// What the payment processor receives for each placed order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRequest {
+    /// The `OrderPlaced` event's id: the processor deduplicates on it.
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub amount_cents: i64,
+    pub stream_id: String,
+    pub global_position: u64,
+    pub correlation_id: Uuid,
+    pub placed_at_us: i64,
+}
+
+/// Typed settings of the SQS destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqsSettings {
+    /// The queue's URL, as [`ensure_payment_queues`] returns it.
+    pub queue_url: String,
+    /// Messages per request, at most [`MAX_MESSAGES_PER_REQUEST`].
+    pub max_batch_messages: usize,
+}
+
+impl SqsSettings {
+    pub fn new(queue_url: impl Into<String>) -> Self {
+        SqsSettings { queue_url: queue_url.into(), max_batch_messages: MAX_MESSAGES_PER_REQUEST }
+    }
+}
+
+/// Publishes a [`PaymentRequest`] per `OrderPlaced` to an SQS FIFO queue.
+pub struct SqsBus {
+    client: Client,
+    queue_url: String,
+    limits: BatchLimits,
+}
+
+impl SqsBus {
+    pub fn new(client: Client, settings: &SqsSettings) -> Self {
+        SqsBus {
+            client,
+            queue_url: settings.queue_url.clone(),
+            limits: BatchLimits {
+                max_messages: settings.max_batch_messages.clamp(1, MAX_MESSAGES_PER_REQUEST),
+                max_bytes: MAX_BYTES_PER_REQUEST,
+                max_message_bytes: MAX_BYTES_PER_REQUEST,
+                one_per_key: true,
+            },
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+/// The payment request an event gives rise to: one per `OrderPlaced`, none for other events.
+pub fn payment_request(event: &RecordedEvent) -> Result<Option<PaymentRequest>, BusError> {
+    if event.event_type != "OrderPlaced" {
+        return Ok(None);
+    }
+    let placed = match event.decode() {
+        Ok(DomainEvent::OrderPlaced(placed)) => placed,
+        Ok(other) => return Err(BusError::Refused(format!("OrderPlaced decoded as {}", other.event_type()))),
+        Err(e) => return Err(BusError::Refused(format!("OrderPlaced does not decode: {e}"))),
+    };
+    Ok(Some(PaymentRequest {
+        event_id: event.event_id,
+        order_id: placed.order_id,
+        customer_id: placed.customer_id,
+        store_id: placed.store_id,
+        amount_cents: placed.total_cents,
+        stream_id: event.stream_id.clone(),
+        global_position: event.global_position,
+        correlation_id: event.correlation_id,
+        placed_at_us: placed.placed_at_us,
+    }))
+}
+
+#[async_trait]
+impl Bus for SqsBus {
+    fn destination(&self) -> &str {
+        "sqs"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        self.limits
+    }
+
+    fn message_for(&self, event: &RecordedEvent) -> Result<Option<Message>, BusError> {
+        let Some(request) = payment_request(event)? else { return Ok(None) };
+        let group = &request.customer_id;
+        if group.is_empty() || group.chars().count() > MAX_GROUP_ID_CHARS {
+            return Err(BusError::Refused(format!("customer id {group:?} cannot be a message group id")));
+        }
+        let body = serde_json::to_vec(&request).map_err(|e| BusError::Refused(e.to_string()))?;
+        Ok(Some(Message { event_id: event.event_id, global_position: event.global_position, key: group.clone(), body }))
+    }
+
+    async fn send_batch(&self, batch: &[Message]) -> Result<Vec<EntryOutcome>, BusError> {
+        let mut entries = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let body = String::from_utf8(m.body.clone()).map_err(|e| BusError::Refused(e.to_string()))?;
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .message_body(body)
+                .message_group_id(m.key.clone())
+                .message_deduplication_id(m.event_id.to_string())
+                .build()
+                .map_err(|e| BusError::Refused(e.to_string()))?;
+            entries.push(entry);
+        }
+        let answer = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];
+        let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < batch.len());
+        for ok in answer.successful() {
+            if let Some(i) = index(ok.id()) {
+                outcomes[i] = Some(EntryOutcome::Accepted);
+            }
+        }
+        for failed in answer.failed() {
+            if let Some(i) = index(failed.id()) {
+                let code = failed.code().to_owned();
+                // The sender's fault (malformed entry) will not go away by sending it again.
+                outcomes[i] = Some(if failed.sender_fault() {
+                    EntryOutcome::Refused { code }
+                } else {
+                    EntryOutcome::Retry { code }
+                });
+            }
+        }
+        // An entry the answer does not mention is in an unknown state: send it again.
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| EntryOutcome::Retry { code: "NotInAnswer".into() }))
+            .collect())
+    }
+}
+
+fn classify<E, R>(e: &SdkError<E, R>) -> BusError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ConstructionFailure(_) => BusError::Refused(text),
+        SdkError::ServiceError(s) => match s.err().code() {
+            Some(
+                "InvalidParameterValue"
+                | "InvalidParameterValueException"
+                | "BatchEntryIdsNotDistinct"
+                | "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
+                | "BatchRequestTooLong"
+                | "AWS.SimpleQueueService.BatchRequestTooLong"
+                | "EmptyBatchRequest"
+                | "AWS.SimpleQueueService.EmptyBatchRequest"
+                | "TooManyEntriesInBatchRequest"
+                | "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
+                | "InvalidBatchEntryId"
+                | "AWS.SimpleQueueService.InvalidBatchEntryId",
+            ) => BusError::Refused(text),
+            _ => BusError::Unavailable(text),
+        },
+        _ => BusError::Unavailable(text),
+    }
+}
+
+fn setup_error<E, R>(e: &SdkError<E, R>) -> SetupError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match classify(e) {
+        BusError::Refused(text) => SetupError::Refused(text),
+        BusError::Unavailable(text) => SetupError::Unavailable(text),
+    }
+}
+
+/// The URLs of the payment queue and its dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentQueues {
+    pub queue_url: String,
+    pub dead_letter_url: String,
+    pub dead_letter_arn: String,
+}
+
+/// Creates (or keeps) the FIFO dead-letter queue and the FIFO payment queue, and sets the payment
+/// queue's redrive policy: after `max_receive_count` receives a message moves to the dead-letter
+/// queue. Deduplication is by the id the publisher gives (the event id), not by content.
+pub async fn ensure_payment_queues(
+    client: &Client,
+    queue_name: &str,
+    dead_letter_name: &str,
+    max_receive_count: u32,
+) -> Result<PaymentQueues, SetupError> {
+    for name in [queue_name, dead_letter_name] {
+        if !name.ends_with(".fifo") {
+            return Err(SetupError::Refused(format!("FIFO queue names end in .fifo: {name}")));
+        }
+    }
+    let dead_letter_url = create_fifo_queue(client, dead_letter_name).await?;
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(&dead_letter_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| setup_error(&e))?;
+    let dead_letter_arn = attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| SetupError::Unavailable(format!("no ARN for {dead_letter_name}")))?;
+    let queue_url = create_fifo_queue(client, queue_name).await?;
+    let policy = serde_json::json!({
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": max_receive_count.to_string(),
+    });
+    client
+        .set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| setup_error(&e))?;
+    Ok(PaymentQueues { queue_url, dead_letter_url, dead_letter_arn })
+}
+
+async fn create_fifo_queue(client: &Client, name: &str) -> Result<String, SetupError> {
+    let attributes = HashMap::from([
+        (QueueAttributeName::FifoQueue, "true".to_owned()),
+        (QueueAttributeName::ContentBasedDeduplication, "false".to_owned()),
+    ]);
+    let answer = client
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes))
+        .send()
+        .await
+        .map_err(|e| setup_error(&e))?;
+    answer.queue_url().map(str::to_owned).ok_or_else(|| SetupError::Unavailable(format!("no URL for queue {name}")))
+}
