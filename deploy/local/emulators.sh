@@ -105,9 +105,17 @@ ensure_moto() {
     cc_log "moto already running on $url"
   else
     cc_stop moto
-    if cc_port_open "$port"; then
-      cc_fail_or_warn "port $port is taken by a process that is not our moto"; return
-    fi
+  fi
+  if cc_pid_alive moto; then
+    :
+  elif cc_port_open "$port"; then
+    # Started by another checkout on this machine (an earlier run, or the developer's tree): reuse it
+    # if it is moto, as ensure_postgres reuses a running server.
+    curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || {
+      cc_fail_or_warn "port $port is taken by a process that is not moto"; return
+    }
+    cc_log "reusing the moto already serving $url"
+  else
     cc_pip_install moto_server 'moto[server]==5.2.5' || { cc_fail_or_warn "moto cannot be installed"; return; }
     cc_log "starting moto on $url"
     cc_start moto "$CC_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
@@ -142,9 +150,13 @@ ensure_secantusdb() {
     cc_log "secantusdb already running on 127.0.0.1:$port"
   else
     cc_stop secantusdb
-    if cc_port_open "$port"; then
-      cc_fail_or_warn "port $port is taken by a process that is not our secantusdb"; return
-    fi
+  fi
+  if cc_pid_alive secantusdb; then
+    :
+  elif cc_port_open "$port"; then
+    # Started by another checkout on this machine: the tests' first command tells if it is not MongoDB.
+    cc_log "reusing the MongoDB-wire server already on 127.0.0.1:$port"
+  else
     cc_pip_install secantusd-py secantusdb || { cc_fail_or_warn "secantusdb cannot be installed"; return; }
     cc_log "starting secantusdb on 127.0.0.1:$port"
     cc_start secantusdb "$CC_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: --standalone
@@ -164,20 +176,28 @@ ensure_kinesalite() {
     cc_log "kinesalite already running on 127.0.0.1:$port"
   else
     cc_stop kinesalite
-    if cc_port_open "$port"; then
-      cc_fail_or_warn "port $port is taken by a process that is not our kinesalite"; return
-    fi
-    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
-      cc_fail_or_warn "node and npm are needed for kinesalite"; return
+  fi
+  # The package is needed either way: the outage test starts kinesalites of its own.
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+    cc_fail_or_warn "node and npm are needed for kinesalite"; return
+  }
+  if [ ! -f "$CC_NODE/node_modules/kinesalite/package.json" ]; then
+    cc_log "npm install kinesalite@3.3.3"
+    mkdir -p "$CC_NODE"
+    (cd "$CC_NODE" && npm install --no-audit --no-fund --silent kinesalite@3.3.3) \
+      >"$CC_LOCAL/npm-kinesalite.log" 2>&1 || {
+      cc_fail_or_warn "kinesalite cannot be installed (see $CC_LOCAL/npm-kinesalite.log)"; return
     }
-    if [ ! -f "$CC_NODE/node_modules/kinesalite/package.json" ]; then
-      cc_log "npm install kinesalite@3.3.3"
-      mkdir -p "$CC_NODE"
-      (cd "$CC_NODE" && npm install --no-audit --no-fund --silent kinesalite@3.3.3) \
-        >"$CC_LOCAL/npm-kinesalite.log" 2>&1 || {
-        cc_fail_or_warn "kinesalite cannot be installed (see $CC_LOCAL/npm-kinesalite.log)"; return
-      }
-    fi
+  fi
+  if cc_pid_alive kinesalite; then
+    :
+  elif cc_port_open "$port"; then
+    curl -s -f -m 10 -X POST -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+      -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "http://127.0.0.1:$port/" | grep -q StreamNames || {
+      cc_fail_or_warn "port $port is taken by a process that is not kinesalite"; return
+    }
+    cc_log "reusing the kinesalite already serving 127.0.0.1:$port"
+  else
     cc_log "starting kinesalite on 127.0.0.1:$port"
     (cd "$CC_NODE" && cc_start kinesalite node -e \
       "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:100}).listen($port,'127.0.0.1')")
