@@ -192,8 +192,9 @@ ensure_kinesalite() {
   if cc_pid_alive kinesalite; then
     :
   elif cc_port_open "$port"; then
-    curl -s -f -m 10 -X POST -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
-      -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "http://127.0.0.1:$port/" | grep -q StreamNames || {
+    # An unsigned Kinesis call: kinesalite answers it with its own JSON error type.
+    curl -s -m 10 -X POST -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+      -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "http://127.0.0.1:$port/" | grep -q MissingAuthenticationToken || {
       cc_fail_or_warn "port $port is taken by a process that is not kinesalite"; return
     }
     cc_log "reusing the kinesalite already serving 127.0.0.1:$port"
