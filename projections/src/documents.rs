@@ -235,11 +235,7 @@ impl Sink for DocumentSink {
         if last <= at {
             return Ok(());
         }
-        let writes = plan(events.iter().filter(|e| e.global_position > at))?;
-        futures::stream::iter(writes.into_iter().map(|w| self.write(w)))
-            .buffer_unordered(CONCURRENT_WRITES)
-            .try_collect::<Vec<()>>()
-            .await?;
+        self.write_documents(events.iter().filter(|e| e.global_position > at)).await?;
         // After the documents: a crash before this line re-applies the page, which changes nothing.
         self.set_position(last, PositionWrite::Forward).await
     }
@@ -260,6 +256,30 @@ impl Sink for DocumentSink {
             });
         }
         Ok(rows)
+    }
+}
+
+/// Every document write is conditional on its stream's version: the sink can follow a Kinesis shard.
+#[async_trait]
+impl crate::StreamOrderedSink for DocumentSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn apply_in_stream_order(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
+        self.write_documents(events.iter()).await
+    }
+}
+
+impl DocumentSink {
+    /// The conditional document writes of `events`, without moving the position.
+    async fn write_documents<'a>(&self, events: impl Iterator<Item = &'a RecordedEvent>) -> Result<(), SinkError> {
+        let writes = plan(events)?;
+        futures::stream::iter(writes.into_iter().map(|w| self.write(w)))
+            .buffer_unordered(CONCURRENT_WRITES)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 }
 
@@ -450,8 +470,12 @@ fn menu_fields(m: &MenuItemView) -> Document {
 }
 
 /// Matches the document `id` only while it is older than `version` (or has none).
+/// Matches the document only if it holds an older version. Every document this sink writes carries
+/// its version, so an upsert with this filter either updates an older document, inserts a missing
+/// one, or fails with E11000 on a newer one (which [`accept_duplicate`] takes as done). A plain
+/// `_id` + `version` filter, not an `$or`, so that the `_id` index answers it.
 fn newer_than_stored(id: &str, version: u64) -> Document {
-    doc! { "_id": id, "$or": [ { "version": { "$lt": to_i64(version) } }, { "version": { "$exists": false } } ] }
+    doc! { "_id": id, "version": { "$lt": to_i64(version) } }
 }
 
 fn order_view(d: &Document, collection: &str) -> Result<OrderView, SinkError> {

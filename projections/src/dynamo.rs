@@ -36,8 +36,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::operation::scan::ScanError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, PutRequest, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
@@ -344,19 +347,7 @@ impl DynamoSink {
             Err(e) => return Err(self.fail(table, e)),
         };
         if status != Some(TableStatus::Active) {
-            let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
-            loop {
-                let out = client.describe_table().table_name(table).send().await.map_err(|e| self.fail(table, e))?;
-                match out.table.and_then(|t| t.table_status) {
-                    Some(TableStatus::Active) => break,
-                    Some(TableStatus::Creating) | Some(TableStatus::Updating) | None => {}
-                    Some(other) => return Err(SinkError::Unavailable(format!("{table} is {other}, not ACTIVE"))),
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(SinkError::Unavailable(format!("{table} did not become ACTIVE")));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            wait_until_active(client, table, |e| self.fail(table, e), SinkError::Unavailable).await?;
         }
         if let TableKind::ActiveOrders = kind {
             let ttl = client.describe_time_to_live().table_name(table).send().await.map_err(|e| self.fail(table, e))?;
@@ -599,13 +590,23 @@ impl DynamoSink {
         if last <= at {
             return Ok(());
         }
-        let writes = plan(events.iter().filter(|e| e.global_position > at))?;
+        self.write_items(generation, events.iter().filter(|e| e.global_position > at)).await?;
+        // After the items: a crash before this line re-applies the page, which changes nothing.
+        self.set_position(generation, last, PositionWrite::Forward).await
+    }
+
+    /// The conditional item writes of `events`, without moving the position.
+    async fn write_items<'a>(
+        &self,
+        generation: u64,
+        events: impl Iterator<Item = &'a RecordedEvent>,
+    ) -> Result<(), SinkError> {
+        let writes = plan(events)?;
         futures::stream::iter(writes.into_iter().map(|w| self.write(generation, w)))
             .buffer_unordered(CONCURRENT_WRITES)
             .try_collect::<Vec<()>>()
             .await?;
-        // After the items: a crash before this line re-applies the page, which changes nothing.
-        self.set_position(generation, last, PositionWrite::Forward).await
+        Ok(())
     }
 
     async fn canonical_rows_of(&self, generation: u64) -> Result<Vec<CanonicalRow>, SinkError> {
@@ -710,25 +711,78 @@ impl DynamoSink {
 
     /// Every item of `table` (strongly consistent scan, every page).
     async fn scan(&self, table: &str) -> Result<Vec<Item>, SinkError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.fail(table, e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
+        scan_all(self.client(), table).await.map_err(|e| self.fail(table, e))
+    }
+}
+
+/// Every item of `table`: a strongly consistent scan, every page.
+pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>, SdkError<ScanError, HttpResponse>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client.scan().table_name(table).consistent_read(true).set_exclusive_start_key(start).send().await?;
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(items);
         }
     }
+}
+
+/// Waits until `table` is `ACTIVE` (at once on emulators, seconds on AWS); a table in any other
+/// settled state, or still not ready after [`TABLE_READY_TIMEOUT`], is `not_ready`.
+async fn wait_until_active<E>(
+    client: &Client,
+    table: &str,
+    fail: impl Fn(SdkError<DescribeTableError, HttpResponse>) -> E,
+    not_ready: impl Fn(String) -> E,
+) -> Result<(), E> {
+    let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
+    loop {
+        let out = client.describe_table().table_name(table).send().await.map_err(&fail)?;
+        match out.table.and_then(|t| t.table_status) {
+            Some(TableStatus::Active) => return Ok(()),
+            Some(TableStatus::Creating) | Some(TableStatus::Updating) | None => {}
+            Some(other) => return Err(not_ready(format!("{table} is {other}, not ACTIVE"))),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(not_ready(format!("{table} did not become ACTIVE")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates a table with one string hash key `key` (on-demand capacity) if absent, and waits until
+/// it is `ACTIVE`: the small bookkeeping tables (shard leases, the payments ledger).
+pub async fn ensure_keyed_table(client: &Client, table: &str, key: &str) -> Result<(), String> {
+    let describe = |e: SdkError<_, _>| format!("{table}: {}", DisplayErrorContext(&e));
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete attribute definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("complete key schema"),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        // Another process created it first.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(format!("{table}: {}", DisplayErrorContext(&e))),
+    }
+    wait_until_active(client, table, describe, |text| text).await
 }
 
 #[async_trait]
@@ -748,6 +802,21 @@ impl Sink for DynamoSink {
 
     async fn canonical_rows(&self) -> Result<Vec<CanonicalRow>, SinkError> {
         self.on_generation(|generation| self.canonical_rows_of(generation)).await
+    }
+}
+
+/// Every item write is conditional on its stream's version: the sink can follow a Kinesis shard.
+#[async_trait]
+impl crate::StreamOrderedSink for DynamoSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn apply_in_stream_order(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.on_generation(|generation| self.write_items(generation, events.iter())).await
     }
 }
 

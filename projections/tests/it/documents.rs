@@ -16,12 +16,12 @@ use projections::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
 use uuid::Uuid;
 
-async fn client(uri: &str) -> Client {
+pub(crate) async fn client(uri: &str) -> Client {
     Client::with_uri_str(uri).await.unwrap()
 }
 
 /// A database no other test uses.
-fn fresh_db(client: &Client) -> Database {
+pub(crate) fn fresh_db(client: &Client) -> Database {
     client.database(&format!("t_{}", &Uuid::new_v4().simple().to_string()[..12]))
 }
 

@@ -16,7 +16,7 @@ use projections::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
 use uuid::Uuid;
 
-fn client(endpoint: &str) -> Client {
+pub(crate) fn client(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -27,7 +27,7 @@ fn client(endpoint: &str) -> Client {
 }
 
 /// Table names no other test uses.
-fn fresh_names() -> TableNames {
+pub(crate) fn fresh_names() -> TableNames {
     TableNames::new(format!("t{}", &Uuid::new_v4().simple().to_string()[..12]), "test")
 }
 
