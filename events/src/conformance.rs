@@ -37,6 +37,7 @@ where
         };
     }
     case!(appends_and_reads_a_stream_in_order);
+    case!(reads_without_a_limit);
     case!(no_stream_expectation_conflicts_on_an_existing_stream);
     case!(exact_expectation_is_checked);
     case!(any_expectation_always_appends);
@@ -49,6 +50,13 @@ where
     case!(an_empty_append_is_refused);
     case!(checkpoints_only_move_forward);
     case!(a_subscription_catches_up_then_follows);
+}
+
+/// `usize::MAX` means "everything" (PostgreSQL's LIMIT is a signed 64-bit integer).
+pub async fn reads_without_a_limit(j: Arc<dyn Journal>) {
+    j.append(request("order-1", ExpectedVersion::NoStream, 3)).await.unwrap();
+    assert_eq!(j.read_stream("order-1", 0, usize::MAX).await.unwrap().len(), 3);
+    assert_eq!(j.read_all(0, usize::MAX).await.unwrap().len(), 3);
 }
 
 pub async fn appends_and_reads_a_stream_in_order(j: Arc<dyn Journal>) {
@@ -240,6 +248,43 @@ pub async fn a_subscription_catches_up_then_follows(j: Arc<dyn Journal>) {
 /// `deploy/local/test.sh` sets after starting the server. Unset, the test says it is skipped,
 /// except under `CI=true`, where that is a failure.
 pub mod servers {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A Python with boto3 and msgpack, for `deploy/local/verify_kinesis.py`: the repo's
+    /// `.cc-local/venv` (where `deploy/local/emulators.sh` installs them) if it has them, else
+    /// `python3`. Missing: SKIPPED, or a failure under CI=true.
+    pub fn python_with_boto3() -> Option<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let candidates = [root.join(".cc-local/venv/bin/python"), PathBuf::from("python3")];
+        for python in candidates {
+            let ok =
+                Command::new(&python).args(["-c", "import boto3, msgpack"]).output().is_ok_and(|o| o.status.success());
+            if ok {
+                return Some(python);
+            }
+        }
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
+        }
+        eprintln!("SKIPPED: no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
+        None
+    }
+
+    /// Runs `deploy/local/verify_kinesis.py` on a stream: (exit code, stdout, stderr).
+    pub fn verify_kinesis_with_python(python: &Path, endpoint: &str, stream: &str) -> (i32, String, String) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/verify_kinesis.py");
+        let out = Command::new(python)
+            .arg(script)
+            .args(["--endpoint", endpoint, "--stream", stream])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .output()
+            .expect("run verify_kinesis.py");
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
     fn switch(var: &str) -> Option<String> {
         match std::env::var(var) {
             Ok(value) if !value.is_empty() => Some(value),

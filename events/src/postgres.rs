@@ -484,7 +484,10 @@ impl Journal for PgJournal {
             ))
             .await
             .map_err(pg)?;
-        let rows = client.query(&stmt, &[&stream_id, &(from_version as i64), &(max as i64)]).await.map_err(pg)?;
+        let rows = client
+            .query(&stmt, &[&stream_id, &(from_version as i64), &i64::try_from(max).unwrap_or(i64::MAX)])
+            .await
+            .map_err(pg)?;
         rows.iter().map(row_to_event).collect()
     }
 
@@ -494,7 +497,8 @@ impl Journal for PgJournal {
             .prepare_cached(&format!("{SELECT_EVENTS} WHERE global_position > $1 ORDER BY global_position LIMIT $2"))
             .await
             .map_err(pg)?;
-        let rows = client.query(&stmt, &[&(after as i64), &(max as i64)]).await.map_err(pg)?;
+        let rows =
+            client.query(&stmt, &[&(after as i64), &i64::try_from(max).unwrap_or(i64::MAX)]).await.map_err(pg)?;
         rows.iter().map(row_to_event).collect()
     }
 

@@ -158,7 +158,7 @@ impl Bus for KinesisBus {
 
 /// A failed request: refused when the service says the request itself is wrong, unavailable
 /// otherwise (unreachable, timed out, throttled, server fault, stream missing or being recreated).
-fn classify<E, R>(e: &SdkError<E, R>) -> BusError
+pub(crate) fn classify<E, R>(e: &SdkError<E, R>) -> BusError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -181,10 +181,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match classify(e) {
-        BusError::Refused(text) => SetupError::Refused(text),
-        BusError::Unavailable(text) => SetupError::Unavailable(text),
-    }
+    classify(e).into()
 }
 
 /// Creates the stream with `shards` shards if it does not exist, and waits until it is ACTIVE.
@@ -231,8 +228,18 @@ impl KinesisRecord {
     }
 }
 
-/// The shard ids of a stream.
-pub async fn list_shards(client: &Client, stream_name: &str) -> Result<Vec<String>, BusError> {
+/// A shard as `ListShards` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard_id: String,
+    /// The parent (after a split) or the two parents (after a merge), sorted.
+    pub parents: Vec<String>,
+    /// A closed shard (split or merged away) has an ending sequence number.
+    pub closed: bool,
+}
+
+/// Every shard of a stream, open or closed, with its parents.
+pub async fn describe_shards(client: &Client, stream_name: &str) -> Result<Vec<ShardInfo>, BusError> {
     let mut shards = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -241,12 +248,29 @@ pub async fn list_shards(client: &Client, stream_name: &str) -> Result<Vec<Strin
             None => client.list_shards().stream_name(stream_name),
         };
         let answer = request.send().await.map_err(|e| classify(&e))?;
-        shards.extend(answer.shards().iter().map(|s| s.shard_id().to_owned()));
+        for shard in answer.shards() {
+            let mut parents: Vec<String> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            parents.sort();
+            shards.push(ShardInfo {
+                shard_id: shard.shard_id().to_owned(),
+                parents,
+                closed: shard.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(),
+            });
+        }
         match answer.next_token() {
             Some(token) => next = Some(token.to_owned()),
             None => return Ok(shards),
         }
     }
+}
+
+/// The shard ids of a stream.
+pub async fn list_shards(client: &Client, stream_name: &str) -> Result<Vec<String>, BusError> {
+    Ok(describe_shards(client, stream_name).await?.into_iter().map(|s| s.shard_id).collect())
 }
 
 /// Reads one shard from its oldest record (TRIM_HORIZON) until it is caught up: a read that returns

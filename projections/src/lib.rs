@@ -15,8 +15,12 @@
 
 pub mod analytics;
 pub mod cache;
+#[cfg(all(feature = "kinesis", feature = "dynamodb"))]
+pub mod consumer;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "dynamodb")]
+pub mod leases;
 pub mod publisher;
 pub mod replay;
 pub mod runner;
@@ -121,4 +125,32 @@ pub trait Rebuildable: Sink {
 
     /// Drops the shadow, leaving the live model as it is.
     async fn discard_shadow(&self) -> Result<(), SinkError>;
+}
+
+/// A sink whose every write is conditional on the version of the stream it comes from, so that it
+/// can take events without the journal's global order: per stream in version order, as a Kinesis
+/// shard delivers them (`consumer::KinesisProjection` feeds it).
+///
+/// The SQL sinks are not among them: they store one global offset with their changes, which needs
+/// the global order; they follow the journal.
+#[async_trait]
+pub trait StreamOrderedSink: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    /// Applies `events`, given per stream in increasing version with no version of a stream skipped
+    /// since the events this sink has seen of it (other streams interleaved in any order). An event
+    /// older than what an item already reflects changes nothing. The global position is not moved.
+    async fn apply_in_stream_order(&self, events: &[RecordedEvent]) -> Result<(), SinkError>;
+}
+
+/// How far a read model fed from a stream (not the journal) trails: what a node reports for the
+/// models its Kinesis consumers feed.
+pub trait StreamFedLag: Send + Sync + 'static {
+    /// The most milliseconds any shard read here is behind the stream's tip.
+    fn millis_behind(&self) -> i64;
+    /// The highest journal position applied here (positions below it may still be in flight on
+    /// other shards or nodes).
+    fn newest_position(&self) -> u64;
+    /// The shards read here now.
+    fn shards(&self) -> Vec<String>;
 }

@@ -143,6 +143,16 @@ pub enum SetupError {
     NotReady(String),
 }
 
+/// A broker error met while setting up keeps its kind.
+impl From<BusError> for SetupError {
+    fn from(e: BusError) -> Self {
+        match e {
+            BusError::Refused(text) => SetupError::Refused(text),
+            BusError::Unavailable(text) => SetupError::Unavailable(text),
+        }
+    }
+}
+
 /// The bus port: one adapter per broker.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {

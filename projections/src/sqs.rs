@@ -226,10 +226,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match classify(e) {
-        BusError::Refused(text) => SetupError::Refused(text),
-        BusError::Unavailable(text) => SetupError::Unavailable(text),
-    }
+    classify(e).into()
 }
 
 /// The URLs of the payment queue and its dead-letter queue.

@@ -2,6 +2,8 @@
 
 mod analytics;
 mod cache;
+#[cfg(all(feature = "kinesis", feature = "sqs", feature = "dynamodb"))]
+mod consumer;
 #[cfg(feature = "documentdb")]
 mod documents;
 #[cfg(feature = "dynamodb")]

@@ -36,7 +36,7 @@ fn timeouts(operation: Duration) -> TimeoutConfig {
 }
 
 /// A Kinesis client for an emulator: endpoint override, static test credentials, us-east-1.
-fn kinesis_client(endpoint: &str, operation_timeout: Duration, attempts: u32) -> aws_sdk_kinesis::Client {
+pub(crate) fn kinesis_client(endpoint: &str, operation_timeout: Duration, attempts: u32) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -48,7 +48,7 @@ fn kinesis_client(endpoint: &str, operation_timeout: Duration, attempts: u32) ->
     aws_sdk_kinesis::Client::from_conf(config)
 }
 
-fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+pub(crate) fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
@@ -64,15 +64,15 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", Uuid::new_v4().simple())
 }
 
-fn sqlite_journal(dir: &Path) -> Arc<dyn Journal> {
+pub(crate) fn sqlite_journal(dir: &Path) -> Arc<dyn Journal> {
     Arc::new(SqliteJournal::open(dir, SqliteOptions::default()).unwrap())
 }
 
-async fn whole_journal(journal: &dyn Journal) -> Vec<RecordedEvent> {
+pub(crate) async fn whole_journal(journal: &dyn Journal) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     loop {
         let page = journal.read_all(out.last().map_or(0, |e: &RecordedEvent| e.global_position), 5000).await.unwrap();
@@ -112,7 +112,7 @@ async fn wait_for_checkpoint(journal: &dyn Journal, name: &str, at_least: u64, w
 }
 
 /// New events for existing and new streams, with fresh ids: more of a day, after the first.
-fn more_events(orders: u32) -> Vec<(String, DomainEvent)> {
+pub(crate) fn more_events(orders: u32) -> Vec<(String, DomainEvent)> {
     let mut out = Vec::new();
     for i in 0..orders {
         let order_id = Uuid::new_v4();
@@ -136,7 +136,7 @@ fn more_events(orders: u32) -> Vec<(String, DomainEvent)> {
     out
 }
 
-async fn append_all(journal: &dyn Journal, events: Vec<(String, DomainEvent)>) {
+pub(crate) async fn append_all(journal: &dyn Journal, events: Vec<(String, DomainEvent)>) {
     for (stream_id, e) in events {
         let request = AppendRequest {
             stream_id,
@@ -523,38 +523,6 @@ async fn a_payment_request_received_three_times_moves_to_the_dead_letter_queue()
 // ---------------------------------------------------------------------------------------------
 // A consumer in Python, from the documented wire format alone
 
-/// A Python with boto3 and msgpack: the repo's `.cc-local/venv` if it has them, else `python3`.
-/// Missing: SKIPPED, or a failure under CI=true.
-fn python_with_boto3() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [root.join(".cc-local/venv/bin/python"), PathBuf::from("python3")];
-    for python in candidates {
-        let ok = Command::new(&python).args(["-c", "import boto3, msgpack"]).output().is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(python);
-        }
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
-    }
-    eprintln!("SKIPPED: no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
-    None
-}
-
-/// Runs the verifier: (exit code, stdout, stderr).
-fn verify_with_python(python: &Path, endpoint: &str, stream: &str) -> (i32, String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/verify_kinesis.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["--endpoint", endpoint, "--stream", stream])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .output()
-        .expect("run verify_kinesis.py");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    (out.status.code().unwrap_or(-1), stdout, stderr)
-}
-
 /// The Kinesis bus, but one event's payload has a byte flipped on the way out (its hash kept).
 struct Tampering {
     inner: KinesisBus,
@@ -585,7 +553,7 @@ impl Bus for Tampering {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_consumer_verifies_the_published_hash_chains_and_finds_a_flipped_byte() {
     let Some(emu) = emulators() else { return };
-    let Some(python) = python_with_boto3() else { return };
+    let Some(python) = servers::python_with_boto3() else { return };
     let dir = tempfile::tempdir().unwrap();
     let journal = sqlite_journal(dir.path());
     write_history(journal.as_ref(), &a_day_of_orders(80)).await;
@@ -595,7 +563,7 @@ async fn a_python_consumer_verifies_the_published_hash_chains_and_finds_a_flippe
     let stream = unique("order-events");
     kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
     kinesis_publisher(&journal, emu.kinesis.clone(), &stream).catch_up().await.unwrap();
-    let (code, text, errors) = verify_with_python(&python, &emu.kinesis_endpoint, &stream);
+    let (code, text, errors) = servers::verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &stream);
     assert_eq!(code, 0, "{text}{errors}");
     assert_eq!(text.trim(), format!("{} events, {} streams, chain OK", all.len(), streams.len()));
 
@@ -616,7 +584,7 @@ async fn a_python_consumer_verifies_the_published_hash_chains_and_finds_a_flippe
     };
     let settings = PublisherSettings::new("publisher:tampered");
     Publisher::new(journal.clone(), Arc::new(bus), settings).catch_up().await.unwrap();
-    let (code, text, errors) = verify_with_python(&python, &emu.kinesis_endpoint, &tampered);
+    let (code, text, errors) = servers::verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &tampered);
     assert_eq!(code, 1, "{text}{errors}");
     let link = format!("stream {} version 5 (global position {})", victim.stream_id, victim.global_position);
     assert!(text.contains(&link), "the verifier names the first broken link ({link}): {text}");
