@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix::ArbiterHandle;
-use events::domain::streams;
+use events::domain::{streams, Cents};
 use events::{Causation, Journal};
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
 use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
-use crate::domain::payment::{Payment, PaymentDecider};
+use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
 use crate::domain::Rejection;
 use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry};
 
@@ -23,12 +23,32 @@ pub struct PaymentPolicy {
     pub decline_threshold: f64,
     /// SHA-256 rounds per score: the CPU cost of scoring.
     pub fraud_rounds: u32,
+    /// Who authorizes a placed order's payment.
+    pub authorizer: Authorizer,
+}
+
+/// Who authorizes payments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Authorizer {
+    /// The order saga, in process, once the stock is reserved (the embedded default).
+    #[default]
+    Saga,
+    /// A payment processor consuming the payment-request queue; the saga only captures.
+    PaymentProcessor,
 }
 
 impl Default for PaymentPolicy {
     fn default() -> Self {
-        PaymentPolicy { decline_threshold: 0.95, fraud_rounds: 1000 }
+        PaymentPolicy { decline_threshold: 0.95, fraud_rounds: 1000, authorizer: Authorizer::Saga }
     }
+}
+
+/// A payment to authorize for a placed order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizePayment {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
 }
 
 /// A failed use case, classified for the caller.
@@ -158,6 +178,28 @@ impl Cafe {
     pub async fn payment(&self, order_id: Uuid) -> Result<Option<Payment>, CafeError> {
         let (payment, version) = self.payments.inspect(&streams::payment(order_id)).await?;
         Ok((version > 0).then_some(payment))
+    }
+
+    /// Scores and authorizes (or declines) an order's payment, once: a repeated request decides
+    /// nothing new and answers the payment as it stands.
+    pub async fn authorize_payment(
+        &self,
+        request: &AuthorizePayment,
+        causation: Causation,
+    ) -> Result<Payment, CafeError> {
+        let policy = self.payment_policy;
+        let score = fraud_score(request.order_id, &request.customer_id, request.amount_cents, policy.fraud_rounds);
+        let command = PaymentCommand::Authorize {
+            order_id: request.order_id,
+            customer_id: request.customer_id.clone(),
+            amount_cents: request.amount_cents,
+            fraud_score: score,
+            decline_threshold: policy.decline_threshold,
+        };
+        // The payment stream is born here; when it exists already the append conflicts and the actor reloads.
+        let born = ExecuteOptions { new_stream: true, return_state: true };
+        let done = self.payments.execute_with(&streams::payment(request.order_id), command, causation, born).await?;
+        Ok(done.state.unwrap_or_default())
     }
 
     pub async fn restock(

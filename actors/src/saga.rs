@@ -19,11 +19,11 @@ use events::{Causation, DomainEvent, RecordedEvent, StoreError, Subscription};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use crate::cafe::{Cafe, CafeError};
+use crate::cafe::{AuthorizePayment, Authorizer, Cafe, CafeError};
 use crate::domain::inventory::{InventoryCommand, InventoryError};
 use crate::domain::loyalty::LoyaltyCommand;
 use crate::domain::order::{OrderCommand, OrderStatus};
-use crate::domain::payment::{fraud_score, PaymentCommand};
+use crate::domain::payment::PaymentCommand;
 use crate::host::{CommandError, ExecuteOptions};
 
 pub const CHECKPOINT: &str = "order-saga";
@@ -183,24 +183,32 @@ impl OrderSaga {
                         cafe.orders.execute_with(&streams::order(placed.order_id), command, causation, QUIET).await,
                     );
                 }
-                let policy = cafe.payment_policy;
-                let score = fraud_score(placed.order_id, &placed.customer_id, placed.total_cents, policy.fraud_rounds);
-                let command = PaymentCommand::Authorize {
+                if cafe.payment_policy.authorizer != Authorizer::Saga {
+                    return Ok(()); // the payment processor authorizes from the payment-request queue
+                }
+                let request = AuthorizePayment {
                     order_id: placed.order_id,
                     customer_id: placed.customer_id.clone(),
                     amount_cents: placed.total_cents,
-                    fraud_score: score,
-                    decline_threshold: policy.decline_threshold,
                 };
-                // The payment stream is born here; on a replay the append conflicts and the actor reloads.
-                let born = ExecuteOptions { new_stream: true, ..QUIET };
-                settle(cafe.payments.execute_with(&streams::payment(placed.order_id), command, causation, born).await)
+                match cafe.authorize_payment(&request, causation).await {
+                    Ok(_) | Err(CafeError::Rejected { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
             }
-            DomainEvent::PaymentAuthorized(e) => settle(
-                cafe.payments
-                    .execute_with(&streams::payment(e.order_id), PaymentCommand::Capture, causation, QUIET)
-                    .await,
-            ),
+            DomainEvent::PaymentAuthorized(e) => {
+                // An order cancelled meanwhile (out of stock) is not charged: the authorization lapses.
+                let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
+                if order.status != OrderStatus::Placed {
+                    tracing::debug!(order_id = %e.order_id, status = ?order.status, "authorized payment not captured");
+                    return Ok(());
+                }
+                settle(
+                    cafe.payments
+                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Capture, causation, QUIET)
+                        .await,
+                )
+            }
             DomainEvent::PaymentCaptured(e) => {
                 let command = OrderCommand::MarkPaid { amount_cents: e.amount_cents };
                 settle(cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await)

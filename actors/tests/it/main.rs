@@ -18,7 +18,12 @@ fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
 }
 
 fn cafe_on(journal: Arc<dyn Journal>, host: HostOptions, decline_threshold: f64) -> Arc<Cafe> {
-    Arc::new(Cafe::new(journal, host, PaymentPolicy { decline_threshold, fraud_rounds: 10 }, start_arbiters(2)))
+    Arc::new(Cafe::new(
+        journal,
+        host,
+        PaymentPolicy { decline_threshold, fraud_rounds: 10, ..PaymentPolicy::default() },
+        start_arbiters(2),
+    ))
 }
 
 async fn seed(cafe: &Cafe, item: &str, price: i64, store: &str, stock: i64) {

@@ -1,0 +1,275 @@
+//! The payment processor against real emulators (moto for SQS and DynamoDB): requests published by
+//! the outbox become payments once, the saga pays the orders, and what fails three times waits in
+//! the dead-letter queue until `cloudcafe dlq redrive` sends it back.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use actors::cafe::{Authorizer, PlaceOrder};
+use actors::domain::order::OrderStatus;
+use actors::domain::payment::PaymentStatus;
+use events::conformance::servers;
+use events::domain::streams;
+use events::Causation;
+use gateways::messaging::{self, MessagingSettings, PaymentQueue};
+use gateways::node::{Node, NodeSettings};
+use gateways::payments::{dead_letters, PaymentLedger, PaymentProcessor, ProcessorSettings};
+use projections::sqs::{self, PaymentRequest};
+use uuid::Uuid;
+
+struct Emulators {
+    endpoint: String,
+    sqs: aws_sdk_sqs::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+fn emulators() -> Option<Emulators> {
+    let endpoint = servers::sqs_endpoint()?;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+            .build(),
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url(servers::dynamodb_endpoint()?)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+            .build(),
+    );
+    Some(Emulators { endpoint, sqs, dynamodb })
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn node(dir: &std::path::Path) -> Node {
+    let mut settings = NodeSettings::embedded(dir);
+    settings.seed_demo = true;
+    settings.payment.authorizer = Authorizer::PaymentProcessor;
+    settings.payment.fraud_rounds = 10;
+    settings.payment.decline_threshold = 0.8;
+    Node::start(settings).await.unwrap()
+}
+
+fn queue_settings(e: &Emulators, queue: &str, dlq: &str, ledger_table: &str) -> PaymentQueue {
+    PaymentQueue {
+        sqs: e.sqs.clone(),
+        queue: queue.to_owned(),
+        dead_letter_queue: dlq.to_owned(),
+        dynamodb: e.dynamodb.clone(),
+        ledger_table: ledger_table.to_owned(),
+        wait: Duration::from_secs(1),
+        visibility: Duration::from_secs(1),
+    }
+}
+
+async fn place(node: &Node, customer: &str, quantity: i64) -> Uuid {
+    let order_id = Uuid::new_v4();
+    let request = PlaceOrder {
+        order_id,
+        customer_id: customer.to_owned(),
+        store_id: "store-1".into(),
+        items: vec![("latte".into(), quantity)],
+        placed_at_us: events::envelope::now_us(),
+        fresh_order_id: true,
+    };
+    node.cafe.place_order(request, Causation::new_root()).await.unwrap();
+    order_id
+}
+
+async fn wait_until_settled(node: &Node, orders: &[Uuid], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut open = 0;
+        for id in orders {
+            if node.cafe.order(*id).await.unwrap().unwrap().status == OrderStatus::Placed {
+                open += 1;
+            }
+        }
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} orders still unpaid");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn cloudcafe(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudcafe")).args(args).output().expect("run cloudcafe");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[actix_web::test]
+async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles_it() {
+    let Some(e) = emulators() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
+    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
+    messaging::start(&node, settings).await.unwrap();
+
+    let mut orders = Vec::new();
+    for i in 0..12 {
+        orders.push(place(&node, &format!("cust-{}", i % 4), 1).await);
+    }
+    // Two big orders for the 1,000 lattes in stock: one cannot be covered and is cancelled by the
+    // saga, never charged.
+    let big = place(&node, "cust-big", 600).await;
+    let too_big = place(&node, "cust-big", 600).await;
+    orders.extend([big, too_big]);
+    wait_until_settled(&node, &orders, Duration::from_secs(60)).await;
+
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let wait_for_ledger = Instant::now() + Duration::from_secs(30);
+    let mut payments = ledger.all().await.unwrap();
+    while payments.len() < orders.len() && Instant::now() < wait_for_ledger {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        payments = ledger.all().await.unwrap();
+    }
+    assert_eq!(payments.len(), orders.len(), "one ledger item per payment request");
+    let paid_orders: BTreeSet<Uuid> = payments.values().map(|p| p.order_id).collect();
+    assert_eq!(paid_orders, orders.iter().copied().collect::<BTreeSet<_>>());
+    let mut short = Vec::new();
+    for id in &orders {
+        let order = node.cafe.order(*id).await.unwrap().unwrap();
+        let payment = node.cafe.payment(*id).await.unwrap().expect("every order got a payment decision");
+        let record = payments.values().find(|p| p.order_id == *id).unwrap();
+        assert_eq!(record.fraud_score, payment.fraud_score);
+        match (order.status, order.cancel_reason.as_deref()) {
+            (OrderStatus::Paid, _) => assert_eq!(payment.status, PaymentStatus::Captured),
+            (OrderStatus::Cancelled, Some("payment_declined")) => assert_eq!(record.status, "declined"),
+            (OrderStatus::Cancelled, Some(reason)) if reason.starts_with("out_of_stock") => {
+                short.push(*id);
+                assert_eq!(payment.status, PaymentStatus::Authorized, "a cancelled order is never charged");
+            }
+            other => panic!("order {id} ended {other:?}"),
+        }
+    }
+    // The saga reserves for concurrent orders concurrently: either big order may be the one short.
+    assert_eq!(short.len(), 1, "exactly one of the two big orders is short of stock");
+    assert!(short[0] == big || short[0] == too_big);
+
+    // A request delivered again (after SQS's deduplication window) changes nothing.
+    let placed = node.journal.read_stream(&streams::order(orders[0]), 0, usize::MAX).await.unwrap();
+    let request = sqs::payment_request(&placed[0]).unwrap().unwrap();
+    let queue_url = gateways::payments::queue_url(&e.sqs, &queue).await.unwrap();
+    e.sqs
+        .send_message()
+        .queue_url(&queue_url)
+        .message_body(serde_json::to_string(&request).unwrap())
+        .message_group_id(&request.customer_id)
+        .message_deduplication_id(format!("again-{}", request.event_id))
+        .send()
+        .await
+        .unwrap();
+    let payment_stream = streams::payment(orders[0]);
+    let before = node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len();
+    let head = node.journal.head_position().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attributes = e
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name| {
+        attributes.attributes().and_then(|a| a.get(&name)).map(|v| v.parse::<u32>().unwrap()).unwrap_or_default()
+    };
+    use aws_sdk_sqs::types::QueueAttributeName::{ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible};
+    assert_eq!(
+        count(ApproximateNumberOfMessages) + count(ApproximateNumberOfMessagesNotVisible),
+        0,
+        "handled and deleted"
+    );
+    assert_eq!(
+        node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len(),
+        before,
+        "no new payment event"
+    );
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
+    assert_eq!(ledger.all().await.unwrap().len(), orders.len(), "no new ledger item");
+}
+
+#[actix_web::test]
+async fn a_request_that_fails_three_times_waits_in_the_dead_letter_queue_until_redriven() {
+    let Some(e) = emulators() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
+    let queues = sqs::ensure_payment_queues(&e.sqs, &queue, &dlq, sqs::DEFAULT_MAX_RECEIVE_COUNT).await.unwrap();
+
+    // A processor whose payments table does not exist yet: every request fails to be recorded.
+    let broken = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let settings = ProcessorSettings {
+        queue_url: queues.queue_url.clone(),
+        wait: Duration::from_secs(1),
+        visibility: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let processor = PaymentProcessor::new(e.sqs.clone(), node.cafe.clone(), broken, settings.clone()).spawn(stopped);
+    let order_id = place(&node, "dlq-customer", 1).await;
+    let placed = node.journal.read_stream(&streams::order(order_id), 0, usize::MAX).await.unwrap();
+    let request: PaymentRequest = sqs::payment_request(&placed[0]).unwrap().unwrap();
+    let sends = [
+        (serde_json::to_string(&request).unwrap(), request.event_id.to_string(), request.customer_id.clone()),
+        ("{not json".to_owned(), "junk-1".to_owned(), "junk".to_owned()),
+    ];
+    for (body, dedup, group) in sends {
+        e.sqs
+            .send_message()
+            .queue_url(&queues.queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut letters = dead_letters(&e.sqs, &queues.dead_letter_url, 10, Duration::from_secs(1)).await.unwrap();
+    while letters.len() < 2 {
+        assert!(Instant::now() < deadline, "the failing requests never reached the dead-letter queue");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        letters = dead_letters(&e.sqs, &queues.dead_letter_url, 10, Duration::from_secs(1)).await.unwrap();
+    }
+    let _ = stop.send(true);
+    processor.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // let the listing's visibility lapse
+
+    // The operator's view.
+    let endpoint =
+        ["--sqs-endpoint", e.endpoint.as_str(), "--payment-queue", queue.as_str(), "--payment-dlq", dlq.as_str()];
+    let (ok, out) = cloudcafe(&[&["dlq", "list"][..], &endpoint[..]].concat());
+    assert!(ok, "{out}");
+    assert!(out.contains("2 message(s)"), "{out}");
+    assert!(out.contains(&format!("order={order_id}")), "{out}");
+    assert!(out.contains("not a payment request"), "{out}");
+    let (ok, out) = cloudcafe(&["dlq", "list", "--sqs-endpoint", &e.endpoint, "--payment-dlq", "no-such-queue.fifo"]);
+    assert!(!ok && out.contains("cannot find the dead-letter queue"), "{out}");
+
+    // The table is back; redrive, and the request is processed (the junk fails again, as it should).
+    let ledger = PaymentLedger::open(e.dynamodb.clone(), &table).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // `dlq list` hides what it shows for 2 s
+    let (ok, out) = cloudcafe(&[&["dlq", "redrive"][..], &endpoint[..]].concat());
+    assert!(ok, "{out}");
+    assert!(out.contains("moved 2 message(s)"), "{out}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let processor = PaymentProcessor::new(e.sqs.clone(), node.cafe.clone(), ledger.clone(), settings).spawn(stopped);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ledger.all().await.unwrap().contains_key(&request.event_id) {
+        assert!(Instant::now() < deadline, "the redriven request was not processed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ledger.all().await.unwrap().len(), 1);
+    let _ = stop.send(true);
+    processor.await.unwrap();
+}
