@@ -2,6 +2,10 @@
 //! a ceiling measured in the same run on the same machine, and can write its table into
 //! BENCHMARKS.md between `<!-- bench:NAME -->` markers.
 
+#[cfg(feature = "cloud")]
+#[path = "bench_kinesis.rs"]
+pub mod kinesis;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

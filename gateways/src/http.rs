@@ -39,6 +39,8 @@ pub struct ApiState {
     pub analytics: Option<Arc<projections::analytics::AnalyticsSink>>,
     pub cache: Option<Arc<projections::cache::ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
+    /// Read models this node feeds from Kinesis, by name.
+    pub stream_fed: Vec<(String, Arc<dyn projections::StreamFedLag>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +83,7 @@ impl ApiState {
             analytics: None,
             cache: None,
             projections: Vec::new(),
+            stream_fed: Vec::new(),
         })
     }
 }
@@ -642,6 +645,10 @@ async fn admin_projections(state: web::Data<ApiState>) -> Result<HttpResponse, A
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         out.push(lag);
+    }
+    let head = state.journal.head_position().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    for (name, lag) in &state.stream_fed {
+        out.push(crate::node::ProjectionLag::fed_from_kinesis(name, head, lag.as_ref()));
     }
     Ok(HttpResponse::Ok().json(json!({ "projections": out })))
 }

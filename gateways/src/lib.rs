@@ -1,15 +1,21 @@
 //! # CloudCafe gateways
 //!
-//! The HTTP API ([`http`]), the node that serves it ([`node`]), telemetry ([`telemetry`]), and the
-//! load generator used by the benchmarks and fault tests ([`load`]). The `cloudcafe` binary
-//! (`src/main.rs`) is the only place that reads flags and the environment.
+//! Everything that takes work in from outside: the HTTP API ([`http`]), the node that serves it
+//! ([`node`]), the payment processor that takes payment requests from SQS (`payments`, feature
+//! `cloud`), telemetry ([`telemetry`]), and the load generator used by the benchmarks and fault tests
+//! ([`load`]). The `cloudcafe` binary (`src/main.rs`) is the only place that reads flags and the
+//! environment.
 //!
 //! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
 
 pub mod bench;
 pub mod http;
 pub mod load;
+#[cfg(feature = "cloud")]
+pub mod messaging;
 pub mod node;
+#[cfg(feature = "cloud")]
+pub mod payments;
 pub mod telemetry;
 
 use std::sync::Arc;

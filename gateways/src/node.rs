@@ -96,6 +96,13 @@ pub struct Node {
     stop: watch::Sender<bool>,
 }
 
+impl Node {
+    /// Turns true when the node stops: tasks started beside it (publishers, consumers) watch it.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -218,11 +225,34 @@ pub async fn storefront_caught_up(node: &Node, timeout: Duration) -> bool {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProjectionLag {
     pub name: String,
+    /// `journal`, or `kinesis` for a model fed from the stream by this node's consumer.
+    pub source: &'static str,
+    /// For `kinesis`: the highest journal position applied by this node.
     pub position: u64,
     pub head: u64,
+    /// For `kinesis`: head − position, an estimate (other shards and nodes apply the rest).
     pub events_behind: u64,
-    /// Age of the oldest event not yet applied (0 when caught up).
+    /// Age of the oldest event not yet applied (0 when caught up); for `kinesis`, the most any shard
+    /// read here is behind the stream's tip.
     pub seconds_behind: f64,
+    /// For `kinesis`: the shards this node reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<String>>,
+}
+
+impl ProjectionLag {
+    pub fn fed_from_kinesis(name: &str, head: u64, lag: &dyn projections::StreamFedLag) -> Self {
+        let position = lag.newest_position();
+        ProjectionLag {
+            name: name.to_owned(),
+            source: "kinesis",
+            position,
+            head,
+            events_behind: head.saturating_sub(position),
+            seconds_behind: lag.millis_behind().max(0) as f64 / 1000.0,
+            shards: Some(lag.shards()),
+        }
+    }
 }
 
 pub async fn projection_lag(journal: &dyn Journal, sink: &dyn Sink) -> Result<ProjectionLag, StartError> {
@@ -233,6 +263,8 @@ pub async fn projection_lag(journal: &dyn Journal, sink: &dyn Sink) -> Result<Pr
     };
     Ok(ProjectionLag {
         name: sink.name().to_owned(),
+        source: "journal",
+        shards: None,
         position,
         head,
         events_behind: head.saturating_sub(position),

@@ -1,0 +1,311 @@
+//! Three `cloudcafe serve` processes on one PostgreSQL journal, as they would run behind an ALB:
+//! they publish to kinesalite and SQS (moto), process payments, and keep the DynamoDB read models
+//! from Kinesis with shard leases. All three take orders for the same SKU at once; one is killed
+//! with SIGKILL midway.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaos::ledger::AckLedger;
+use chaos::process::{free_loopback_addr, Node};
+use events::conformance::servers;
+use events::domain::streams;
+use events::postgres::{PgJournal, PgOptions};
+use events::{DomainEvent, Journal};
+use gateways::load::HttpConnection;
+use gateways::payments::PaymentLedger;
+use projections::dynamo::{DynamoSink, TableNames};
+use projections::leases::LeaseTable;
+use projections::runner::ProjectionRunner;
+use projections::Sink;
+
+const STOCK: i64 = 60;
+
+struct Cluster {
+    nodes: Vec<Node>,
+    pg_url: String,
+    schema: String,
+    dynamodb: aws_sdk_dynamodb::Client,
+    env: String,
+    lease_table: String,
+    payments_table: String,
+    kinesis_endpoint: String,
+    stream: String,
+}
+
+fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+            .build(),
+    )
+}
+
+fn cluster() -> Option<Cluster> {
+    let pg_url = servers::postgres_url()?;
+    let kinesis = servers::kinesis_endpoint()?;
+    let moto = servers::dynamodb_endpoint()?;
+    let sqs = servers::sqs_endpoint()?;
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let schema = servers::fresh_schema("three");
+    let env = format!("three{id}");
+    let prefix = format!("leases-{id}");
+    let payments_table = format!("payments-{id}");
+    let nodes = (1..=3)
+        .map(|i| {
+            let addr = free_loopback_addr();
+            let args: Vec<String> = [
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--workers",
+                "1",
+                "--no-seed",
+                "--journal",
+                &pg_url,
+                "--pg-schema",
+                &schema,
+                "--decline-threshold",
+                "1.0",
+                "--fraud-rounds",
+                "10",
+                "--dynamodb-env",
+                &env,
+                "--dynamodb-endpoint",
+                &moto,
+                "--kinesis-stream",
+                &format!("order-events-{id}"),
+                "--kinesis-endpoint",
+                &kinesis,
+                "--sqs-endpoint",
+                &sqs,
+                "--payment-queue",
+                &format!("payment-requests-{id}.fifo"),
+                "--payment-dlq",
+                &format!("payment-requests-dlq-{id}.fifo"),
+                "--payments-table",
+                &payments_table,
+                "--payment-wait-secs",
+                "1",
+                "--projections-from",
+                "kinesis",
+                "--lease-table-prefix",
+                &prefix,
+                "--lease-timeout-ms",
+                "3000",
+                "--worker-id",
+                &format!("node-{i}"),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr)
+        })
+        .collect();
+    Some(Cluster {
+        nodes,
+        pg_url,
+        schema,
+        dynamodb: dynamodb_client(&moto),
+        env,
+        lease_table: format!("{prefix}-{}", projections::dynamo::NAME),
+        payments_table,
+        stream: format!("order-events-{id}"),
+        kinesis_endpoint: kinesis,
+    })
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    let mut conn = HttpConnection::new(addr);
+    let r = conn.request(method, path, headers, body.as_bytes()).await.ok()?;
+    Some((r.status, if r.body.is_empty() { serde_json::Value::Null } else { r.json() }))
+}
+
+/// Places an order for one latte with `key`, trying the nodes from `first` on until one answers.
+async fn place(nodes: &[SocketAddr], first: usize, key: &str, ledger: &AckLedger) {
+    let body = format!(
+        r#"{{"customer_id":"c-{}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#,
+        key.len() % 7
+    );
+    for attempt in 0..30 {
+        let addr = nodes[(first + attempt) % nodes.len()];
+        match call(addr, "POST", "/api/orders", &[("Idempotency-Key", key)], &body).await {
+            Some((201, order)) => {
+                ledger.acknowledged(order["order_id"].as_str().unwrap().to_owned());
+                return;
+            }
+            Some((503, _)) | None => tokio::time::sleep(Duration::from_millis(50)).await,
+            Some((status, body)) => panic!("order {key}: {status} {body}"),
+        }
+    }
+    panic!("order {key} was never acknowledged");
+}
+
+async fn wait_until<F, Fut>(what: &str, within: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_one_is_killed() {
+    let Some(mut cluster) = cluster() else { return };
+    cluster.nodes[0].start(Duration::from_secs(60)).expect("node 1 starts");
+    let first = cluster.nodes[0].addr;
+    let menu = r#"{"item_id":"latte","name":"Caffè Latte","category":"coffee","price_cents":450}"#;
+    assert_eq!(call(first, "POST", "/api/menu/items", &[], menu).await.unwrap().0, 201);
+    let restock = format!(r#"{{"store_id":"store-1","sku":"latte","quantity":{STOCK}}}"#);
+    assert_eq!(call(first, "POST", "/api/inventory/restock", &[], &restock).await.unwrap().0, 200);
+    for node in &mut cluster.nodes[1..] {
+        node.start(Duration::from_secs(60)).expect("node starts");
+    }
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
+    let leases = LeaseTable::open(cluster.dynamodb.clone(), cluster.lease_table.clone()).await.unwrap();
+    wait_until("the three nodes share the four shards", Duration::from_secs(60), || async {
+        let owners: BTreeSet<String> = leases.list().await.unwrap().into_iter().filter_map(|l| l.owner).collect();
+        owners.len() == 3
+    })
+    .await;
+
+    // 100 orders for 60 lattes, sent to all three nodes at once; node 2 is killed midway.
+    let ledger = Arc::new(AckLedger::default());
+    let writers: Vec<_> = (0..10)
+        .map(|w| {
+            let (addrs, ledger) = (addrs.clone(), ledger.clone());
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    place(&addrs, w + n, &format!("order-{w}-{n}"), &ledger).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.nodes[1].kill().expect("SIGKILL node 2");
+    let killed = Instant::now();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let orders = ledger.acknowledged_ids();
+    assert_eq!(orders.len(), 100);
+
+    wait_until("node 2's leases moved to the others", Duration::from_secs(30), || async {
+        let all = leases.list().await.unwrap();
+        all.iter().all(|l| l.owner.as_deref() != Some("node-2"))
+            && all.iter().filter(|l| l.owner.is_some()).count() == all.len()
+    })
+    .await;
+    eprintln!("node 2's leases moved within {:?} of the SIGKILL (lease timeout 3 s)", killed.elapsed());
+
+    // Every order ends paid or cancelled for want of stock; exactly the stock is sold.
+    let survivor = addrs[0];
+    let outcome: BTreeMap<String, String> = {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let mut outcome = BTreeMap::new();
+            for id in &orders {
+                let Some((200, order)) = call(survivor, "GET", &format!("/api/orders/{id}"), &[], "").await else {
+                    break;
+                };
+                let status = order["status"].as_str().unwrap().to_owned();
+                if status == "placed" {
+                    break;
+                }
+                outcome.insert(id.clone(), format!("{status} {}", order["cancel_reason"].as_str().unwrap_or_default()));
+            }
+            if outcome.len() == orders.len() {
+                break outcome;
+            }
+            assert!(Instant::now() < deadline, "orders still open: {} of {} settled", outcome.len(), orders.len());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let paid = outcome.values().filter(|s| s.starts_with("paid")).count();
+    let short = outcome.values().filter(|s| s.contains("out_of_stock")).count();
+    assert_eq!((paid, short), (STOCK as usize, 100 - STOCK as usize), "{outcome:?}");
+
+    // The journal holds each acknowledged order once.
+    let options = PgOptions::new(cluster.pg_url.clone()).with_schema(cluster.schema.clone());
+    let journal: Arc<dyn Journal> = Arc::new(PgJournal::connect(options).await.unwrap());
+    for id in &orders {
+        let events = journal.read_stream(&streams::order(id.parse().unwrap()), 0, usize::MAX).await.unwrap();
+        let placed = events.iter().filter(|e| e.event_type == "OrderPlaced").count();
+        assert_eq!(placed, 1, "order {id}");
+    }
+
+    // The DynamoDB model kept from Kinesis equals the same model built from the journal: no event
+    // lost, none applied twice (stock levels add deltas, so a double would show).
+    let live =
+        DynamoSink::open(cluster.dynamodb.clone(), TableNames::new("cloudcafe", cluster.env.clone())).await.unwrap();
+    let rebuilt = Arc::new(
+        DynamoSink::open(cluster.dynamodb.clone(), TableNames::new("cloudcafe", format!("{}x", cluster.env)))
+            .await
+            .unwrap(),
+    );
+    ProjectionRunner::new(journal.clone(), rebuilt.clone() as Arc<dyn Sink>).catch_up().await.unwrap();
+    let expected = rebuilt.fingerprint().await.unwrap();
+    wait_until("the Kinesis-fed model caught up", Duration::from_secs(120), || async {
+        live.fingerprint().await.unwrap() == expected
+    })
+    .await;
+    let stock = live.stock_level("store-1", "latte").await.unwrap().unwrap();
+    assert_eq!(stock.available, 0, "{stock:?}");
+
+    // The survivors report the Kinesis-fed model, the shards they read and how far behind they are.
+    let (status, admin) = call(survivor, "GET", "/admin/projections", &[], "").await.unwrap();
+    assert_eq!(status, 200);
+    let fed = admin["projections"].as_array().unwrap().iter().find(|p| p["source"] == "kinesis").cloned();
+    let fed = fed.unwrap_or_else(|| panic!("no Kinesis-fed projection in {admin}"));
+    assert_eq!(fed["name"], projections::dynamo::NAME);
+    assert!(fed["seconds_behind"].as_f64().unwrap() < 60.0, "{fed}");
+    assert!(fed["shards"].as_array().is_some(), "{fed}");
+
+    // One payment per order, recorded once, however many nodes published the request.
+    let payments = PaymentLedger::existing(cluster.dynamodb.clone(), cluster.payments_table.clone());
+    let placed_events: usize = {
+        let mut n = 0;
+        for id in &orders {
+            let events = journal.read_stream(&streams::order(id.parse().unwrap()), 0, usize::MAX).await.unwrap();
+            n += events.iter().filter(|e| matches!(e.decode(), Ok(DomainEvent::OrderPlaced(_)))).count();
+        }
+        n
+    };
+    wait_until("every payment request was recorded", Duration::from_secs(60), || async {
+        payments.all().await.unwrap().len() >= placed_events
+    })
+    .await;
+    // Orders placed over HTTP are Kinesis records that a consumer none of us wrote (Python, boto3,
+    // msgpack) reads, decodes and checks chain by chain.
+    let head = journal.head_position().await.unwrap();
+    wait_until("the Kinesis publisher caught up", Duration::from_secs(60), || async {
+        journal.load_checkpoint(projections::kinesis::CHECKPOINT).await.unwrap() >= head
+    })
+    .await;
+    if let Some(python) = servers::python_with_boto3() {
+        let (code, out, err) = servers::verify_kinesis_with_python(&python, &cluster.kinesis_endpoint, &cluster.stream);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("chain OK"), "{out}");
+        eprintln!("verify_kinesis.py: {}", out.trim());
+    }
+
+    let recorded = payments.all().await.unwrap();
+    let recorded_orders: BTreeSet<String> = recorded.values().map(|p| p.order_id.to_string()).collect();
+    assert_eq!(recorded.len(), 100);
+    assert_eq!(recorded_orders, orders.iter().cloned().collect::<BTreeSet<_>>());
+}
