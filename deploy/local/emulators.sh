@@ -9,7 +9,7 @@
 #
 # | function          | emulator                      | port  | exports                  |
 # |-------------------|-------------------------------|-------|--------------------------|
-# | ensure_moto       | moto 5.2.5 (DynamoDB, SQS...) | 5055  | CLOUDCAFE_TEST_DYNAMODB  |
+# | ensure_moto       | moto 5.2.5 (DynamoDB, SQS...) | 5056  | CLOUDCAFE_TEST_DYNAMODB  |
 # | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
 #
@@ -27,8 +27,9 @@ fi
 
 CC_LOCAL="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.cc-local"
 CC_VENV="$CC_LOCAL/venv"
+CC_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CC_NODE="$CC_LOCAL/node"
-CC_MOTO_PORT=5055
+CC_MOTO_PORT=5056
 CC_SECANTUS_PORT=27018
 CC_KINESALITE_PORT=4567
 
@@ -40,6 +41,11 @@ cc_port_open() {
 # True if 127.0.0.1:PORT answers an HTTP request with any status.
 cc_http_answers() {
   curl -s -o /dev/null -m 2 "http://127.0.0.1:$1/" 2>/dev/null
+}
+
+# True if deploy/local/moto_server.py (not a plain moto_server) answers on 127.0.0.1:PORT.
+cc_moto_serializes() {
+  curl -s -f -o /dev/null -m 2 "http://127.0.0.1:$1/cloudcafe/serial-dynamodb" 2>/dev/null
 }
 
 # True if the process whose PID is in .cc-local/NAME.pid is alive.
@@ -98,10 +104,11 @@ cc_pip_install() {
   }
 }
 
-# Moto serves DynamoDB (and SQS, CloudWatch) on one HTTP port, one request at a time.
+# Moto serves DynamoDB (and SQS, CloudWatch) on one HTTP port. It runs from moto_server.py, which
+# applies DynamoDB requests one at a time: moto's DynamoDB backend is not safe for concurrent writes.
 ensure_moto() {
   local port=$CC_MOTO_PORT url="http://127.0.0.1:$CC_MOTO_PORT"
-  if cc_pid_alive moto && cc_http_answers "$port"; then
+  if cc_pid_alive moto && cc_moto_serializes "$port"; then
     cc_log "moto already running on $url"
   else
     cc_stop moto
@@ -111,15 +118,15 @@ ensure_moto() {
   elif cc_port_open "$port"; then
     # Started by another checkout on this machine (an earlier run, or the developer's tree): reuse it
     # if it is moto, as ensure_postgres reuses a running server.
-    curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || {
-      cc_fail_or_warn "port $port is taken by a process that is not moto"; return
+    cc_moto_serializes "$port" || {
+      cc_fail_or_warn "port $port is taken by a process that is not deploy/local/moto_server.py"; return
     }
     cc_log "reusing the moto already serving $url"
   else
     cc_pip_install moto_server 'moto[server]==5.2.5' || { cc_fail_or_warn "moto cannot be installed"; return; }
     cc_log "starting moto on $url"
-    cc_start moto "$CC_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
-    cc_wait 60 cc_http_answers "$port" || {
+    cc_start moto "$CC_VENV/bin/python" "$CC_HERE/moto_server.py" --host 127.0.0.1 --port "$port"
+    cc_wait 60 cc_moto_serializes "$port" || {
       cc_stop moto
       cc_fail_or_warn "moto did not start on $url (see $CC_LOCAL/moto.log)"; return
     }
@@ -201,7 +208,7 @@ ensure_kinesalite() {
   else
     cc_log "starting kinesalite on 127.0.0.1:$port"
     (cd "$CC_NODE" && cc_start kinesalite node -e \
-      "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:100}).listen($port,'127.0.0.1')")
+      "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:100000}).listen($port,'127.0.0.1')")
     cc_wait 30 cc_port_open "$port" || {
       cc_stop kinesalite
       cc_fail_or_warn "kinesalite did not start on 127.0.0.1:$port (see $CC_LOCAL/kinesalite.log)"; return

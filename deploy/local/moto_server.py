@@ -1,0 +1,60 @@
+"""moto's server, with its DynamoDB requests applied one at a time.
+
+`moto_server` runs werkzeug with one thread per connection, and moto's DynamoDB backend changes its
+tables (plain dicts of dicts) without a lock. Writes that reach it at once can race: a CI run lost
+one acknowledged `UpdateItem` out of 13,200 (a new item under a partition key that other writes of
+the same page created at the same moment), and the replay test rightly reported the read model
+unequal. Real DynamoDB has no such race, so a test against moto must not have one either.
+
+This serves the same application, but a request whose `X-Amz-Target` names DynamoDB takes one lock
+for its whole handling. Other services stay concurrent: an SQS `ReceiveMessage` long poll waits up
+to 20 s and must not hold up the `SendMessage` that ends it. moto is bound by Python's GIL anyway,
+so the lock costs little throughput.
+
+`GET /cloudcafe/serial-dynamodb` answers 200 so that deploy/local/emulators.sh can tell this server
+from a plain `moto_server` it must not reuse.
+
+Usage: python moto_server.py --host 127.0.0.1 --port 5056
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import run_simple
+
+MARKER_PATH = "/cloudcafe/serial-dynamodb"
+
+
+def serial_dynamodb(app):
+    lock = threading.Lock()
+
+    def serve(environ, start_response):
+        if environ.get("PATH_INFO") == MARKER_PATH:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"dynamodb requests are serialized\n"]
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            with lock:
+                # The body is produced inside the lock: moto renders it from the live tables.
+                return [b"".join(app(environ, start_response))]
+        return app(environ, start_response)
+
+    return serve
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs (SQS queues) from it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, serial_dynamodb(app), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
