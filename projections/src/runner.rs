@@ -26,13 +26,15 @@ impl ProjectionRunner {
     /// Applies everything committed up to now; returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, SinkError> {
         let mut position = self.sink.position().await?;
-        loop {
-            let page = self.journal.read_all(position, self.page).await?;
-            let Some(last) = page.last() else { return Ok(position) };
-            let last = last.global_position;
-            self.sink.apply(&page).await?;
+        let mut page = self.journal.read_all(position, self.page).await?;
+        while let Some(last) = page.last().map(|e| e.global_position) {
+            // The next page is read while this one is applied.
+            let (applied, next) = futures::join!(self.sink.apply(&page), self.journal.read_all(last, self.page));
+            applied?;
+            page = next?;
             position = last;
         }
+        Ok(position)
     }
 
     /// Follows the journal until `stop` turns true, retrying a failed page with backoff.
