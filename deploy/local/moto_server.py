@@ -7,9 +7,9 @@ the same page created at the same moment), and the replay test rightly reported 
 unequal. Real DynamoDB has no such race, so a test against moto must not have one either.
 
 This serves the same application, but a request whose `X-Amz-Target` names DynamoDB takes one lock
-for its whole handling. Other services stay concurrent: an SQS `ReceiveMessage` long poll waits up
-to 20 s and must not hold up the `SendMessage` that ends it. moto is bound by Python's GIL anyway,
-so the lock costs little throughput.
+(first come, first served) for its whole handling. Other services stay concurrent: an SQS
+`ReceiveMessage` long poll waits up to 20 s and must not hold up the `SendMessage` that ends it.
+moto is bound by Python's GIL anyway, so the lock costs little throughput.
 
 `GET /cloudcafe/serial-dynamodb` answers 200 so that deploy/local/emulators.sh can tell this server
 from a plain `moto_server` it must not reuse.
@@ -18,6 +18,7 @@ Usage: python moto_server.py --host 127.0.0.1 --port 5056
 """
 
 import argparse
+import collections
 import os
 import signal
 import sys
@@ -29,8 +30,36 @@ from werkzeug.serving import run_simple
 MARKER_PATH = "/cloudcafe/serial-dynamodb"
 
 
+class FifoLock:
+    """A lock handed to its waiters in arrival order. `threading.Lock` lets a request that arrives
+    later overtake one that waits, so under a stream of sink writes a lease renewal could wait for
+    seconds and its lease expire; here a request waits only for those queued before it."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._waiters = collections.deque()
+        self._held = False
+
+    def __enter__(self):
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return self
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # the releasing request handed the lock over
+        return self
+
+    def __exit__(self, *exc):
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+
+
 def serial_dynamodb(app):
-    lock = threading.Lock()
+    lock = FifoLock()
 
     def serve(environ, start_response):
         if environ.get("PATH_INFO") == MARKER_PATH:
