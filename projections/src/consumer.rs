@@ -195,13 +195,19 @@ impl KinesisConsumer {
             let sync_due = last_shard_sync.is_none_or(|t| t.elapsed() >= self.settings.lease_timeout)
                 || tasks.values().any(|t| t.handle.is_finished());
             if sync_due {
-                match self.sync_shards().await {
-                    Ok(()) => last_shard_sync = Some(Instant::now()),
-                    Err(e) => tracing::warn!(%application, error = %e, "cannot list the stream's shards"),
+                // Bounded: a slow or throttled Kinesis control plane must not hold up lease renewal.
+                match tokio::time::timeout(self.settings.renew_every, self.sync_shards()).await {
+                    Ok(Ok(())) => last_shard_sync = Some(Instant::now()),
+                    Ok(Err(e)) => tracing::warn!(%application, error = %e, "cannot list the stream's shards"),
+                    Err(_) => tracing::warn!(%application, "listing the stream's shards timed out"),
                 }
             }
+            let started = Instant::now();
             if let Err(e) = self.tick(&mut tasks, &mut observed).await {
                 tracing::warn!(%application, error = %e, "lease table unavailable; keeping the leases held");
+            }
+            if started.elapsed() > self.settings.renew_every {
+                tracing::warn!(%application, took = ?started.elapsed(), "renewing and balancing leases took longer than the renewal interval");
             }
             metrics::gauge!("kinesis_consumer_leases_held", "application" => application.clone())
                 .set(tasks.len() as f64);
