@@ -50,6 +50,7 @@ pub mod domain;
 pub mod envelope;
 pub mod journal;
 pub mod postgres;
+pub mod singleton;
 pub mod sqlite;
 
 #[cfg(feature = "conformance")]

@@ -466,6 +466,8 @@ async fn start_server(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything starts: what the followers record while the node starts must not be lost.
+    telemetry::metrics_handle();
     let mut settings = args.storage.settings();
     let models = args.storage.cloud_models().await?;
     if args.messaging.projections_from == EventSource::Journal {
@@ -587,6 +589,7 @@ async fn dlq(_command: DlqCommand) -> anyhow::Result<()> {
 }
 
 async fn demo(args: StorageArgs) -> anyhow::Result<()> {
+    telemetry::metrics_handle();
     let mut settings = args.settings();
     settings.seed_demo = true;
     let node = Node::start(settings).await.context("cannot start the node")?;

@@ -10,12 +10,12 @@ use std::time::Duration;
 use projections::consumer::{ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection};
 use projections::kinesis::{self, KinesisBus, KinesisSettings};
 use projections::leases::LeaseTable;
-use projections::publisher::{spawn_outbox, Destination, PublisherSettings};
+use projections::publisher::{Destination, Publisher, PublisherSettings};
 use projections::sqs::{self, SqsBus, SqsSettings};
 use projections::StreamOrderedSink;
 use tokio::task::JoinHandle;
 
-use crate::node::Node;
+use crate::node::{spawn_singleton, Node};
 use crate::payments::{PaymentLedger, PaymentProcessor, ProcessorSettings};
 
 /// Every event to a Kinesis stream.
@@ -138,6 +138,12 @@ pub async fn start(node: &Node, settings: MessagingSettings) -> Result<Started, 
             tasks.push(consumer.spawn(node.stop_signal()));
         }
     }
-    tasks.extend(spawn_outbox(node.journal.clone(), destinations, node.stop_signal()));
+    for Destination { bus, settings } in destinations {
+        let journal = node.journal.clone();
+        let name = format!("outbox:{}", settings.checkpoint);
+        tasks.push(spawn_singleton(node.singletons.clone(), name, node.stop_signal(), move |halted| {
+            Publisher::new(journal.clone(), bus.clone(), settings.clone()).spawn(halted)
+        }));
+    }
     Ok(Started { tasks, kinesis_lag })
 }

@@ -11,6 +11,7 @@ use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
+use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
 use projections::analytics::AnalyticsSink;
@@ -21,6 +22,7 @@ use projections::storefront::sqlite::SqliteStorefront;
 use projections::storefront::StorefrontQueries;
 use projections::{Rebuildable, Sink};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Where events and read models live.
 #[derive(Clone, Debug)]
@@ -75,12 +77,81 @@ pub async fn open_stores(storage: &Storage) -> Result<(Arc<dyn Journal>, Arc<dyn
             Arc::new(SqliteStorefront::open(data_dir)?),
         ),
         Storage::Postgres { url, schema } => {
-            let mut options = PgOptions::new(url.clone());
-            options.schema.clone_from(schema);
+            let options = pg_options(url, schema);
             let journal = Arc::new(PgJournal::connect(options.clone()).await?);
             (journal, Arc::new(PgStorefront::new(connect_pool(&options).await?).await?))
         }
     })
+}
+
+fn pg_options(url: &str, schema: &Option<String>) -> PgOptions {
+    let mut options = PgOptions::new(url);
+    options.schema.clone_from(schema);
+    options
+}
+
+/// How often a node that waits for a follower's lock tries again, and how often the holder checks
+/// that it still holds it: the longest a cluster goes without the follower after its node died.
+const SINGLETON_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a journal follower on this node only while it holds the follower's singleton lock `name`,
+/// so that one node of a cluster runs it; when the holder dies another node's call takes over.
+/// `start` spawns the follower, which must stop when its signal turns true; it is started again
+/// whenever the lock comes back after a loss. The returned task ends when `stop` turns true.
+pub fn spawn_singleton<F>(
+    locks: Arc<dyn SingletonLocks>,
+    name: String,
+    mut stop: watch::Receiver<bool>,
+    start: F,
+) -> JoinHandle<()>
+where
+    F: Fn(watch::Receiver<bool>) -> JoinHandle<()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let mut held = loop {
+                if *stop.borrow() {
+                    return;
+                }
+                match locks.try_acquire(&name).await {
+                    Ok(Some(held)) => break held,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(follower = %name, error = %e, "cannot reach the singleton locks"),
+                }
+                if stopped_while_waiting(&mut stop, SINGLETON_INTERVAL).await {
+                    return;
+                }
+            };
+            tracing::info!(follower = %name, "this node runs the follower");
+            metrics::gauge!("singleton_held", "follower" => name.clone()).set(1.0);
+            let (halt, halted) = watch::channel(false);
+            let follower = start(halted);
+            let stopping = loop {
+                if stopped_while_waiting(&mut stop, SINGLETON_INTERVAL).await {
+                    break true;
+                }
+                if !held.still_held().await {
+                    tracing::warn!(follower = %name, "singleton lock lost; stopping the follower");
+                    break false;
+                }
+            };
+            let _ = halt.send(true);
+            let _ = follower.await;
+            drop(held);
+            metrics::gauge!("singleton_held", "follower" => name.clone()).set(0.0);
+            if stopping {
+                return;
+            }
+        }
+    })
+}
+
+/// Waits `wait`; true if `stop` turned true (or its node is gone) meanwhile.
+async fn stopped_while_waiting(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *stop.borrow(),
+        changed = stop.changed() => changed.is_err() || *stop.borrow(),
+    }
 }
 
 /// A running node. Dropping it stops the saga and the projection.
@@ -93,6 +164,8 @@ pub struct Node {
     pub cache: Option<Arc<ReadCache>>,
     /// Every projection this node runs, for lag reports.
     pub projections: Vec<Arc<dyn Sink>>,
+    /// The locks that make one node of a cluster run each journal follower.
+    pub singletons: Arc<dyn SingletonLocks>,
     stop: watch::Sender<bool>,
 }
 
@@ -156,12 +229,23 @@ impl Node {
             projections.push(a.clone());
         }
         projections.extend(settings.extra_projections.iter().map(|p| p.clone() as Arc<dyn Sink>));
+        let singletons: Arc<dyn SingletonLocks> = match &settings.storage {
+            Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
+            Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
+        };
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(OrderSaga::new(cafe.clone()).run(stopped.clone()));
+        let saga_cafe = cafe.clone();
+        spawn_singleton(singletons.clone(), "order-saga".into(), stopped.clone(), move |halted| {
+            tokio::spawn(OrderSaga::new(saga_cafe.clone()).run(halted))
+        });
         for p in &projections {
-            tokio::spawn(ProjectionRunner::new(journal.clone(), p.clone()).run(stopped.clone()));
+            let (journal, p) = (journal.clone(), p.clone());
+            let name = format!("projection:{}", p.name());
+            spawn_singleton(singletons.clone(), name, stopped.clone(), move |halted| {
+                tokio::spawn(ProjectionRunner::new(journal.clone(), p.clone()).run(halted))
+            });
         }
-        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, cache, projections, stop })
+        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, cache, projections, singletons, stop })
     }
 }
 

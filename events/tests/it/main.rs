@@ -101,3 +101,17 @@ async fn creation_races_across_processes_have_one_winner_and_lose_no_any_append(
     }
     conformance::racing_creators(&journals).await;
 }
+
+/// Two nodes of one cluster share a follower's advisory lock; a cluster on another schema of the
+/// same server has locks of its own.
+#[tokio::test]
+async fn postgres_singletons_pass_the_conformance_suite() {
+    use events::singleton::{conformance, PgSingletons, SingletonLocks};
+    let Some(url) = servers::postgres_url() else { return };
+    let cluster = PgOptions::new(url.clone()).with_schema(servers::fresh_schema("singleton"));
+    let (node_a, node_b) = (PgSingletons::new(&cluster).unwrap(), PgSingletons::new(&cluster).unwrap());
+    conformance::run_all(&node_a, &node_b).await;
+    let other = PgSingletons::new(&PgOptions::new(url).with_schema(servers::fresh_schema("singleton"))).unwrap();
+    let _held = node_a.try_acquire("outbox:publisher:kinesis").await.unwrap().expect("free");
+    assert!(other.try_acquire("outbox:publisher:kinesis").await.unwrap().is_some(), "another cluster's lock");
+}

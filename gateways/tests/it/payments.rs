@@ -147,7 +147,9 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
             (OrderStatus::Cancelled, Some("payment_declined")) => assert_eq!(record.status, "declined"),
             (OrderStatus::Cancelled, Some(reason)) if reason.starts_with("out_of_stock") => {
                 short.push(*id);
-                assert_eq!(payment.status, PaymentStatus::Authorized, "a cancelled order is never charged");
+                // The processor may have authorized or declined it (the fraud score decides); it
+                // never captured it.
+                assert_ne!(payment.status, PaymentStatus::Captured, "a cancelled order is never charged");
             }
             other => panic!("order {id} ended {other:?}"),
         }
