@@ -9,7 +9,8 @@
 #
 # | function          | emulator                      | port  | exports                  |
 # |-------------------|-------------------------------|-------|--------------------------|
-# | ensure_moto       | moto 5.2.5 (DynamoDB, SQS...) | 5056  | CLOUDCAFE_TEST_DYNAMODB  |
+# | ensure_moto       | moto 5.2.5 (DynamoDB)         | 5056  | CLOUDCAFE_TEST_DYNAMODB  |
+# |                   | moto 5.2.5 (SQS)              | 5057  | CLOUDCAFE_TEST_SQS       |
 # | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
 #
@@ -30,6 +31,7 @@ CC_VENV="$CC_LOCAL/venv"
 CC_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CC_NODE="$CC_LOCAL/node"
 CC_MOTO_PORT=5056
+CC_MOTO_SQS_PORT=5057
 CC_SECANTUS_PORT=27018
 CC_KINESALITE_PORT=4567
 
@@ -104,16 +106,29 @@ cc_pip_install() {
   }
 }
 
-# Moto serves DynamoDB (and SQS, CloudWatch) on one HTTP port. It runs from moto_server.py, which
-# applies DynamoDB requests one at a time: moto's DynamoDB backend is not safe for concurrent writes.
+# moto runs from moto_server.py, which applies DynamoDB requests one at a time: moto's DynamoDB
+# backend is not safe for concurrent writes. DynamoDB and SQS get a moto process each: moto's SQS
+# long polls rescan their queue in a loop, and in a shared process they starved DynamoDB of the GIL
+# (lease renewals of the Kinesis consumers took seconds).
 ensure_moto() {
-  local port=$CC_MOTO_PORT url="http://127.0.0.1:$CC_MOTO_PORT"
-  if cc_pid_alive moto && cc_moto_serializes "$port"; then
-    cc_log "moto already running on $url"
+  cc_ensure_moto moto "$CC_MOTO_PORT" || return
+  cc_ensure_moto moto-sqs "$CC_MOTO_SQS_PORT" || return
+  # Outside CI a moto that could not start was a warning: leave its tests to skip.
+  cc_moto_serializes "$CC_MOTO_PORT" && cc_moto_serializes "$CC_MOTO_SQS_PORT" || return 0
+  export CLOUDCAFE_TEST_DYNAMODB="http://127.0.0.1:$CC_MOTO_PORT"
+  export CLOUDCAFE_TEST_SQS="http://127.0.0.1:$CC_MOTO_SQS_PORT"
+  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB), $CLOUDCAFE_TEST_SQS (SQS)"
+}
+
+# Starts (or reuses) one moto_server.py as NAME on PORT, and resets it.
+cc_ensure_moto() {
+  local name=$1 port=$2 url="http://127.0.0.1:$2"
+  if cc_pid_alive "$name" && cc_moto_serializes "$port"; then
+    cc_log "$name already running on $url"
   else
-    cc_stop moto
+    cc_stop "$name"
   fi
-  if cc_pid_alive moto; then
+  if cc_pid_alive "$name"; then
     :
   elif cc_port_open "$port"; then
     # Started by another checkout on this machine (an earlier run, or the developer's tree): reuse it
@@ -124,18 +139,15 @@ ensure_moto() {
     cc_log "reusing the moto already serving $url"
   else
     cc_pip_install moto_server 'moto[server]==5.2.5' || { cc_fail_or_warn "moto cannot be installed"; return; }
-    cc_log "starting moto on $url"
-    cc_start moto "$CC_VENV/bin/python" "$CC_HERE/moto_server.py" --host 127.0.0.1 --port "$port"
+    cc_log "starting $name on $url"
+    cc_start "$name" "$CC_VENV/bin/python" "$CC_HERE/moto_server.py" --host 127.0.0.1 --port "$port"
     cc_wait 60 cc_moto_serializes "$port" || {
-      cc_stop moto
-      cc_fail_or_warn "moto did not start on $url (see $CC_LOCAL/moto.log)"; return
+      cc_stop "$name"
+      cc_fail_or_warn "$name did not start on $url (see $CC_LOCAL/$name.log)"; return
     }
   fi
   # Every run starts from an empty account: tests create their own tables under unique names anyway.
-  curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || { cc_fail_or_warn "moto did not reset"; return; }
-  export CLOUDCAFE_TEST_DYNAMODB="$url"
-  export CLOUDCAFE_TEST_SQS="$url"
-  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB, SQS)"
+  curl -s -f -m 10 -X POST "$url/moto-api/reset" >/dev/null || { cc_fail_or_warn "$name did not reset"; return; }
 }
 
 # The Python clients deploy/local/verify_kinesis.py reads Kinesis with (clients none of us wrote).
@@ -221,7 +233,8 @@ ensure_kinesalite() {
 # Stops every emulator started by the functions above (by their PID files) and unsets the endpoints.
 stop_emulators() {
   cc_stop moto
+  cc_stop moto-sqs
   cc_stop secantusdb
   cc_stop kinesalite
-  unset CLOUDCAFE_TEST_DYNAMODB CLOUDCAFE_TEST_MONGO CLOUDCAFE_TEST_KINESIS
+  unset CLOUDCAFE_TEST_DYNAMODB CLOUDCAFE_TEST_SQS CLOUDCAFE_TEST_MONGO CLOUDCAFE_TEST_KINESIS
 }
