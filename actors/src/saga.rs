@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::domain::streams;
+use events::journal::sleep_or_stop;
 use events::{Causation, DomainEvent, RecordedEvent, StoreError, Subscription};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -78,9 +79,8 @@ impl OrderSaga {
                 Ok(p) => break p,
                 Err(e) => {
                     tracing::warn!(error = %e, "saga cannot read its checkpoint; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => return,
+                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                        return;
                     }
                 }
             }

@@ -247,6 +247,20 @@ pub async fn a_subscription_catches_up_then_follows(j: Arc<dyn Journal>) {
 /// Servers for integration tests. Each is switched on by one environment variable, which
 /// `deploy/local/test.sh` sets after starting the server. Unset, the test says it is skipped,
 /// except under `CI=true`, where that is a failure.
+/// Polls `done` every 100 ms until it holds; panics naming `what` once `within` has passed. For
+/// tests that wait for a distributed outcome (a lease moved, a follower taken over).
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub mod servers {
     use std::path::{Path, PathBuf};
     use std::process::Command;

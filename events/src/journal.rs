@@ -134,6 +134,15 @@ pub async fn read_stream_to_end(
     }
 }
 
+/// A follower's pause: sleeps `wait` unless `stop` turns true first. True if the follower must stop
+/// (`stop` changed, its sender is gone, or it reads true when the sleep ends).
+pub async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
 /// Follows the global order from a position: catches up page by page, then waits for new commits.
 pub struct Subscription {
     journal: Arc<dyn Journal>,

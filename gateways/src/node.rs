@@ -10,6 +10,7 @@ use actors::domain::menu::MenuCommand;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
+use events::journal::sleep_or_stop;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
 use events::sqlite::{SqliteJournal, SqliteOptions};
@@ -118,7 +119,7 @@ where
                     Ok(None) => {}
                     Err(e) => tracing::warn!(follower = %name, error = %e, "cannot reach the singleton locks"),
                 }
-                if stopped_while_waiting(&mut stop, SINGLETON_INTERVAL).await {
+                if sleep_or_stop(&mut stop, SINGLETON_INTERVAL).await {
                     return;
                 }
             };
@@ -127,7 +128,7 @@ where
             let (halt, halted) = watch::channel(false);
             let follower = start(halted);
             let stopping = loop {
-                if stopped_while_waiting(&mut stop, SINGLETON_INTERVAL).await {
+                if sleep_or_stop(&mut stop, SINGLETON_INTERVAL).await {
                     break true;
                 }
                 if !held.still_held().await {
@@ -144,14 +145,6 @@ where
             }
         }
     })
-}
-
-/// Waits `wait`; true if `stop` turned true (or its node is gone) meanwhile.
-async fn stopped_while_waiting(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => *stop.borrow(),
-        changed = stop.changed() => changed.is_err() || *stop.borrow(),
-    }
 }
 
 /// A running node. Dropping it stops the saga and the projection.

@@ -32,6 +32,7 @@ use actors::domain::payment::{Payment, PaymentStatus};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use events::journal::sleep_or_stop;
 use events::Causation;
 use projections::sqs::PaymentRequest;
 use tokio::sync::watch;
@@ -194,10 +195,10 @@ impl PaymentProcessor {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot receive payment requests; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = stop.changed() => return,
+                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                        return;
                     }
+                    continue;
                 }
             };
             // One customer's messages in order; customers concurrently.

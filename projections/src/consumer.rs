@@ -40,6 +40,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client as KinesisClient;
+use events::journal::sleep_or_stop;
 use events::RecordedEvent;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
@@ -420,7 +421,7 @@ impl ShardReader {
                     Ok(it) => it,
                     Err(e) => {
                         tracing::warn!(%shard, error = %e, "no shard iterator; retrying");
-                        if pause(&mut stop, self.settings.max_idle_backoff).await {
+                        if sleep_or_stop(&mut stop, self.settings.max_idle_backoff).await {
                             return;
                         }
                         continue;
@@ -430,7 +431,7 @@ impl ShardReader {
             // At most one GetRecords per min_poll_interval on this shard.
             let since = last_call.elapsed();
             if since < self.settings.min_poll_interval
-                && pause(&mut stop, self.settings.min_poll_interval - since).await
+                && sleep_or_stop(&mut stop, self.settings.min_poll_interval - since).await
             {
                 return;
             }
@@ -440,7 +441,7 @@ impl ShardReader {
                 Ok(Read::ExpiredIterator) => continue,
                 Err(e) => {
                     tracing::warn!(%shard, error = %e, "GetRecords failed; backing off");
-                    if pause(&mut stop, self.settings.max_idle_backoff).await {
+                    if sleep_or_stop(&mut stop, self.settings.max_idle_backoff).await {
                         return;
                     }
                     continue;
@@ -452,7 +453,7 @@ impl ShardReader {
                 let mut backoff = Duration::from_millis(50);
                 while let Err(e) = self.processor.process(&shard, &records).await {
                     tracing::warn!(%shard, error = %e, "records not processed; retrying");
-                    if pause(&mut stop, backoff).await {
+                    if sleep_or_stop(&mut stop, backoff).await {
                         return;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -468,7 +469,7 @@ impl ShardReader {
                 idle = self.settings.min_poll_interval;
             } else if next.is_some() {
                 idle = (idle * 2).min(self.settings.max_idle_backoff);
-                if pause(&mut stop, idle).await {
+                if sleep_or_stop(&mut stop, idle).await {
                     return;
                 }
             }
@@ -501,7 +502,7 @@ impl ShardReader {
                 Err(e) => {
                     drop(lease);
                     tracing::warn!(error = %e, "checkpoint not written; retrying");
-                    if pause(stop, self.settings.max_idle_backoff).await {
+                    if sleep_or_stop(stop, self.settings.max_idle_backoff).await {
                         return false;
                     }
                 }
@@ -550,14 +551,6 @@ impl ShardReader {
 /// The journal position of a record that carries an event envelope.
 fn wire_position(record: &KinesisRecord) -> Option<u64> {
     RecordedEvent::from_wire(&record.data).ok().map(|e| e.global_position)
-}
-
-/// Sleeps `how_long`; `true` if `stop` turned true meanwhile.
-async fn pause(stop: &mut watch::Receiver<bool>, how_long: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(how_long) => *stop.borrow(),
-        _ = stop.changed() => true,
-    }
 }
 
 /// Feeds the events of Kinesis records into a sink that is idempotent per stream version.

@@ -69,6 +69,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use events::journal::sleep_or_stop;
 use events::{Journal, RecordedEvent, StoreError, Subscription};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -519,24 +520,6 @@ pub struct Destination {
 impl Destination {
     pub fn new(bus: Arc<dyn Bus>, settings: PublisherSettings) -> Self {
         Destination { bus, settings }
-    }
-}
-
-/// Starts one publisher per destination, each following the journal from its own checkpoint, until
-/// `stop` turns true. What a node spawns to make committed events leave the process.
-pub fn spawn_outbox(
-    journal: Arc<dyn Journal>,
-    destinations: Vec<Destination>,
-    stop: watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    destinations.into_iter().map(|d| Publisher::new(journal.clone(), d.bus, d.settings).spawn(stop.clone())).collect()
-}
-
-/// Returns true if `stop` fired while waiting.
-async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => *stop.borrow(),
-        _ = stop.changed() => true,
     }
 }
 

@@ -133,9 +133,10 @@ impl Reader<'_> {
                 }
             }
             let read_ahead = async {
-                match last < until {
-                    true => self.journal.read_all(last, self.page_size).await.map(Some),
-                    false => Ok(None),
+                if last < until {
+                    self.journal.read_all(last, self.page_size).await.map(Some)
+                } else {
+                    Ok(None)
                 }
             };
             let (applied, read) = futures::join!(sink.apply(&page), read_ahead);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use events::journal::sleep_or_stop;
 use events::{Journal, Subscription};
 
 use crate::{Sink, SinkError};
@@ -45,9 +46,8 @@ impl ProjectionRunner {
                 Ok(p) => break p,
                 Err(e) => {
                     tracing::warn!(projection = %name, error = %e, "cannot read position; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => return,
+                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                        return;
                     }
                 }
             }
@@ -70,9 +70,8 @@ impl ProjectionRunner {
             while let Err(e) = self.sink.apply(&page).await {
                 tracing::warn!(projection = %name, error = %e, "page not applied; retrying");
                 metrics::counter!("projection_errors_total", "projection" => name.clone()).increment(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
+                if sleep_or_stop(&mut stop, backoff).await {
+                    return;
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

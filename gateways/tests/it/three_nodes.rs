@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chaos::ledger::AckLedger;
 use chaos::process::{free_loopback_addr, Node};
-use events::conformance::servers;
+use events::conformance::{servers, wait_until};
 use events::domain::streams;
 use events::postgres::{PgJournal, PgOptions};
 use events::{DomainEvent, Journal};
@@ -175,18 +175,6 @@ async fn holders(addrs: &[SocketAddr], follower: &str) -> Vec<usize> {
         }
     }
     out
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use events::conformance::servers;
+use events::conformance::{servers, wait_until};
 use events::{Journal, RecordedEvent};
 use projections::conformance::{a_day_of_orders, write_history};
 use projections::consumer::{ConsumerSettings, KinesisConsumer, KinesisProjection, RecordProcessor};
@@ -102,18 +102,6 @@ fn worker(
 ) -> KinesisConsumer {
     let settings = ConsumerSettings::new(stream, id).with_lease_timeout(Duration::from_millis(1500));
     KinesisConsumer::new(e.kinesis.clone(), leases.clone(), processor, settings)
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn owners(leases: &[Lease]) -> HashMap<String, usize> {

@@ -21,8 +21,7 @@ use events::{AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, Ne
 use projections::conformance::{a_day_of_orders, write_history};
 use projections::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
 use projections::publisher::{
-    spawn_outbox, BatchLimits, Bus, BusError, Destination, EntryOutcome, Message, Publisher, PublisherSettings,
-    RetryPolicy,
+    BatchLimits, Bus, BusError, Destination, EntryOutcome, Message, Publisher, PublisherSettings, RetryPolicy,
 };
 use projections::sqs::{self, PaymentRequest, SqsBus, SqsSettings};
 use tokio::sync::watch;
@@ -445,7 +444,10 @@ async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
             PublisherSettings::new(sqs::CHECKPOINT),
         ),
     ];
-    let tasks = spawn_outbox(journal.clone(), destinations, stopped);
+    let tasks: Vec<_> = destinations
+        .into_iter()
+        .map(|d| Publisher::new(journal.clone(), d.bus, d.settings).spawn(stopped.clone()))
+        .collect();
 
     // Orders commit in slices while the publishers follow.
     let history = a_day_of_orders(120);
