@@ -397,10 +397,10 @@ pub struct ReplayFigures {
 
 /// Projects `journal` into `target` with the runner, then rebuilds it through replay.
 pub async fn replay(journal: Arc<dyn Journal>, target: Arc<dyn projections::Rebuildable>) -> ReplayFigures {
-    use projections::replay::{rebuild, ReplayOptions, ReplayOutcome};
+    use projections::read_models::replay::{rebuild, ReplayOptions, ReplayOutcome};
     let events = journal.head_position().await.expect("head");
     let started = Instant::now();
-    let (mut verifier, mut position) = (projections::replay::ChainVerifier::default(), 0);
+    let (mut verifier, mut position) = (projections::read_models::replay::ChainVerifier::default(), 0);
     loop {
         let page = journal.read_all(position, 5000).await.expect("reads");
         let Some(last) = page.last() else { break };
@@ -411,11 +411,14 @@ pub async fn replay(journal: Arc<dyn Journal>, target: Arc<dyn projections::Rebu
     }
     let read_rate = events as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
-    projections::runner::ProjectionRunner::new(journal.clone(), target.clone() as Arc<dyn projections::Sink>)
-        .with_page_size(5000)
-        .catch_up()
-        .await
-        .expect("projects");
+    projections::read_models::runner::ProjectionRunner::new(
+        journal.clone(),
+        target.clone() as Arc<dyn projections::Sink>,
+    )
+    .with_page_size(5000)
+    .catch_up()
+    .await
+    .expect("projects");
     let project_rate = events as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut reached = None;

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use events::{Journal, RecordedEvent};
 use futures::StreamExt;
-use projections::consumer::{ConsumerSettings, KinesisConsumer, RecordProcessor};
-use projections::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
-use projections::leases::LeaseTable;
-use projections::publisher::{Bus, EntryOutcome, Message, Publisher, PublisherSettings};
+use projections::bus::consumer::{ConsumerSettings, KinesisConsumer, RecordProcessor};
+use projections::bus::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
+use projections::bus::leases::LeaseTable;
+use projections::bus::publisher::{Bus, EntryOutcome, Message, Publisher, PublisherSettings};
 use projections::SinkError;
 
 pub struct KinesisFigures {

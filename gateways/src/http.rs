@@ -19,7 +19,7 @@ use events::domain::OrderLine;
 use events::{Causation, Journal};
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use projections::storefront::{OrderView, StorefrontQueries};
+use projections::read_models::storefront::{OrderView, StorefrontQueries};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -36,8 +36,8 @@ pub struct ApiState {
     /// Commands in flight on this node; past it, 503.
     pub admission: Semaphore,
     pub body_limit: usize,
-    pub analytics: Option<Arc<projections::analytics::AnalyticsSink>>,
-    pub cache: Option<Arc<projections::cache::ReadCache>>,
+    pub analytics: Option<Arc<projections::read_models::analytics::AnalyticsSink>>,
+    pub cache: Option<Arc<projections::read_models::cache::ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
     /// Read models this node feeds from Kinesis, by name.
     pub stream_fed: Vec<(String, Arc<dyn projections::StreamFedLag>)>,
@@ -513,7 +513,9 @@ async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Res
     let customer = path.into_inner();
     let load = || state.storefront.loyalty(&customer);
     let projected = match &state.cache {
-        Some(cache) => cache.get_or_load(&projections::cache::CacheKey::Loyalty(customer.clone()), load).await?,
+        Some(cache) => {
+            cache.get_or_load(&projections::read_models::cache::CacheKey::Loyalty(customer.clone()), load).await?
+        }
         None => load().await?,
     };
     let (points, tier) = match projected {
@@ -544,7 +546,7 @@ async fn get_payment(path: web::Path<String>, state: web::Data<ApiState>) -> Res
 async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let load = || state.storefront.menu();
     let items = match &state.cache {
-        Some(cache) => cache.get_or_load(&projections::cache::CacheKey::MenuItems, load).await?,
+        Some(cache) => cache.get_or_load(&projections::read_models::cache::CacheKey::MenuItems, load).await?,
         None => load().await?,
     };
     Ok(HttpResponse::Ok().json(json!({ "items": items })))

@@ -321,9 +321,9 @@ macro_rules! aws_client {
 #[derive(Default)]
 struct CloudModels {
     #[cfg(feature = "cloud")]
-    dynamodb: Option<std::sync::Arc<projections::dynamo::DynamoSink>>,
+    dynamodb: Option<std::sync::Arc<projections::read_models::dynamo::DynamoSink>>,
     #[cfg(feature = "cloud")]
-    documents: Option<std::sync::Arc<projections::documents::DocumentSink>>,
+    documents: Option<std::sync::Arc<projections::read_models::documents::DocumentSink>>,
 }
 
 impl CloudModels {
@@ -364,13 +364,15 @@ impl StorageArgs {
         let mut out = CloudModels::default();
         if let Some(env) = &self.dynamodb_env {
             let client = aws_client!(aws_sdk_dynamodb, &self.dynamodb_endpoint);
-            let names = projections::dynamo::TableNames::new("cloudcafe", env.clone());
-            out.dynamodb = Some(std::sync::Arc::new(projections::dynamo::DynamoSink::open(client, names).await?));
+            let names = projections::read_models::dynamo::TableNames::new("cloudcafe", env.clone());
+            out.dynamodb =
+                Some(std::sync::Arc::new(projections::read_models::dynamo::DynamoSink::open(client, names).await?));
         }
         if let Some(url) = &self.documentdb_url {
             let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
             let db = client.database("cloudcafe");
-            out.documents = Some(std::sync::Arc::new(projections::documents::DocumentSink::open(db).await?));
+            out.documents =
+                Some(std::sync::Arc::new(projections::read_models::documents::DocumentSink::open(db).await?));
         }
         Ok(out)
     }
@@ -412,7 +414,7 @@ impl StorageArgs {
                 })),
                 (None, None) => None,
             },
-            cache: self.redis_url.clone().map(|url| (url, projections::cache::CacheSettings::default())),
+            cache: self.redis_url.clone().map(|url| (url, projections::read_models::cache::CacheSettings::default())),
             extra_projections: Vec::new(),
         }
     }
@@ -636,7 +638,7 @@ async fn demo(args: StorageArgs) -> anyhow::Result<()> {
 const BENCH_STORES: usize = 512;
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    use projections::replay::{rebuild, ReplayError, ReplayOptions, ReplayOutcome};
+    use projections::read_models::replay::{rebuild, ReplayError, ReplayOptions, ReplayOutcome};
     let settings = args.storage.settings();
     let (journal, storefront) =
         gateways::node::open_stores(&settings.storage).await.context("cannot open the stores")?;
@@ -648,8 +650,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         match &settings.analytics {
             Some(options) => {
                 let pool = events::postgres::connect_pool(options).await?;
-                targets
-                    .push(("analytics", std::sync::Arc::new(projections::analytics::AnalyticsSink::new(pool).await?)));
+                targets.push((
+                    "analytics",
+                    std::sync::Arc::new(projections::read_models::analytics::AnalyticsSink::new(pool).await?),
+                ));
             }
             None if args.projection == Projection::Analytics => {
                 anyhow::bail!("no analytics store: pass --analytics-url (or use a PostgreSQL journal)")
@@ -748,10 +752,10 @@ async fn emulated_replay(
     let mut targets: Vec<(String, std::sync::Arc<dyn projections::Rebuildable>)> = Vec::new();
     if let Some(endpoint) = &dynamodb_endpoint {
         let client = aws_client!(aws_sdk_dynamodb, Some(endpoint));
-        let names = projections::dynamo::TableNames::new("bench", format!("replay{suffix}"));
+        let names = projections::read_models::dynamo::TableNames::new("bench", format!("replay{suffix}"));
         targets.push((
             "DynamoDB (moto)".into(),
-            std::sync::Arc::new(projections::dynamo::DynamoSink::open(client, names).await?),
+            std::sync::Arc::new(projections::read_models::dynamo::DynamoSink::open(client, names).await?),
         ));
     }
     if let Some(url) = &documentdb_url {
@@ -759,7 +763,7 @@ async fn emulated_replay(
         let db = client.database(&format!("bench_replay_{suffix}"));
         targets.push((
             "DocumentDB (SecantusDB)".into(),
-            std::sync::Arc::new(projections::documents::DocumentSink::open(db).await?),
+            std::sync::Arc::new(projections::read_models::documents::DocumentSink::open(db).await?),
         ));
     }
     let runs = targets.into_iter().map(|(store, target)| {
@@ -804,7 +808,7 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
                 let journal: Arc<dyn events::Journal> =
                     Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
                 projections::workload::write_history(journal.as_ref(), &history).await;
-                let store = Arc::new(projections::storefront::sqlite::SqliteStorefront::open(&dir)?);
+                let store = Arc::new(projections::read_models::storefront::sqlite::SqliteStorefront::open(&dir)?);
                 figures.push(("SQLite".to_string(), bench::replay(journal.clone(), store).await));
                 figures.extend(emulated_replay(journal, dynamodb_endpoint, documentdb_url).await?);
             }
@@ -816,9 +820,10 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
                     Arc::new(events::postgres::PgJournal::connect(options.clone()).await?);
                 projections::workload::write_history(journal.as_ref(), &history).await;
                 let pool = events::postgres::connect_pool(&options).await?;
-                let store = Arc::new(projections::storefront::postgres::PgStorefront::new(pool.clone()).await?);
+                let store =
+                    Arc::new(projections::read_models::storefront::postgres::PgStorefront::new(pool.clone()).await?);
                 figures.push(("PostgreSQL".to_string(), bench::replay(journal.clone(), store).await));
-                let analytics = Arc::new(projections::analytics::AnalyticsSink::new(pool.clone()).await?);
+                let analytics = Arc::new(projections::read_models::analytics::AnalyticsSink::new(pool.clone()).await?);
                 figures
                     .push(("PostgreSQL standing in for Redshift".to_string(), bench::replay(journal, analytics).await));
                 let client = pool.get().await?;

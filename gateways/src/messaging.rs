@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::consumer::{ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection};
-use projections::kinesis::{self, KinesisBus, KinesisSettings};
-use projections::leases::LeaseTable;
-use projections::publisher::{Destination, Publisher, PublisherSettings};
-use projections::sqs::{self, SqsBus, SqsSettings};
+use projections::bus::consumer::{ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection};
+use projections::bus::kinesis::{self, KinesisBus, KinesisSettings};
+use projections::bus::leases::LeaseTable;
+use projections::bus::publisher::{Destination, Publisher, PublisherSettings};
+use projections::bus::sqs::{self, SqsBus, SqsSettings};
 use projections::StreamOrderedSink;
 use tokio::task::JoinHandle;
 
@@ -63,9 +63,9 @@ pub struct MessagingSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {
     #[error("setting up the broker: {0}")]
-    Setup(#[from] projections::publisher::SetupError),
+    Setup(#[from] projections::bus::publisher::SetupError),
     #[error("lease table: {0}")]
-    Leases(#[from] projections::leases::LeaseError),
+    Leases(#[from] projections::bus::leases::LeaseError),
     #[error("payments: {0}")]
     Payments(#[from] crate::payments::PaymentError),
     #[error("read models follow Kinesis only when a Kinesis stream is configured")]

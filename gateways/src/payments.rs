@@ -34,7 +34,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use events::journal::sleep_or_stop;
 use events::Causation;
-use projections::sqs::PaymentRequest;
+use projections::bus::sqs::PaymentRequest;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -90,7 +90,7 @@ impl PaymentLedger {
     /// Opens the table, creating it (on-demand capacity) if absent.
     pub async fn open(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Result<Self, PaymentError> {
         let ledger = PaymentLedger { client, table: table.into() };
-        projections::dynamo::ensure_keyed_table(&ledger.client, &ledger.table, "event_id")
+        projections::read_models::dynamo::ensure_keyed_table(&ledger.client, &ledger.table, "event_id")
             .await
             .map_err(PaymentError::Ledger)?;
         Ok(ledger)
@@ -126,8 +126,9 @@ impl PaymentLedger {
 
     /// Every recorded payment (a strongly consistent scan), by event id.
     pub async fn all(&self) -> Result<BTreeMap<Uuid, PaymentRecord>, PaymentError> {
-        let items =
-            projections::dynamo::scan_all(&self.client, &self.table).await.map_err(|e| ledger_error(&self.table, e))?;
+        let items = projections::read_models::dynamo::scan_all(&self.client, &self.table)
+            .await
+            .map_err(|e| ledger_error(&self.table, e))?;
         let mut out = BTreeMap::new();
         for item in &items {
             let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();

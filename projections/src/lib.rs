@@ -3,7 +3,7 @@
 //! Read models fed from the journal's global order. A [`Sink`] applies a page of events and stores
 //! the position of the last one in the same transaction (or, where a store has no multi-item
 //! transactions, writes each item conditionally on its stream version), so a page applied twice
-//! changes nothing (effectively-once). A [`runner::ProjectionRunner`] follows the journal from the
+//! changes nothing (effectively-once). A [`read_models::runner::ProjectionRunner`] follows the journal from the
 //! sink's own position.
 //!
 //! Every sink can list its rows in a canonical form ([`CanonicalRow`]), the same text in every store,
@@ -13,30 +13,11 @@
 //! Architecture Invariant: projections never write to the journal and never decide anything; a read
 //! model can be dropped and rebuilt from the journal at any time.
 
-pub mod analytics;
-pub mod cache;
-#[cfg(all(feature = "kinesis", feature = "dynamodb"))]
-pub mod consumer;
-#[cfg(feature = "kinesis")]
-pub mod kinesis;
-#[cfg(feature = "dynamodb")]
-pub mod leases;
-pub mod publisher;
-pub mod replay;
-pub mod runner;
-#[cfg(feature = "sqs")]
-pub mod sqs;
-pub mod storefront;
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod bus;
+pub mod read_models;
 pub mod workload;
-
-#[cfg(feature = "dynamodb")]
-pub mod dynamo;
-
-#[cfg(feature = "documentdb")]
-pub mod documents;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 use std::sync::Arc;
 

@@ -425,7 +425,7 @@ async fn with_a_redis_cache_reads_stay_fresh() {
     let mut settings = NodeSettings::embedded(dir.path());
     settings.seed_demo = true;
     let namespace = format!("api:{}", uuid::Uuid::new_v4().simple());
-    settings.cache = Some((redis, projections::cache::CacheSettings { namespace, ..Default::default() }));
+    settings.cache = Some((redis, projections::read_models::cache::CacheSettings { namespace, ..Default::default() }));
     let node = Node::start(settings).await.unwrap();
     let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
     assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);

@@ -15,7 +15,7 @@ use events::Causation;
 use gateways::messaging::{self, MessagingSettings, PaymentQueue};
 use gateways::node::{Node, NodeSettings};
 use gateways::payments::{dead_letters, PaymentLedger, PaymentProcessor, ProcessorSettings};
-use projections::sqs::{self, PaymentRequest};
+use projections::bus::sqs::{self, PaymentRequest};
 use uuid::Uuid;
 
 struct Emulators {

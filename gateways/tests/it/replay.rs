@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::Journal;
-use projections::conformance::{a_day_of_orders, write_history};
-use projections::runner::ProjectionRunner;
-use projections::storefront::sqlite::SqliteStorefront;
+use projections::read_models::conformance::{a_day_of_orders, write_history};
+use projections::read_models::runner::ProjectionRunner;
+use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::Sink;
 
 /// A data directory holding `orders` orders' worth of history and a live storefront caught up on it.

@@ -17,9 +17,9 @@ use events::postgres::{PgJournal, PgOptions};
 use events::{DomainEvent, Journal};
 use gateways::load::HttpConnection;
 use gateways::payments::PaymentLedger;
-use projections::dynamo::{DynamoSink, TableNames};
-use projections::leases::LeaseTable;
-use projections::runner::ProjectionRunner;
+use projections::bus::leases::LeaseTable;
+use projections::read_models::dynamo::{DynamoSink, TableNames};
+use projections::read_models::runner::ProjectionRunner;
 use projections::Sink;
 
 const STOCK: i64 = 60;
@@ -114,7 +114,7 @@ fn cluster() -> Option<Cluster> {
         schema,
         dynamodb: dynamodb_client(&moto),
         env,
-        lease_table: format!("{prefix}-{}", projections::dynamo::NAME),
+        lease_table: format!("{prefix}-{}", projections::read_models::dynamo::NAME),
         payments_table,
         stream: format!("order-events-{id}"),
         kinesis_endpoint: kinesis,
@@ -304,7 +304,7 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     assert_eq!(status, 200);
     let fed = admin["projections"].as_array().unwrap().iter().find(|p| p["source"] == "kinesis").cloned();
     let fed = fed.unwrap_or_else(|| panic!("no Kinesis-fed projection in {admin}"));
-    assert_eq!(fed["name"], projections::dynamo::NAME);
+    assert_eq!(fed["name"], projections::read_models::dynamo::NAME);
     assert!(fed["seconds_behind"].as_f64().unwrap() < 60.0, "{fed}");
     assert!(fed["shards"].as_array().is_some(), "{fed}");
 
@@ -326,7 +326,7 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     // msgpack) reads, decodes and checks chain by chain.
     let head = journal.head_position().await.unwrap();
     wait_until("the Kinesis publisher caught up", Duration::from_secs(60), || async {
-        journal.load_checkpoint(projections::kinesis::CHECKPOINT).await.unwrap() >= head
+        journal.load_checkpoint(projections::bus::kinesis::CHECKPOINT).await.unwrap() >= head
     })
     .await;
     if let Some(python) = servers::python_with_boto3() {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use events::conformance::servers;
 use events::postgres::{connect_pool, PgOptions};
-use projections::analytics::AnalyticsSink;
-use projections::conformance::{a_day_of_orders, run_rebuild_suite, run_sink_suite};
+use projections::read_models::analytics::AnalyticsSink;
+use projections::read_models::conformance::{a_day_of_orders, run_rebuild_suite, run_sink_suite};
 use projections::Sink;
 
 async fn sink(url: &str) -> Arc<AnalyticsSink> {

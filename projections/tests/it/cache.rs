@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use events::conformance::servers;
 use events::domain::{streams, MenuItemPriceChanged, MenuItemPublished, Nutrition};
-use projections::cache::{CacheKey, CacheSettings, CachedSink, ReadCache};
-use projections::conformance::journal;
-use projections::storefront::sqlite::SqliteStorefront;
-use projections::storefront::StorefrontQueries;
+use projections::read_models::cache::{CacheKey, CacheSettings, CachedSink, ReadCache};
+use projections::read_models::conformance::journal;
+use projections::read_models::storefront::sqlite::SqliteStorefront;
+use projections::read_models::storefront::StorefrontQueries;
 use projections::Sink;
 
 fn settings() -> CacheSettings {

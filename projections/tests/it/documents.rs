@@ -10,9 +10,9 @@ use events::domain::{
 };
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Client, Database};
-use projections::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
-use projections::documents::{DocumentSink, MENU, NAME, OFFSETS, ORDER_DOCUMENTS, SHADOW_SUFFIX};
-use projections::storefront::sqlite::SqliteStorefront;
+use projections::read_models::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
+use projections::read_models::documents::{DocumentSink, MENU, NAME, OFFSETS, ORDER_DOCUMENTS, SHADOW_SUFFIX};
+use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
 use uuid::Uuid;
 

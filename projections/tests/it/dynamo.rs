@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::Client;
 use events::conformance::servers;
 use events::domain::{streams, OrderCancelled, OrderLine, OrderPaid, OrderPlaced};
 use events::DomainEvent;
-use projections::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
-use projections::dynamo::{ActiveOrder, DynamoSink, TableNames, ACTIVE_AFTER_COMPLETION_SECS};
-use projections::storefront::sqlite::SqliteStorefront;
+use projections::read_models::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
+use projections::read_models::dynamo::{ActiveOrder, DynamoSink, TableNames, ACTIVE_AFTER_COMPLETION_SECS};
+use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
 use uuid::Uuid;
 
@@ -222,7 +222,7 @@ async fn rewind(client: &Client, names: &TableNames, generation: u64, position: 
     client
         .put_item()
         .table_name(names.offsets())
-        .item("name", AttributeValue::S(format!("{}#g{generation}", projections::dynamo::NAME)))
+        .item("name", AttributeValue::S(format!("{}#g{generation}", projections::read_models::dynamo::NAME)))
         .item("position", AttributeValue::N(position.to_string()))
         .send()
         .await

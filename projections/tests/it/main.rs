@@ -17,10 +17,10 @@ use std::sync::Arc;
 use events::conformance::servers;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::{Causation, DomainEvent, ExpectedVersion, Journal, NewEvent};
-use projections::runner::ProjectionRunner;
-use projections::storefront::conformance::{run_all, Storefront};
-use projections::storefront::postgres::PgStorefront;
-use projections::storefront::StorefrontQueries;
+use projections::read_models::runner::ProjectionRunner;
+use projections::read_models::storefront::conformance::{run_all, Storefront};
+use projections::read_models::storefront::postgres::PgStorefront;
+use projections::read_models::storefront::StorefrontQueries;
 use projections::Sink;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,12 +18,12 @@ use events::conformance::servers;
 use events::domain::{streams, OrderLine, OrderPlaced, StockRestocked};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, RecordedEvent};
-use projections::conformance::{a_day_of_orders, write_history};
-use projections::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
-use projections::publisher::{
+use projections::bus::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
+use projections::bus::publisher::{
     BatchLimits, Bus, BusError, Destination, EntryOutcome, Message, Publisher, PublisherSettings, RetryPolicy,
 };
-use projections::sqs::{self, PaymentRequest, SqsBus, SqsSettings};
+use projections::bus::sqs::{self, PaymentRequest, SqsBus, SqsSettings};
+use projections::read_models::conformance::{a_day_of_orders, write_history};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -163,7 +163,7 @@ struct Delivery {
 /// - every event of `must` (a subset of `may`) arrived, at least once;
 /// - reading each shard in sequence order, a consumer that applies only the next version of each
 ///   stream sees every `must` event, and keeping the last copy of each event id leaves the `must`
-///   events of each stream in version order (see `projections::publisher`).
+///   events of each stream in version order (see `projections::bus::publisher`).
 fn assert_delivered(records: &[KinesisRecord], may: &[RecordedEvent], must: &[RecordedEvent]) -> Delivery {
     let by_id: HashMap<Uuid, &RecordedEvent> = may.iter().map(|e| (e.event_id, e)).collect();
     let must_ids: HashSet<Uuid> = must.iter().map(|e| e.event_id).collect();

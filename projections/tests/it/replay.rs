@@ -7,12 +7,12 @@ use events::domain::streams;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{AppendRequest, Causation, ExpectedVersion, Journal, NewEvent};
-use projections::conformance::{a_day_of_orders, write_history};
-use projections::replay::{rebuild, ReplayOptions, ReplayOutcome};
-use projections::runner::ProjectionRunner;
-use projections::storefront::postgres::PgStorefront;
-use projections::storefront::sqlite::SqliteStorefront;
-use projections::storefront::StorefrontQueries;
+use projections::read_models::conformance::{a_day_of_orders, write_history};
+use projections::read_models::replay::{rebuild, ReplayOptions, ReplayOutcome};
+use projections::read_models::runner::ProjectionRunner;
+use projections::read_models::storefront::postgres::PgStorefront;
+use projections::read_models::storefront::sqlite::SqliteStorefront;
+use projections::read_models::storefront::StorefrontQueries;
 use projections::{Rebuildable, Sink};
 
 async fn equal_rebuild_is_promoted_and_a_differing_one_is_not(journal: Arc<dyn Journal>, live: Arc<dyn Rebuildable>) {
@@ -129,8 +129,9 @@ async fn a_flood_of_100k_events_rebuilds_equal_in_postgres_and_redshift_sql() {
     let storefront: Arc<dyn Rebuildable> =
         Arc::new(PgStorefront::new(connect_pool(&options).await.unwrap()).await.unwrap());
     let redshift = PgOptions::new(redshift).with_schema(servers::fresh_schema("flood_rs"));
-    let analytics: Arc<dyn Rebuildable> =
-        Arc::new(projections::analytics::AnalyticsSink::new(connect_pool(&redshift).await.unwrap()).await.unwrap());
+    let analytics: Arc<dyn Rebuildable> = Arc::new(
+        projections::read_models::analytics::AnalyticsSink::new(connect_pool(&redshift).await.unwrap()).await.unwrap(),
+    );
     for live in [storefront, analytics] {
         project_then_rebuild_equal(journal.clone(), live).await;
     }
@@ -170,13 +171,19 @@ async fn a_flood_of_100k_events_rebuilds_equal_in_dynamodb_and_documentdb() {
     assert!(flood.len() >= 100_000, "{} events", flood.len());
     write_history(journal.as_ref(), &flood).await;
     let dynamo: Arc<dyn Rebuildable> = Arc::new(
-        projections::dynamo::DynamoSink::open(crate::dynamo::client(&dynamodb), crate::dynamo::fresh_names())
+        projections::read_models::dynamo::DynamoSink::open(
+            crate::dynamo::client(&dynamodb),
+            crate::dynamo::fresh_names(),
+        )
+        .await
+        .unwrap(),
+    );
+    let mongo_client = crate::documents::client(&mongo).await;
+    let documents: Arc<dyn Rebuildable> = Arc::new(
+        projections::read_models::documents::DocumentSink::open(crate::documents::fresh_db(&mongo_client))
             .await
             .unwrap(),
     );
-    let mongo_client = crate::documents::client(&mongo).await;
-    let documents: Arc<dyn Rebuildable> =
-        Arc::new(projections::documents::DocumentSink::open(crate::documents::fresh_db(&mongo_client)).await.unwrap());
     // Two emulators, two processes: both models are built at once.
     let rebuilt = [dynamo, documents].map(|live| {
         let journal = journal.clone();

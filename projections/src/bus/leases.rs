@@ -171,13 +171,16 @@ impl LeaseTable {
     }
 
     async fn ensure_table(&self) -> Result<(), LeaseError> {
-        crate::dynamo::ensure_keyed_table(&self.client, &self.table, "shard_id").await.map_err(LeaseError::Unavailable)
+        crate::read_models::dynamo::ensure_keyed_table(&self.client, &self.table, "shard_id")
+            .await
+            .map_err(LeaseError::Unavailable)
     }
 
     /// Every lease (a strongly consistent scan), by shard id.
     pub async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        let items =
-            crate::dynamo::scan_all(&self.client, &self.table).await.map_err(|e| unavailable(&self.table, e))?;
+        let items = crate::read_models::dynamo::scan_all(&self.client, &self.table)
+            .await
+            .map_err(|e| unavailable(&self.table, e))?;
         let mut leases = items.iter().map(lease_of).collect::<Result<Vec<_>, _>>()?;
         leases.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         Ok(leases)

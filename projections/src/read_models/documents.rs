@@ -36,7 +36,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use uuid::Uuid;
 
-use crate::storefront::{canonical, changes, Change, MenuItemView, OrderView};
+use crate::read_models::storefront::{canonical, changes, Change, MenuItemView, OrderView};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
 /// The name under which the live models' position is stored.

@@ -4,7 +4,7 @@
 //!   documented in the `events` crate, which a consumer in any language decodes and whose hash chain
 //!   it can check (`deploy/local/verify_kinesis.py` does so with boto3 and msgpack).
 //! - **Partition key** is the stream id, so all events of one stream go to one shard, in order (see
-//!   [`crate::publisher`] for what "in order" means when a batch partly fails).
+//!   [`crate::bus::publisher`] for what "in order" means when a batch partly fails).
 //! - `PutRecords` carries at most 500 records and 5 MiB (keys included) per request, each record at
 //!   most 1 MiB; an event larger than that is refused rather than skipped.
 //! - A record the service refuses in a `PutRecords` answer (`ProvisionedThroughputExceededException`,
@@ -33,7 +33,7 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamSt
 use aws_sdk_kinesis::Client;
 use events::RecordedEvent;
 
-use crate::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
+use crate::bus::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
 /// The checkpoint name of the Kinesis publisher.
 pub const CHECKPOINT: &str = "publisher:kinesis";

@@ -1,5 +1,5 @@
 //! The storefront's queries, on every store. Each case gets a fresh, empty store. The generic sink
-//! and rebuild suites (`crate::conformance`) run on it as well.
+//! and rebuild suites (`crate::read_models::conformance`) run on it as well.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use events::DomainEvent;
 use uuid::Uuid;
 
 use super::StorefrontQueries;
-use crate::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
+use crate::read_models::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
 use crate::{Rebuildable, Sink, SinkError};
 
 pub trait Storefront: Rebuildable + StorefrontQueries {}

@@ -446,7 +446,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::SqliteStorefront;
-    use crate::storefront::conformance::{run_all, Storefront};
+    use crate::read_models::storefront::conformance::{run_all, Storefront};
 
     #[tokio::test]
     async fn sqlite_storefront_passes_the_conformance_suite() {

@@ -14,7 +14,7 @@
 //! - **`MessageDeduplicationId`** = event id: a request sent twice within SQS's five-minute window
 //!   is stored once; outside it the event id in the body lets the processor deduplicate.
 //! - `SendMessageBatch` carries at most 10 messages and at most one per customer (see
-//!   [`crate::publisher`]: SQS drops a re-sent accepted message as a duplicate, so a later message of
+//!   [`crate::bus::publisher`]: SQS drops a re-sent accepted message as a duplicate, so a later message of
 //!   a customer must never be accepted before an earlier one that failed).
 //!
 //! [`ensure_payment_queues`] creates the FIFO queue and its dead-letter queue
@@ -30,7 +30,7 @@ use events::{DomainEvent, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
+use crate::bus::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
 /// The checkpoint name of the SQS publisher.
 pub const CHECKPOINT: &str = "publisher:sqs";

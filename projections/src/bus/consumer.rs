@@ -2,7 +2,7 @@
 //! (features `kinesis` and `dynamodb`).
 //!
 //! Each process runs one [`KinesisConsumer`] (a *worker*) per consumer application. The workers of
-//! an application share a lease table ([`crate::leases`]) and split the stream's shards between
+//! an application share a lease table ([`crate::bus::leases`]) and split the stream's shards between
 //! them; each shard a worker holds is read by a task of its own, which hands records to a
 //! [`RecordProcessor`] and checkpoints after the processor succeeded.
 //!
@@ -45,9 +45,9 @@ use events::RecordedEvent;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::kinesis::KinesisRecord;
-use crate::leases::{Checkpoint, Lease, LeaseError, LeaseTable};
-use crate::publisher::BusError;
+use crate::bus::kinesis::KinesisRecord;
+use crate::bus::leases::{Checkpoint, Lease, LeaseError, LeaseTable};
+use crate::bus::publisher::BusError;
 use crate::{SinkError, StreamOrderedSink};
 
 /// Hands a batch of one shard's records, in sequence order, to the application.
@@ -239,7 +239,7 @@ impl KinesisConsumer {
             .into_iter()
             .map(|l| l.shard_id)
             .collect();
-        for shard in crate::kinesis::describe_shards(&self.kinesis, &self.settings.stream_name).await? {
+        for shard in crate::bus::kinesis::describe_shards(&self.kinesis, &self.settings.stream_name).await? {
             if !known.contains(&shard.shard_id) {
                 self.leases
                     .create_if_absent(&shard.shard_id, &shard.parents)
@@ -518,7 +518,7 @@ impl ShardReader {
             }
             _ => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let out = request.send().await.map_err(|e| crate::kinesis::classify(&e))?;
+        let out = request.send().await.map_err(|e| crate::bus::kinesis::classify(&e))?;
         out.shard_iterator().map(str::to_owned).ok_or_else(|| BusError::Unavailable(format!("no iterator for {shard}")))
     }
 
@@ -527,7 +527,7 @@ impl ShardReader {
         let answer = match answer {
             Ok(a) => a,
             Err(e) if e.code() == Some("ExpiredIteratorException") => return Ok(Read::ExpiredIterator),
-            Err(e) => return Err(crate::kinesis::classify(&e)),
+            Err(e) => return Err(crate::bus::kinesis::classify(&e)),
         };
         let shard = self.lease.lock().await.shard_id.clone();
         let records = answer

@@ -52,7 +52,7 @@ use events::RecordedEvent;
 use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
-use crate::storefront::{canonical, changes, Change, OrderView, StockLevel};
+use crate::read_models::storefront::{canonical, changes, Change, OrderView, StockLevel};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
 /// The name under which the live models' position is stored.
