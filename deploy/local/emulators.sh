@@ -18,7 +18,7 @@
 # .cc-local/<name>.pid; an emulator already running (PID alive and port answering) is reused. The
 # emulators keep their data in memory only. Under CI=true an emulator that cannot be started is a
 # failure (non-zero return); elsewhere a warning, and the tests that need it say SKIPPED.
-# /work/shared/DESIGN.md §8 says why these emulators and where each one is wrong.
+# ARCHITECTURE.md ("Local emulators") says why these emulators and where each one is wrong.
 
 # The logging and waiting helpers (cc_log, cc_fail_or_warn, cc_wait) live in services.sh.
 if ! declare -F cc_wait >/dev/null 2>&1; then

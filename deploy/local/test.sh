@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts (installing if needed) the servers and the AWS
-# emulators the tests need, then format check, clippy with warnings as errors, and every test of the
-# workspace with every feature (the DynamoDB and DocumentDB sinks are features of `projections`).
+# emulators the tests need, then format check, clippy with warnings as errors on every feature and on
+# the default features, the release build of the README's run command, and every test of the
+# workspace with every feature (the AWS and DocumentDB adapters are features).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
@@ -16,8 +17,12 @@ ensure_python_clients || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy -D warnings"
+echo "== cargo clippy -D warnings (every feature)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== cargo clippy -D warnings (default features: the build the README runs)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build --release --bin cloudcafe (the README's run command)"
+cargo build --release --locked --bin cloudcafe
 echo "== cargo test"
 cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/cloudcafe-test.log"
 status=${PIPESTATUS[0]}
