@@ -15,11 +15,13 @@ use crate::journal::{
     read_stream_to_end, AppendError, AppendRequest, ExpectedVersion, Journal, Snapshot, StoreError, Subscription,
 };
 
+/// The `n`th event of a test stream (a restock of `n` lattes).
 pub fn event(n: u32) -> NewEvent {
     let e: DomainEvent = StockRestocked { store_id: "s".into(), sku: "latte".into(), quantity: n }.into();
     NewEvent::from_domain(&e, Causation::new_root()).expect("encodes")
 }
 
+/// An append of `n` test events to `stream`.
 pub fn request(stream: &str, expected: ExpectedVersion, n: u32) -> AppendRequest {
     AppendRequest { stream_id: stream.to_owned(), expected, events: (0..n).map(event).collect() }
 }
@@ -242,125 +244,4 @@ pub async fn a_subscription_catches_up_then_follows(j: Arc<dyn Journal>) {
     late.await.unwrap();
     let unique: std::collections::HashSet<Uuid> = seen.into_iter().collect();
     assert_eq!(unique.len(), 5);
-}
-
-/// Servers for integration tests. Each is switched on by one environment variable, which
-/// `deploy/local/test.sh` sets after starting the server. Unset, the test says it is skipped,
-/// except under `CI=true`, where that is a failure.
-/// Polls `done` every 100 ms until it holds; panics naming `what` once `within` has passed. For
-/// tests that wait for a distributed outcome (a lease moved, a follower taken over).
-pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + within;
-    while !done().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub mod servers {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    /// A Python with boto3 and msgpack, for `deploy/local/verify_kinesis.py`: the repo's
-    /// `.cc-local/venv` (where `deploy/local/emulators.sh` installs them) if it has them, else
-    /// `python3`. Missing: SKIPPED, or a failure under CI=true.
-    pub fn python_with_boto3() -> Option<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let candidates = [root.join(".cc-local/venv/bin/python"), PathBuf::from("python3")];
-        for python in candidates {
-            let ok =
-                Command::new(&python).args(["-c", "import boto3, msgpack"]).output().is_ok_and(|o| o.status.success());
-            if ok {
-                return Some(python);
-            }
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
-        }
-        eprintln!("SKIPPED: no python3 with boto3 and msgpack (pip install boto3 msgpack into .cc-local/venv)");
-        None
-    }
-
-    /// Runs `deploy/local/verify_kinesis.py` on a stream: (exit code, stdout, stderr).
-    pub fn verify_kinesis_with_python(python: &Path, endpoint: &str, stream: &str) -> (i32, String, String) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/verify_kinesis.py");
-        let out = Command::new(python)
-            .arg(script)
-            .args(["--endpoint", endpoint, "--stream", stream])
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .output()
-            .expect("run verify_kinesis.py");
-        let (stdout, stderr) =
-            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-        (out.status.code().unwrap_or(-1), stdout, stderr)
-    }
-
-    fn switch(var: &str) -> Option<String> {
-        match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Some(value),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but {var} is not set: run the tests through deploy/local/test.sh")
-            }
-            _ => {
-                eprintln!("SKIPPED: {var} is not set (deploy/local/test.sh sets it)");
-                None
-            }
-        }
-    }
-
-    /// PostgreSQL: `CLOUDCAFE_TEST_PG`.
-    pub fn postgres_url() -> Option<String> {
-        switch("CLOUDCAFE_TEST_PG")
-    }
-
-    /// Redis: `CLOUDCAFE_TEST_REDIS`.
-    pub fn redis_url() -> Option<String> {
-        switch("CLOUDCAFE_TEST_REDIS")
-    }
-
-    /// Kinesis (kinesalite, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_KINESIS`.
-    pub fn kinesis_endpoint() -> Option<String> {
-        switch("CLOUDCAFE_TEST_KINESIS")
-    }
-
-    /// SQS (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_SQS`.
-    pub fn sqs_endpoint() -> Option<String> {
-        switch("CLOUDCAFE_TEST_SQS")
-    }
-
-    /// DynamoDB (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_DYNAMODB`.
-    pub fn dynamodb_endpoint() -> Option<String> {
-        switch("CLOUDCAFE_TEST_DYNAMODB")
-    }
-
-    /// The MongoDB wire protocol (DocumentDB; SecantusDB started by `deploy/local/emulators.sh`):
-    /// `CLOUDCAFE_TEST_MONGO`.
-    pub fn mongodb_uri() -> Option<String> {
-        switch("CLOUDCAFE_TEST_MONGO")
-    }
-
-    /// A PostgreSQL database standing in for the Redshift cluster: `cloudcafe_redshift` on the same
-    /// server as `CLOUDCAFE_TEST_PG` (created if absent), or `CLOUDCAFE_TEST_REDSHIFT` if set.
-    pub async fn redshift_url() -> Option<String> {
-        if let Ok(url) = std::env::var("CLOUDCAFE_TEST_REDSHIFT") {
-            return Some(url);
-        }
-        let pg = postgres_url()?;
-        let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
-        tokio::spawn(conn);
-        if let Err(e) = client.batch_execute("CREATE DATABASE cloudcafe_redshift").await {
-            assert!(e.to_string().contains("already exists") || e.code().is_some(), "{e}");
-        }
-        let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b).to_owned();
-        Some(format!("{base}/cloudcafe_redshift"))
-    }
-
-    /// A schema name no other test uses.
-    pub fn fresh_schema(prefix: &str) -> String {
-        format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())
-    }
 }

@@ -1,13 +1,14 @@
-//! Integration tests against a real PostgreSQL (see `events::conformance::servers`).
+//! Integration tests against a real PostgreSQL (see `testkit::servers`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::conformance::{self, request, servers};
+use events::conformance::{self, request};
 use events::journal::Subscription;
 use events::postgres::{PgJournal, PgOptions};
 use events::{ExpectedVersion, Journal};
+use testkit::servers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_journal_passes_the_conformance_suite() {

@@ -373,14 +373,13 @@ async fn projections_report_their_lag_and_analytics_needs_a_store() {
 
 #[actix_web::test]
 async fn analytics_serves_minute_windows_from_the_redshift_model() {
-    let Some(pg) = events::conformance::servers::postgres_url() else { return };
-    let Some(redshift) = events::conformance::servers::redshift_url().await else { return };
+    let Some(pg) = testkit::servers::postgres_url() else { return };
+    let Some(redshift) = testkit::servers::redshift_url().await else { return };
     let mut settings = NodeSettings::embedded("unused");
     settings.storage =
-        gateways::node::Storage::Postgres { url: pg, schema: Some(events::conformance::servers::fresh_schema("api")) };
-    settings.analytics = Some(
-        events::postgres::PgOptions::new(redshift).with_schema(events::conformance::servers::fresh_schema("api_rs")),
-    );
+        gateways::node::Storage::Postgres { url: pg, schema: Some(testkit::servers::fresh_schema("api")) };
+    settings.analytics =
+        Some(events::postgres::PgOptions::new(redshift).with_schema(testkit::servers::fresh_schema("api_rs")));
     settings.seed_demo = true;
     settings.payment.decline_threshold = 1.0;
     let node = Node::start(settings).await.unwrap();
@@ -420,7 +419,7 @@ async fn analytics_serves_minute_windows_from_the_redshift_model() {
 
 #[actix_web::test]
 async fn with_a_redis_cache_reads_stay_fresh() {
-    let Some(redis) = events::conformance::servers::redis_url() else { return };
+    let Some(redis) = testkit::servers::redis_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut settings = NodeSettings::embedded(dir.path());
     settings.seed_demo = true;

@@ -109,7 +109,7 @@ async fn acknowledged_orders_survive_sigkill_on_the_embedded_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_orders_survive_sigkill_on_postgres() {
-    let Some(url) = events::conformance::servers::postgres_url() else { return };
-    let schema = events::conformance::servers::fresh_schema("kill");
+    let Some(url) = testkit::servers::postgres_url() else { return };
+    let schema = testkit::servers::fresh_schema("kill");
     kill_during_orders(vec!["--journal".into(), url, "--pg-schema".into(), schema]).await;
 }

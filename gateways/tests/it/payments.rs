@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use actors::cafe::{Authorizer, PlaceOrder};
 use actors::domain::order::OrderStatus;
 use actors::domain::payment::PaymentStatus;
-use events::conformance::servers;
 use events::domain::streams;
 use events::Causation;
 use gateways::messaging::{self, MessagingSettings, PaymentQueue};
 use gateways::node::{Node, NodeSettings};
 use gateways::payments::{dead_letters, PaymentLedger, PaymentProcessor, ProcessorSettings};
 use projections::bus::sqs::{self, PaymentRequest};
+use testkit::aws::{dynamodb_client, sqs_client};
+use testkit::names::unique;
+use testkit::servers;
 use uuid::Uuid;
 
 struct Emulators {
@@ -24,29 +26,11 @@ struct Emulators {
     dynamodb: aws_sdk_dynamodb::Client,
 }
 
-fn emulators() -> Option<Emulators> {
+async fn emulators() -> Option<Emulators> {
     let endpoint = servers::sqs_endpoint()?;
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
-            .build(),
-    );
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url(servers::dynamodb_endpoint()?)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
-            .build(),
-    );
+    let sqs = sqs_client(&endpoint).await;
+    let dynamodb = dynamodb_client(&servers::dynamodb_endpoint()?).await;
     Some(Emulators { endpoint, sqs, dynamodb })
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
 async fn node(dir: &std::path::Path) -> Node {
@@ -108,7 +92,7 @@ fn cloudcafe(args: &[&str]) -> (bool, String) {
 
 #[actix_web::test]
 async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles_it() {
-    let Some(e) = emulators() else { return };
+    let Some(e) = emulators().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path()).await;
     let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
@@ -203,7 +187,7 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
 
 #[actix_web::test]
 async fn a_request_that_fails_three_times_waits_in_the_dead_letter_queue_until_redriven() {
-    let Some(e) = emulators() else { return };
+    let Some(e) = emulators().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path()).await;
     let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));

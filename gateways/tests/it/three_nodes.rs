@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use chaos::ledger::AckLedger;
 use chaos::process::{free_loopback_addr, Node};
-use events::conformance::{servers, wait_until};
 use events::domain::streams;
 use events::postgres::{PgJournal, PgOptions};
 use events::{DomainEvent, Journal};
@@ -21,6 +20,10 @@ use projections::bus::leases::LeaseTable;
 use projections::read_models::dynamo::{DynamoSink, TableNames};
 use projections::read_models::runner::ProjectionRunner;
 use projections::Sink;
+use testkit::aws::{dynamodb_client, TemporaryStream};
+use testkit::names::short_id;
+use testkit::python::{python_with_boto3, verify_kinesis_with_python};
+use testkit::{servers, wait_until};
 
 const STOCK: i64 = 60;
 
@@ -33,26 +36,16 @@ struct Cluster {
     lease_table: String,
     payments_table: String,
     kinesis_endpoint: String,
-    stream: String,
+    /// Made by the nodes; deleted when the test is done.
+    stream: TemporaryStream,
 }
 
-fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
-            .build(),
-    )
-}
-
-fn cluster() -> Option<Cluster> {
+async fn cluster() -> Option<Cluster> {
     let pg_url = servers::postgres_url()?;
     let kinesis = servers::kinesis_endpoint()?;
     let moto = servers::dynamodb_endpoint()?;
     let sqs = servers::sqs_endpoint()?;
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let id = &short_id();
     let schema = servers::fresh_schema("three");
     let env = format!("three{id}");
     let prefix = format!("leases-{id}");
@@ -112,11 +105,11 @@ fn cluster() -> Option<Cluster> {
         nodes,
         pg_url,
         schema,
-        dynamodb: dynamodb_client(&moto),
+        dynamodb: dynamodb_client(&moto).await,
         env,
         lease_table: format!("{prefix}-{}", projections::read_models::dynamo::NAME),
         payments_table,
-        stream: format!("order-events-{id}"),
+        stream: TemporaryStream::adopt(&kinesis, format!("order-events-{id}")),
         kinesis_endpoint: kinesis,
     })
 }
@@ -179,7 +172,7 @@ async fn holders(addrs: &[SocketAddr], follower: &str) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_one_is_killed() {
-    let Some(mut cluster) = cluster() else { return };
+    let Some(mut cluster) = cluster().await else { return };
     cluster.nodes[0].start(Duration::from_secs(60)).expect("node 1 starts");
     let first = cluster.nodes[0].addr;
     let menu = r#"{"item_id":"latte","name":"Caffè Latte","category":"coffee","price_cents":450}"#;
@@ -329,8 +322,8 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
         journal.load_checkpoint(projections::bus::kinesis::CHECKPOINT).await.unwrap() >= head
     })
     .await;
-    if let Some(python) = servers::python_with_boto3() {
-        let (code, out, err) = servers::verify_kinesis_with_python(&python, &cluster.kinesis_endpoint, &cluster.stream);
+    if let Some(python) = python_with_boto3() {
+        let (code, out, err) = verify_kinesis_with_python(&python, &cluster.kinesis_endpoint, &cluster.stream);
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("chain OK"), "{out}");
         eprintln!("verify_kinesis.py: {}", out.trim());

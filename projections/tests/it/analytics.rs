@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use events::conformance::servers;
 use events::postgres::{connect_pool, PgOptions};
 use projections::read_models::analytics::AnalyticsSink;
 use projections::read_models::conformance::{a_day_of_orders, run_rebuild_suite, run_sink_suite};
 use projections::Sink;
+use testkit::servers;
 
 async fn sink(url: &str) -> Arc<AnalyticsSink> {
     let options = PgOptions::new(url).with_schema(servers::fresh_schema("redshift"));

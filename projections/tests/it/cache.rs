@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use events::conformance::servers;
 use events::domain::{streams, MenuItemPriceChanged, MenuItemPublished, Nutrition};
 use projections::read_models::cache::{CacheKey, CacheSettings, CachedSink, ReadCache};
 use projections::read_models::conformance::journal;
 use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::read_models::storefront::StorefrontQueries;
 use projections::Sink;
+use testkit::servers;
 
 fn settings() -> CacheSettings {
     CacheSettings { namespace: format!("test:{}", uuid::Uuid::new_v4().simple()), ..CacheSettings::default() }

@@ -6,20 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use events::conformance::{servers, wait_until};
-use events::{Journal, RecordedEvent};
+use events::RecordedEvent;
 use projections::bus::consumer::{ConsumerSettings, KinesisConsumer, KinesisProjection, RecordProcessor};
-use projections::bus::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
+use projections::bus::kinesis::{self, KinesisRecord};
 use projections::bus::leases::{Checkpoint, Lease, LeaseError, LeaseTable};
-use projections::bus::publisher::{Publisher, PublisherSettings};
-use projections::read_models::conformance::{a_day_of_orders, write_history};
 use projections::read_models::dynamo::DynamoSink;
 use projections::read_models::runner::ProjectionRunner;
 use projections::{Fingerprint, Sink, SinkError, StreamOrderedSink};
+use testkit::aws::{dynamodb_client, fresh_table_names, kinesis_client};
+use testkit::names::unique;
+use testkit::workload::{whole_journal, PublishedDay};
+use testkit::{servers, wait_until};
 use tokio::sync::watch;
 
-use crate::dynamo::{client as dynamo_client, fresh_names};
-use crate::publisher::{append_all, kinesis_client, more_events, sqlite_journal, unique, whole_journal};
+use crate::publisher::{append_all, more_events};
 
 /// Records every batch it is handed, then passes it on (if it wraps a projection).
 struct Recorder {
@@ -65,32 +65,19 @@ impl RecordProcessor for Recorder {
 }
 
 struct Emulators {
+    kinesis_endpoint: String,
     kinesis: aws_sdk_kinesis::Client,
     dynamodb: aws_sdk_dynamodb::Client,
 }
 
-fn emulators() -> Option<Emulators> {
-    let kinesis = servers::kinesis_endpoint()?;
+async fn emulators() -> Option<Emulators> {
+    let kinesis_endpoint = servers::kinesis_endpoint()?;
     let dynamodb = servers::dynamodb_endpoint()?;
     Some(Emulators {
-        kinesis: kinesis_client(&kinesis, Duration::from_secs(30), 3),
-        dynamodb: dynamo_client(&dynamodb),
+        kinesis: kinesis_client(&kinesis_endpoint).await,
+        kinesis_endpoint,
+        dynamodb: dynamodb_client(&dynamodb).await,
     })
-}
-
-/// A publisher with one record per stream per request, as a node runs it for Kinesis-fed models.
-fn strict_publisher(journal: &Arc<dyn Journal>, client: aws_sdk_kinesis::Client, stream: &str) -> Publisher {
-    let bus = KinesisBus::new(
-        client,
-        &KinesisSettings {
-            stream_name: stream.to_owned(),
-            one_record_per_stream: true,
-            max_batch_records: 100,
-            ..KinesisSettings::default()
-        },
-    );
-    let settings = PublisherSettings { page_size: 500, ..PublisherSettings::new(kinesis::CHECKPOINT) };
-    Publisher::new(journal.clone(), Arc::new(bus), settings)
 }
 
 fn worker(
@@ -116,7 +103,7 @@ fn owners(leases: &[Lease]) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_taken_over_fences_its_old_holder() {
-    let Some(e) = emulators() else { return };
+    let Some(e) = emulators().await else { return };
     let table = LeaseTable::open(e.dynamodb.clone(), unique("leases")).await.unwrap();
     assert!(table.create_if_absent("shardId-000000000000", &[]).await.unwrap());
     assert!(!table.create_if_absent("shardId-000000000000", &[]).await.unwrap(), "a lease is created once");
@@ -151,24 +138,19 @@ async fn a_lease_taken_over_fences_its_old_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_the_shards_and_survive_one_dying_without_losing_or_doubling_an_event() {
-    let Some(e) = emulators() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let journal = sqlite_journal(dir.path());
-    write_history(journal.as_ref(), &a_day_of_orders(40)).await;
-    let stream = unique("kcl");
-    kinesis::ensure_stream(&e.kinesis, &stream, 4, Duration::from_secs(30)).await.unwrap();
-    let publisher = strict_publisher(&journal, e.kinesis.clone(), &stream);
-    publisher.catch_up().await.unwrap();
+    let Some(e) = emulators().await else { return };
+    let day = PublishedDay::publish(&e.kinesis, &e.kinesis_endpoint, 40, "kcl", 4).await;
+    let (journal, stream, publisher) = (&day.journal, &day.stream, &day.publisher);
 
     // The read model fed from Kinesis, and the same model fed from the journal to compare with.
-    let from_kinesis = Arc::new(DynamoSink::open(e.dynamodb.clone(), fresh_names()).await.unwrap());
+    let from_kinesis = Arc::new(DynamoSink::open(e.dynamodb.clone(), fresh_table_names()).await.unwrap());
     let recorder = Recorder::new(Some(KinesisProjection::new(from_kinesis.clone() as Arc<dyn StreamOrderedSink>)));
     let leases = LeaseTable::open(e.dynamodb.clone(), unique("leases")).await.unwrap();
     let mut stops = Vec::new();
     let mut handles = Vec::new();
     for id in ["w1", "w2", "w3"] {
         let (stop, stopped) = watch::channel(false);
-        handles.push(worker(&e, &leases, recorder.clone(), &stream, id).spawn(stopped));
+        handles.push(worker(&e, &leases, recorder.clone(), stream, id).spawn(stopped));
         stops.push(stop);
     }
     wait_until("every worker holds a lease", Duration::from_secs(30), || async {
@@ -213,7 +195,7 @@ async fn three_workers_share_the_shards_and_survive_one_dying_without_losing_or_
     recorder.assert_streams_in_order();
 
     // Nothing lost, nothing applied twice (store-inventory adds deltas: a double would show).
-    let from_journal = Arc::new(DynamoSink::open(e.dynamodb.clone(), fresh_names()).await.unwrap());
+    let from_journal = Arc::new(DynamoSink::open(e.dynamodb.clone(), fresh_table_names()).await.unwrap());
     ProjectionRunner::new(journal.clone(), from_journal.clone() as Arc<dyn Sink>).catch_up().await.unwrap();
     let expected: Fingerprint = from_journal.fingerprint().await.unwrap();
     let got = from_kinesis.fingerprint().await.unwrap();
@@ -230,35 +212,30 @@ async fn three_workers_share_the_shards_and_survive_one_dying_without_losing_or_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_split_the_children_wait_until_the_parent_is_read_to_its_end() {
-    let Some(e) = emulators() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let journal = sqlite_journal(dir.path());
-    write_history(journal.as_ref(), &a_day_of_orders(20)).await;
-    let stream = unique("split");
-    kinesis::ensure_stream(&e.kinesis, &stream, 1, Duration::from_secs(30)).await.unwrap();
-    let publisher = strict_publisher(&journal, e.kinesis.clone(), &stream);
-    publisher.catch_up().await.unwrap();
-    let parent = kinesis::describe_shards(&e.kinesis, &stream).await.unwrap().remove(0).shard_id;
+    let Some(e) = emulators().await else { return };
+    let day = PublishedDay::publish(&e.kinesis, &e.kinesis_endpoint, 20, "split", 1).await;
+    let (journal, stream, publisher) = (&day.journal, &day.stream, &day.publisher);
+    let parent = kinesis::describe_shards(&e.kinesis, stream).await.unwrap().remove(0).shard_id;
     e.kinesis
         .split_shard()
-        .stream_name(&stream)
+        .stream_name(stream.name())
         .shard_to_split(&parent)
         .new_starting_hash_key((1u128 << 127).to_string())
         .send()
         .await
         .unwrap();
-    kinesis::ensure_stream(&e.kinesis, &stream, 1, Duration::from_secs(30)).await.unwrap();
+    kinesis::ensure_stream(&e.kinesis, stream, 1, Duration::from_secs(30)).await.unwrap();
     // Later events of the same streams land in the children.
     append_all(journal.as_ref(), more_events(40)).await;
     publisher.catch_up().await.unwrap();
-    let shards = kinesis::describe_shards(&e.kinesis, &stream).await.unwrap();
+    let shards = kinesis::describe_shards(&e.kinesis, stream).await.unwrap();
     assert_eq!(shards.len(), 3);
     assert!(shards.iter().filter(|s| s.shard_id != parent).all(|s| s.parents == vec![parent.clone()]));
 
     let recorder = Recorder::new(None);
     let leases = LeaseTable::open(e.dynamodb.clone(), unique("leases")).await.unwrap();
     let (stop, stopped) = watch::channel(false);
-    let handle = worker(&e, &leases, recorder.clone(), &stream, "solo").spawn(stopped);
+    let handle = worker(&e, &leases, recorder.clone(), stream, "solo").spawn(stopped);
     let everything = whole_journal(journal.as_ref()).await;
     wait_until("every event was processed", Duration::from_secs(60), || async {
         everything.iter().all(|ev| recorder.event_ids().contains(&ev.event_id))

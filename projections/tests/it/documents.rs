@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use events::conformance::servers;
 use events::domain::{
     streams, MenuItemPriceChanged, MenuItemPublished, Nutrition, OrderCancelled, OrderLine, OrderPaid, OrderPlaced,
 };
@@ -14,6 +13,7 @@ use projections::read_models::conformance::{a_day_of_orders, journal, run_rebuil
 use projections::read_models::documents::{DocumentSink, MENU, NAME, OFFSETS, ORDER_DOCUMENTS, SHADOW_SUFFIX};
 use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
+use testkit::servers;
 use uuid::Uuid;
 
 pub(crate) async fn client(uri: &str) -> Client {

@@ -4,40 +4,25 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use aws_sdk_dynamodb::Client;
-use events::conformance::servers;
 use events::domain::{streams, OrderCancelled, OrderLine, OrderPaid, OrderPlaced};
 use events::DomainEvent;
 use projections::read_models::conformance::{a_day_of_orders, journal, run_rebuild_suite, run_sink_suite};
 use projections::read_models::dynamo::{ActiveOrder, DynamoSink, TableNames, ACTIVE_AFTER_COMPLETION_SECS};
 use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::{CanonicalRow, Rebuildable, Sink};
+use testkit::aws::{dynamodb_client, fresh_table_names};
+use testkit::servers;
 use uuid::Uuid;
-
-pub(crate) fn client(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "cloudcafe-tests"))
-        .region(Region::new("us-east-1"))
-        .build();
-    Client::from_conf(config)
-}
-
-/// Table names no other test uses.
-pub(crate) fn fresh_names() -> TableNames {
-    TableNames::new(format!("t{}", &Uuid::new_v4().simple().to_string()[..12]), "test")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_sink_passes_the_sink_suite() {
     let Some(endpoint) = servers::dynamodb_endpoint() else { return };
-    let client = client(&endpoint);
+    let client = dynamodb_client(&endpoint).await;
     run_sink_suite(|| {
         let client = client.clone();
-        async move { Arc::new(DynamoSink::open(client, fresh_names()).await.unwrap()) as Arc<dyn Sink> }
+        async move { Arc::new(DynamoSink::open(client, fresh_table_names()).await.unwrap()) as Arc<dyn Sink> }
     })
     .await;
 }
@@ -45,8 +30,8 @@ async fn dynamodb_sink_passes_the_sink_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_sink_rebuilds_into_a_new_generation_and_drops_the_old_one() {
     let Some(endpoint) = servers::dynamodb_endpoint() else { return };
-    let client = client(&endpoint);
-    let names = fresh_names();
+    let client = dynamodb_client(&endpoint).await;
+    let names = fresh_table_names();
     let live = Arc::new(DynamoSink::open(client.clone(), names.clone()).await.unwrap());
     run_rebuild_suite(live.clone()).await;
 
@@ -85,8 +70,8 @@ async fn dynamodb_models_agree_with_the_sql_storefront() {
     reference.apply(&day).await.unwrap();
     let reference = reference.canonical_rows().await.unwrap();
 
-    let client = client(&endpoint);
-    let names = fresh_names();
+    let client = dynamodb_client(&endpoint).await;
+    let names = fresh_table_names();
     let sink = DynamoSink::open(client.clone(), names.clone()).await.unwrap();
     for page in day[..200].chunks(50) {
         sink.apply(page).await.unwrap();
@@ -152,8 +137,8 @@ fn placed(order_id: Uuid, customer: &str, at_us: i64) -> (String, DomainEvent) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_orders_expire_a_day_later_and_customers_see_theirs_newest_first() {
     let Some(endpoint) = servers::dynamodb_endpoint() else { return };
-    let client = client(&endpoint);
-    let names = fresh_names();
+    let client = dynamodb_client(&endpoint).await;
+    let names = fresh_table_names();
     let sink = DynamoSink::open(client.clone(), names.clone()).await.unwrap();
     let (a, b, c, d) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb), Uuid::from_u128(0xc), Uuid::from_u128(0xd));
     let log = journal(vec![

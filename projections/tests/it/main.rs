@@ -14,7 +14,6 @@ mod replay;
 
 use std::sync::Arc;
 
-use events::conformance::servers;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::{Causation, DomainEvent, ExpectedVersion, Journal, NewEvent};
 use projections::read_models::runner::ProjectionRunner;
@@ -22,6 +21,7 @@ use projections::read_models::storefront::conformance::{run_all, Storefront};
 use projections::read_models::storefront::postgres::PgStorefront;
 use projections::read_models::storefront::StorefrontQueries;
 use projections::Sink;
+use testkit::servers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_storefront_passes_the_conformance_suite() {

@@ -11,75 +11,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_kinesis::config::timeout::TimeoutConfig;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use events::conformance::servers;
 use events::domain::{streams, OrderLine, OrderPlaced, StockRestocked};
-use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, RecordedEvent};
+use projections::aws::AwsSettings;
 use projections::bus::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
 use projections::bus::publisher::{
     BatchLimits, Bus, BusError, Destination, EntryOutcome, Message, Publisher, PublisherSettings, RetryPolicy,
 };
 use projections::bus::sqs::{self, PaymentRequest, SqsBus, SqsSettings};
 use projections::read_models::conformance::{a_day_of_orders, write_history};
+use testkit::aws::{kinesis_client, kinesis_client_with, sqs_client, TemporaryStream};
+use testkit::python::{python_with_boto3, verify_kinesis_with_python};
+use testkit::servers;
+use testkit::workload::{sqlite_journal, whole_journal};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
-// Clients and names
+// Emulators
 
-fn timeouts(operation: Duration) -> TimeoutConfig {
-    TimeoutConfig::builder().connect_timeout(Duration::from_secs(1)).operation_timeout(operation).build()
+struct Emulators {
+    kinesis_endpoint: String,
+    kinesis: aws_sdk_kinesis::Client,
+    sqs: aws_sdk_sqs::Client,
 }
 
-/// A Kinesis client for an emulator: endpoint override, static test credentials, us-east-1.
-pub(crate) fn kinesis_client(endpoint: &str, operation_timeout: Duration, attempts: u32) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "cloudcafe-tests"))
-        .timeout_config(timeouts(operation_timeout))
-        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::standard().with_max_attempts(attempts))
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
-}
-
-pub(crate) fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "cloudcafe-tests"))
-        .timeout_config(
-            aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
-}
-
-pub(crate) fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", Uuid::new_v4().simple())
-}
-
-pub(crate) fn sqlite_journal(dir: &Path) -> Arc<dyn Journal> {
-    Arc::new(SqliteJournal::open(dir, SqliteOptions::default()).unwrap())
-}
-
-pub(crate) async fn whole_journal(journal: &dyn Journal) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
-    loop {
-        let page = journal.read_all(out.last().map_or(0, |e: &RecordedEvent| e.global_position), 5000).await.unwrap();
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
+async fn emulators() -> Option<Emulators> {
+    let kinesis_endpoint = servers::kinesis_endpoint()?;
+    let sqs_endpoint = servers::sqs_endpoint()?;
+    Some(Emulators {
+        kinesis: kinesis_client(&kinesis_endpoint).await,
+        kinesis_endpoint,
+        sqs: sqs_client(&sqs_endpoint).await,
+    })
 }
 
 /// Pages of 500 and requests of 64 records, so that a test's history takes several of each.
@@ -317,22 +282,6 @@ fn assert_payment_requests(received: &[Received], journal: &[RecordedEvent]) {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
-struct Emulators {
-    kinesis_endpoint: String,
-    kinesis: aws_sdk_kinesis::Client,
-    sqs: aws_sdk_sqs::Client,
-}
-
-fn emulators() -> Option<Emulators> {
-    let kinesis_endpoint = servers::kinesis_endpoint()?;
-    let sqs_endpoint = servers::sqs_endpoint()?;
-    Some(Emulators {
-        kinesis: kinesis_client(&kinesis_endpoint, Duration::from_secs(30), 3),
-        kinesis_endpoint,
-        sqs: sqs_client(&sqs_endpoint),
-    })
-}
-
 async fn payment_queues(client: &aws_sdk_sqs::Client) -> sqs::PaymentQueues {
     let id = Uuid::new_v4().simple().to_string();
     sqs::ensure_payment_queues(
@@ -347,12 +296,11 @@ async fn payment_queues(client: &aws_sdk_sqs::Client) -> sqs::PaymentQueues {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_reaches_kinesis_and_every_order_reaches_sqs_once() {
-    let Some(emu) = emulators() else { return };
+    let Some(emu) = emulators().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let journal = sqlite_journal(dir.path());
     write_history(journal.as_ref(), &a_day_of_orders(150)).await;
-    let stream = unique("order-events");
-    kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
+    let stream = TemporaryStream::create(&emu.kinesis, &emu.kinesis_endpoint, "order-events", 4).await;
     let queues = payment_queues(&emu.sqs).await;
 
     let to_kinesis = kinesis_publisher(&journal, emu.kinesis.clone(), &stream);
@@ -394,15 +342,17 @@ async fn every_event_reaches_kinesis_and_every_order_reaches_sqs_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_record_per_stream_a_request_never_carries_two_events_of_a_stream() {
-    let Some(emu) = emulators() else { return };
+    let Some(emu) = emulators().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let journal = sqlite_journal(dir.path());
     write_history(journal.as_ref(), &a_day_of_orders(40)).await;
     let all = whole_journal(journal.as_ref()).await;
-    let stream = unique("order-events");
-    kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
-    let settings =
-        KinesisSettings { stream_name: stream.clone(), one_record_per_stream: true, ..KinesisSettings::default() };
+    let stream = TemporaryStream::create(&emu.kinesis, &emu.kinesis_endpoint, "order-events", 4).await;
+    let settings = KinesisSettings {
+        stream_name: stream.name().to_owned(),
+        one_record_per_stream: true,
+        ..KinesisSettings::default()
+    };
     let publisher = Publisher::new(
         journal.clone(),
         Arc::new(KinesisBus::new(emu.kinesis.clone(), &settings)),
@@ -423,11 +373,10 @@ async fn with_one_record_per_stream_a_request_never_carries_two_events_of_a_stre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
     let Some(url) = servers::postgres_url() else { return };
-    let Some(emu) = emulators() else { return };
+    let Some(emu) = emulators().await else { return };
     let options = events::postgres::PgOptions::new(url).with_schema(servers::fresh_schema("publisher"));
     let journal: Arc<dyn Journal> = Arc::new(events::postgres::PgJournal::connect(options).await.unwrap());
-    let stream = unique("order-events");
-    kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
+    let stream = TemporaryStream::create(&emu.kinesis, &emu.kinesis_endpoint, "order-events", 4).await;
     let queues = payment_queues(&emu.sqs).await;
 
     let (stop, stopped) = watch::channel(false);
@@ -435,7 +384,7 @@ async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
         Destination::new(
             Arc::new(KinesisBus::new(
                 emu.kinesis.clone(),
-                &KinesisSettings { stream_name: stream.clone(), ..KinesisSettings::default() },
+                &KinesisSettings { stream_name: stream.name().to_owned(), ..KinesisSettings::default() },
             )),
             PublisherSettings::new(kinesis::CHECKPOINT),
         ),
@@ -472,7 +421,7 @@ async fn running_publishers_follow_a_postgres_journal_while_orders_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_request_received_three_times_moves_to_the_dead_letter_queue() {
-    let Some(emu) = emulators() else { return };
+    let Some(emu) = emulators().await else { return };
     let queues = payment_queues(&emu.sqs).await;
     let attributes = emu
         .sqs
@@ -554,18 +503,17 @@ impl Bus for Tampering {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_consumer_verifies_the_published_hash_chains_and_finds_a_flipped_byte() {
-    let Some(emu) = emulators() else { return };
-    let Some(python) = servers::python_with_boto3() else { return };
+    let Some(emu) = emulators().await else { return };
+    let Some(python) = python_with_boto3() else { return };
     let dir = tempfile::tempdir().unwrap();
     let journal = sqlite_journal(dir.path());
     write_history(journal.as_ref(), &a_day_of_orders(80)).await;
     let all = whole_journal(journal.as_ref()).await;
     let streams: HashSet<&str> = all.iter().map(|e| e.stream_id.as_str()).collect();
 
-    let stream = unique("order-events");
-    kinesis::ensure_stream(&emu.kinesis, &stream, 4, Duration::from_secs(10)).await.unwrap();
+    let stream = TemporaryStream::create(&emu.kinesis, &emu.kinesis_endpoint, "order-events", 4).await;
     kinesis_publisher(&journal, emu.kinesis.clone(), &stream).catch_up().await.unwrap();
-    let (code, text, errors) = servers::verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &stream);
+    let (code, text, errors) = verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &stream);
     assert_eq!(code, 0, "{text}{errors}");
     assert_eq!(text.trim(), format!("{} events, {} streams, chain OK", all.len(), streams.len()));
 
@@ -575,18 +523,17 @@ async fn a_python_consumer_verifies_the_published_hash_chains_and_finds_a_flippe
         .filter(|e| e.stream_id.starts_with("inventory-") && e.stream_version == 5)
         .min_by_key(|e| e.global_position)
         .unwrap();
-    let tampered = unique("order-events-tampered");
-    kinesis::ensure_stream(&emu.kinesis, &tampered, 4, Duration::from_secs(10)).await.unwrap();
+    let tampered = TemporaryStream::create(&emu.kinesis, &emu.kinesis_endpoint, "order-events-tampered", 4).await;
     let bus = Tampering {
         inner: KinesisBus::new(
             emu.kinesis.clone(),
-            &KinesisSettings { stream_name: tampered.clone(), ..KinesisSettings::default() },
+            &KinesisSettings { stream_name: tampered.name().to_owned(), ..KinesisSettings::default() },
         ),
         victim: victim.event_id,
     };
     let settings = PublisherSettings::new("publisher:tampered");
     Publisher::new(journal.clone(), Arc::new(bus), settings).catch_up().await.unwrap();
-    let (code, text, errors) = servers::verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &tampered);
+    let (code, text, errors) = verify_kinesis_with_python(&python, &emu.kinesis_endpoint, &tampered);
     assert_eq!(code, 1, "{text}{errors}");
     let link = format!("stream {} version 5 (global position {})", victim.stream_id, victim.global_position);
     assert!(text.contains(&link), "the verifier names the first broken link ({link}): {text}");
@@ -709,8 +656,11 @@ async fn a_kinesis_outage_holds_the_checkpoint_and_the_restarted_broker_gets_eve
     broker.start(Duration::from_secs(30)).unwrap();
     let proxy = Proxy::start(broker_addr).await;
     // The publisher goes through the proxy, and fails fast: its retries are its own, not the SDK's.
-    let client = kinesis_client(&format!("http://{}", proxy.addr), Duration::from_secs(2), 1);
-    let reader = kinesis_client(&format!("http://{broker_addr}"), Duration::from_secs(30), 3);
+    let fails_fast = AwsSettings::emulator(format!("http://{}", proxy.addr))
+        .with_operation_timeout(Duration::from_secs(2))
+        .with_max_attempts(1);
+    let client = kinesis_client_with(&fails_fast).await;
+    let reader = kinesis_client(&format!("http://{broker_addr}")).await;
     let stream = "order-events";
     kinesis::ensure_stream(&reader, stream, 4, Duration::from_secs(10)).await.unwrap();
 

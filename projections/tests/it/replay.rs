@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use events::conformance::servers;
 use events::domain::streams;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::sqlite::{SqliteJournal, SqliteOptions};
@@ -14,6 +13,7 @@ use projections::read_models::storefront::postgres::PgStorefront;
 use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::read_models::storefront::StorefrontQueries;
 use projections::{Rebuildable, Sink};
+use testkit::servers;
 
 async fn equal_rebuild_is_promoted_and_a_differing_one_is_not(journal: Arc<dyn Journal>, live: Arc<dyn Rebuildable>) {
     write_history(journal.as_ref(), &a_day_of_orders(300)).await;
@@ -172,8 +172,8 @@ async fn a_flood_of_100k_events_rebuilds_equal_in_dynamodb_and_documentdb() {
     write_history(journal.as_ref(), &flood).await;
     let dynamo: Arc<dyn Rebuildable> = Arc::new(
         projections::read_models::dynamo::DynamoSink::open(
-            crate::dynamo::client(&dynamodb),
-            crate::dynamo::fresh_names(),
+            testkit::aws::dynamodb_client(&dynamodb).await,
+            testkit::aws::fresh_table_names(),
         )
         .await
         .unwrap(),

@@ -1,0 +1,68 @@
+//! Servers for integration tests. Each is switched on by one environment variable, which
+//! `deploy/local/test.sh` sets after starting the server. Unset, the test says it is skipped (and
+//! returns early on `None`), except under `CI=true`, where that is a failure.
+
+use crate::under_ci;
+
+fn switch(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if under_ci() => panic!("CI=true but {var} is not set: run the tests through deploy/local/test.sh"),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set (deploy/local/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// PostgreSQL: `CLOUDCAFE_TEST_PG`.
+pub fn postgres_url() -> Option<String> {
+    switch("CLOUDCAFE_TEST_PG")
+}
+
+/// Redis: `CLOUDCAFE_TEST_REDIS`.
+pub fn redis_url() -> Option<String> {
+    switch("CLOUDCAFE_TEST_REDIS")
+}
+
+/// Kinesis (kinesalite, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_KINESIS`.
+pub fn kinesis_endpoint() -> Option<String> {
+    switch("CLOUDCAFE_TEST_KINESIS")
+}
+
+/// SQS (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_SQS`.
+pub fn sqs_endpoint() -> Option<String> {
+    switch("CLOUDCAFE_TEST_SQS")
+}
+
+/// DynamoDB (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_DYNAMODB`.
+pub fn dynamodb_endpoint() -> Option<String> {
+    switch("CLOUDCAFE_TEST_DYNAMODB")
+}
+
+/// The MongoDB wire protocol (DocumentDB; SecantusDB started by `deploy/local/emulators.sh`):
+/// `CLOUDCAFE_TEST_MONGO`.
+pub fn mongodb_uri() -> Option<String> {
+    switch("CLOUDCAFE_TEST_MONGO")
+}
+
+/// A PostgreSQL database standing in for the Redshift cluster: `cloudcafe_redshift` on the same
+/// server as `CLOUDCAFE_TEST_PG` (created if absent), or `CLOUDCAFE_TEST_REDSHIFT` if set.
+pub async fn redshift_url() -> Option<String> {
+    if let Ok(url) = std::env::var("CLOUDCAFE_TEST_REDSHIFT") {
+        return Some(url);
+    }
+    let pg = postgres_url()?;
+    let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    if let Err(e) = client.batch_execute("CREATE DATABASE cloudcafe_redshift").await {
+        assert!(e.to_string().contains("already exists") || e.code().is_some(), "{e}");
+    }
+    let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b).to_owned();
+    Some(format!("{base}/cloudcafe_redshift"))
+}
+
+/// A schema name no other test uses.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
