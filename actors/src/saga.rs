@@ -8,15 +8,17 @@
 //! ```
 //!
 //! Every reaction is a command that is idempotent by order id, and the saga stores its position in
-//! the journal only after a whole page is handled, so a crash replays reactions and changes nothing.
+//! the journal ([`CHECKPOINT`]) only after a whole page is handled, so a crash replays reactions and
+//! changes nothing. The saga is a [`Follower`]: the loop, its retries and its metrics
+//! (`follower_*{follower="order-saga"}`) are [`events::follow`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use events::domain::streams;
-use events::journal::sleep_or_stop;
-use events::{Causation, DomainEvent, RecordedEvent, StoreError, Subscription};
+use async_trait::async_trait;
+use events::domain::{streams, CodecError};
+use events::follow::{follow, FollowOptions, Follower};
+use events::{Causation, DomainEvent, RecordedEvent, StoreError};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -27,6 +29,7 @@ use crate::domain::order::{OrderCommand, OrderStatus};
 use crate::domain::payment::PaymentCommand;
 use crate::host::{CommandError, ExecuteOptions};
 
+/// The name the saga's position is stored under, and its name as a follower.
 pub const CHECKPOINT: &str = "order-saga";
 
 /// Saga commands need no state back: skip the copy.
@@ -34,19 +37,16 @@ const QUIET: ExecuteOptions = ExecuteOptions { new_stream: false, return_state: 
 
 /// A reaction could not finish because something was unavailable; the page is tried again.
 #[derive(Debug, thiserror::Error)]
-#[error("saga step failed: {0}")]
-pub struct Retry(String);
-
-impl From<CafeError> for Retry {
-    fn from(e: CafeError) -> Self {
-        Retry(e.to_string())
-    }
-}
-
-impl From<StoreError> for Retry {
-    fn from(e: StoreError) -> Self {
-        Retry(e.to_string())
-    }
+pub enum Retry {
+    /// A command or query of the cafe failed.
+    #[error("saga step failed: {0}")]
+    Cafe(#[from] CafeError),
+    /// The journal did not answer.
+    #[error("saga step failed: journal: {0}")]
+    Journal(#[from] StoreError),
+    /// An event the saga reacts to does not decode.
+    #[error("saga step failed: {0}")]
+    Decode(#[from] CodecError),
 }
 
 /// Turns a domain rejection into "done" (the reaction is moot) and anything else into a retry.
@@ -61,61 +61,21 @@ fn settle<T, E: crate::domain::Rejection>(result: Result<T, CommandError<E>>) ->
     }
 }
 
+/// The order saga: a [`Follower`] of the journal that reacts to order and payment events.
 pub struct OrderSaga {
     cafe: Arc<Cafe>,
     concurrency: usize,
 }
 
 impl OrderSaga {
+    /// A saga that drives the orders of `cafe`.
     pub fn new(cafe: Arc<Cafe>) -> Self {
         OrderSaga { cafe, concurrency: 1024 }
     }
 
-    /// Follows the journal from the stored checkpoint until `stop` turns true.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let journal = self.cafe.journal.clone();
-        let start = loop {
-            match journal.load_checkpoint(CHECKPOINT).await {
-                Ok(p) => break p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "saga cannot read its checkpoint; retrying");
-                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
-                        return;
-                    }
-                }
-            }
-        };
-        let mut subscription = Subscription::new(journal.clone(), start).with_page_size(2048);
-        loop {
-            let page = tokio::select! {
-                page = subscription.next_page() => page,
-                _ = stop.changed() => return,
-            };
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "saga cannot read the journal; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let mut backoff = Duration::from_millis(50);
-            while let Err(e) = self.handle_page(&page).await {
-                tracing::warn!(error = %e, "saga page failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                if *stop.borrow() {
-                    return;
-                }
-            }
-            let position = subscription.position();
-            if let Err(e) = journal.save_checkpoint(CHECKPOINT, position).await {
-                tracing::warn!(error = %e, "saga checkpoint not saved; its reactions will be replayed");
-            }
-            if let Ok(head) = journal.head_position().await {
-                metrics::gauge!("saga_lag_events").set(head.saturating_sub(position) as f64);
-            }
-        }
+    /// Follows the journal from the stored checkpoint until `stop` turns true (see [`follow`]).
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        follow(self.cafe.journal.clone(), &self, FollowOptions::default(), stop).await
     }
 
     /// Reacts to a page of events: orders concurrently, each order's events in order.
@@ -126,7 +86,7 @@ impl OrderSaga {
             if !matches!(category, "order" | "payment") {
                 continue;
             }
-            let event = recorded.decode().map_err(|e| Retry(e.to_string()))?;
+            let event = recorded.decode()?;
             let order_id = match &event {
                 DomainEvent::OrderPlaced(e) => e.order_id,
                 DomainEvent::OrderPaid(e) => e.order_id,
@@ -251,5 +211,26 @@ impl OrderSaga {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[async_trait]
+impl Follower for OrderSaga {
+    type Error = Retry;
+
+    fn name(&self) -> &str {
+        CHECKPOINT
+    }
+
+    async fn start_position(&self) -> Result<u64, Retry> {
+        Ok(self.cafe.journal.load_checkpoint(CHECKPOINT).await?)
+    }
+
+    async fn handle(&self, page: &[RecordedEvent]) -> Result<(), Retry> {
+        self.handle_page(page).await
+    }
+
+    async fn commit(&self, position: u64) -> Result<(), Retry> {
+        Ok(self.cafe.journal.save_checkpoint(CHECKPOINT, position).await?)
     }
 }

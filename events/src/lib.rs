@@ -2,7 +2,7 @@
 //!
 //! The domain's events ([`domain`]), the envelope they travel in ([`envelope`]), and the journal port
 //! ([`journal`]) with its two adapters: the embedded SQLite file ([`sqlite`]) and Aurora PostgreSQL
-//! ([`postgres`]).
+//! ([`postgres`]), and the one loop that follows the journal's global order ([`follow`]).
 //!
 //! Architecture Invariant: this crate knows nothing of actors, HTTP or AWS; it stores and describes
 //! events and never decides them.
@@ -48,6 +48,7 @@
 
 pub mod domain;
 pub mod envelope;
+pub mod follow;
 pub mod journal;
 pub mod postgres;
 pub mod singleton;
@@ -58,4 +59,5 @@ pub mod conformance;
 
 pub use domain::DomainEvent;
 pub use envelope::{Causation, NewEvent, RecordedEvent};
+pub use follow::{FollowOptions, Follower};
 pub use journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal, Snapshot, StoreError, Subscription};

@@ -139,11 +139,12 @@ pub async fn start(node: &Node, settings: MessagingSettings) -> Result<Started, 
         }
     }
     for Destination { bus, settings } in destinations {
+        let lock = format!("outbox:{}", settings.checkpoint);
+        let publisher = Publisher::new(node.journal.clone(), bus, settings);
+        let options = publisher.follow_options();
+        let singletons = node.singletons.clone();
         let journal = node.journal.clone();
-        let name = format!("outbox:{}", settings.checkpoint);
-        tasks.push(spawn_singleton(node.singletons.clone(), name, node.stop_signal(), move |halted| {
-            Publisher::new(journal.clone(), bus.clone(), settings.clone()).spawn(halted)
-        }));
+        tasks.push(spawn_singleton(singletons, lock, journal, Arc::new(publisher), options, node.stop_signal()));
     }
     Ok(Started { tasks, kinesis_lag })
 }

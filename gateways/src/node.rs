@@ -10,6 +10,7 @@ use actors::domain::menu::MenuCommand;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
+use events::follow::{follow, FollowOptions, Follower};
 use events::journal::sleep_or_stop;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
@@ -95,19 +96,18 @@ fn pg_options(url: &str, schema: &Option<String>) -> PgOptions {
 /// that it still holds it: the longest a cluster goes without the follower after its node died.
 const SINGLETON_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs a journal follower on this node only while it holds the follower's singleton lock `name`,
-/// so that one node of a cluster runs it; when the holder dies another node's call takes over.
-/// `start` spawns the follower, which must stop when its signal turns true; it is started again
-/// whenever the lock comes back after a loss. The returned task ends when `stop` turns true.
-pub fn spawn_singleton<F>(
+/// Runs a journal follower ([`follow`] with `options`) on this node only while it holds the
+/// follower's singleton lock `name`, so that one node of a cluster runs it; when the holder dies
+/// another node's call takes over. The follower is stopped when the lock is lost and followed again,
+/// from its own position, whenever the lock comes back. The returned task ends when `stop` turns true.
+pub fn spawn_singleton<F: Follower + 'static>(
     locks: Arc<dyn SingletonLocks>,
     name: String,
+    journal: Arc<dyn Journal>,
+    follower: Arc<F>,
+    options: FollowOptions,
     mut stop: watch::Receiver<bool>,
-    start: F,
-) -> JoinHandle<()>
-where
-    F: Fn(watch::Receiver<bool>) -> JoinHandle<()> + Send + 'static,
-{
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let mut held = loop {
@@ -126,7 +126,10 @@ where
             tracing::info!(follower = %name, "this node runs the follower");
             metrics::gauge!("singleton_held", "follower" => name.clone()).set(1.0);
             let (halt, halted) = watch::channel(false);
-            let follower = start(halted);
+            let following = tokio::spawn({
+                let (journal, follower) = (journal.clone(), follower.clone());
+                async move { follow(journal, follower.as_ref(), options, halted).await }
+            });
             let stopping = loop {
                 if sleep_or_stop(&mut stop, SINGLETON_INTERVAL).await {
                     break true;
@@ -137,7 +140,7 @@ where
                 }
             };
             let _ = halt.send(true);
-            let _ = follower.await;
+            let _ = following.await;
             drop(held);
             metrics::gauge!("singleton_held", "follower" => name.clone()).set(0.0);
             if stopping {
@@ -227,16 +230,13 @@ impl Node {
             Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
         };
         let (stop, stopped) = watch::channel(false);
-        let saga_cafe = cafe.clone();
-        spawn_singleton(singletons.clone(), "order-saga".into(), stopped.clone(), move |halted| {
-            tokio::spawn(OrderSaga::new(saga_cafe.clone()).run(halted))
-        });
+        let saga = Arc::new(OrderSaga::new(cafe.clone()));
+        let lock = actors::saga::CHECKPOINT.to_owned();
+        spawn_singleton(singletons.clone(), lock, journal.clone(), saga, FollowOptions::default(), stopped.clone());
         for p in &projections {
-            let (journal, p) = (journal.clone(), p.clone());
-            let name = format!("projection:{}", p.name());
-            spawn_singleton(singletons.clone(), name, stopped.clone(), move |halted| {
-                tokio::spawn(ProjectionRunner::new(journal.clone(), p.clone()).run(halted))
-            });
+            let runner = ProjectionRunner::new(journal.clone(), p.clone());
+            let (lock, options) = (format!("projection:{}", p.name()), runner.options());
+            spawn_singleton(singletons.clone(), lock, journal.clone(), Arc::new(runner), options, stopped.clone());
         }
         Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, cache, projections, singletons, stop })
     }

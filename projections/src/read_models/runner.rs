@@ -1,92 +1,74 @@
-//! Follows the journal into a sink.
+//! Follows the journal into a sink: a read model as a [`Follower`] of the global order.
+//!
+//! The sink stores its position with its changes, so there is nothing to commit after a page; the
+//! loop itself, its retries and its metrics (`follower_*{follower="projection:<name>"}`) are
+//! [`events::follow`]'s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use events::journal::sleep_or_stop;
-use events::{Journal, Subscription};
+use async_trait::async_trait;
+use events::follow::{self, FollowOptions, Follower};
+use events::{Journal, RecordedEvent};
+use tokio::sync::watch;
 
 use crate::{Sink, SinkError};
 
+/// Feeds one sink from the journal, from the sink's own position.
 pub struct ProjectionRunner {
     journal: Arc<dyn Journal>,
     sink: Arc<dyn Sink>,
-    page: usize,
+    /// `projection:<sink name>`, the follower's name in metrics and logs.
+    name: String,
+    options: FollowOptions,
 }
 
 impl ProjectionRunner {
+    /// A runner with the default [`FollowOptions`].
     pub fn new(journal: Arc<dyn Journal>, sink: Arc<dyn Sink>) -> Self {
-        ProjectionRunner { journal, sink, page: 1000 }
+        let name = format!("projection:{}", sink.name());
+        ProjectionRunner { journal, sink, name, options: FollowOptions::default() }
     }
 
+    /// Reads `page` events at a time.
     pub fn with_page_size(mut self, page: usize) -> Self {
-        self.page = page.max(1);
+        self.options = self.options.with_page_size(page);
         self
+    }
+
+    /// The journal this runner follows.
+    pub fn journal(&self) -> Arc<dyn Journal> {
+        self.journal.clone()
+    }
+
+    /// How this runner reads the journal and waits after a failure.
+    pub fn options(&self) -> FollowOptions {
+        self.options
     }
 
     /// Applies everything committed up to now; returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, SinkError> {
-        let mut position = self.sink.position().await?;
-        let mut page = self.journal.read_all(position, self.page).await?;
-        while let Some(last) = page.last().map(|e| e.global_position) {
-            // The next page is read while this one is applied.
-            let (applied, next) = futures::join!(self.sink.apply(&page), self.journal.read_all(last, self.page));
-            applied?;
-            page = next?;
-            position = last;
-        }
-        Ok(position)
+        follow::catch_up(self.journal.as_ref(), self, self.options.page_size).await
     }
 
     /// Follows the journal until `stop` turns true, retrying a failed page with backoff.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let name = self.sink.name().to_owned();
-        let start = loop {
-            match self.sink.position().await {
-                Ok(p) => break p,
-                Err(e) => {
-                    tracing::warn!(projection = %name, error = %e, "cannot read position; retrying");
-                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
-                        return;
-                    }
-                }
-            }
-        };
-        let mut subscription = Subscription::new(self.journal.clone(), start).with_page_size(self.page);
-        loop {
-            let page = tokio::select! {
-                page = subscription.next_page() => page,
-                _ = stop.changed() => return,
-            };
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(projection = %name, error = %e, "cannot read the journal; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let mut backoff = Duration::from_millis(50);
-            while let Err(e) = self.sink.apply(&page).await {
-                tracing::warn!(projection = %name, error = %e, "page not applied; retrying");
-                metrics::counter!("projection_errors_total", "projection" => name.clone()).increment(1);
-                if sleep_or_stop(&mut stop, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            let last = page.last().expect("pages are never empty");
-            if let Ok(head) = self.journal.head_position().await {
-                let behind = head.saturating_sub(last.global_position);
-                metrics::gauge!("projection_lag_events", "projection" => name.clone()).set(behind as f64);
-                let seconds = if behind == 0 {
-                    0.0
-                } else {
-                    (events::envelope::now_us() - last.recorded_at_us).max(0) as f64 / 1e6
-                };
-                metrics::gauge!("projection_lag_seconds", "projection" => name.clone()).set(seconds);
-            }
-            metrics::counter!("projection_events_total", "projection" => name.clone()).increment(page.len() as u64);
-        }
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        follow::follow(self.journal.clone(), &self, self.options, stop).await
+    }
+}
+
+#[async_trait]
+impl Follower for ProjectionRunner {
+    type Error = SinkError;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn start_position(&self) -> Result<u64, SinkError> {
+        self.sink.position().await
+    }
+
+    async fn handle(&self, page: &[RecordedEvent]) -> Result<(), SinkError> {
+        self.sink.apply(page).await
     }
 }

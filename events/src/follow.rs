@@ -1,0 +1,503 @@
+//! Following the journal: the one loop that every follower of the global order runs.
+//!
+//! A [`Follower`] takes the journal's events page by page, in global order: the order saga, a read
+//! model's sink, an outbox publisher. [`follow`] runs one until told to stop, and [`catch_up`] runs
+//! one over everything committed so far (tests, replay, benchmarks). Both
+//!
+//! - start after the follower's own position ([`Follower::start_position`]: a checkpoint, or the
+//!   position a sink stores with its changes);
+//! - hand it whole pages of at most [`FollowOptions::page_size`] events;
+//! - move its position ([`Follower::commit`]) only after the page was handled, so a crash or a
+//!   failure handles a page again and never skips one.
+//!
+//! [`follow`] also retries: a position it cannot read, a page it cannot read, a page the follower
+//! fails to handle and a position it fails to commit are each tried again, from the same position,
+//! after an exponential backoff ([`FollowOptions::first_backoff`] doubling up to
+//! [`FollowOptions::max_backoff`], back to the first after a page succeeds). Every wait ends at once
+//! when `stop` changes.
+//!
+//! ## Metrics
+//!
+//! Labelled by `follower` ([`Follower::name`]): `follower_events_total` (events of handled pages),
+//! `follower_lag_events` (journal head − the last event handled), `follower_lag_seconds` (0 when
+//! caught up, else the age of the last event handled), and `follower_errors_total`, also labelled by
+//! `stage` (`start`, `read`, `handle` or `commit`).
+//!
+//! Architecture Invariant: a follower's position never passes an event it has not handled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::journal::{sleep_or_stop, Journal, StoreError, Subscription};
+use crate::RecordedEvent;
+
+/// The page size of every follower that is not told otherwise.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// How a follower reads the journal and waits after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowOptions {
+    /// Events read from the journal at a time: the most one page holds (at least 1).
+    pub page_size: usize,
+    /// How often to look for commits of other processes while idle.
+    pub poll_interval: Duration,
+    /// The wait after a first failure; it doubles with each failure in a row.
+    pub first_backoff: Duration,
+    /// The longest wait after a failure.
+    pub max_backoff: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            page_size: DEFAULT_PAGE_SIZE,
+            poll_interval: Duration::from_millis(100),
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl FollowOptions {
+    /// The same options with another page size.
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+}
+
+/// Something that takes the journal's global order page by page: a saga, a read model, a publisher.
+#[async_trait]
+pub trait Follower: Send + Sync {
+    /// What went wrong; a journal failure met on the follower's behalf becomes one.
+    type Error: std::error::Error + From<StoreError> + Send + Sync + 'static;
+
+    /// The follower's name in logs and metrics (the `follower` label), e.g. `order-saga`.
+    fn name(&self) -> &str;
+
+    /// The global position of the last event handled (0 before the first): the follower resumes
+    /// after it.
+    async fn start_position(&self) -> Result<u64, Self::Error>;
+
+    /// Handles `page` (in global order, never empty). A failed page is handed over again, whole,
+    /// so handling must be idempotent.
+    async fn handle(&self, page: &[RecordedEvent]) -> Result<(), Self::Error>;
+
+    /// Stores `position`, the last event of a page just handled, as where to resume. Nothing to do
+    /// (the default) for a follower that stores its position with the page's changes.
+    async fn commit(&self, _position: u64) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Whether [`follow`] may drop a page's handling half-way when `stop` changes (the page is
+    /// handled again, whole, by the next run). The default lets a page finish first.
+    fn interrupt_on_stop(&self) -> bool {
+        false
+    }
+}
+
+/// The step of the loop that failed, for logs and the `stage` label.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    Start,
+    Read,
+    Handle,
+    Commit,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Start => "start",
+            Stage::Read => "read",
+            Stage::Handle => "handle",
+            Stage::Commit => "commit",
+        }
+    }
+}
+
+/// Exponential backoff between attempts: first, doubling, capped.
+struct Backoff {
+    next: Duration,
+    first: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(options: &FollowOptions) -> Self {
+        Backoff { next: options.first_backoff, first: options.first_backoff, max: options.max_backoff }
+    }
+
+    /// The wait before the next attempt; the one after it is twice as long, up to the cap.
+    fn wait(&mut self) -> Duration {
+        let wait = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// Logs and counts a failure of one step.
+fn record_failure(name: &str, stage: Stage, error: &dyn std::error::Error) {
+    tracing::warn!(follower = %name, stage = stage.label(), error = %error, "follower step failed; retrying");
+    metrics::counter!("follower_errors_total", "follower" => name.to_owned(), "stage" => stage.label()).increment(1);
+}
+
+/// Counts a handled page and reports how far the follower trails the journal's head.
+async fn record_progress(journal: &dyn Journal, name: &str, page: &[RecordedEvent]) {
+    let Some(last) = page.last() else { return };
+    metrics::counter!("follower_events_total", "follower" => name.to_owned()).increment(page.len() as u64);
+    if let Ok(head) = journal.head_position().await {
+        let behind = head.saturating_sub(last.global_position);
+        metrics::gauge!("follower_lag_events", "follower" => name.to_owned()).set(behind as f64);
+        let seconds =
+            if behind == 0 { 0.0 } else { (crate::envelope::now_us() - last.recorded_at_us).max(0) as f64 / 1e6 };
+        metrics::gauge!("follower_lag_seconds", "follower" => name.to_owned()).set(seconds);
+    }
+}
+
+/// Follows the journal into `follower` from its own position until `stop` changes (or its sender is
+/// gone), retrying every failed step from the same position with backoff (see the module docs).
+pub async fn follow<F: Follower + ?Sized>(
+    journal: Arc<dyn Journal>,
+    follower: &F,
+    options: FollowOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = follower.name();
+    let mut backoff = Backoff::new(&options);
+    if *stop.borrow() {
+        return;
+    }
+    let start = loop {
+        match follower.start_position().await {
+            Ok(position) => break position,
+            Err(e) => {
+                record_failure(name, Stage::Start, &e);
+                if sleep_or_stop(&mut stop, backoff.wait()).await {
+                    return;
+                }
+            }
+        }
+    };
+    backoff.reset();
+    let mut subscription = Subscription::new(journal.clone(), start)
+        .with_page_size(options.page_size)
+        .with_poll_interval(options.poll_interval);
+    loop {
+        let page = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            page = subscription.next_page() => page,
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                record_failure(name, Stage::Read, &e);
+                if sleep_or_stop(&mut stop, backoff.wait()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(last) = page.last().map(|e| e.global_position) else { continue };
+        loop {
+            let handled = if follower.interrupt_on_stop() {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => return,
+                    handled = follower.handle(&page) => handled,
+                }
+            } else {
+                follower.handle(&page).await
+            };
+            match handled {
+                Ok(()) => break,
+                Err(e) => record_failure(name, Stage::Handle, &e),
+            }
+            if sleep_or_stop(&mut stop, backoff.wait()).await {
+                return;
+            }
+        }
+        while let Err(e) = follower.commit(last).await {
+            record_failure(name, Stage::Commit, &e);
+            if sleep_or_stop(&mut stop, backoff.wait()).await {
+                return;
+            }
+        }
+        backoff.reset();
+        record_progress(journal.as_ref(), name, &page).await;
+    }
+}
+
+/// Takes `follower` through everything committed up to now, from its own position, in pages of
+/// `page_size` (the next page is read while one is handled), committing after each page. Returns
+/// the position reached, or the first failure, with the position left before the failed page.
+pub async fn catch_up<F: Follower + ?Sized>(
+    journal: &dyn Journal,
+    follower: &F,
+    page_size: usize,
+) -> Result<u64, F::Error> {
+    let page_size = page_size.max(1);
+    let mut position = follower.start_position().await?;
+    let mut page = journal.read_all(position, page_size).await?;
+    while let Some(last) = page.last().map(|e| e.global_position) {
+        let (handled, next) = futures::join!(follower.handle(&page), journal.read_all(last, page_size));
+        handled?;
+        follower.commit(last).await?;
+        record_progress(journal, follower.name(), &page).await;
+        page = next?;
+        position = last;
+    }
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use crate::domain::StockRestocked;
+    use crate::envelope::{Causation, NewEvent, GENESIS_HASH};
+    use crate::journal::{AppendError, AppendRequest, Appended, Snapshot};
+
+    /// A journal in memory: the global order only, and reads that can be made to fail.
+    struct FakeJournal {
+        events: Mutex<Vec<RecordedEvent>>,
+        failing_reads: AtomicU32,
+        reads: AtomicU32,
+        commits: watch::Sender<u64>,
+    }
+
+    impl FakeJournal {
+        fn with_events(n: u64) -> Arc<Self> {
+            let events = (1..=n)
+                .map(|position| {
+                    let e = StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: 1 };
+                    let mut recorded = NewEvent::from_domain(&e.into(), Causation::new_root()).unwrap().record(
+                        "inventory-s1:latte",
+                        position,
+                        &GENESIS_HASH,
+                    );
+                    recorded.global_position = position;
+                    recorded
+                })
+                .collect();
+            Arc::new(FakeJournal {
+                events: Mutex::new(events),
+                failing_reads: AtomicU32::new(0),
+                reads: AtomicU32::new(0),
+                commits: watch::channel(0).0,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Journal for FakeJournal {
+        async fn append(&self, _: AppendRequest) -> Result<Appended, AppendError> {
+            Err(StoreError::Invalid("the fake journal takes no appends".into()).into())
+        }
+        async fn read_stream(&self, _: &str, _: u64, _: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let failing = self.failing_reads.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failing_reads.store(failing - 1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("scripted read failure".into()));
+            }
+            let events = self.events.lock().unwrap();
+            Ok(events.iter().filter(|e| e.global_position > after).take(max).cloned().collect())
+        }
+        async fn head_position(&self) -> Result<u64, StoreError> {
+            Ok(self.events.lock().unwrap().len() as u64)
+        }
+        async fn save_snapshot(&self, _: Snapshot) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn load_snapshot(&self, _: &str) -> Result<Option<Snapshot>, StoreError> {
+            Ok(None)
+        }
+        async fn load_checkpoint(&self, _: &str) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn save_checkpoint(&self, _: &str, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn commits(&self) -> watch::Receiver<u64> {
+            self.commits.subscribe()
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum FakeError {
+        #[error("scripted failure")]
+        Scripted,
+        #[error(transparent)]
+        Store(#[from] StoreError),
+    }
+
+    /// A follower that writes down what it is asked to do, failing the first `failing` pages.
+    #[derive(Default)]
+    struct FakeFollower {
+        failing: AtomicU32,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl FakeFollower {
+        fn failing(pages: u32) -> Self {
+            FakeFollower { failing: AtomicU32::new(pages), ..Default::default() }
+        }
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+        fn committed(&self) -> Option<u64> {
+            self.log().iter().rev().find_map(|l| l.strip_prefix("commit ").map(|p| p.parse().unwrap()))
+        }
+    }
+
+    #[async_trait]
+    impl Follower for FakeFollower {
+        type Error = FakeError;
+        fn name(&self) -> &str {
+            "fake"
+        }
+        async fn start_position(&self) -> Result<u64, FakeError> {
+            Ok(0)
+        }
+        async fn handle(&self, page: &[RecordedEvent]) -> Result<(), FakeError> {
+            let span = format!("{}..={}", page[0].global_position, page[page.len() - 1].global_position);
+            let failing = self.failing.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failing.store(failing - 1, Ordering::SeqCst);
+                self.log.lock().unwrap().push(format!("failed {span}"));
+                return Err(FakeError::Scripted);
+            }
+            self.log.lock().unwrap().push(format!("handled {span}"));
+            Ok(())
+        }
+        async fn commit(&self, position: u64) -> Result<(), FakeError> {
+            self.log.lock().unwrap().push(format!("commit {position}"));
+            Ok(())
+        }
+    }
+
+    fn fast() -> FollowOptions {
+        FollowOptions {
+            page_size: 2,
+            poll_interval: Duration::from_millis(5),
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        }
+    }
+
+    /// Runs `follow` until the follower committed `position`, then stops it.
+    async fn follow_until_committed(journal: Arc<FakeJournal>, follower: &FakeFollower, position: u64) {
+        let (stop, stopped) = watch::channel(false);
+        let watcher = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while follower.committed() != Some(position) {
+                assert!(Instant::now() < deadline, "never committed {position}: {:?}", follower.log());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            stop.send(true).unwrap();
+        };
+        tokio::join!(follow(journal, follower, fast(), stopped), watcher);
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_is_retried_from_the_same_position_and_committed_only_once_handled() {
+        let journal = FakeJournal::with_events(3);
+        journal.failing_reads.store(2, Ordering::SeqCst);
+        let follower = FakeFollower::failing(2);
+        follow_until_committed(journal.clone(), &follower, 3).await;
+        assert_eq!(
+            follower.log(),
+            ["failed 1..=2", "failed 1..=2", "handled 1..=2", "commit 2", "handled 3..=3", "commit 3"],
+            "a failed page is handed over again whole and nothing is committed before it succeeds"
+        );
+        assert!(journal.reads.load(Ordering::SeqCst) >= 4, "the failed reads were retried");
+    }
+
+    #[tokio::test]
+    async fn stop_during_a_backoff_returns_at_once() {
+        let hour = FollowOptions {
+            first_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            ..fast()
+        };
+        // Backing off after a failed page, then after a failed read.
+        for (failing_pages, failing_reads) in [(1, 0), (0, 1)] {
+            let journal = FakeJournal::with_events(3);
+            journal.failing_reads.store(failing_reads, Ordering::SeqCst);
+            let follower = Arc::new(FakeFollower::failing(failing_pages));
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn({
+                let (journal, follower) = (journal.clone(), follower.clone());
+                async move { follow(journal, follower.as_ref(), hour, stopped).await }
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while follower.log().is_empty() && journal.reads.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "the follower never started");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stop.send(true).unwrap();
+            tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .expect("follow must return at once when stopped during a backoff")
+                .unwrap();
+            assert_eq!(follower.committed(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn catch_up_commits_each_handled_page_and_stops_at_a_failed_one() {
+        let journal = FakeJournal::with_events(5);
+        let follower = FakeFollower::default();
+        assert_eq!(catch_up(journal.as_ref(), &follower, 2).await.unwrap(), 5);
+        assert_eq!(
+            follower.log(),
+            ["handled 1..=2", "commit 2", "handled 3..=4", "commit 4", "handled 5..=5", "commit 5"]
+        );
+        let failing = FakeFollower::failing(1);
+        assert!(matches!(catch_up(journal.as_ref(), &failing, 2).await, Err(FakeError::Scripted)));
+        assert_eq!(failing.committed(), None, "nothing is committed past a failed page");
+    }
+
+    #[test]
+    fn the_lag_gauges_and_counters_are_labelled_by_follower() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The local recorder sees what runs on this thread: `follow`, on a current-thread runtime.
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let journal = FakeJournal::with_events(5);
+                let follower = FakeFollower::failing(1);
+                follow_until_committed(journal, &follower, 5).await;
+            })
+        });
+        let text = handle.render();
+        for line in [
+            "follower_lag_events{follower=\"fake\"} 0",
+            "follower_lag_seconds{follower=\"fake\"} 0",
+            "follower_events_total{follower=\"fake\"} 5",
+            "follower_errors_total{follower=\"fake\",stage=\"handle\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+}
