@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use actors::cafe::{AuthorizePayment, Cafe, CafeError};
 use actors::domain::payment::{Payment, PaymentStatus};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use events::journal::sleep_or_stop;
 use events::Causation;
+use projections::aws::dynamodb::{ensure_keyed_table, scan_all};
+use projections::aws::{classify, AwsFailure, FailureKind};
 use projections::bus::sqs::PaymentRequest;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -62,37 +63,34 @@ pub struct PaymentRecord {
 pub enum PaymentError {
     #[error("payments table unavailable: {0}")]
     Ledger(String),
+    /// A call to the payments table failed.
+    #[error("payments table unavailable: {0}")]
+    LedgerCall(#[source] AwsFailure),
     #[error("queue unavailable: {0}")]
     Queue(String),
+    /// A call to the payment queue failed.
+    #[error("queue unavailable: {0}")]
+    QueueCall(#[source] AwsFailure),
     #[error("payment request is malformed: {0}")]
     Malformed(String),
     #[error("payment not decided: {0}")]
     Cafe(#[from] CafeError),
 }
 
-fn ledger_error<E, R>(table: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> PaymentError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    PaymentError::Ledger(format!("{table}: {}", DisplayErrorContext(&e)))
-}
-
+/// A failed call to the payment queue, read by [`classify`].
 fn queue_error<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> PaymentError
 where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    PaymentError::Queue(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    PaymentError::QueueCall(classify("payment queue", e))
 }
 
 impl PaymentLedger {
     /// Opens the table, creating it (on-demand capacity) if absent.
     pub async fn open(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Result<Self, PaymentError> {
         let ledger = PaymentLedger { client, table: table.into() };
-        projections::read_models::dynamo::ensure_keyed_table(&ledger.client, &ledger.table, "event_id")
-            .await
-            .map_err(PaymentError::Ledger)?;
+        ensure_keyed_table(&ledger.client, &ledger.table, "event_id").await.map_err(PaymentError::LedgerCall)?;
         Ok(ledger)
     }
 
@@ -117,18 +115,16 @@ impl PaymentLedger {
             .condition_expression("attribute_not_exists(event_id)")
             .send()
             .await;
-        match put {
+        match put.map_err(|e| classify(&self.table, e)) {
             Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(ledger_error(&self.table, e)),
+            Err(failure) if failure.is(FailureKind::ConditionFailed) => Ok(false),
+            Err(failure) => Err(PaymentError::LedgerCall(failure)),
         }
     }
 
     /// Every recorded payment (a strongly consistent scan), by event id.
     pub async fn all(&self) -> Result<BTreeMap<Uuid, PaymentRecord>, PaymentError> {
-        let items = projections::read_models::dynamo::scan_all(&self.client, &self.table)
-            .await
-            .map_err(|e| ledger_error(&self.table, e))?;
+        let items = scan_all(&self.client, &self.table).await.map_err(PaymentError::LedgerCall)?;
         let mut out = BTreeMap::new();
         for item in &items {
             let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();

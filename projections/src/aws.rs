@@ -2,6 +2,14 @@
 //! region `us-east-1` unless given, static test credentials) or against AWS (the SDK's default
 //! credential chain and endpoints). The binary builds its clients through it from its settings, and
 //! the tests through the test kit.
+//!
+//! [`classify`] is the one reading of SDK errors: every adapter (Kinesis, SQS, DynamoDB, the payment
+//! ledger) turns a failed call into an [`AwsFailure`] and decides on its [`FailureKind`], keeping the
+//! SDK error as the cause. [`dynamodb`] holds the DynamoDB table helpers that read models, shard
+//! leases and the payment ledger share.
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 
 use std::time::Duration;
 
@@ -95,6 +103,23 @@ pub struct AwsFailure {
 }
 
 impl AwsFailure {
+    /// A failure that is not an SDK error (a table that never became active, a request that could
+    /// not be built): `what` names the resource, `cause` says what happened.
+    pub fn new(
+        kind: FailureKind,
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        AwsFailure {
+            kind,
+            code: None,
+            what: what.into(),
+            detail: cause.to_string(),
+            source: std::sync::Arc::new(cause),
+        }
+    }
+
+    /// Whether the failure is of `kind`.
     pub fn is(&self, kind: FailureKind) -> bool {
         self.kind == kind
     }
@@ -139,4 +164,27 @@ where
     };
     let detail = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
     AwsFailure { kind, code, what: what.into(), detail, source: std::sync::Arc::new(error) }
+}
+
+/// A read model's failed call. [`crate::SinkError`] is the sinks' port error, shared with stores that
+/// are not AWS and compared in tests, so it keeps the failure's text, not the failure.
+impl From<AwsFailure> for crate::SinkError {
+    fn from(failure: AwsFailure) -> Self {
+        crate::SinkError::Unavailable(failure.to_string())
+    }
+}
+
+/// A bus adapter's failed call (Kinesis, SQS): refused when the request itself is wrong (sending it
+/// again cannot help), unavailable otherwise: unreachable, timed out, throttled, a server fault, a
+/// stream or queue missing or being recreated. The bus port's error carries text for now.
+impl From<AwsFailure> for crate::bus::publisher::BusError {
+    fn from(failure: AwsFailure) -> Self {
+        use crate::bus::publisher::BusError;
+        match failure.kind {
+            FailureKind::Refused => BusError::Refused(failure.to_string()),
+            FailureKind::ConditionFailed | FailureKind::NotFound | FailureKind::Unavailable => {
+                BusError::Unavailable(failure.to_string())
+            }
+        }
+    }
 }

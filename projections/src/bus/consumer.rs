@@ -8,12 +8,13 @@
 //!
 //! Every `renew_every` the worker:
 //! 1. adds a lease for each shard the stream has and the table does not (with its parents);
-//! 2. renews the leases it holds; a renewal that fails means the lease was taken, and its shard task
-//!    stops;
-//! 3. counts the live workers (the owners of leases renewed within the lease timeout) and, if it
-//!    holds fewer than its share (open shards / workers, rounded up), takes expired or unowned leases,
-//!    or else steals one lease from the busiest worker if that one holds more than its share (or its
-//!    share, while this worker is two or more short).
+//! 2. lists the lease table and lets `balance::rebalance` (pure, unit-tested) decide: renew the
+//!    leases it holds (a renewal that fails means the lease was taken, and its shard task stops),
+//!    drop those the table gives to another worker, and, if it holds fewer than its share (open
+//!    shards / live workers, rounded up), take expired or unowned leases, or else steal one lease
+//!    from the busiest worker if that one holds more than its share (or its share, while this
+//!    worker is two or more short). A child shard is not taken before its parents are read to
+//!    their end. When the table cannot be listed, the held leases are still renewed.
 //!
 //! A shard task:
 //! - waits until every parent shard's checkpoint is `SHARD_END`, so that after a split or a merge a
@@ -32,12 +33,11 @@
 //! `GetRecords`), `kinesis_consumer_records_total`, `kinesis_consumer_leases_held` (by
 //! `application`), `kinesis_consumer_lease_changes_total` (by `change`: taken, stolen, lost).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client as KinesisClient;
 use events::journal::sleep_or_stop;
@@ -45,10 +45,27 @@ use events::RecordedEvent;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+use self::balance::{LeasePlan, Observed, Worker};
+use crate::aws::{classify, AwsFailure};
 use crate::bus::kinesis::KinesisRecord;
 use crate::bus::leases::{Checkpoint, Lease, LeaseError, LeaseTable};
-use crate::bus::publisher::BusError;
 use crate::{SinkError, StreamOrderedSink};
+
+mod balance;
+
+/// Why the consumer could not read the stream or keep its leases.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// A Kinesis call failed (listing shards, getting an iterator, reading records).
+    #[error("stream unavailable: {0}")]
+    Stream(#[from] AwsFailure),
+    /// Kinesis answered a `GetShardIterator` without an iterator.
+    #[error("no shard iterator for {0}")]
+    NoIterator(String),
+    /// The lease table could not be read or written.
+    #[error(transparent)]
+    Leases(#[from] LeaseError),
+}
 
 /// Hands a batch of one shard's records, in sequence order, to the application.
 #[async_trait]
@@ -160,13 +177,6 @@ pub struct KinesisConsumer {
     lag: Arc<ConsumerLag>,
 }
 
-/// When this worker first saw a lease's current (owner, counter): expiry by the worker's own clock.
-struct Observed {
-    owner: Option<String>,
-    counter: u64,
-    since: Instant,
-}
-
 impl KinesisConsumer {
     pub fn new(
         kinesis: KinesisClient,
@@ -230,38 +240,51 @@ impl KinesisConsumer {
     }
 
     /// Adds a lease for every shard of the stream the table does not have.
-    async fn sync_shards(&self) -> Result<(), BusError> {
-        let known: HashSet<String> = self
-            .leases
-            .list()
-            .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?
-            .into_iter()
-            .map(|l| l.shard_id)
-            .collect();
+    async fn sync_shards(&self) -> Result<(), ConsumerError> {
+        let known: HashSet<String> = self.leases.list().await?.into_iter().map(|l| l.shard_id).collect();
         for shard in crate::bus::kinesis::describe_shards(&self.kinesis, &self.settings.stream_name).await? {
             if !known.contains(&shard.shard_id) {
-                self.leases
-                    .create_if_absent(&shard.shard_id, &shard.parents)
-                    .await
-                    .map_err(|e| BusError::Unavailable(e.to_string()))?;
+                self.leases.create_if_absent(&shard.shard_id, &shard.parents).await?;
             }
         }
         Ok(())
     }
 
+    /// One balancing round: lists the lease table, asks [`balance::rebalance`] what to do, and
+    /// does it. When the table cannot be listed, the held leases are still renewed.
     async fn tick(
         &self,
         tasks: &mut HashMap<String, ShardTask>,
         observed: &mut HashMap<String, Observed>,
     ) -> Result<(), LeaseError> {
-        let me = self.settings.worker_id.clone();
-        let application = self.leases.table_name().to_owned();
         // Finished tasks: shard ended (nothing to hold) or lease lost.
         tasks.retain(|_, t| !t.handle.is_finished());
-        // Renew what we hold.
-        let mut lost = Vec::new();
-        for (shard, task) in tasks.iter() {
+        let held: BTreeSet<String> = tasks.keys().cloned().collect();
+        let now = Instant::now();
+        let (plan, listing) = match self.leases.list().await {
+            Ok(all) => {
+                balance::observe(observed, &all, now);
+                let me = Worker {
+                    id: &self.settings.worker_id,
+                    held: &held,
+                    lease_timeout: self.settings.lease_timeout,
+                    now,
+                };
+                (balance::rebalance(&all, observed, &me), Ok(()))
+            }
+            Err(e) => (LeasePlan::renew_only(&held), Err(e)),
+        };
+        self.execute(plan, tasks).await?;
+        listing
+    }
+
+    /// Makes a plan's lease writes: drops, renewals, takes, then the steal.
+    async fn execute(&self, plan: LeasePlan, tasks: &mut HashMap<String, ShardTask>) -> Result<(), LeaseError> {
+        let me = &self.settings.worker_id;
+        let application = self.leases.table_name().to_owned();
+        let mut lost = plan.drop;
+        for shard in plan.renew {
+            let Some(task) = tasks.get(&shard) else { continue };
             let mut lease = task.lease.lock().await;
             match self.leases.renew(&lease).await {
                 Ok(renewed) => *lease = renewed,
@@ -276,56 +299,9 @@ impl KinesisConsumer {
                 let _ = task.stop.send(true);
             }
         }
-        // Watch every lease's counter; balance.
-        let now = Instant::now();
-        let all = self.leases.list().await?;
-        observed.retain(|shard, _| all.iter().any(|l| &l.shard_id == shard));
-        for lease in &all {
-            let entry = observed.entry(lease.shard_id.clone()).or_insert(Observed {
-                owner: lease.owner.clone(),
-                counter: lease.counter,
-                since: now,
-            });
-            if entry.counter != lease.counter || entry.owner != lease.owner {
-                *entry = Observed { owner: lease.owner.clone(), counter: lease.counter, since: now };
-            }
-        }
-        let open: Vec<&Lease> = all.iter().filter(|l| l.checkpoint != Checkpoint::ShardEnd).collect();
-        let expired = |l: &Lease| {
-            l.owner.is_none()
-                || observed.get(&l.shard_id).is_some_and(|o| o.since.elapsed() > self.settings.lease_timeout)
-        };
-        let mut per_worker: HashMap<String, usize> = HashMap::new();
-        for lease in &open {
-            if let Some(owner) = &lease.owner {
-                if owner != &me && !expired(lease) {
-                    *per_worker.entry(owner.clone()).or_default() += 1;
-                }
-            }
-        }
-        let workers = per_worker.len() + 1;
-        let share = open.len().div_ceil(workers);
-        let held = tasks.len();
-        let mut wanted: Vec<(&Lease, bool)> = Vec::new();
-        for lease in open.iter().filter(|l| expired(l) && !tasks.contains_key(&l.shard_id)) {
-            if held + wanted.len() >= share {
-                break;
-            }
-            wanted.push((lease, false));
-        }
-        if held + wanted.len() < share {
-            // Steal one lease from the busiest worker if it holds more than its share, or its share
-            // while this worker is two or more short (as KCL does: 4 shards, 3 workers end 2-1-1).
-            if let Some((victim, count)) = per_worker.iter().max_by_key(|(w, c)| (**c, (*w).clone())) {
-                if *count > share || (*count == share && held + wanted.len() + 1 < share) {
-                    if let Some(lease) = open.iter().find(|l| l.owner.as_ref() == Some(victim) && !expired(l)) {
-                        wanted.push((lease, true));
-                    }
-                }
-            }
-        }
+        let wanted = plan.take.into_iter().map(|lease| (lease, false)).chain(plan.steal.map(|lease| (lease, true)));
         for (lease, steal) in wanted {
-            let taken = if steal { self.leases.steal(lease, &me).await } else { self.leases.take(lease, &me).await };
+            let taken = if steal { self.leases.steal(&lease, me).await } else { self.leases.take(&lease, me).await };
             match taken {
                 Ok(taken) => {
                     let change = if steal { "stolen" } else { "taken" };
@@ -510,7 +486,7 @@ impl ShardReader {
         }
     }
 
-    async fn iterator_at(&self, shard: &str, position: &Checkpoint) -> Result<String, BusError> {
+    async fn iterator_at(&self, shard: &str, position: &Checkpoint) -> Result<String, ConsumerError> {
         let request = self.kinesis.get_shard_iterator().stream_name(&self.settings.stream_name).shard_id(shard);
         let request = match position {
             Checkpoint::After(sequence) => {
@@ -518,18 +494,20 @@ impl ShardReader {
             }
             _ => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let out = request.send().await.map_err(|e| crate::bus::kinesis::classify(&e))?;
-        out.shard_iterator().map(str::to_owned).ok_or_else(|| BusError::Unavailable(format!("no iterator for {shard}")))
+        let out = request.send().await.map_err(|e| classify(shard, e))?;
+        out.shard_iterator().map(str::to_owned).ok_or_else(|| ConsumerError::NoIterator(shard.to_owned()))
     }
 
-    async fn read(&self, iterator: String) -> Result<Read, BusError> {
-        let answer = self.kinesis.get_records().shard_iterator(iterator).limit(self.settings.max_records).send().await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) if e.code() == Some("ExpiredIteratorException") => return Ok(Read::ExpiredIterator),
-            Err(e) => return Err(crate::bus::kinesis::classify(&e)),
-        };
+    async fn read(&self, iterator: String) -> Result<Read, ConsumerError> {
         let shard = self.lease.lock().await.shard_id.clone();
+        let answer = self.kinesis.get_records().shard_iterator(iterator).limit(self.settings.max_records).send().await;
+        let answer = match answer.map_err(|e| classify(&shard, e)) {
+            Ok(a) => a,
+            Err(failure) if failure.code.as_deref() == Some("ExpiredIteratorException") => {
+                return Ok(Read::ExpiredIterator)
+            }
+            Err(failure) => return Err(failure.into()),
+        };
         let records = answer
             .records()
             .iter()

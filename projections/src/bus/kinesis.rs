@@ -27,12 +27,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use aws_sdk_kinesis::Client;
 use events::RecordedEvent;
 
+use crate::aws::{classify, AwsFailure};
 use crate::bus::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
 /// The checkpoint name of the Kinesis publisher.
@@ -142,7 +143,7 @@ impl Bus for KinesisBus {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| bus_error(&self.stream_name, e))?;
         Ok(answer
             .records()
             .iter()
@@ -156,32 +157,22 @@ impl Bus for KinesisBus {
     }
 }
 
-/// A failed request: refused when the service says the request itself is wrong, unavailable
-/// otherwise (unreachable, timed out, throttled, server fault, stream missing or being recreated).
-pub(crate) fn classify<E, R>(e: &SdkError<E, R>) -> BusError
+/// A failed request as the bus port's error, read by [`crate::aws::classify`] (`what` names the
+/// stream or shard).
+pub(crate) fn bus_error<E, R>(what: &str, e: SdkError<E, R>) -> BusError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = DisplayErrorContext(e).to_string();
-    match e {
-        SdkError::ConstructionFailure(_) => BusError::Refused(text),
-        SdkError::ServiceError(s) => match s.err().code() {
-            Some("ValidationException" | "InvalidArgumentException" | "SerializationException") => {
-                BusError::Refused(text)
-            }
-            _ => BusError::Unavailable(text),
-        },
-        _ => BusError::Unavailable(text),
-    }
+    classify(what, e).into()
 }
 
-fn setup_error<E, R>(e: &SdkError<E, R>) -> SetupError
+fn setup_error<E, R>(what: &str, e: SdkError<E, R>) -> SetupError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    classify(e).into()
+    bus_error(what, e).into()
 }
 
 /// Creates the stream with `shards` shards if it does not exist, and waits until it is ACTIVE.
@@ -200,10 +191,10 @@ pub async fn ensure_stream(client: &Client, name: &str, shards: i32, ready_withi
                 match client.create_stream().stream_name(name).shard_count(shards).send().await {
                     Ok(_) => tracing::info!(stream = name, shards, "created the Kinesis stream"),
                     Err(e) if e.code() == Some("ResourceInUseException") => {}
-                    Err(e) => return Err(setup_error(&e)),
+                    Err(e) => return Err(setup_error(name, e)),
                 }
             }
-            Err(e) => return Err(setup_error(&e)),
+            Err(e) => return Err(setup_error(name, e)),
         }
         if Instant::now() >= deadline {
             return Err(SetupError::NotReady(format!("Kinesis stream {name}")));
@@ -239,7 +230,7 @@ pub struct ShardInfo {
 }
 
 /// Every shard of a stream, open or closed, with its parents.
-pub async fn describe_shards(client: &Client, stream_name: &str) -> Result<Vec<ShardInfo>, BusError> {
+pub async fn describe_shards(client: &Client, stream_name: &str) -> Result<Vec<ShardInfo>, AwsFailure> {
     let mut shards = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -247,7 +238,7 @@ pub async fn describe_shards(client: &Client, stream_name: &str) -> Result<Vec<S
             Some(token) => client.list_shards().next_token(token),
             None => client.list_shards().stream_name(stream_name),
         };
-        let answer = request.send().await.map_err(|e| classify(&e))?;
+        let answer = request.send().await.map_err(|e| classify(stream_name, e))?;
         for shard in answer.shards() {
             let mut parents: Vec<String> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
                 .into_iter()
@@ -283,11 +274,12 @@ pub async fn read_shard(client: &Client, stream_name: &str, shard_id: &str) -> R
         .shard_iterator_type(ShardIteratorType::TrimHorizon)
         .send()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| bus_error(shard_id, e))?;
     let mut iterator = iterator.shard_iterator().map(str::to_owned);
     let mut out = Vec::new();
     while let Some(it) = iterator.take() {
-        let answer = client.get_records().shard_iterator(it).limit(10_000).send().await.map_err(|e| classify(&e))?;
+        let answer =
+            client.get_records().shard_iterator(it).limit(10_000).send().await.map_err(|e| bus_error(shard_id, e))?;
         let records = answer.records();
         out.extend(records.iter().map(|r| KinesisRecord {
             shard_id: shard_id.to_owned(),

@@ -28,9 +28,12 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
+
+use crate::aws::dynamodb::{ensure_keyed_table, scan_all};
+use crate::aws::{classify, AwsFailure, FailureKind};
 
 /// How far a shard has been processed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,15 +98,19 @@ pub struct Lease {
     pub parents: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a lease operation did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LeaseError {
     /// The condition failed: another worker holds the lease now, or wrote it since we read it.
     #[error("lease on {0} lost to another worker")]
     Lost(String),
+    /// A checkpoint never moves back.
     #[error("checkpoint of {shard} would move back from {from} to {to}")]
     Backwards { shard: String, from: String, to: String },
+    /// The lease table could not be reached or written (the call's failure is the cause).
     #[error("lease table unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] AwsFailure),
+    /// An item of the lease table is not a lease this code wrote.
     #[error("lease table holds an item it cannot read: {0}")]
     Corrupt(String),
 }
@@ -123,24 +130,17 @@ fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn unavailable<E, R>(table: &str, e: SdkError<E, R>) -> LeaseError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    LeaseError::Unavailable(format!("{table}: {}", DisplayErrorContext(&e)))
-}
-
 /// Maps a failed conditional write to [`LeaseError::Lost`], anything else to `Unavailable`.
 fn conditional<E, R>(table: &str, shard: &str, e: SdkError<E, R>) -> LeaseError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    if e.code() == Some("ConditionalCheckFailedException") {
+    let failure = classify(table, e);
+    if failure.is(FailureKind::ConditionFailed) {
         LeaseError::Lost(shard.to_owned())
     } else {
-        unavailable(table, e)
+        LeaseError::Unavailable(failure)
     }
 }
 
@@ -171,16 +171,12 @@ impl LeaseTable {
     }
 
     async fn ensure_table(&self) -> Result<(), LeaseError> {
-        crate::read_models::dynamo::ensure_keyed_table(&self.client, &self.table, "shard_id")
-            .await
-            .map_err(LeaseError::Unavailable)
+        Ok(ensure_keyed_table(&self.client, &self.table, "shard_id").await?)
     }
 
     /// Every lease (a strongly consistent scan), by shard id.
     pub async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        let items = crate::read_models::dynamo::scan_all(&self.client, &self.table)
-            .await
-            .map_err(|e| unavailable(&self.table, e))?;
+        let items = scan_all(&self.client, &self.table).await?;
         let mut leases = items.iter().map(lease_of).collect::<Result<Vec<_>, _>>()?;
         leases.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         Ok(leases)
@@ -199,10 +195,10 @@ impl LeaseTable {
         if !parents.is_empty() {
             put = put.item("parents", AttributeValue::Ss(parents.to_vec()));
         }
-        match put.send().await {
+        match put.send().await.map_err(|e| classify(&self.table, e)) {
             Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(unavailable(&self.table, e)),
+            Err(failure) if failure.is(FailureKind::ConditionFailed) => Ok(false),
+            Err(failure) => Err(failure.into()),
         }
     }
 

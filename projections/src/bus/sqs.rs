@@ -23,13 +23,14 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use events::{DomainEvent, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aws::classify;
 use crate::bus::publisher::{BatchLimits, Bus, BusError, EntryOutcome, Message, SetupError};
 
 /// The checkpoint name of the SQS publisher.
@@ -165,7 +166,7 @@ impl Bus for SqsBus {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| bus_error(&self.queue_url, e))?;
         let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];
         let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < batch.len());
         for ok in answer.successful() {
@@ -192,41 +193,22 @@ impl Bus for SqsBus {
     }
 }
 
-fn classify<E, R>(e: &SdkError<E, R>) -> BusError
+/// A failed request as the bus port's error, read by [`crate::aws::classify`] (`what` names the
+/// queue).
+fn bus_error<E, R>(what: &str, e: SdkError<E, R>) -> BusError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = DisplayErrorContext(e).to_string();
-    match e {
-        SdkError::ConstructionFailure(_) => BusError::Refused(text),
-        SdkError::ServiceError(s) => match s.err().code() {
-            Some(
-                "InvalidParameterValue"
-                | "InvalidParameterValueException"
-                | "BatchEntryIdsNotDistinct"
-                | "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
-                | "BatchRequestTooLong"
-                | "AWS.SimpleQueueService.BatchRequestTooLong"
-                | "EmptyBatchRequest"
-                | "AWS.SimpleQueueService.EmptyBatchRequest"
-                | "TooManyEntriesInBatchRequest"
-                | "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
-                | "InvalidBatchEntryId"
-                | "AWS.SimpleQueueService.InvalidBatchEntryId",
-            ) => BusError::Refused(text),
-            _ => BusError::Unavailable(text),
-        },
-        _ => BusError::Unavailable(text),
-    }
+    classify(what, e).into()
 }
 
-fn setup_error<E, R>(e: &SdkError<E, R>) -> SetupError
+fn setup_error<E, R>(what: &str, e: SdkError<E, R>) -> SetupError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    classify(e).into()
+    bus_error(what, e).into()
 }
 
 /// The URLs of the payment queue and its dead-letter queue.
@@ -258,7 +240,7 @@ pub async fn ensure_payment_queues(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| setup_error(&e))?;
+        .map_err(|e| setup_error(dead_letter_name, e))?;
     let dead_letter_arn = attributes
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
@@ -275,7 +257,7 @@ pub async fn ensure_payment_queues(
         .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
         .send()
         .await
-        .map_err(|e| setup_error(&e))?;
+        .map_err(|e| setup_error(queue_name, e))?;
     Ok(PaymentQueues { queue_url, dead_letter_url, dead_letter_arn })
 }
 
@@ -290,6 +272,6 @@ async fn create_fifo_queue(client: &Client, name: &str) -> Result<String, SetupE
         .set_attributes(Some(attributes))
         .send()
         .await
-        .map_err(|e| setup_error(&e))?;
+        .map_err(|e| setup_error(name, e))?;
     answer.queue_url().map(str::to_owned).ok_or_else(|| SetupError::Unavailable(format!("no URL for queue {name}")))
 }

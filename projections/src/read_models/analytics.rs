@@ -18,11 +18,21 @@ use events::{DomainEvent, RecordedEvent};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
+use crate::read_models::shadow::{Dependents, SqlShadow, SHADOW_PREFIX};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
+/// The name under which the live analytics model stores its position.
 pub const NAME: &str = "analytics";
-const SHADOW_PREFIX: &str = "rebuild_";
 const TABLES: &[&str] = &["fact_orders", "fact_payments", "store_minutes"];
+/// The analytics shadow: plain tables (no indexes or constraints in Redshift's sense to rename), and
+/// a promotion that refuses to drop objects someone built on the facts.
+const SHADOW: SqlShadow = SqlShadow {
+    model: NAME,
+    offsets_table: "analytics_offsets",
+    tables: TABLES,
+    live_names: &[],
+    dependents: Dependents::Restrict,
+};
 const MINUTE_US: i64 = 60_000_000;
 
 const DDL: &str = "
@@ -66,6 +76,7 @@ pub struct StoreMinute {
     pub avg_order_value_cents: i64,
 }
 
+/// The analytics model in Redshift (or PostgreSQL). See the module docs.
 pub struct AnalyticsSink {
     pool: Pool,
     prefix: &'static str,
@@ -385,7 +396,7 @@ impl Sink for AnalyticsSink {
 #[async_trait]
 impl Rebuildable for AnalyticsSink {
     async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
-        let shadow = AnalyticsSink { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: format!("{NAME}.rebuild") };
+        let shadow = AnalyticsSink { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: SHADOW.position_name() };
         shadow.create().await?;
         Ok(Arc::new(shadow))
     }
@@ -393,46 +404,14 @@ impl Rebuildable for AnalyticsSink {
     async fn reset_shadow(&self, position: u64) -> Result<(), SinkError> {
         self.discard_shadow().await?;
         self.shadow().await?;
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                "UPDATE analytics_offsets SET position = $2 WHERE name = $1",
-                &[&format!("{NAME}.rebuild"), &(position as i64)],
-            )
-            .await
-            .map_err(sink_err)?;
-        Ok(())
+        SHADOW.set_position(&self.pool, position).await
     }
 
     async fn promote_shadow(&self) -> Result<(), SinkError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(sink_err)?;
-        for t in TABLES {
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {t}; ALTER TABLE {SHADOW_PREFIX}{t} RENAME TO {t};"))
-                .await
-                .map_err(sink_err)?;
-        }
-        let shadow = format!("{NAME}.rebuild");
-        tx.execute(
-            "UPDATE analytics_offsets SET position = (SELECT position FROM analytics_offsets WHERE name = $2) WHERE name = $1",
-            &[&NAME, &shadow],
-        )
-        .await
-        .map_err(sink_err)?;
-        tx.execute("DELETE FROM analytics_offsets WHERE name = $1", &[&shadow]).await.map_err(sink_err)?;
-        tx.commit().await.map_err(sink_err)?;
-        Ok(())
+        SHADOW.promote(&self.pool).await
     }
 
     async fn discard_shadow(&self) -> Result<(), SinkError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        for t in TABLES {
-            client.batch_execute(&format!("DROP TABLE IF EXISTS {SHADOW_PREFIX}{t}")).await.map_err(sink_err)?;
-        }
-        client
-            .execute("DELETE FROM analytics_offsets WHERE name = $1", &[&format!("{NAME}.rebuild")])
-            .await
-            .map_err(sink_err)?;
-        Ok(())
+        SHADOW.discard(&self.pool).await
     }
 }

@@ -36,7 +36,9 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use uuid::Uuid;
 
-use crate::read_models::storefront::{canonical, changes, Change, MenuItemView, OrderView};
+use crate::read_models::fold::{changes, Change, MenuItemView, OrderView};
+use crate::read_models::storefront::canonical;
+use crate::read_models::PositionWrite;
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
 /// The name under which the live models' position is stored.
@@ -345,16 +347,6 @@ impl Rebuildable for DocumentSink {
         self.offsets().delete_one(doc! { "_id": &shadow.name }).await.map_err(|e| unavailable(OFFSETS, e))?;
         Ok(())
     }
-}
-
-#[derive(Clone, Copy)]
-enum PositionWrite {
-    /// Only if there is no position yet.
-    IfAbsent,
-    /// Only forward.
-    Forward,
-    /// Whatever it was.
-    Exactly,
 }
 
 /// One write of a page; no two writes of a page touch the same document.

@@ -15,8 +15,9 @@ use uuid::Uuid;
 
 use super::{
     canonical, changes, position_name, Change, LoyaltyBalance, MenuItemView, OrderView, StockLevel, StorefrontQueries,
-    SHADOW_PREFIX, TABLES,
+    NAME, SHADOW_PREFIX, TABLES,
 };
+use crate::read_models::shadow::{Dependents, LiveName, SqlShadow};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
 /// The tables, with `{p}` for the prefix. Migration 1 of the live model is this with an empty prefix.
@@ -66,6 +67,23 @@ const TABLES_DDL: &str = "
         tier text NOT NULL,
         version bigint NOT NULL
     );";
+
+/// The storefront's shadow: its tables, and the index and constraints that keep their live names.
+const SHADOW: SqlShadow = SqlShadow {
+    model: NAME,
+    offsets_table: "projection_offsets",
+    tables: TABLES,
+    live_names: &[
+        LiveName::Index("orders_customer_created"),
+        LiveName::Constraint("order_lines", "order_lines_order_id_fkey"),
+        LiveName::Constraint("order_lines", "order_lines_pkey"),
+        LiveName::Constraint("orders", "orders_pkey"),
+        LiveName::Constraint("menu_items", "menu_items_pkey"),
+        LiveName::Constraint("store_inventory", "store_inventory_pkey"),
+        LiveName::Constraint("loyalty_accounts", "loyalty_accounts_pkey"),
+    ],
+    dependents: Dependents::Cascade,
+};
 
 fn sql(template: &str, prefix: &str) -> String {
     template.replace("{p}", prefix)
@@ -307,61 +325,15 @@ impl Rebuildable for PgStorefront {
     async fn reset_shadow(&self, start: u64) -> Result<(), SinkError> {
         self.discard_shadow().await?;
         self.shadow().await?;
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                "UPDATE projection_offsets SET position = $2 WHERE name = $1",
-                &[&position_name(SHADOW_PREFIX), &(start as i64)],
-            )
-            .await
-            .map_err(sink_err)?;
-        Ok(())
+        SHADOW.set_position(&self.pool, start).await
     }
 
     async fn promote_shadow(&self) -> Result<(), SinkError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(sink_err)?;
-        for t in TABLES {
-            tx.batch_execute(&format!(
-                "DROP TABLE IF EXISTS {t} CASCADE; ALTER TABLE {SHADOW_PREFIX}{t} RENAME TO {t};"
-            ))
-            .await
-            .map_err(sink_err)?;
-        }
-        // Constraints and indexes keep their names through a table rename: give them the live names back.
-        let mut renames = format!(
-            "ALTER INDEX {SHADOW_PREFIX}orders_customer_created RENAME TO orders_customer_created;
-             ALTER TABLE order_lines RENAME CONSTRAINT {SHADOW_PREFIX}order_lines_order_id_fkey TO order_lines_order_id_fkey;"
-        );
-        for t in TABLES {
-            renames.push_str(&format!("ALTER TABLE {t} RENAME CONSTRAINT {SHADOW_PREFIX}{t}_pkey TO {t}_pkey;"));
-        }
-        tx.batch_execute(&renames).await.map_err(sink_err)?;
-        let (live, shadow) = (position_name(""), position_name(SHADOW_PREFIX));
-        tx.execute(
-            "UPDATE projection_offsets SET position = (SELECT position FROM projection_offsets WHERE name = $2) WHERE name = $1",
-            &[&live, &shadow],
-        )
-        .await
-        .map_err(sink_err)?;
-        tx.execute("DELETE FROM projection_offsets WHERE name = $1", &[&shadow]).await.map_err(sink_err)?;
-        tx.commit().await.map_err(sink_err)?;
-        Ok(())
+        SHADOW.promote(&self.pool).await
     }
 
     async fn discard_shadow(&self) -> Result<(), SinkError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        for t in TABLES {
-            client
-                .batch_execute(&format!("DROP TABLE IF EXISTS {SHADOW_PREFIX}{t} CASCADE"))
-                .await
-                .map_err(sink_err)?;
-        }
-        client
-            .execute("DELETE FROM projection_offsets WHERE name = $1", &[&position_name(SHADOW_PREFIX)])
-            .await
-            .map_err(sink_err)?;
-        Ok(())
+        SHADOW.discard(&self.pool).await
     }
 }
 
