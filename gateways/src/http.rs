@@ -201,12 +201,13 @@ impl ResponseError for ApiError {
 impl From<CafeError> for ApiError {
     fn from(e: CafeError) -> Self {
         match e {
-            CafeError::Rejected { message, field, not_found: true } => ApiError::NotFound { message, field },
-            CafeError::Rejected { message, field, not_found: false } if field.as_deref() == Some("Idempotency-Key") => {
+            CafeError::NotFound { message, field } => ApiError::NotFound { message, field },
+            CafeError::Rejected { message, field } if field.as_deref() == Some("Idempotency-Key") => {
                 ApiError::Conflict { message, field }
             }
-            CafeError::Rejected { message, field, .. } => ApiError::Unprocessable { message, field },
-            CafeError::Busy(m) | CafeError::Unavailable(m) => ApiError::Unavailable(m),
+            CafeError::Rejected { message, field } => ApiError::Unprocessable { message, field },
+            CafeError::Busy(m) => ApiError::Unavailable(m),
+            CafeError::Unavailable(cause) => ApiError::Unavailable(cause.to_string()),
         }
     }
 }
