@@ -14,7 +14,7 @@ use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
 use crate::domain::Rejection;
-use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry};
+use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry, Unavailability};
 
 /// How payments are scored.
 #[derive(Clone, Copy, Debug)]
@@ -52,37 +52,42 @@ pub struct AuthorizePayment {
 }
 
 /// A failed use case, classified for the caller.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CafeError {
     /// The domain refused: nothing was written.
     #[error("{message}")]
-    Rejected { message: String, field: Option<String>, not_found: bool },
-    /// Too much queued: retry later.
+    Rejected { message: String, field: Option<String> },
+    /// The request names something that does not exist (an unknown menu item, an order never
+    /// placed): nothing was written.
+    #[error("{message}")]
+    NotFound { message: String, field: Option<String> },
+    /// Too much queued, or the stream too contended: retry later.
     #[error("{0}")]
     Busy(String),
     /// The journal did not answer: retry later with the same idempotency key.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailability),
 }
 
 impl CafeError {
+    /// A refusal about one field of the request.
     pub fn rejected(message: impl Into<String>, field: impl Into<String>) -> Self {
-        CafeError::Rejected { message: message.into(), field: Some(field.into()), not_found: false }
+        CafeError::Rejected { message: message.into(), field: Some(field.into()) }
     }
+    /// Something the request names does not exist; `field` is the request field that names it.
     pub fn not_found(message: impl Into<String>, field: Option<String>) -> Self {
-        CafeError::Rejected { message: message.into(), field, not_found: true }
+        CafeError::NotFound { message: message.into(), field }
     }
 }
 
 impl<E: Rejection> From<CommandError<E>> for CafeError {
     fn from(e: CommandError<E>) -> Self {
         match e {
-            CommandError::Rejected(r) => {
-                CafeError::Rejected { message: r.to_string(), field: r.field(), not_found: r.is_not_found() }
-            }
+            CommandError::Rejected(r) if r.is_not_found() => CafeError::not_found(r.to_string(), r.field()),
+            CommandError::Rejected(r) => CafeError::Rejected { message: r.to_string(), field: r.field() },
             CommandError::Busy(s) => CafeError::Busy(format!("too many commands queued for {s}")),
             CommandError::Contended(s) => CafeError::Busy(format!("{s} is too contended")),
-            CommandError::Unavailable(s) => CafeError::Unavailable(s),
+            CommandError::Unavailable(cause) => CafeError::Unavailable(cause),
         }
     }
 }

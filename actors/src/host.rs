@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use events::domain::CodecError;
 use events::journal::read_stream_to_end;
 use events::{AppendError, AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, StoreError};
 
@@ -56,10 +57,27 @@ pub enum CommandError<E: std::error::Error + 'static> {
     /// The journal could not be reached or did not answer in time; the command may or may not
     /// have been committed (retry with the same idempotency key).
     #[error("journal unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailability),
     /// Lost the version race more often than allowed.
     #[error("stream {0} is too contended")]
     Contended(String),
+}
+
+/// Why a command's outcome is unknown: what failed between the actor and the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailability {
+    /// The journal failed to load the stream or to append (an append's commit is then unknown).
+    #[error(transparent)]
+    Journal(#[from] StoreError),
+    /// A decided event could not be encoded for the journal (a fault of this build, not of the store).
+    #[error(transparent)]
+    Encoding(#[from] CodecError),
+    /// The stream's actor did not answer within the command timeout.
+    #[error("{stream_id} did not answer in time")]
+    TimedOut { stream_id: String },
+    /// The stream's actor stopped while the command was being delivered, twice.
+    #[error("{stream_id} is restarting")]
+    Restarting { stream_id: String },
 }
 
 /// What a command did.
@@ -189,7 +207,7 @@ async fn execute<D: Decider>(
             None if std::mem::take(&mut assume_new) => (D::State::default(), 0),
             None => match activate::<D>(journal.as_ref(), &stream_id).await {
                 Ok(l) => l,
-                Err(e) => return (None, Err(CommandError::Unavailable(e.to_string()))),
+                Err(e) => return (None, Err(CommandError::Unavailable(e.into()))),
             },
         };
         let new_events = match D::decide(&state, &command) {
@@ -204,7 +222,7 @@ async fn execute<D: Decider>(
             new_events.iter().map(|e| NewEvent::from_domain(e, causation)).collect();
         let encoded = match encoded {
             Ok(e) => e,
-            Err(e) => return (Some((state, version)), Err(CommandError::Unavailable(e.to_string()))),
+            Err(e) => return (Some((state, version)), Err(CommandError::Unavailable(e.into()))),
         };
         let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
         match journal.append(AppendRequest { stream_id: stream_id.clone(), expected, events: encoded }).await {
@@ -232,7 +250,7 @@ async fn execute<D: Decider>(
                 continue;
             }
             // Whether it committed is unknown: forget the state so the next command reloads it.
-            Err(AppendError::Store(e)) => return (None, Err(CommandError::Unavailable(e.to_string()))),
+            Err(AppendError::Store(e)) => return (None, Err(CommandError::Unavailable(e.into()))),
         }
     }
     (None, Err(CommandError::Contended(stream_id)))
@@ -279,7 +297,7 @@ impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
                 act.loaded = Some(l.clone());
                 Ok(l)
             }
-            Err(e) => Err(CommandError::Unavailable(e.to_string())),
+            Err(e) => Err(CommandError::Unavailable(e.into())),
         })))
     }
 }
@@ -359,11 +377,12 @@ impl<D: Decider> Registry<D> {
                 Ok(Ok(result)) => return Ok(result),
                 Ok(Err(MailboxError::Closed)) => continue,
                 Ok(Err(MailboxError::Timeout)) | Err(_) => {
-                    return Err(CommandError::Unavailable(format!("{stream_id} did not answer in time")))
+                    let stream_id = stream_id.to_owned();
+                    return Err(CommandError::Unavailable(Unavailability::TimedOut { stream_id }));
                 }
             }
         }
-        Err(CommandError::Unavailable(format!("{stream_id} is restarting")))
+        Err(CommandError::Unavailable(Unavailability::Restarting { stream_id: stream_id.to_owned() }))
     }
 
     /// Runs a command on the stream's actor and returns the state it leaves.

@@ -152,7 +152,7 @@ impl OrderSaga {
                     amount_cents: placed.total_cents,
                 };
                 match cafe.authorize_payment(&request, causation).await {
-                    Ok(_) | Err(CafeError::Rejected { .. }) => Ok(()),
+                    Ok(_) | Err(CafeError::Rejected { .. } | CafeError::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e.into()),
                 }
             }

@@ -163,10 +163,7 @@ async fn unknown_and_retired_items_are_refused_before_anything_is_written() {
     seed(&cafe, "latte", 450, "s1", 1).await;
     let head = j.head_position().await.unwrap();
     let err = cafe.place_order(order("s1", &[("latte", 1), ("ghost", 1)]), Causation::new_root()).await.unwrap_err();
-    assert!(
-        matches!(&err, CafeError::Rejected { field: Some(f), not_found: true, .. } if f == "items[1].item_id"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, CafeError::NotFound { field: Some(f), .. } if f == "items[1].item_id"), "{err:?}");
     cafe.menu.execute(&streams::menu_item("latte"), MenuCommand::Retire, Causation::new_root()).await.unwrap();
     let err = cafe.place_order(order("s1", &[("latte", 1)]), Causation::new_root()).await.unwrap_err();
     assert!(matches!(&err, CafeError::Rejected { field: Some(f), .. } if f == "items[0].item_id"), "{err:?}");

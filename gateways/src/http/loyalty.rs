@@ -1,0 +1,36 @@
+//! `GET /api/loyalty/{customer_id}`: a customer's points and tier.
+
+use actix_web::{web, HttpResponse};
+use projections::read_models::cache::CacheKey;
+use serde::Serialize;
+
+use super::errors::ApiError;
+use super::ApiState;
+
+/// A customer's loyalty balance.
+#[derive(Serialize)]
+struct LoyaltyJson {
+    customer_id: String,
+    points: u64,
+    /// `green`, `gold` or `platinum`.
+    tier: String,
+}
+
+/// The loyalty read model (through the cache when there is one); a customer it does not know yet is
+/// answered by their account's actor, so a fresh account reads as zero points rather than 404.
+pub(super) async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let customer = path.into_inner();
+    let load = || state.storefront.loyalty(&customer);
+    let projected = match &state.cache {
+        Some(cache) => cache.get_or_load(&CacheKey::Loyalty(customer.clone()), load).await?,
+        None => load().await?,
+    };
+    let (points, tier) = match projected {
+        Some(balance) => (balance.points.max(0) as u64, balance.tier),
+        None => {
+            let account = state.cafe.loyalty_account(&customer).await?;
+            (account.points, account.tier.as_str().to_owned())
+        }
+    };
+    Ok(HttpResponse::Ok().json(LoyaltyJson { customer_id: customer, points, tier }))
+}
