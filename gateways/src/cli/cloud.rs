@@ -1,0 +1,340 @@
+//! The one place where a build with the AWS SDK and the mongodb driver (feature `cloud`) and a build
+//! without them part ways. Both offer the same items; without the feature, each one that is asked
+//! for something answers that this build has no such client and to rebuild with `--features cloud`.
+//!
+//! AWS clients are built here, and only here, through [`projections::aws::AwsSettings`].
+
+pub use imp::*;
+
+/// Lag reports of the read models a node feeds from Kinesis, by name.
+pub type StreamFed = Vec<(String, std::sync::Arc<dyn projections::StreamFedLag>)>;
+
+/// One message of the payment dead-letter queue, as `cloudcafe dlq list` shows it.
+pub struct DeadLetter {
+    pub message_id: String,
+    pub body: String,
+    /// Receives counted by SQS (in the payment queue and in the dead-letter queue).
+    pub receives: u32,
+    /// The payment request, when the body is one.
+    pub request: Option<DeadPaymentRequest>,
+}
+
+/// What `cloudcafe dlq list` shows of a payment request that failed.
+pub struct DeadPaymentRequest {
+    pub order_id: uuid::Uuid,
+    pub customer_id: String,
+    pub amount_cents: i64,
+    /// The `OrderPlaced` event's id.
+    pub event_id: uuid::Uuid,
+}
+
+#[cfg(feature = "cloud")]
+mod imp {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::Context;
+    use gateways::bench::{self, ReplayFigures};
+    use gateways::messaging::{self, KinesisOutbox, KinesisProjections, MessagingSettings, PaymentQueue};
+    use gateways::node::Node;
+    use gateways::payments;
+    use projections::aws::AwsSettings;
+    use projections::read_models::documents::DocumentSink;
+    use projections::read_models::dynamo::{DynamoSink, TableNames};
+    use projections::{Rebuildable, StreamOrderedSink};
+
+    use super::{DeadLetter, DeadPaymentRequest, StreamFed};
+    use crate::cli::serve::{EventSource, MessagingArgs};
+    use crate::cli::storage::StorageArgs;
+
+    async fn dynamodb_client(endpoint: &Option<String>) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&AwsSettings::new(endpoint.clone()).sdk_config().await)
+    }
+
+    async fn kinesis_client(endpoint: &Option<String>) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&AwsSettings::new(endpoint.clone()).sdk_config().await)
+    }
+
+    async fn sqs_client(endpoint: &Option<String>) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&AwsSettings::new(endpoint.clone()).sdk_config().await)
+    }
+
+    /// The DynamoDB and DocumentDB read models asked for.
+    #[derive(Default)]
+    pub struct CloudModels {
+        dynamodb: Option<Arc<DynamoSink>>,
+        documents: Option<Arc<DocumentSink>>,
+    }
+
+    impl CloudModels {
+        /// The models `storage` asks for (`--dynamodb-env`, `--documentdb-url`), opened.
+        pub async fn open(storage: &StorageArgs) -> anyhow::Result<Self> {
+            let mut out = CloudModels::default();
+            if let Some(env) = &storage.dynamodb_env {
+                let client = dynamodb_client(&storage.dynamodb_endpoint).await;
+                let names = TableNames::new("cloudcafe", env.clone());
+                out.dynamodb = Some(Arc::new(DynamoSink::open(client, names).await?));
+            }
+            if let Some(url) = &storage.documentdb_url {
+                let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
+                out.documents = Some(Arc::new(DocumentSink::open(client.database("cloudcafe")).await?));
+            }
+            Ok(out)
+        }
+
+        /// As rebuildable sinks, named as `replay --projection` names them.
+        pub fn rebuildable(&self) -> Vec<(&'static str, Arc<dyn Rebuildable>)> {
+            let mut out: Vec<(&'static str, Arc<dyn Rebuildable>)> = Vec::new();
+            if let Some(d) = &self.dynamodb {
+                out.push(("dynamodb", d.clone()));
+            }
+            if let Some(d) = &self.documents {
+                out.push(("documents", d.clone()));
+            }
+            out
+        }
+
+        /// As sinks that can follow a Kinesis shard.
+        fn stream_ordered(&self) -> Vec<Arc<dyn StreamOrderedSink>> {
+            let mut out: Vec<Arc<dyn StreamOrderedSink>> = Vec::new();
+            if let Some(d) = &self.dynamodb {
+                out.push(d.clone());
+            }
+            if let Some(d) = &self.documents {
+                out.push(d.clone());
+            }
+            out
+        }
+    }
+
+    /// Starts the outbox publishers, the payment processor and the Kinesis consumers `m` asks for.
+    pub async fn start_messaging(
+        m: &MessagingArgs,
+        storage: &StorageArgs,
+        node: &Node,
+        models: &CloudModels,
+    ) -> anyhow::Result<StreamFed> {
+        if !m.any() {
+            return Ok(Vec::new());
+        }
+        let dynamodb = dynamodb_client(&storage.dynamodb_endpoint).await;
+        let mut settings = MessagingSettings::default();
+        if let Some(stream) = &m.kinesis_stream {
+            settings.kinesis = Some(KinesisOutbox {
+                client: kinesis_client(&m.kinesis_endpoint).await,
+                stream: stream.clone(),
+                shards: m.kinesis_shards.max(1),
+                one_record_per_stream: m.projections_from == EventSource::Kinesis,
+            });
+        }
+        if let Some(queue) = &m.payment_queue {
+            settings.payments = Some(PaymentQueue {
+                sqs: sqs_client(&m.sqs_endpoint).await,
+                queue: queue.clone(),
+                dead_letter_queue: m.payment_dlq.clone(),
+                dynamodb: dynamodb.clone(),
+                ledger_table: m.payments_table.clone(),
+                wait: Duration::from_secs(m.payment_wait_secs.min(20)),
+                visibility: Duration::from_secs(m.payment_visibility_secs.max(1)),
+            });
+        }
+        if m.projections_from == EventSource::Kinesis {
+            let sinks = models.stream_ordered();
+            if sinks.is_empty() {
+                anyhow::bail!(
+                    "--projections-from kinesis needs a read model that can follow it: --dynamodb-env or --documentdb-url"
+                );
+            }
+            settings.kinesis_projections = Some(KinesisProjections {
+                dynamodb,
+                sinks,
+                lease_table_prefix: m.lease_table_prefix.clone(),
+                worker_id: m.worker_id.clone().unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!(
+                        "{}-{}-{}",
+                        host.trim(),
+                        std::process::id(),
+                        &uuid::Uuid::new_v4().simple().to_string()[..8]
+                    )
+                }),
+                lease_timeout: Duration::from_millis(m.lease_timeout_ms.max(100)),
+            });
+        }
+        let started = messaging::start(node, settings).await.context("cannot start publishing and consuming")?;
+        tracing::info!(kinesis = ?m.kinesis_stream, payments = ?m.payment_queue, "events leave the process");
+        Ok(started
+            .kinesis_lag
+            .into_iter()
+            .map(|(name, lag)| (name, lag as Arc<dyn projections::StreamFedLag>))
+            .collect())
+    }
+
+    /// Replay figures of the DynamoDB and DocumentDB models over `journal`, both at once (each is
+    /// bound by its own emulator process).
+    pub async fn emulated_replay(
+        journal: Arc<dyn events::Journal>,
+        dynamodb_endpoint: Option<String>,
+        documentdb_url: Option<String>,
+    ) -> anyhow::Result<Vec<(String, ReplayFigures)>> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let mut targets: Vec<(String, Arc<dyn Rebuildable>)> = Vec::new();
+        if let Some(endpoint) = &dynamodb_endpoint {
+            let client = dynamodb_client(&Some(endpoint.clone())).await;
+            let names = TableNames::new("bench", format!("replay{suffix}"));
+            targets.push(("DynamoDB (moto)".into(), Arc::new(DynamoSink::open(client, names).await?)));
+        }
+        if let Some(url) = &documentdb_url {
+            let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
+            let db = client.database(&format!("bench_replay_{suffix}"));
+            targets.push(("DocumentDB (SecantusDB)".into(), Arc::new(DocumentSink::open(db).await?)));
+        }
+        let runs = targets.into_iter().map(|(store, target)| {
+            let journal = journal.clone();
+            async move { (store, bench::replay(journal, target).await) }
+        });
+        Ok(futures::future::join_all(runs).await)
+    }
+
+    /// Runs `cloudcafe bench kinesis` against the given endpoints and returns its table.
+    pub async fn kinesis_bench(
+        events: usize,
+        shards: i32,
+        kinesis_endpoint: &Option<String>,
+        dynamodb_endpoint: &Option<String>,
+    ) -> anyhow::Result<String> {
+        let kinesis = kinesis_client(kinesis_endpoint).await;
+        let dynamodb = dynamodb_client(dynamodb_endpoint).await;
+        let figures = bench::kinesis::run(&kinesis, &dynamodb, events.max(1), shards.max(1)).await?;
+        Ok(bench::kinesis::table(&figures))
+    }
+
+    /// The payment dead-letter queue, found by name.
+    pub struct DeadLetterQueue {
+        sqs: aws_sdk_sqs::Client,
+        url: String,
+    }
+
+    impl DeadLetterQueue {
+        /// Finds `--payment-dlq` on the SQS `queues` names.
+        pub async fn open(queues: &crate::cli::dlq::QueueArgs) -> anyhow::Result<Self> {
+            let sqs = sqs_client(&queues.sqs_endpoint).await;
+            let url =
+                payments::queue_url(&sqs, &queues.payment_dlq).await.context("cannot find the dead-letter queue")?;
+            Ok(DeadLetterQueue { sqs, url })
+        }
+
+        /// Up to `max` of its messages (they stay in it).
+        pub async fn list(&self, max: usize) -> anyhow::Result<Vec<DeadLetter>> {
+            let letters = payments::dead_letters(&self.sqs, &self.url, max, Duration::from_secs(2)).await?;
+            Ok(letters
+                .into_iter()
+                .map(|l| DeadLetter {
+                    message_id: l.message_id,
+                    body: l.body,
+                    receives: l.receives,
+                    request: l.request.map(|r| DeadPaymentRequest {
+                        order_id: r.order_id,
+                        customer_id: r.customer_id,
+                        amount_cents: r.amount_cents,
+                        event_id: r.event_id,
+                    }),
+                })
+                .collect())
+        }
+
+        /// Moves up to `max` of its messages back to the queue named `payment_queue`; how many moved.
+        pub async fn redrive(&self, payment_queue: &str, max: usize) -> anyhow::Result<usize> {
+            let queue = payments::queue_url(&self.sqs, payment_queue).await.context("cannot find the payment queue")?;
+            Ok(payments::redrive(&self.sqs, &self.url, &queue, max).await?)
+        }
+    }
+}
+
+#[cfg(not(feature = "cloud"))]
+mod imp {
+    use std::sync::Arc;
+
+    use gateways::bench::ReplayFigures;
+    use gateways::node::Node;
+
+    use super::{DeadLetter, StreamFed};
+    use crate::cli::serve::MessagingArgs;
+    use crate::cli::storage::StorageArgs;
+
+    const NO_CLOUD_MODELS: &str = "this build has no DynamoDB/DocumentDB read models: rebuild with `--features cloud`";
+
+    /// No DynamoDB or DocumentDB read models: this build has none.
+    #[derive(Default)]
+    pub struct CloudModels;
+
+    impl CloudModels {
+        /// None, or an error if `storage` asks for any.
+        pub async fn open(storage: &StorageArgs) -> anyhow::Result<Self> {
+            if storage.dynamodb_env.is_some() || storage.documentdb_url.is_some() {
+                anyhow::bail!(NO_CLOUD_MODELS);
+            }
+            Ok(CloudModels)
+        }
+
+        /// None.
+        pub fn rebuildable(&self) -> Vec<(&'static str, Arc<dyn projections::Rebuildable>)> {
+            Vec::new()
+        }
+    }
+
+    /// Nothing, or an error if `m` asks for any messaging.
+    pub async fn start_messaging(
+        m: &MessagingArgs,
+        _storage: &StorageArgs,
+        _node: &Node,
+        _models: &CloudModels,
+    ) -> anyhow::Result<StreamFed> {
+        if m.any() {
+            anyhow::bail!("this build cannot publish to Kinesis or SQS: rebuild with `--features cloud`");
+        }
+        Ok(Vec::new())
+    }
+
+    /// No figures, or an error if an emulator is named.
+    pub async fn emulated_replay(
+        _journal: Arc<dyn events::Journal>,
+        dynamodb_endpoint: Option<String>,
+        documentdb_url: Option<String>,
+    ) -> anyhow::Result<Vec<(String, ReplayFigures)>> {
+        if dynamodb_endpoint.is_some() || documentdb_url.is_some() {
+            anyhow::bail!(NO_CLOUD_MODELS);
+        }
+        Ok(Vec::new())
+    }
+
+    /// An error: this build has no Kinesis client.
+    pub async fn kinesis_bench(
+        _events: usize,
+        _shards: i32,
+        _kinesis_endpoint: &Option<String>,
+        _dynamodb_endpoint: &Option<String>,
+    ) -> anyhow::Result<String> {
+        anyhow::bail!("this build has no Kinesis client: rebuild with `--features cloud`")
+    }
+
+    /// Never opened: this build has no SQS client.
+    pub struct DeadLetterQueue(std::convert::Infallible);
+
+    impl DeadLetterQueue {
+        /// An error: this build has no SQS client.
+        pub async fn open(_queues: &crate::cli::dlq::QueueArgs) -> anyhow::Result<Self> {
+            anyhow::bail!("this build has no SQS client: rebuild with `--features cloud`")
+        }
+
+        /// Unreachable: no queue is ever opened.
+        pub async fn list(&self, _max: usize) -> anyhow::Result<Vec<DeadLetter>> {
+            match self.0 {}
+        }
+
+        /// Unreachable: no queue is ever opened.
+        pub async fn redrive(&self, _payment_queue: &str, _max: usize) -> anyhow::Result<usize> {
+            match self.0 {}
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `cloudcafe serve`: a node serving the REST API, with the messaging (Kinesis outbox, SQS payment
+//! processor, Kinesis-fed read models) its flags ask for.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::HttpServer;
+use anyhow::Context;
+use clap::Args;
+use gateways::http::{ApiSettings, ApiState};
+use gateways::node::Node;
+use gateways::telemetry;
+
+use super::cloud::{self, CloudModels, StreamFed};
+use super::storage::StorageArgs;
+
+/// The flags of `cloudcafe serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[arg(long, env = "CLOUDCAFE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub body_limit: usize,
+    /// Commands in flight on this node before 503.
+    #[arg(long, default_value_t = 4096)]
+    pub max_in_flight: usize,
+    #[command(flatten)]
+    pub messaging: MessagingArgs,
+}
+
+/// Where the DynamoDB and DocumentDB read models take their events from.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventSource {
+    /// The journal's global order (every read model can).
+    Journal,
+    /// The Kinesis stream, through a consumer sharing shards with the other nodes by leases.
+    Kinesis,
+}
+
+/// How events leave the process: the Kinesis outbox, the SQS payment queue and the Kinesis-fed read
+/// models (each needs a build with `--features cloud`).
+#[derive(Args, Clone)]
+pub struct MessagingArgs {
+    /// Publish every event to this Kinesis stream (created with --kinesis-shards shards if absent).
+    #[arg(long, env = "CLOUDCAFE_KINESIS_STREAM")]
+    pub kinesis_stream: Option<String>,
+    #[arg(long, default_value_t = 4)]
+    pub kinesis_shards: i32,
+    /// A Kinesis endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_KINESIS_ENDPOINT")]
+    pub kinesis_endpoint: Option<String>,
+    /// Publish a payment request per order to this SQS FIFO queue and run the payment processor on
+    /// it (the saga then leaves authorization to the processor).
+    #[arg(long, env = "CLOUDCAFE_PAYMENT_QUEUE")]
+    pub payment_queue: Option<String>,
+    /// The payment queue's dead-letter queue (a message moves there after 3 receives).
+    #[arg(long, default_value = "payment-requests-dlq.fifo")]
+    pub payment_dlq: String,
+    /// An SQS endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_SQS_ENDPOINT")]
+    pub sqs_endpoint: Option<String>,
+    /// The DynamoDB table of processed payments.
+    #[arg(long, default_value = "payments")]
+    pub payments_table: String,
+    /// Seconds a receive of payment requests waits for messages (long polling, at most 20).
+    #[arg(long, default_value_t = 20)]
+    pub payment_wait_secs: u64,
+    /// Seconds a received payment request stays invisible to other processors (extended while it is
+    /// handled).
+    #[arg(long, default_value_t = 30)]
+    pub payment_visibility_secs: u64,
+    /// Where the DynamoDB and DocumentDB read models take their events from.
+    #[arg(long, value_enum, default_value_t = EventSource::Journal)]
+    pub projections_from: EventSource,
+    /// Prefix of the lease tables of the Kinesis consumers (one table per read model).
+    #[arg(long, default_value = "cloudcafe-leases")]
+    pub lease_table_prefix: String,
+    /// A lease not renewed for this long is taken over by another node.
+    #[arg(long, default_value_t = 10_000)]
+    pub lease_timeout_ms: u64,
+    /// This node's name in the lease tables (default: host name, process id and a random suffix).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+}
+
+impl MessagingArgs {
+    /// Whether any messaging is asked for.
+    pub fn any(&self) -> bool {
+        self.kinesis_stream.is_some() || self.payment_queue.is_some() || self.projections_from == EventSource::Kinesis
+    }
+}
+
+/// Serves the API until the server stops.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything starts: what the followers record while the node starts must not be lost.
+    telemetry::metrics_handle();
+    let mut settings = args.storage.settings();
+    let models = CloudModels::open(&args.storage).await?;
+    if args.messaging.projections_from == EventSource::Journal {
+        settings.extra_projections = models.rebuildable().into_iter().map(|(_, p)| p).collect();
+    }
+    if args.messaging.payment_queue.is_some() {
+        settings.payment.authorizer = actors::cafe::Authorizer::PaymentProcessor;
+    }
+    let node = Node::start(settings).await.context("cannot start the node")?;
+    let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
+    let api = ApiSettings { body_limit: args.body_limit, max_in_flight: args.max_in_flight };
+    let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
+    tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
+    server.await.context("server failed")?;
+    Ok(())
+}
+
+/// Binds the HTTP server of `node` to `listen` (port 0: a free one) and returns it, not yet polled,
+/// with the address it listens on.
+pub async fn start_server(
+    node: &Node,
+    listen: SocketAddr,
+    workers: Option<usize>,
+    api: &ApiSettings,
+    stream_fed: StreamFed,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let mut state = ApiState::new(node, telemetry::metrics_handle(), api);
+    Arc::get_mut(&mut state).expect("just built").stream_fed = stream_fed;
+    let mut server = HttpServer::new(move || gateways::app(state.clone()))
+        .bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?
+        .shutdown_timeout(5);
+    if let Some(w) = workers {
+        server = server.workers(w.max(1));
+    }
+    let addr = server.addrs().first().copied().context("no listening address")?;
+    Ok((server.run(), addr))
+}
