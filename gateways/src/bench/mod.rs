@@ -3,7 +3,6 @@
 //! BENCHMARKS.md between `<!-- bench:NAME -->` markers.
 
 #[cfg(feature = "cloud")]
-#[path = "bench_kinesis.rs"]
 pub mod kinesis;
 
 use std::net::SocketAddr;
