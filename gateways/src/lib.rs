@@ -2,9 +2,9 @@
 //!
 //! Everything that takes work in from outside: the HTTP API ([`http`]), the node that serves it
 //! ([`node`]), the payment processor that takes payment requests from SQS (`payments`, feature
-//! `cloud`), telemetry ([`telemetry`]), and the load generator used by the benchmarks and fault tests
-//! ([`load`]). The `cloudcafe` binary (`src/main.rs`) is the only place that reads flags and the
-//! environment.
+//! `cloud`), telemetry ([`telemetry`]), the benchmarks' measuring ([`bench`]) and the load generator
+//! used by the benchmarks and fault tests ([`load`]). The `cloudcafe` binary (`src/main.rs`, with one
+//! module per subcommand under `src/cli/`) is the only place that reads flags and the environment.
 //!
 //! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
 
