@@ -22,9 +22,12 @@ pub fn emulator(endpoint: &str) -> AwsSettings {
     AwsSettings::emulator(endpoint).with_operation_timeout(OPERATION_TIMEOUT).with_max_attempts(MAX_ATTEMPTS)
 }
 
-/// A DynamoDB client for the emulator at `endpoint`.
+/// A DynamoDB client for the emulator at `endpoint`, with the SDK's default timeouts (none per
+/// operation), as the node's own clients have them: moto applies DynamoDB requests one at a time, so
+/// under a flood on a busy machine one request can wait behind many others for longer than
+/// [`OPERATION_TIMEOUT`] without anything being wrong.
 pub async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&emulator(endpoint).sdk_config().await)
+    aws_sdk_dynamodb::Client::new(&AwsSettings::emulator(endpoint).sdk_config().await)
 }
 
 /// An SQS client for the emulator at `endpoint`.
