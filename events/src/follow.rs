@@ -144,8 +144,8 @@ impl Backoff {
 }
 
 /// Logs and counts a failure of one step.
-fn record_failure(name: &str, stage: Stage, error: &dyn std::error::Error) {
-    tracing::warn!(follower = %name, stage = stage.label(), error = %error, "follower step failed; retrying");
+fn record_failure(name: &str, stage: Stage, error: &(dyn std::error::Error + 'static)) {
+    tracing::warn!(follower = %name, stage = stage.label(), error = %crate::ErrorChain(error), "follower step failed; retrying");
     metrics::counter!("follower_errors_total", "follower" => name.to_owned(), "stage" => stage.label()).increment(1);
 }
 
@@ -313,7 +313,7 @@ mod tests {
             let failing = self.failing_reads.load(Ordering::SeqCst);
             if failing > 0 {
                 self.failing_reads.store(failing - 1, Ordering::SeqCst);
-                return Err(StoreError::Unavailable("scripted read failure".into()));
+                return Err(StoreError::unavailable("scripted read failure"));
             }
             let events = self.events.lock().unwrap();
             Ok(events.iter().filter(|e| e.global_position > after).take(max).cloned().collect())

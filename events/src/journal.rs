@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::envelope::{NewEvent, RecordedEvent};
+use crate::error_chain::Cause;
 
 /// What the writer believes about a stream's version before appending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,16 +48,57 @@ pub struct Appended {
 }
 
 /// A failure of the store itself, as opposed to a rejected expectation.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("journal unavailable: {0}")]
-    Unavailable(String),
+    /// The store did not answer or failed to do the work; trying again later may succeed.
+    #[error("journal unavailable: {reason}")]
+    Unavailable {
+        /// What was being done, in words.
+        reason: String,
+        /// The driver's or the OS's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The request can never succeed as it is.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// What the store holds does not decode or breaks an invariant.
     #[error("journal data is corrupt: {0}")]
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The store is unavailable for a reason of its own (no underlying error).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        StoreError::Unavailable { reason: reason.into(), cause: None }
+    }
+
+    /// The store is unavailable while doing `reason`, because of `cause`.
+    pub fn unavailable_because(
+        reason: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable { reason: reason.into(), cause: Some(Arc::new(cause)) }
+    }
+}
+
+/// Equal by variant and text: the cause is left out because errors do not compare, and two
+/// failures of the same step are the same failure to whoever compares them (tests, mostly).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StoreError::Unavailable { reason: a, .. }, StoreError::Unavailable { reason: b, .. }) => a == b,
+            (StoreError::Invalid(a), StoreError::Invalid(b)) | (StoreError::Corrupt(a), StoreError::Corrupt(b)) => {
+                a == b
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
+/// Why an append did not commit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
     /// Somebody else wrote to the stream first: reload and decide again.

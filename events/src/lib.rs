@@ -2,7 +2,8 @@
 //!
 //! The domain's events ([`domain`]), the envelope they travel in ([`envelope`]), and the journal port
 //! ([`journal`]) with its two adapters: the embedded SQLite file ([`sqlite`]) and Aurora PostgreSQL
-//! ([`postgres`]), and the one loop that follows the journal's global order ([`follow`]).
+//! ([`postgres`]), and the one loop that follows the journal's global order ([`follow`]). Errors keep
+//! their cause; [`ErrorChain`] writes an error with all its causes to a log.
 //!
 //! Architecture Invariant: this crate knows nothing of actors, HTTP or AWS; it stores and describes
 //! events and never decides them.
@@ -48,6 +49,7 @@
 
 pub mod domain;
 pub mod envelope;
+pub mod error_chain;
 pub mod follow;
 pub mod journal;
 pub mod postgres;
@@ -59,5 +61,6 @@ pub mod conformance;
 
 pub use domain::DomainEvent;
 pub use envelope::{Causation, NewEvent, RecordedEvent};
+pub use error_chain::{error_chain, Cause, ErrorChain};
 pub use follow::{FollowOptions, Follower};
 pub use journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal, Snapshot, StoreError, Subscription};

@@ -251,7 +251,7 @@ async fn commit_with_retry(pool: &Pool, requests: &[AppendRequest]) -> Result<(B
                 tokio::time::sleep(Duration::from_millis(fastrand_ms(attempt))).await;
             }
             Err(BatchError::CreationRace) => {
-                return Err(StoreError::Unavailable("stream creation kept racing; try again".into()))
+                return Err(StoreError::unavailable("stream creation kept racing; try again"))
             }
             Err(BatchError::Database(e)) => return Err(pg(e)),
         }
@@ -467,8 +467,8 @@ impl Journal for PgJournal {
         self.queue
             .send(PendingAppend { request, reply })
             .await
-            .map_err(|_| StoreError::Unavailable("journal writers stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Unavailable("journal writers stopped".into()))?
+            .map_err(|_| StoreError::unavailable("journal writers stopped"))?;
+        answer.await.map_err(|_| StoreError::unavailable("journal writers stopped"))?
     }
 
     async fn read_stream(
@@ -563,13 +563,17 @@ impl Journal for PgJournal {
     }
 }
 
+/// A failed PostgreSQL statement as a [`StoreError`]: the reason names the SQLSTATE when the server
+/// answered one; the driver's error is the cause.
 pub fn pg(e: tokio_postgres::Error) -> StoreError {
-    match e.as_db_error() {
-        Some(db) => StoreError::Unavailable(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Unavailable(e.to_string()),
-    }
+    let reason = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL answered {}", db.code().code()),
+        None => "a PostgreSQL statement failed".to_owned(),
+    };
+    StoreError::unavailable_because(reason, e)
 }
 
+/// No connection could be had from the pool; the pool's error is the cause.
 pub fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no database connection: {e}"))
+    StoreError::unavailable_because("no database connection", e)
 }

@@ -106,7 +106,8 @@ const LOCK_SQL: &str = "SELECT pg_try_advisory_lock(hashtext('cloudcafe-singleto
 #[async_trait]
 impl SingletonLocks for PgSingletons {
     async fn try_acquire(&self, name: &str) -> Result<Option<Box<dyn HeldSingleton>>, StoreError> {
-        let unavailable = |e: tokio_postgres::Error| StoreError::Unavailable(format!("singleton lock `{name}`: {e}"));
+        let unavailable =
+            |e: tokio_postgres::Error| StoreError::unavailable_because(format!("singleton lock `{name}`"), e);
         let (client, connection) = self.config.connect(NoTls).await.map_err(unavailable)?;
         let connection = tokio::spawn(async move {
             let _ = connection.await;
@@ -114,7 +115,7 @@ impl SingletonLocks for PgSingletons {
         let key = format!("{}:{name}", self.scope);
         let taken: bool = match tokio::time::timeout(self.timeout, client.query_one(LOCK_SQL, &[&key])).await {
             Ok(row) => row.map_err(unavailable)?.get(0),
-            Err(_) => return Err(StoreError::Unavailable(format!("singleton lock `{name}`: timed out"))),
+            Err(_) => return Err(StoreError::unavailable(format!("singleton lock `{name}`: timed out"))),
         };
         if !taken {
             connection.abort();

@@ -74,10 +74,14 @@ pub struct SqliteJournal {
 impl SqliteJournal {
     /// Opens (or creates) `dir/journal.db`. Only one process may hold a data directory at a time.
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let lock = File::create(dir.join("journal.lock")).map_err(|e| unavailable(e.to_string()))?;
-        lock.try_lock()
-            .map_err(|_| unavailable(format!("data directory {} is in use by another process", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::unavailable_because(format!("cannot create {}", dir.display()), e))?;
+        let lock = File::create(dir.join("journal.lock")).map_err(|e| {
+            StoreError::unavailable_because(format!("cannot create the lock file in {}", dir.display()), e)
+        })?;
+        lock.try_lock().map_err(|e| {
+            StoreError::unavailable_because(format!("data directory {} is in use by another process", dir.display()), e)
+        })?;
         let path = dir.join("journal.db");
         let conn = open_connection(&path).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -90,7 +94,7 @@ impl SqliteJournal {
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer_loop(conn, rx, commit_tx, head, max))
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable_because("cannot start the journal writer thread", e))?;
         Ok(SqliteJournal { queue: tx, readers: SqlitePool::new(path), commits: commit_rx, _lock: lock })
     }
 
@@ -145,7 +149,9 @@ impl SqlitePool {
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, StoreError> {
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.with(f)).await.map_err(|e| unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::unavailable_because("a SQLite read did not finish", e))?
     }
 
     /// Runs `f` in a transaction that takes the write lock up front (BEGIN IMMEDIATE), so that it
@@ -317,8 +323,8 @@ impl Journal for SqliteJournal {
         self.queue
             .send(PendingAppend { request, reply })
             .await
-            .map_err(|_| unavailable("journal writer stopped".into()))?;
-        answer.await.map_err(|_| unavailable("journal writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("journal writer stopped"))?;
+        answer.await.map_err(|_| StoreError::unavailable("journal writer stopped"))?
     }
 
     async fn read_stream(
@@ -404,7 +410,7 @@ impl Journal for SqliteJournal {
 
     async fn ping(&self) -> Result<(), StoreError> {
         if self.queue.is_closed() {
-            return Err(unavailable("journal writer stopped".into()));
+            return Err(StoreError::unavailable("journal writer stopped"));
         }
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
@@ -419,11 +425,7 @@ fn to_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {
-    unavailable(e.to_string())
-}
-
-fn unavailable(msg: String) -> StoreError {
-    StoreError::Unavailable(msg)
+    StoreError::unavailable_because("a SQLite statement failed", e)
 }
 
 #[cfg(test)]
@@ -447,7 +449,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cc-journal-{}", Uuid::new_v4()));
         let _first = SqliteJournal::open(&dir, SqliteOptions::default()).unwrap();
         let second = SqliteJournal::open(&dir, SqliteOptions::default());
-        assert!(matches!(second, Err(StoreError::Unavailable(m)) if m.contains("in use")));
+        assert!(matches!(second, Err(StoreError::Unavailable { reason, .. }) if reason.contains("in use")));
     }
 
     #[tokio::test]

@@ -117,7 +117,9 @@ pub fn spawn_singleton<F: Follower + 'static>(
                 match locks.try_acquire(&name).await {
                     Ok(Some(held)) => break held,
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(follower = %name, error = %e, "cannot reach the singleton locks"),
+                    Err(e) => {
+                        tracing::warn!(follower = %name, error = %events::ErrorChain(&e), "cannot reach the singleton locks")
+                    }
                 }
                 if sleep_or_stop(&mut stop, SINGLETON_INTERVAL).await {
                     return;
@@ -184,8 +186,8 @@ pub enum StartError {
     Journal(#[from] events::StoreError),
     #[error("read model: {0}")]
     ReadModel(#[from] projections::SinkError),
-    #[error("cache: {0}")]
-    Cache(String),
+    #[error("cannot connect the read cache")]
+    Cache(#[from] projections::read_models::cache::CacheError),
     #[error("seeding the demo menu: {0}")]
     Seed(#[from] actors::cafe::CafeError),
 }
@@ -210,9 +212,7 @@ impl Node {
             None => None,
         };
         let cache = match &settings.cache {
-            Some((url, cache_settings)) => Some(Arc::new(
-                ReadCache::connect(url, cache_settings.clone()).await.map_err(|e| StartError::Cache(e.to_string()))?,
-            )),
+            Some((url, cache_settings)) => Some(Arc::new(ReadCache::connect(url, cache_settings.clone()).await?)),
             None => None,
         };
         // With a cache, the storefront's pages also invalidate what they changed, once applied.

@@ -191,7 +191,7 @@ impl PaymentProcessor {
             let messages = match received {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot receive payment requests; retrying");
+                    tracing::warn!(error = %events::ErrorChain(&e), "cannot receive payment requests; retrying");
                     if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
                         return;
                     }
@@ -253,13 +253,13 @@ impl PaymentProcessor {
                     self.sqs.delete_message().queue_url(&self.settings.queue_url).receipt_handle(receipt).send().await
                 {
                     // It comes back and is handled again, which changes nothing.
-                    tracing::warn!(error = %queue_error(e), "handled payment request not deleted");
+                    tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "handled payment request not deleted");
                 }
                 metrics::counter!("payment_requests_total", "outcome" => status).increment(1);
                 metrics::histogram!("payment_processing_seconds").record(started.elapsed().as_secs_f64());
             }
             Err(e) => {
-                tracing::warn!(error = %e, message_id = ?message.message_id(), %receives, "payment request failed; it will be received again");
+                tracing::warn!(error = %events::ErrorChain(&e), message_id = ?message.message_id(), %receives, "payment request failed; it will be received again");
                 metrics::counter!("payment_requests_total", "outcome" => "failed").increment(1);
             }
         }
@@ -280,7 +280,7 @@ impl PaymentProcessor {
                     .await;
                 match extended {
                     Ok(_) => metrics::counter!("payment_visibility_extensions_total").increment(1),
-                    Err(e) => tracing::warn!(error = %queue_error(e), "visibility not extended"),
+                    Err(e) => tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "visibility not extended"),
                 }
             }
         })

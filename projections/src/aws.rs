@@ -166,24 +166,26 @@ where
     AwsFailure { kind, code, what: what.into(), detail, source: std::sync::Arc::new(error) }
 }
 
-/// A read model's failed call. [`crate::SinkError`] is the sinks' port error, shared with stores that
-/// are not AWS and compared in tests, so it keeps the failure's text, not the failure.
+/// A read model's failed call: the reason names what was being done, the failure is the cause.
 impl From<AwsFailure> for crate::SinkError {
     fn from(failure: AwsFailure) -> Self {
-        crate::SinkError::Unavailable(failure.to_string())
+        crate::SinkError::Unavailable { reason: failure.what.clone(), cause: Some(std::sync::Arc::new(failure)) }
     }
 }
 
 /// A bus adapter's failed call (Kinesis, SQS): refused when the request itself is wrong (sending it
 /// again cannot help), unavailable otherwise: unreachable, timed out, throttled, a server fault, a
-/// stream or queue missing or being recreated. The bus port's error carries text for now.
+/// stream or queue missing or being recreated. The reason names what was being done, the failure
+/// is the cause.
 impl From<AwsFailure> for crate::bus::publisher::BusError {
     fn from(failure: AwsFailure) -> Self {
         use crate::bus::publisher::BusError;
+        let reason = failure.what.clone();
+        let cause: events::Cause = std::sync::Arc::new(failure.clone());
         match failure.kind {
-            FailureKind::Refused => BusError::Refused(failure.to_string()),
+            FailureKind::Refused => BusError::Refused { reason, cause: Some(cause) },
             FailureKind::ConditionFailed | FailureKind::NotFound | FailureKind::Unavailable => {
-                BusError::Unavailable(failure.to_string())
+                BusError::Unavailable { reason, cause: Some(cause) }
             }
         }
     }

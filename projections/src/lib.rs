@@ -22,20 +22,63 @@ pub mod workload;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::RecordedEvent;
+use events::{Cause, RecordedEvent};
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a sink could not apply, read or rebuild its read model.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
-    #[error("read model unavailable: {0}")]
-    Unavailable(String),
+    /// The store behind the read model did not answer or failed; trying again later may succeed.
+    #[error("read model unavailable: {reason}")]
+    Unavailable {
+        /// What was being done, in words.
+        reason: String,
+        /// The store's, driver's or SDK's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The event itself cannot be projected: trying again will not help.
     #[error("event cannot be projected: {0}")]
     Poison(String),
 }
 
+impl SinkError {
+    /// The read model is unavailable for a reason of its own (no underlying error).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        SinkError::Unavailable { reason: reason.into(), cause: None }
+    }
+
+    /// The read model is unavailable while doing `reason`, because of `cause`.
+    pub fn unavailable_because(
+        reason: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SinkError::Unavailable { reason: reason.into(), cause: Some(Arc::new(cause)) }
+    }
+}
+
+/// Equal by variant and text: the cause is left out because errors do not compare, and two
+/// failures of the same step are the same failure to whoever compares them (tests, mostly).
+impl PartialEq for SinkError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SinkError::Unavailable { reason: a, .. }, SinkError::Unavailable { reason: b, .. }) => a == b,
+            (SinkError::Poison(a), SinkError::Poison(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SinkError {}
+
+/// A failed journal (or PostgreSQL) call: the reason repeats the store's, the store's error is the cause.
 impl From<events::StoreError> for SinkError {
     fn from(e: events::StoreError) -> Self {
-        SinkError::Unavailable(e.to_string())
+        let reason = match &e {
+            events::StoreError::Unavailable { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        SinkError::unavailable_because(reason, e)
     }
 }
 

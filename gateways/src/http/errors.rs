@@ -4,14 +4,14 @@
 //! 4xx name what is wrong with the request (nothing was written). 503 with `Retry-After` means only
 //! "unavailable, retry": a saturated node or a store that does not answer. A fault inside the
 //! service (corrupt data, an event this build cannot encode) is a 500. Neither 503 nor 500 shows
-//! its cause to the client: the cause goes to the log.
+//! its cause to the client: the cause, with everything that caused it, goes to the log.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use actors::cafe::CafeError;
 use actors::host::Unavailability;
-use events::StoreError;
+use events::{ErrorChain, StoreError};
 use projections::SinkError;
 use serde::Serialize;
 
@@ -101,10 +101,10 @@ impl ResponseError for ApiError {
         match self {
             // The cause goes to the log, not to the client.
             ApiError::Unavailable(cause) => {
-                tracing::warn!(detail = %cause, "answering 503");
+                tracing::warn!(detail = %ErrorChain(&**cause), "answering 503");
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
-            ApiError::Internal(cause) => tracing::error!(detail = %cause, "answering 500"),
+            ApiError::Internal(cause) => tracing::error!(detail = %ErrorChain(&**cause), "answering 500"),
             _ => {}
         }
         response.json(ErrorBody { error: self.to_string(), field: self.field() })
@@ -138,7 +138,7 @@ impl From<Unavailability> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => ApiError::Unavailable(e.into()),
+            StoreError::Unavailable { .. } => ApiError::Unavailable(e.into()),
             StoreError::Invalid(_) | StoreError::Corrupt(_) => ApiError::Internal(e.into()),
         }
     }
@@ -147,7 +147,7 @@ impl From<StoreError> for ApiError {
 impl From<SinkError> for ApiError {
     fn from(e: SinkError) -> Self {
         match e {
-            SinkError::Unavailable(_) => ApiError::Unavailable(e.into()),
+            SinkError::Unavailable { .. } => ApiError::Unavailable(e.into()),
             SinkError::Poison(_) => ApiError::Internal(e.into()),
         }
     }
@@ -190,7 +190,8 @@ mod tests {
 
     #[actix_web::test]
     async fn each_error_answers_one_status_and_never_its_internals() {
-        let unreachable = StoreError::Unavailable("connection refused to 10.1.2.3".into());
+        let unreachable =
+            StoreError::unavailable_because("connecting", std::io::Error::other("connection refused to 10.1.2.3"));
         let (status, retry_after, body) = answer(CafeError::Unavailable(unreachable.into())).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry_after.unwrap(), "1");
@@ -202,7 +203,7 @@ mod tests {
 
         let (status, _, _) = answer(SinkError::Poison("row 7".into())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        let (status, _, _) = answer(SinkError::Unavailable("pool timed out".into())).await;
+        let (status, _, _) = answer(SinkError::unavailable("pool timed out")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let (status, _, _) = answer(CafeError::Busy("too many commands queued for order-1".into())).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

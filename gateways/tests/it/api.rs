@@ -298,31 +298,31 @@ struct Unreachable;
 #[async_trait]
 impl Journal for Unreachable {
     async fn append(&self, _: AppendRequest) -> Result<Appended, AppendError> {
-        Err(StoreError::Unavailable("connection refused".into()).into())
+        Err(StoreError::unavailable("connection refused").into())
     }
     async fn read_stream(&self, _: &str, _: u64, _: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn read_all(&self, _: u64, _: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn head_position(&self) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn save_snapshot(&self, _: Snapshot) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn load_snapshot(&self, _: &str) -> Result<Option<Snapshot>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn load_checkpoint(&self, _: &str) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn save_checkpoint(&self, _: &str, _: u64) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+        Err(StoreError::unavailable("connection refused"))
     }
     fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         tokio::sync::watch::channel(0).1

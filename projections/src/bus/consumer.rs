@@ -209,13 +209,15 @@ impl KinesisConsumer {
                 // Bounded: a slow or throttled Kinesis control plane must not hold up lease renewal.
                 match tokio::time::timeout(self.settings.renew_every, self.sync_shards()).await {
                     Ok(Ok(())) => last_shard_sync = Some(Instant::now()),
-                    Ok(Err(e)) => tracing::warn!(%application, error = %e, "cannot list the stream's shards"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%application, error = %events::ErrorChain(&e), "cannot list the stream's shards")
+                    }
                     Err(_) => tracing::warn!(%application, "listing the stream's shards timed out"),
                 }
             }
             let started = Instant::now();
             if let Err(e) = self.tick(&mut tasks, &mut observed).await {
-                tracing::warn!(%application, error = %e, "lease table unavailable; keeping the leases held");
+                tracing::warn!(%application, error = %events::ErrorChain(&e), "lease table unavailable; keeping the leases held");
             }
             if started.elapsed() > self.settings.renew_every {
                 tracing::warn!(%application, took = ?started.elapsed(), "renewing and balancing leases took longer than the renewal interval");
@@ -373,7 +375,7 @@ impl ShardReader {
                         break;
                     }
                 }
-                Err(e) => tracing::warn!(%shard, error = %e, "cannot read the parents' leases"),
+                Err(e) => tracing::warn!(%shard, error = %events::ErrorChain(&e), "cannot read the parents' leases"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.renew_every) => {}
@@ -396,7 +398,7 @@ impl ShardReader {
                 None => match self.iterator_at(&shard, &position).await {
                     Ok(it) => it,
                     Err(e) => {
-                        tracing::warn!(%shard, error = %e, "no shard iterator; retrying");
+                        tracing::warn!(%shard, error = %events::ErrorChain(&e), "no shard iterator; retrying");
                         if sleep_or_stop(&mut stop, self.settings.max_idle_backoff).await {
                             return;
                         }
@@ -416,7 +418,7 @@ impl ShardReader {
                 Ok(Read::Records { records, next, millis_behind }) => (records, next, millis_behind),
                 Ok(Read::ExpiredIterator) => continue,
                 Err(e) => {
-                    tracing::warn!(%shard, error = %e, "GetRecords failed; backing off");
+                    tracing::warn!(%shard, error = %events::ErrorChain(&e), "GetRecords failed; backing off");
                     if sleep_or_stop(&mut stop, self.settings.max_idle_backoff).await {
                         return;
                     }
@@ -428,7 +430,7 @@ impl ShardReader {
             if let Some(last) = records.last() {
                 let mut backoff = Duration::from_millis(50);
                 while let Err(e) = self.processor.process(&shard, &records).await {
-                    tracing::warn!(%shard, error = %e, "records not processed; retrying");
+                    tracing::warn!(%shard, error = %events::ErrorChain(&e), "records not processed; retrying");
                     if sleep_or_stop(&mut stop, backoff).await {
                         return;
                     }
@@ -477,7 +479,7 @@ impl ShardReader {
                 Err(LeaseError::Backwards { .. }) => return true, // already further: another holder did it
                 Err(e) => {
                     drop(lease);
-                    tracing::warn!(error = %e, "checkpoint not written; retrying");
+                    tracing::warn!(error = %events::ErrorChain(&e), "checkpoint not written; retrying");
                     if sleep_or_stop(stop, self.settings.max_idle_backoff).await {
                         return false;
                     }
@@ -558,7 +560,7 @@ impl RecordProcessor for KinesisProjection {
             let event = match RecordedEvent::from_wire(&record.data) {
                 Ok(event) => event,
                 Err(e) => {
-                    tracing::error!(shard = %record.shard_id, sequence = %record.sequence_number, error = %e, "record is not an event envelope; skipped");
+                    tracing::error!(shard = %record.shard_id, sequence = %record.sequence_number, error = %events::ErrorChain(&e), "record is not an event envelope; skipped");
                     metrics::counter!("kinesis_consumer_poison_total", "projection" => self.sink.name().to_owned())
                         .increment(1);
                     continue;

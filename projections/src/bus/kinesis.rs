@@ -113,7 +113,7 @@ impl Bus for KinesisBus {
 
     fn message_for(&self, event: &RecordedEvent) -> Result<Option<Message>, BusError> {
         if event.stream_id.is_empty() || event.stream_id.chars().count() > MAX_PARTITION_KEY_CHARS {
-            return Err(BusError::Refused(format!(
+            return Err(BusError::refused(format!(
                 "stream id of {} characters cannot be a partition key (1 to {MAX_PARTITION_KEY_CHARS})",
                 event.stream_id.chars().count()
             )));
@@ -133,7 +133,7 @@ impl Bus for KinesisBus {
                 .data(Blob::new(m.body.clone()))
                 .partition_key(m.key.clone())
                 .build()
-                .map_err(|e| BusError::Refused(e.to_string()))?;
+                .map_err(|e| BusError::refused_because("cannot build a Kinesis record", e))?;
             entries.push(entry);
         }
         let answer = self

@@ -110,8 +110,8 @@ pub fn payment_request(event: &RecordedEvent) -> Result<Option<PaymentRequest>, 
     }
     let placed = match event.decode() {
         Ok(DomainEvent::OrderPlaced(placed)) => placed,
-        Ok(other) => return Err(BusError::Refused(format!("OrderPlaced decoded as {}", other.event_type()))),
-        Err(e) => return Err(BusError::Refused(format!("OrderPlaced does not decode: {e}"))),
+        Ok(other) => return Err(BusError::refused(format!("OrderPlaced decoded as {}", other.event_type()))),
+        Err(e) => return Err(BusError::refused_because("OrderPlaced does not decode", e)),
     };
     Ok(Some(PaymentRequest {
         event_id: event.event_id,
@@ -140,23 +140,25 @@ impl Bus for SqsBus {
         let Some(request) = payment_request(event)? else { return Ok(None) };
         let group = &request.customer_id;
         if group.is_empty() || group.chars().count() > MAX_GROUP_ID_CHARS {
-            return Err(BusError::Refused(format!("customer id {group:?} cannot be a message group id")));
+            return Err(BusError::refused(format!("customer id {group:?} cannot be a message group id")));
         }
-        let body = serde_json::to_vec(&request).map_err(|e| BusError::Refused(e.to_string()))?;
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| BusError::refused_because("cannot encode the payment request", e))?;
         Ok(Some(Message { event_id: event.event_id, global_position: event.global_position, key: group.clone(), body }))
     }
 
     async fn send_batch(&self, batch: &[Message]) -> Result<Vec<EntryOutcome>, BusError> {
         let mut entries = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            let body = String::from_utf8(m.body.clone()).map_err(|e| BusError::Refused(e.to_string()))?;
+            let body = String::from_utf8(m.body.clone())
+                .map_err(|e| BusError::refused_because("a message body is not UTF-8", e))?;
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(format!("m{i}"))
                 .message_body(body)
                 .message_group_id(m.key.clone())
                 .message_deduplication_id(m.event_id.to_string())
                 .build()
-                .map_err(|e| BusError::Refused(e.to_string()))?;
+                .map_err(|e| BusError::refused_because("cannot build an SQS batch entry", e))?;
             entries.push(entry);
         }
         let answer = self
@@ -230,7 +232,7 @@ pub async fn ensure_payment_queues(
 ) -> Result<PaymentQueues, SetupError> {
     for name in [queue_name, dead_letter_name] {
         if !name.ends_with(".fifo") {
-            return Err(SetupError::Refused(format!("FIFO queue names end in .fifo: {name}")));
+            return Err(SetupError::Refused { reason: format!("FIFO queue names end in .fifo: {name}"), cause: None });
         }
     }
     let dead_letter_url = create_fifo_queue(client, dead_letter_name).await?;
@@ -245,7 +247,7 @@ pub async fn ensure_payment_queues(
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
-        .ok_or_else(|| SetupError::Unavailable(format!("no ARN for {dead_letter_name}")))?;
+        .ok_or_else(|| SetupError::Unavailable { reason: format!("no ARN for {dead_letter_name}"), cause: None })?;
     let queue_url = create_fifo_queue(client, queue_name).await?;
     let policy = serde_json::json!({
         "deadLetterTargetArn": dead_letter_arn,
@@ -273,5 +275,8 @@ async fn create_fifo_queue(client: &Client, name: &str) -> Result<String, SetupE
         .send()
         .await
         .map_err(|e| setup_error(name, e))?;
-    answer.queue_url().map(str::to_owned).ok_or_else(|| SetupError::Unavailable(format!("no URL for queue {name}")))
+    answer
+        .queue_url()
+        .map(str::to_owned)
+        .ok_or_else(|| SetupError::Unavailable { reason: format!("no URL for queue {name}"), cause: None })
 }

@@ -84,7 +84,7 @@ pub struct AnalyticsSink {
 }
 
 fn sink_err(e: tokio_postgres::Error) -> SinkError {
-    SinkError::Unavailable(pg(e).to_string())
+    SinkError::from(pg(e))
 }
 
 impl AnalyticsSink {

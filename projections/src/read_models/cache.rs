@@ -73,14 +73,25 @@ pub struct ReadCache {
     invalidate: Script,
 }
 
+/// A failed call to the cache: what was being done, and Redis' or the pool's error when there is one.
 #[derive(Debug, thiserror::Error)]
-#[error("cache: {0}")]
-pub struct CacheError(String);
+#[error("cache: {reason}")]
+pub struct CacheError {
+    reason: String,
+    #[source]
+    cause: Option<events::Cause>,
+}
+
+impl CacheError {
+    fn because(reason: &str, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CacheError { reason: reason.to_owned(), cause: Some(std::sync::Arc::new(cause)) }
+    }
+}
 
 impl ReadCache {
     /// Connects lazily: an unreachable Redis at start leaves the cache degraded, not the node down.
     pub async fn connect(url: &str, settings: CacheSettings) -> Result<Self, CacheError> {
-        let manager = RedisConnectionManager::new(url).map_err(|e| CacheError(e.to_string()))?;
+        let manager = RedisConnectionManager::new(url).map_err(|e| CacheError::because("bad Redis URL", e))?;
         let pool = bb8::Pool::builder()
             .max_size(16)
             .connection_timeout(settings.timeout.max(Duration::from_millis(100)))
@@ -141,12 +152,12 @@ impl ReadCache {
     {
         let work = async {
             // A multiplexed connection is a cheap handle: take our own and give the pooled one back.
-            let conn = self.pool.get().await.map_err(|e| CacheError(e.to_string()))?.clone();
-            f(conn).await.map_err(|e| CacheError(e.to_string()))
+            let conn = self.pool.get().await.map_err(|e| CacheError::because("no Redis connection", e))?.clone();
+            f(conn).await.map_err(|e| CacheError::because("a Redis command failed", e))
         };
         match tokio::time::timeout(self.settings.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(CacheError("timed out".into())),
+            Err(_) => Err(CacheError { reason: "timed out".into(), cause: None }),
         }
     }
 
@@ -251,7 +262,7 @@ impl ReadCache {
             })
             .await;
         if let Err(e) = done {
-            tracing::warn!(error = %e, "cache invalidation failed; reading around the cache until it recovers");
+            tracing::warn!(error = %events::ErrorChain(&e), "cache invalidation failed; reading around the cache until it recovers");
             metrics::counter!("cache_errors_total").increment(1);
             self.degraded.store(true, Ordering::SeqCst);
         }

@@ -312,7 +312,7 @@ impl Rebuildable for DocumentSink {
             .map(|d| int(&d, "position", OFFSETS))
             .transpose()?
         else {
-            return Err(SinkError::Unavailable("no shadow to promote".into()));
+            return Err(SinkError::unavailable("no shadow to promote"));
         };
         let admin = self.db.client().database("admin");
         let db = self.db.name();
@@ -522,7 +522,7 @@ fn menu_item(d: &Document, collection: &str) -> Result<MenuItemView, SinkError> 
 }
 
 fn malformed(collection: &str, field: &str) -> SinkError {
-    SinkError::Unavailable(format!("{collection}: a document without a valid `{field}`"))
+    SinkError::unavailable(format!("{collection}: a document without a valid `{field}`"))
 }
 
 fn text(d: &Document, field: &str, collection: &str) -> Result<String, SinkError> {
@@ -544,7 +544,7 @@ fn to_i64(v: u64) -> i64 {
 }
 
 fn unavailable(what: &str, e: mongodb::error::Error) -> SinkError {
-    SinkError::Unavailable(format!("{what}: {e}"))
+    SinkError::unavailable_because(what, e)
 }
 
 fn command_code(e: &mongodb::error::Error) -> Option<i32> {

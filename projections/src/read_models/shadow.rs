@@ -146,7 +146,7 @@ impl SqlShadow {
 }
 
 fn sql_error(e: tokio_postgres::Error) -> SinkError {
-    SinkError::Unavailable(pg(e).to_string())
+    SinkError::from(pg(e))
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use events::follow::{self, FollowOptions, Follower};
-use events::{Journal, RecordedEvent, StoreError};
+use events::{Cause, Journal, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -116,35 +116,110 @@ pub enum EntryOutcome {
 }
 
 /// A failed batch request as a whole.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BusError {
     /// The broker could not be reached, did not answer in time, or answered with a server fault:
     /// nothing is known about the batch, so all of it is sent again.
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
+    #[error("broker unavailable: {reason}")]
+    Unavailable {
+        /// What was being done, in words.
+        reason: String,
+        /// The SDK's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The broker refused the request or an event cannot become a message: sending it again will
     /// not help.
-    #[error("refused: {0}")]
-    Refused(String),
+    #[error("refused: {reason}")]
+    Refused {
+        /// What was refused, in words.
+        reason: String,
+        /// The SDK's or the encoder's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
 }
 
+impl BusError {
+    /// The broker is unavailable for a reason of its own (no underlying error).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        BusError::Unavailable { reason: reason.into(), cause: None }
+    }
+
+    /// The request or the event is refused for a reason of its own (no underlying error).
+    pub fn refused(reason: impl Into<String>) -> Self {
+        BusError::Refused { reason: reason.into(), cause: None }
+    }
+
+    /// The request or the event is refused while doing `reason`, because of `cause`.
+    pub fn refused_because(reason: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        BusError::Refused { reason: reason.into(), cause: Some(Arc::new(cause)) }
+    }
+
+    /// What was being done, without the cause.
+    pub fn reason(&self) -> &str {
+        match self {
+            BusError::Unavailable { reason, .. } | BusError::Refused { reason, .. } => reason,
+        }
+    }
+}
+
+/// Equal by variant and reason: the cause is left out because errors do not compare, and two
+/// failures of the same step are the same failure to whoever compares them (tests, mostly).
+impl PartialEq for BusError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && self.reason() == other.reason()
+    }
+}
+
+impl Eq for BusError {}
+
 /// A failure to create or inspect a destination (stream, queue).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    #[error("broker refused the setup: {0}")]
-    Refused(String),
+    /// The broker could not be reached or failed; setting up again later may succeed.
+    #[error("broker unavailable: {reason}")]
+    Unavailable {
+        /// What was being done, in words.
+        reason: String,
+        /// The SDK's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The broker refused the setup (a bad name, a bad parameter).
+    #[error("broker refused the setup: {reason}")]
+    Refused {
+        /// What was refused, in words.
+        reason: String,
+        /// The SDK's failure, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The destination was created but did not become usable within the wait.
     #[error("{0} did not become ready in time")]
     NotReady(String),
 }
 
-/// A broker error met while setting up keeps its kind.
+/// Equal by variant and text, the cause left out (see [`BusError`]'s `PartialEq`).
+impl PartialEq for SetupError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SetupError::Unavailable { reason: a, .. }, SetupError::Unavailable { reason: b, .. })
+            | (SetupError::Refused { reason: a, .. }, SetupError::Refused { reason: b, .. })
+            | (SetupError::NotReady(a), SetupError::NotReady(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SetupError {}
+
+/// A broker error met while setting up keeps its kind, its reason and its cause.
 impl From<BusError> for SetupError {
     fn from(e: BusError) -> Self {
         match e {
-            BusError::Refused(text) => SetupError::Refused(text),
-            BusError::Unavailable(text) => SetupError::Unavailable(text),
+            BusError::Refused { reason, cause } => SetupError::Refused { reason, cause },
+            BusError::Unavailable { reason, cause } => SetupError::Unavailable { reason, cause },
         }
     }
 }
@@ -172,11 +247,26 @@ pub enum PublishError {
     #[error("journal: {0}")]
     Journal(#[from] StoreError),
     /// Infrastructure: the broker kept failing for the whole retry budget.
+    /// `cause` is the last attempt's broker error, when the last attempt failed with one.
     #[error("{destination} unavailable after {attempts} attempts: {reason}")]
-    Unavailable { destination: String, attempts: u32, reason: String },
-    /// Rejection: the destination refuses this event for good; it is not skipped.
+    Unavailable {
+        destination: String,
+        attempts: u32,
+        reason: String,
+        #[source]
+        cause: Option<BusError>,
+    },
+    /// Rejection: the destination refuses this event for good; it is not skipped. `cause` is the
+    /// broker's or the adapter's error, when the refusal came as one.
     #[error("{destination} refuses event {event_id} (global position {global_position}): {reason}")]
-    Refused { destination: String, event_id: Uuid, global_position: u64, reason: String },
+    Refused {
+        destination: String,
+        event_id: Uuid,
+        global_position: u64,
+        reason: String,
+        #[source]
+        cause: Option<BusError>,
+    },
 }
 
 /// Exponential backoff with jitter between attempts at one batch.
@@ -337,19 +427,23 @@ impl Publisher {
         let limits = self.effective_limits();
         let mut messages = Vec::with_capacity(events.len());
         for e in events {
-            let refused = |reason: String| PublishError::Refused {
+            let refused = |reason: String, cause: Option<BusError>| PublishError::Refused {
                 destination: self.destination.clone(),
                 event_id: e.event_id,
                 global_position: e.global_position,
                 reason,
+                cause,
             };
             match self.bus.message_for(e) {
                 Ok(Some(m)) if m.size() > limits.max_message_bytes => {
-                    return Err(refused(format!("{} bytes, over the limit of {}", m.size(), limits.max_message_bytes)))
+                    return Err(refused(
+                        format!("{} bytes, over the limit of {}", m.size(), limits.max_message_bytes),
+                        None,
+                    ))
                 }
                 Ok(Some(m)) => messages.push(m),
                 Ok(None) => {}
-                Err(e) => return Err(refused(e.to_string())),
+                Err(e) => return Err(refused(e.reason().to_owned(), Some(e))),
             }
         }
         let count = messages.len() as u64;
@@ -385,20 +479,21 @@ impl Publisher {
             attempt += 1;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let answer = tokio::time::timeout(self.settings.request_timeout, self.bus.send_batch(&batch)).await;
-            let reason = match answer {
-                Err(_) => format!("no answer within {:?}", self.settings.request_timeout),
-                Ok(Err(BusError::Refused(reason))) => {
+            let failure = match answer {
+                Err(_) => Failure::new(format!("no answer within {:?}", self.settings.request_timeout)),
+                Ok(Err(refusal @ BusError::Refused { .. })) => {
                     let first = &batch[0];
                     return Err(PublishError::Refused {
                         destination: self.destination.clone(),
                         event_id: first.event_id,
                         global_position: first.global_position,
-                        reason,
+                        reason: refusal.reason().to_owned(),
+                        cause: Some(refusal),
                     });
                 }
-                Ok(Err(BusError::Unavailable(reason))) => reason,
+                Ok(Err(unavailable @ BusError::Unavailable { .. })) => Failure::from(unavailable),
                 Ok(Ok(outcomes)) if outcomes.len() != batch.len() => {
-                    format!("{} answers for {} entries", outcomes.len(), batch.len())
+                    Failure::new(format!("{} answers for {} entries", outcomes.len(), batch.len()))
                 }
                 Ok(Ok(outcomes)) => match retry_set(batch, &outcomes) {
                     Retry::Done => return Ok(()),
@@ -408,17 +503,18 @@ impl Publisher {
                             event_id: message.event_id,
                             global_position: message.global_position,
                             reason: code,
+                            cause: None,
                         })
                     }
                     Retry::Again { messages, code } => {
                         batch = messages;
-                        self.note_retry(attempt, &retry, batch.len(), &code).await?;
+                        self.note_retry(attempt, &retry, batch.len(), Failure::new(code)).await?;
                         continue;
                     }
                 },
             };
             self.counters.failed_requests.fetch_add(1, Ordering::Relaxed);
-            self.note_retry(attempt, &retry, batch.len(), &reason).await?;
+            self.note_retry(attempt, &retry, batch.len(), failure).await?;
         }
     }
 
@@ -428,21 +524,41 @@ impl Publisher {
         attempt: u32,
         retry: &RetryPolicy,
         entries: usize,
-        reason: &str,
+        failure: Failure,
     ) -> Result<(), PublishError> {
         if attempt >= retry.max_attempts {
             return Err(PublishError::Unavailable {
                 destination: self.destination.clone(),
                 attempts: attempt,
-                reason: reason.to_owned(),
+                reason: failure.reason,
+                cause: failure.cause,
             });
         }
+        let reason = failure.cause.as_ref().map_or(failure.reason, |e| events::error_chain(e));
         tracing::debug!(destination = %self.destination, attempt, entries, reason, "sending again");
         self.counters.resent.fetch_add(entries as u64, Ordering::Relaxed);
         metrics::counter!("publisher_retries_total", "destination" => self.destination.clone())
             .increment(entries as u64);
         tokio::time::sleep(retry.backoff(attempt)).await;
         Ok(())
+    }
+}
+
+/// Why one attempt at a batch failed, in words, with the broker's error when there was one.
+struct Failure {
+    reason: String,
+    cause: Option<BusError>,
+}
+
+impl Failure {
+    fn new(reason: String) -> Self {
+        Failure { reason, cause: None }
+    }
+}
+
+impl From<BusError> for Failure {
+    fn from(e: BusError) -> Self {
+        Failure { reason: e.reason().to_owned(), cause: Some(e) }
     }
 }
 

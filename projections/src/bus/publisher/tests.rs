@@ -222,7 +222,7 @@ async fn partial_failures_are_retried_and_every_key_stays_in_order() {
     // Request 1 refuses entries 0 and 2; request 2 fails whole; request 3 refuses entry 1.
     let bus = Arc::new(ScriptedBus::with(vec![
         Ok(vec![0, 2]),
-        Err(BusError::Unavailable("connection refused".into())),
+        Err(BusError::unavailable("connection refused")),
         Ok(vec![1]),
     ]));
     let publisher = Publisher::new(journal.clone(), bus.clone(), fast_settings("publisher:test"));
@@ -241,7 +241,7 @@ async fn the_checkpoint_does_not_move_when_the_broker_keeps_failing() {
     let (_dir, journal) = journal_with(&[("order-a", 3), ("order-b", 3)]).await;
     // The first page (4 events, one batch) goes through; then every request fails.
     let mut script = vec![Ok(vec![])];
-    script.extend((0..50).map(|_| Err(BusError::Unavailable("connection refused".into()))));
+    script.extend((0..50).map(|_| Err(BusError::unavailable("connection refused"))));
     let bus = Arc::new(ScriptedBus::with(script));
     let settings = PublisherSettings { page_size: 4, ..fast_settings("publisher:test") };
     let publisher = Publisher::new(journal.clone(), bus.clone(), settings);
@@ -274,7 +274,7 @@ async fn a_refused_entry_stops_the_publisher_at_that_event() {
         }
         fn message_for(&self, e: &RecordedEvent) -> Result<Option<Message>, BusError> {
             if e.stream_version == 2 {
-                return Err(BusError::Refused("payload does not decode".into()));
+                return Err(BusError::refused("payload does not decode"));
             }
             Ok(None)
         }
@@ -292,7 +292,7 @@ async fn a_refused_entry_stops_the_publisher_at_that_event() {
 #[tokio::test]
 async fn a_running_publisher_keeps_trying_the_same_page_and_then_moves_on() {
     let (_dir, journal) = journal_with(&[("order-a", 5), ("order-b", 5)]).await;
-    let script = (0..6).map(|_| Err(BusError::Unavailable("connection refused".into()))).collect();
+    let script = (0..6).map(|_| Err(BusError::unavailable("connection refused"))).collect();
     let bus = Arc::new(ScriptedBus::with(script));
     let publisher = Publisher::new(journal.clone(), bus.clone(), fast_settings("publisher:run"));
     let (stop, stopped) = watch::channel(false);

@@ -111,7 +111,7 @@ pub(super) fn n(value: impl std::fmt::Display) -> AttributeValue {
 
 /// An item of `table` whose `attribute` is missing or not what it should be.
 pub(super) fn malformed(table: &str, attribute: &str) -> SinkError {
-    SinkError::Unavailable(format!("{table}: an item without a valid `{attribute}`"))
+    SinkError::unavailable(format!("{table}: an item without a valid `{attribute}`"))
 }
 
 /// A string attribute of an item.

@@ -47,7 +47,7 @@ impl DynamoSink {
             Some(position) => Ok(position),
             None if matches!(self.target, Target::Live) => {
                 self.shared.live.store(0, Ordering::Release);
-                Err(SinkError::Unavailable(format!("generation {generation} has been retired")))
+                Err(SinkError::unavailable(format!("generation {generation} has been retired")))
             }
             None => Ok(0),
         }
@@ -65,7 +65,7 @@ impl DynamoSink {
             .send()
             .await
             .map_err(|e| self.fail(&offsets, e))?;
-        let item = out.item.ok_or_else(|| SinkError::Unavailable(format!("{offsets}: no `{NAME}` item")))?;
+        let item = out.item.ok_or_else(|| SinkError::unavailable(format!("{offsets}: no `{NAME}` item")))?;
         Ok(Generations {
             live: num(&item, "live_generation", &offsets)?,
             last: num(&item, "last_generation", &offsets)?,
@@ -160,7 +160,7 @@ impl DynamoSink {
                     .enabled(true)
                     .attribute_name(EXPIRES_AT)
                     .build()
-                    .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+                    .map_err(|e| SinkError::unavailable_because("cannot build the time-to-live setting", e))?;
                 client
                     .update_time_to_live()
                     .table_name(table)
@@ -291,7 +291,7 @@ impl Rebuildable for DynamoSink {
     async fn promote_shadow(&self) -> Result<(), SinkError> {
         let generations = self.generations().await?;
         let Some(shadow) = generations.shadow else {
-            return Err(SinkError::Unavailable("no shadow to promote".into()));
+            return Err(SinkError::unavailable("no shadow to promote"));
         };
         let old = generations.live;
         let flipped = self
@@ -303,7 +303,7 @@ impl Rebuildable for DynamoSink {
             )
             .await?;
         if !flipped && self.generations().await?.live != shadow {
-            return Err(SinkError::Unavailable("the shadow changed while it was being promoted".into()));
+            return Err(SinkError::unavailable("the shadow changed while it was being promoted"));
         }
         self.shared.live.store(shadow, Ordering::Release);
         self.finish_retirements(&[old]).await

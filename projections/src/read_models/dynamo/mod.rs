@@ -267,7 +267,7 @@ impl DynamoSink {
                     if !requests.is_empty() {
                         attempt += 1;
                         if attempt > UNPROCESSED_RETRIES {
-                            return Err(SinkError::Unavailable(format!("{orders}: batch writes stay unprocessed")));
+                            return Err(SinkError::unavailable(format!("{orders}: batch writes stay unprocessed")));
                         }
                         tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
                     }
@@ -347,7 +347,7 @@ impl DynamoSink {
                                 None => 0,
                             };
                             if at < first {
-                                return Err(SinkError::Unavailable(format!(
+                                return Err(SinkError::unavailable(format!(
                                     "{inventory}: {store_id}/{sku} failed its condition at version {at} < {first}"
                                 )));
                             }
@@ -424,5 +424,5 @@ impl crate::StreamOrderedSink for DynamoSink {
 
 /// A request the SDK could not build (a missing required field): a bug, reported as unavailable.
 fn built(table: &str, e: aws_sdk_dynamodb::error::BuildError) -> SinkError {
-    SinkError::Unavailable(format!("{table}: {e}"))
+    SinkError::unavailable_because(format!("cannot build a request to {table}"), e)
 }

@@ -130,7 +130,7 @@ impl PgStorefront {
 }
 
 fn sink_err(e: tokio_postgres::Error) -> SinkError {
-    SinkError::Unavailable(pg(e).to_string())
+    SinkError::from(pg(e))
 }
 
 #[async_trait]

@@ -77,7 +77,8 @@ fn sql(template: &str, prefix: &str) -> String {
 
 impl SqliteStorefront {
     pub fn open(dir: &Path) -> Result<Self, SinkError> {
-        std::fs::create_dir_all(dir).map_err(|e| SinkError::Unavailable(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SinkError::unavailable_because(format!("cannot create {}", dir.display()), e))?;
         let path = dir.join("readmodel.db");
         let conn = open_connection(&path).map_err(unavailable)?;
         conn.execute_batch(&sql(SCHEMA, "")).map_err(unavailable)?;
@@ -90,7 +91,7 @@ impl SqliteStorefront {
 }
 
 fn unavailable(e: rusqlite::Error) -> SinkError {
-    SinkError::Unavailable(e.to_string())
+    SinkError::unavailable_because("a SQLite statement failed", e)
 }
 
 fn position(c: &Connection, name: &str) -> rusqlite::Result<u64> {
