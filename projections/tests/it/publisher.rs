@@ -1,5 +1,5 @@
 //! The outbox publisher against real emulators over a socket: kinesalite for Kinesis, moto for SQS
-//! FIFO (DESIGN §8), with a real journal (SQLite in a temp dir, or PostgreSQL).
+//! FIFO (ARCHITECTURE.md, "Local emulators"), with a real journal (SQLite in a temp dir, or PostgreSQL).
 //!
 //! Every test uses its own stream and queue names, so tests share the emulators safely; queues are
 //! drained by the tests that fill them (moto's sends slow down as a queue grows).

@@ -1,6 +1,6 @@
 //! The outbox publisher: committed events leave the process.
 //!
-//! The journal is the outbox (DESIGN §3.4). A [`Publisher`] follows the journal's global order from
+//! The journal is the outbox. A [`Publisher`] follows the journal's global order from
 //! its own checkpoint (`journal.save_checkpoint(name, position)`), turns each event into the message
 //! its destination carries ([`Bus::message_for`]), sends the messages in batches, and moves the
 //! checkpoint past a page only after the broker acknowledged every message of it. Each destination
