@@ -22,11 +22,27 @@ async fn place(addr: std::net::SocketAddr, key: &str, customer: &str) -> Option<
     conn.request("POST", "/api/orders", &[("Idempotency-Key", key)], body.as_bytes()).await.ok().map(|r| r.status)
 }
 
-async fn orders_of(addr: std::net::SocketAddr, customer: &str) -> Vec<String> {
-    let mut conn = HttpConnection::new(addr);
-    let r = conn.request("GET", &format!("/api/customers/{customer}/orders?limit=500"), &[], b"").await.expect("list");
-    assert_eq!(r.status, 200);
-    r.json()["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect()
+/// Writers place orders for a customer each, so that no customer's list outgrows the API's
+/// 500-order page however fast the node acknowledges.
+const WRITERS: usize = 8;
+
+/// The customer that writer `w` (the key's prefix, `w-n`) orders for.
+fn customer_of(base: &str, key: &str) -> String {
+    format!("{base}-{}", key.split('-').next().expect("key is w-n"))
+}
+
+async fn orders_of(addr: std::net::SocketAddr, base: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    for w in 0..WRITERS {
+        let mut conn = HttpConnection::new(addr);
+        let path = format!("/api/customers/{base}-{w}/orders?limit=500");
+        let r = conn.request("GET", &path, &[], b"").await.expect("list");
+        assert_eq!(r.status, 200);
+        let orders = r.json()["orders"].as_array().unwrap().clone();
+        assert!(orders.len() < 500, "a customer's list filled a whole page: the check could miss orders");
+        all.extend(orders.iter().map(|o| o["order_id"].as_str().unwrap().to_owned()));
+    }
+    all
 }
 
 async fn order_id_for(addr: std::net::SocketAddr, key: &str, customer: &str) -> String {
@@ -46,7 +62,7 @@ async fn kill_during_orders(storage: Vec<String>) {
     let customer = format!("chaos-{}", uuid::Uuid::new_v4().simple());
     let ledger = Arc::new(AckLedger::default());
     let stop_at = Instant::now() + Duration::from_millis(1500);
-    let writers: Vec<_> = (0..8)
+    let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let ledger = ledger.clone();
             let customer = customer.clone();
@@ -55,7 +71,7 @@ async fn kill_during_orders(storage: Vec<String>) {
                 while Instant::now() < stop_at {
                     let key = format!("{w}-{n}");
                     n += 1;
-                    match place(addr, &key, &customer).await {
+                    match place(addr, &key, &customer_of(&customer, &key)).await {
                         Some(201) => ledger.acknowledged(key),
                         Some(status) => panic!("unexpected {status} before the kill"),
                         None => {
@@ -77,13 +93,13 @@ async fn kill_during_orders(storage: Vec<String>) {
     node.start(Duration::from_secs(30)).expect("node restarts");
     // Clients retry what got no answer, with the same key.
     for key in ledger.unanswered_ids() {
-        if place(addr, &key, &customer).await == Some(201) {
+        if place(addr, &key, &customer_of(&customer, &key)).await == Some(201) {
             ledger.acknowledged(key);
         }
     }
     let mut expected = Vec::new();
     for key in ledger.acknowledged_ids() {
-        expected.push(order_id_for(addr, &key, &customer).await);
+        expected.push(order_id_for(addr, &key, &customer_of(&customer, &key)).await);
     }
     // The storefront catches up after the restart; wait for it, then compare.
     let deadline = Instant::now() + Duration::from_secs(30);
