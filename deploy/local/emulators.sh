@@ -14,6 +14,9 @@
 # | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
 #
+# ensure_schemathesis installs schemathesis (the OpenAPI fuzzer of the contract test, no server) into
+# the same virtualenv and exports CLOUDCAFE_TEST_SCHEMATHESIS.
+#
 # Each emulator runs in the background (nohup), logs to .cc-local/<name>.log and keeps its PID in
 # .cc-local/<name>.pid; an emulator already running (PID alive and port answering) is reused. The
 # emulators keep their data in memory only. Under CI=true an emulator that cannot be started is a
@@ -160,6 +163,21 @@ ensure_python_clients() {
     }
   fi
   cc_log "Python clients ready: boto3, msgpack"
+}
+
+# schemathesis fuzzes a live node against its OpenAPI document (gateways/tests/it/contract.rs).
+CC_SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  cc_venv || { cc_fail_or_warn "no virtualenv for schemathesis"; return; }
+  local cli="$CC_VENV/bin/schemathesis"
+  if ! "$cli" --version 2>/dev/null | grep -qF "$CC_SCHEMATHESIS_VERSION"; then
+    cc_log "pip install schemathesis==$CC_SCHEMATHESIS_VERSION"
+    "$CC_VENV/bin/python" -m pip install -q "schemathesis==$CC_SCHEMATHESIS_VERSION" >"$CC_LOCAL/pip-schemathesis.log" 2>&1 || {
+      cc_fail_or_warn "schemathesis cannot be installed (see $CC_LOCAL/pip-schemathesis.log)"; return
+    }
+  fi
+  export CLOUDCAFE_TEST_SCHEMATHESIS="$cli"
+  cc_log "schemathesis ready: $("$cli" --version)"
 }
 
 # SecantusDB speaks the MongoDB wire protocol (standing in for DocumentDB), in memory.

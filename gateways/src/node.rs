@@ -299,10 +299,11 @@ pub async fn storefront_caught_up(node: &Node, timeout: Duration) -> bool {
 }
 
 /// How far one projection trails the journal.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ProjectionLag {
     pub name: String,
     /// `journal`, or `kinesis` for a model fed from the stream by this node's consumer.
+    #[schema(value_type = String, pattern = "^(journal|kinesis)$")]
     pub source: &'static str,
     /// For `kinesis`: the highest journal position applied by this node.
     pub position: u64,

@@ -1,5 +1,7 @@
-//! The Python consumer of the Kinesis wire format (`deploy/local/verify_kinesis.py`), which checks
-//! what the publisher wrote from the documented format alone, with boto3 and msgpack.
+//! The Python tools the tests run: the consumer of the Kinesis wire format
+//! (`deploy/local/verify_kinesis.py`), which checks what the publisher wrote from the documented
+//! format alone, with boto3 and msgpack; and `schemathesis`, which fuzzes a live node against its
+//! OpenAPI document.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,4 +38,24 @@ pub fn verify_kinesis_with_python(python: &Path, endpoint: &str, stream: &str) -
     let (stdout, stderr) =
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The `schemathesis` CLI that fuzzes a live node against its OpenAPI document:
+/// `CLOUDCAFE_TEST_SCHEMATHESIS` (set by `ensure_schemathesis` in `deploy/local/emulators.sh`), else
+/// the repo's `.cc-local/venv/bin/schemathesis` if it is there. Missing: SKIPPED, or a failure under
+/// CI=true.
+pub fn schemathesis() -> Option<PathBuf> {
+    let from_env = std::env::var_os("CLOUDCAFE_TEST_SCHEMATHESIS").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let candidates = from_env.into_iter().chain([repo_root().join(".cc-local/venv/bin/schemathesis")]);
+    for cli in candidates {
+        if Command::new(&cli).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return Some(cli);
+        }
+    }
+    let hint = "source deploy/local/emulators.sh && ensure_schemathesis (installs it into .cc-local/venv)";
+    if under_ci() {
+        panic!("CI=true but schemathesis is not installed: {hint}");
+    }
+    eprintln!("SKIPPED: schemathesis is not installed, the API contract is NOT checked: {hint}");
+    None
 }

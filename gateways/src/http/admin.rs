@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::errors::ApiError;
+use super::openapi::{Internal, Unavailable};
 use super::ApiState;
 use crate::node::{projection_lag, ProjectionLag};
 
@@ -14,24 +16,47 @@ use crate::node::{projection_lag, ProjectionLag};
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The body of `/health` and `/ready`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Status)]
 struct StatusJson {
     /// `ok` (alive) or `ready` (the journal answers).
+    #[schema(value_type = String, pattern = "^(ok|ready)$")]
     status: &'static str,
 }
 
 /// Every projection's lag, the journal-fed ones first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Projections)]
 struct ProjectionsJson {
     projections: Vec<ProjectionLag>,
 }
 
 /// `GET /health`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Liveness",
+    description = "The process answers; touches no store.",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = StatusJson)),
+)]
 pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(StatusJson { status: "ok" })
 }
 
 /// `GET /ready`: the journal answers a ping within 2 s; 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    summary = "Readiness",
+    description = "The journal answers a ping within 2 s.",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = StatusJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub(super) async fn ready(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.journal.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(StatusJson { status: "ready" })),
@@ -42,12 +67,33 @@ pub(super) async fn ready(state: web::Data<ApiState>) -> Result<HttpResponse, Ap
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Prometheus text exposition format 0.0.4.",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain")),
+)]
 pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     state.metrics.run_upkeep();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
 /// `GET /admin/projections`: each projection's position and how far it trails the journal.
+#[utoipa::path(
+    get,
+    path = "/admin/projections",
+    tag = "operations",
+    summary = "Projections' lag",
+    description = "Each read model's position in the journal's global order and how far it trails the head, \
+        measured now from the journal and each read model's stored position.",
+    responses(
+        (status = 200, description = "Every projection, the journal-fed ones first", body = ProjectionsJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub(super) async fn projections(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for p in &state.projections {

@@ -53,9 +53,13 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(super) struct ErrorBody<'a> {
+    /// What is wrong, for a person to read.
     error: String,
+    /// The request field at fault (`items[0].quantity`, `Idempotency-Key`, `limit`...), or null.
+    #[schema(required = true)]
     field: Option<&'a str>,
 }
 
@@ -169,9 +173,13 @@ pub(super) async fn no_route(req: HttpRequest) -> HttpResponse {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
 }
 
-/// A known path asked with a method it does not serve: 405.
-pub(super) async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
+/// A known path asked with a method it does not serve: 405, with `Allow` listing the ones it does.
+pub(super) fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 #[cfg(test)]

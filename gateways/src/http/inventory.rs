@@ -5,22 +5,33 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actors::domain::inventory::Stock;
 use events::Causation;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
 /// The body of `POST /api/inventory/restock`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RestockBody {
+#[schema(as = Restock)]
+pub(super) struct RestockBody {
+    /// 1-64 letters, digits, `-` or `_` (else 422).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "store-1")]
     store_id: String,
+    /// A menu item's id: 1-64 letters, digits, `-` or `_` (else 422); 404 if it is not on the menu.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "latte")]
     sku: String,
+    /// Units to add (else 422; the bounds are the inventory decider's).
+    #[serde(deserialize_with = "super::wire::integer")]
+    #[schema(minimum = 1, example = 100)]
     quantity: i64,
 }
 
 /// One store's stock of one SKU.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Stock)]
 struct StockJson {
     store_id: String,
     sku: String,
@@ -42,6 +53,24 @@ impl From<Stock> for StockJson {
 }
 
 /// `GET /api/inventory/stores/{store_id}/items/{sku}`: 404 for a SKU that is not on the menu.
+#[utoipa::path(
+    get,
+    path = "/api/inventory/stores/{store_id}/items/{sku}",
+    tag = "inventory",
+    summary = "Read a store's stock of an item",
+    description = "Reads the inventory actor's state (the stock the next reservation is decided on), not a read \
+        model. A store that never stocked the item has 0 available.",
+    params(
+        ("store_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 404)"),
+        ("sku" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "A menu item's id (else 404)"),
+    ),
+    responses(
+        (status = 200, description = "The stock", body = StockJson),
+        (status = 404, description = "The SKU is not on the menu, or an id is malformed", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn get_stock(
     path: web::Path<(String, String)>,
     state: web::Data<ApiState>,
@@ -58,6 +87,24 @@ pub(super) async fn get_stock(
 }
 
 /// `POST /api/inventory/restock`: adds units and answers the stock after.
+#[utoipa::path(
+    post,
+    path = "/api/inventory/restock",
+    tag = "inventory",
+    summary = "Restock a store",
+    description = "Adds units of a menu item to a store's stock; answers the stock after, from the inventory actor.",
+    request_body = RestockBody,
+    responses(
+        (status = 200, description = "The stock after the restock", body = StockJson),
+        (status = 400, description = "Malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 404, description = "The SKU is not on the menu", body = ErrorJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Refused by the domain: a bad id or a quantity out of bounds", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn restock(
     req: HttpRequest,
     payload: web::Payload,

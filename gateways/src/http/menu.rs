@@ -9,52 +9,94 @@ use events::Causation;
 use projections::read_models::cache::CacheKey;
 use projections::read_models::storefront::MenuItemView;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
 /// The body of `POST /api/menu/items`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MenuItemBody {
+#[schema(as = PublishMenuItem)]
+pub(super) struct MenuItemBody {
+    /// 1-64 letters, digits, `-` or `_` (else 422).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "flat-white")]
     item_id: String,
+    /// Not blank (else 422).
+    #[schema(min_length = 1, pattern = r"\S", example = "Flat White")]
     name: String,
+    /// Not blank (else 422).
+    #[schema(min_length = 1, pattern = r"\S", example = "coffee")]
     category: String,
+    /// 1-100000 cents (else 422).
+    #[serde(deserialize_with = "super::wire::integer")]
+    #[schema(minimum = 1, maximum = 100000, example = 395)]
     price_cents: i64,
+    /// Each value 0 when left out.
     #[serde(default)]
     nutrition: NutritionBody,
-    /// Hex SHA-256 of the item's image.
+    /// Hex SHA-256 of the item's image: 64 lowercase hex digits, or empty (else 422).
     #[serde(default)]
+    #[schema(pattern = "^([0-9a-f]{64})?$")]
     image_sha256: String,
 }
 
 /// An item's nutrition as a client sends it; each value defaults to 0.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NutritionBody {
-    #[serde(default)]
+#[schema(as = NutritionInput)]
+pub(super) struct NutritionBody {
+    // OpenAPI's `int32` is signed: the whole u32 range is declared instead.
+    #[serde(default, deserialize_with = "super::wire::integer")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
     calories: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::wire::integer")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
     caffeine_mg: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::wire::integer")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
     sugar_g: u32,
 }
 
+/// An item's nutrition.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Nutrition)]
+struct NutritionJson {
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
+    calories: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
+    caffeine_mg: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
+    sugar_g: u32,
+}
+
+impl From<Nutrition> for NutritionJson {
+    fn from(n: Nutrition) -> Self {
+        NutritionJson { calories: n.calories, caffeine_mg: n.caffeine_mg, sugar_g: n.sugar_g }
+    }
+}
+
 /// A menu item as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = MenuItem)]
 struct MenuItemJson {
     item_id: String,
     name: String,
     category: String,
     price_cents: Cents,
+    /// A retired item stays listed and cannot be ordered.
     retired: bool,
-    nutrition: Nutrition,
+    nutrition: NutritionJson,
+    /// Hex SHA-256 of the item's image, or empty.
+    #[schema(pattern = "^([0-9a-f]{64})?$")]
     image_sha256: String,
 }
 
 /// The whole menu.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Menu)]
 struct MenuJson {
     items: Vec<MenuItemJson>,
 }
@@ -67,7 +109,7 @@ impl From<MenuItemView> for MenuItemJson {
             category: i.category,
             price_cents: i.price_cents,
             retired: i.retired,
-            nutrition: i.nutrition,
+            nutrition: i.nutrition.into(),
             image_sha256: i.image_sha256,
         }
     }
@@ -81,13 +123,26 @@ impl From<MenuItem> for MenuItemJson {
             category: i.category,
             price_cents: i.price_cents,
             retired: i.retired,
-            nutrition: i.nutrition,
+            nutrition: i.nutrition.into(),
             image_sha256: i.image_sha256,
         }
     }
 }
 
 /// `GET /api/menu/items`: every item of the storefront's menu, retired ones included.
+#[utoipa::path(
+    get,
+    path = "/api/menu/items",
+    tag = "menu",
+    summary = "List the menu",
+    description = "Reads the storefront read model (through the Redis cache when the node has one): every item, \
+        retired ones included. It trails the journal by the projection's lag.",
+    responses(
+        (status = 200, description = "The menu", body = MenuJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let load = || state.storefront.menu();
     let items = match &state.cache {
@@ -98,6 +153,26 @@ pub(super) async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse
 }
 
 /// `POST /api/menu/items`: 201 with the item as published.
+#[utoipa::path(
+    post,
+    path = "/api/menu/items",
+    tag = "menu",
+    summary = "Publish a menu item",
+    description = "Publishes an item. Publishing it again with the same details changes nothing (201); with other \
+        details, 422.",
+    request_body = MenuItemBody,
+    responses(
+        (status = 201, description = "The item as published", body = MenuItemJson,
+            headers(("Location" = String, description = "`/api/menu/items`"))),
+        (status = 400, description = "Malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Refused by the domain: a bad id, a blank name or category, a price out of \
+            bounds, a bad image hash, or the item is already published with other details", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn publish_menu_item(
     req: HttpRequest,
     payload: web::Payload,

@@ -1,7 +1,7 @@
 //! The REST API (actix-web), as the ALB routes it: `/api/orders/*`, `/api/customers/*`,
 //! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`, plus
-//! `/health`, `/ready`, `/metrics` and `/admin/projections`. [`configure`] builds it for `main` and
-//! for tests alike.
+//! `/health`, `/ready`, `/metrics`, `/admin/projections` and `/openapi.json` (the OpenAPI 3.1
+//! document of all of them, [`openapi`]). [`configure`] builds it for `main` and for tests alike.
 //!
 //! One module per resource holds its handlers and its request and response types; every response
 //! is a typed `Serialize` struct. `errors` maps every failure to its status in one place: JSON
@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::web;
 use events::Journal;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -28,6 +29,7 @@ mod extractors;
 mod inventory;
 mod loyalty;
 mod menu;
+pub mod openapi;
 mod orders;
 mod payments;
 mod wire;
@@ -98,64 +100,53 @@ impl ApiState {
     }
 }
 
+/// Every route of the API: its path and the handler of each method it serves. [`configure`]
+/// registers exactly these, and the OpenAPI document is checked against exactly these
+/// ([`route_table`]), so a route cannot be added without being documented.
+fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
+    vec![
+        ("/health", vec![(Method::GET, web::to(admin::health))]),
+        ("/ready", vec![(Method::GET, web::to(admin::ready))]),
+        ("/metrics", vec![(Method::GET, web::to(admin::metrics))]),
+        ("/openapi.json", vec![(Method::GET, web::to(openapi::document))]),
+        ("/api/orders", vec![(Method::POST, web::to(orders::place_order))]),
+        ("/api/orders/{order_id}", vec![(Method::GET, web::to(orders::get_order))]),
+        ("/api/customers/{customer_id}/orders", vec![(Method::GET, web::to(orders::customer_orders))]),
+        ("/api/inventory/stores/{store_id}/items/{sku}", vec![(Method::GET, web::to(inventory::get_stock))]),
+        ("/api/inventory/restock", vec![(Method::POST, web::to(inventory::restock))]),
+        ("/api/loyalty/{customer_id}", vec![(Method::GET, web::to(loyalty::get_loyalty))]),
+        ("/api/payments/{order_id}", vec![(Method::GET, web::to(payments::get_payment))]),
+        (
+            "/api/menu/items",
+            vec![(Method::GET, web::to(menu::list_menu)), (Method::POST, web::to(menu::publish_menu_item))],
+        ),
+        ("/api/analytics/stores/{store_id}/minutes", vec![(Method::GET, web::to(analytics::store_minutes))]),
+        ("/admin/projections", vec![(Method::GET, web::to(admin::projections))]),
+    ]
+}
+
+/// Every `(path, method)` the API serves, paths as templates (`/api/orders/{order_id}`).
+pub fn route_table() -> Vec<(&'static str, Method)> {
+    routes().into_iter().flat_map(|(path, methods)| methods.into_iter().map(move |(m, _)| (path, m))).collect()
+}
+
 /// Every route of the API on `state`; a path no route matches is 404, a method a path does not
-/// serve is 405.
+/// serve is 405 with `Allow` naming the methods it does.
 pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
-    use errors::method_not_allowed;
     move |cfg| {
-        cfg.app_data(web::Data::from(state))
-            .service(web::resource("/health").get(admin::health).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/ready").get(admin::ready).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/metrics").get(admin::metrics).default_service(web::to(method_not_allowed)))
-            .service(
-                web::resource("/api/orders").post(orders::place_order).default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/orders/{order_id}")
-                    .get(orders::get_order)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/customers/{customer_id}/orders")
-                    .get(orders::customer_orders)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/inventory/stores/{store_id}/items/{sku}")
-                    .get(inventory::get_stock)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/inventory/restock")
-                    .post(inventory::restock)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/loyalty/{customer_id}")
-                    .get(loyalty::get_loyalty)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/payments/{order_id}")
-                    .get(payments::get_payment)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/menu/items")
-                    .get(menu::list_menu)
-                    .post(menu::publish_menu_item)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/analytics/stores/{store_id}/minutes")
-                    .get(analytics::store_minutes)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/admin/projections")
-                    .get(admin::projections)
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .default_service(web::to(errors::no_route));
+        cfg.app_data(web::Data::from(state));
+        for (path, methods) in routes() {
+            let allow = methods.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+            let mut resource = web::resource(path);
+            for (method, route) in methods {
+                resource = resource.route(route.method(method));
+            }
+            let not_allowed = move || {
+                let allow = allow.clone();
+                async move { errors::method_not_allowed(&allow) }
+            };
+            cfg.service(resource.default_service(web::to(not_allowed)));
+        }
+        cfg.default_service(web::to(errors::no_route));
     }
 }

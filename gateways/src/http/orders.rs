@@ -9,10 +9,12 @@ use events::domain::OrderLine;
 use events::Causation;
 use projections::read_models::storefront::OrderView;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body, parse_uuid};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
 use super::wire::{amount, timestamp};
 use super::ApiState;
 
@@ -20,46 +22,87 @@ use super::ApiState;
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
 
 /// The body of `POST /api/orders`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PlaceOrderBody {
+#[schema(as = PlaceOrder)]
+pub(super) struct PlaceOrderBody {
+    /// 1-64 letters, digits, `-` or `_` (else 422).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "alice")]
     customer_id: String,
+    /// 1-64 letters, digits, `-` or `_` (else 422).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "store-1")]
     store_id: String,
+    /// At least one line (else 422).
+    #[schema(min_items = 1)]
     items: Vec<ItemBody>,
 }
 
 /// One line of an order as the client asks for it (the price comes from the menu).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemBody {
+#[schema(as = OrderItem)]
+pub(super) struct ItemBody {
+    /// A menu item's id: 1-64 letters, digits, `-` or `_` (else 422); 404 if it is not on the menu.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "latte")]
     item_id: String,
+    /// Units of the item (else 422; the bounds are the order decider's).
+    #[serde(deserialize_with = "super::wire::integer")]
+    #[schema(minimum = 1, example = 2)]
     quantity: i64,
 }
 
 /// The `?limit=` of a customer's orders.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Page {
+    /// How many orders, newest first: 1-500, 50 when left out (else 400).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
+/// One line of an order, priced when the order was placed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = OrderLine)]
+struct OrderLineJson {
+    item_id: String,
+    #[schema(minimum = 1)]
+    quantity: u32,
+    /// The item's price when the order was placed.
+    unit_price_cents: i64,
+}
+
+impl From<OrderLine> for OrderLineJson {
+    fn from(l: OrderLine) -> Self {
+        OrderLineJson { item_id: l.item_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents }
+    }
+}
+
 /// An order as the API shows it, whether read from the storefront or from the order's actor.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Order)]
 struct OrderJson {
     order_id: Uuid,
     customer_id: String,
     store_id: String,
     /// `placed`, `paid` or `cancelled` (`not_placed` never leaves the actor).
+    #[schema(schema_with = super::openapi::order_status)]
     status: String,
     total_cents: i64,
     /// The total as a decimal string, e.g. `"9.00"`.
+    #[schema(pattern = r"^-?[0-9]+\.[0-9]{2}$", example = "9.00")]
     total_amount: String,
+    /// Why the order was cancelled; null unless it was.
+    #[schema(required = true)]
     cancel_reason: Option<String>,
+    /// When the order was placed, RFC 3339 UTC with milliseconds.
+    #[schema(format = DateTime)]
     created_at: String,
-    lines: Vec<OrderLine>,
+    lines: Vec<OrderLineJson>,
 }
 
 /// A customer's orders, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = CustomerOrders)]
 struct CustomerOrdersJson {
     customer_id: String,
     orders: Vec<OrderJson>,
@@ -76,7 +119,7 @@ impl From<OrderView> for OrderJson {
             total_cents: o.total_cents,
             cancel_reason: o.cancel_reason,
             created_at: timestamp(o.created_at_us),
-            lines: o.lines,
+            lines: o.lines.into_iter().map(OrderLineJson::from).collect(),
         }
     }
 }
@@ -92,13 +135,43 @@ impl From<Order> for OrderJson {
             total_cents: o.total_cents,
             cancel_reason: o.cancel_reason,
             created_at: timestamp(o.placed_at_us),
-            lines: o.lines,
+            lines: o.lines.into_iter().map(OrderLineJson::from).collect(),
         }
     }
 }
 
 /// `POST /api/orders`: 201 once `OrderPlaced` is committed; a retry under the same
 /// `Idempotency-Key` answers the same order with `Idempotent-Replay: true`.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    summary = "Place an order",
+    description = "Places an order at the menu's current prices. Answers once `OrderPlaced` is committed to the \
+        journal; payment and stock reservation follow asynchronously (the order saga). A retry with the same \
+        `Idempotency-Key` (for the same customer) answers the same order and writes nothing.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128,
+            pattern = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$",
+            description = "1-128 visible ASCII characters (else 400); the same key by the same customer is the same order"),
+    ),
+    request_body = PlaceOrderBody,
+    responses(
+        (status = 201, description = "The order, as placed (or as it stands, for a replayed key)", body = OrderJson,
+            headers(
+                ("Location" = String, description = "`/api/orders/{order_id}`"),
+                ("Idempotent-Replay" = String, description = "`true` when the key had already placed this order, else `false`"),
+            )),
+        (status = 400, description = "Malformed JSON, a missing or mistyped field, an unknown field, or a bad `Idempotency-Key`", body = ErrorJson),
+        (status = 404, description = "An item is not on the menu (`field` names the line)", body = ErrorJson),
+        (status = 409, description = "The `Idempotency-Key` was used for an order with other contents", body = ErrorJson),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Refused by the domain: a bad id, no lines, a quantity out of bounds, a retired item", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn place_order(
     req: HttpRequest,
     payload: web::Payload,
@@ -110,9 +183,12 @@ pub(super) async fn place_order(
     let order_id = match req.headers().get("idempotency-key") {
         None => Uuid::now_v7(),
         Some(key) => {
-            let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 128).ok_or_else(|| {
-                ApiError::bad("Idempotency-Key must be 1-128 visible ASCII characters", "Idempotency-Key")
-            })?;
+            // `to_str` lets a tab through; the key is visible ASCII and spaces only, as documented.
+            let visible = |k: &&str| k.bytes().all(|b| (0x20..0x7f).contains(&b));
+            let key =
+                key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 128).filter(visible).ok_or_else(|| {
+                    ApiError::bad("Idempotency-Key must be 1-128 visible ASCII characters", "Idempotency-Key")
+                })?;
             Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{}\u{0}{key}", body.customer_id).as_bytes())
         }
     };
@@ -133,6 +209,22 @@ pub(super) async fn place_order(
 }
 
 /// `GET /api/orders/{order_id}`: the storefront's view, or the order's actor until it is projected.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{order_id}",
+    tag = "orders",
+    summary = "Read an order",
+    description = "Reads the storefront read model; an order it has not projected yet is read from the order \
+        actor's state (so a 201 is always readable back at once).",
+    params(("order_id" = Uuid, Path, description = "The order's id, a UUID (else 400)")),
+    responses(
+        (status = 200, description = "The order", body = OrderJson),
+        (status = 400, description = "`order_id` is not a UUID", body = ErrorJson),
+        (status = 404, description = "No order has this id", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn get_order(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let order_id = parse_uuid(&path, "order_id")?;
     if let Some(view) = state.storefront.order(order_id).await? {
@@ -146,6 +238,25 @@ pub(super) async fn get_order(path: web::Path<String>, state: web::Data<ApiState
 }
 
 /// `GET /api/customers/{customer_id}/orders?limit=`: newest first, 50 unless `limit` (1-500) says.
+#[utoipa::path(
+    get,
+    path = "/api/customers/{customer_id}/orders",
+    tag = "orders",
+    summary = "List a customer's orders",
+    description = "Reads the storefront read model (it trails the journal by the projection's lag; \
+        `/admin/projections` shows it): the customer's newest orders first. A customer with no orders has an empty list.",
+    params(
+        ("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$",
+            description = "1-64 letters, digits, `-` or `_` (else 400)"),
+        Page,
+    ),
+    responses(
+        (status = 200, description = "The customer's orders, newest first", body = CustomerOrdersJson),
+        (status = 400, description = "A bad `customer_id` or `limit`", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn customer_orders(
     path: web::Path<String>,
     query: Result<web::Query<Page>, actix_web::Error>,
@@ -154,6 +265,9 @@ pub(super) async fn customer_orders(
     let limit = query.map_err(|_| ApiError::bad("limit must be a number from 1 to 500", "limit"))?.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad("limit must be a number from 1 to 500", "limit"));
+    }
+    if !actors::cafe::valid_party_id(&path) {
+        return Err(ApiError::bad("customer_id must be 1-64 letters, digits, `-` or `_`", "customer_id"));
     }
     let orders = state.storefront.customer_orders(&path, limit).await?;
     Ok(HttpResponse::Ok().json(CustomerOrdersJson {

@@ -3,15 +3,18 @@
 use actix_web::{web, HttpResponse};
 use actors::domain::payment::{Payment, PaymentStatus};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::parse_uuid;
+use super::openapi::{ErrorJson, Internal, Unavailable};
 use super::ApiState;
 
 /// Where a payment stands, as the API names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PaymentStatus)]
 enum PaymentStatusJson {
     None,
     Authorized,
@@ -31,12 +34,14 @@ impl From<PaymentStatus> for PaymentStatusJson {
 }
 
 /// An order's payment.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Payment)]
 struct PaymentJson {
     order_id: Uuid,
     status: PaymentStatusJson,
     amount_cents: i64,
     /// In `[0, 1)`; at or above the node's threshold the payment was declined.
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     fraud_score: f64,
 }
 
@@ -52,6 +57,21 @@ impl PaymentJson {
 }
 
 /// `GET /api/payments/{order_id}`: 404 until the order's payment exists.
+#[utoipa::path(
+    get,
+    path = "/api/payments/{order_id}",
+    tag = "payments",
+    summary = "Read an order's payment",
+    description = "Reads the payment actor's state, not a read model.",
+    params(("order_id" = Uuid, Path, description = "The order's id, a UUID (else 400)")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentJson),
+        (status = 400, description = "`order_id` is not a UUID", body = ErrorJson),
+        (status = 404, description = "The order has no payment (yet)", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(super) async fn get_payment(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let order_id = parse_uuid(&path, "order_id")?;
     let payment = state

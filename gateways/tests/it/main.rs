@@ -1,7 +1,9 @@
-//! The gateway over real nodes: HTTP behaviour in-process, a SIGKILL of the real binary, the payment
-//! processor and three nodes on one log (the last two need the `cloud` feature and the emulators).
+//! The gateway over real nodes: HTTP behaviour in-process, the OpenAPI contract fuzzed on the real
+//! binary, a SIGKILL of the real binary, the payment processor and three nodes on one log (the last
+//! two need the `cloud` feature and the emulators).
 
 mod api;
+mod contract;
 mod kill_restart;
 #[cfg(feature = "cloud")]
 mod payments;

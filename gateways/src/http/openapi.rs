@@ -1,0 +1,244 @@
+//! `GET /openapi.json`: the API's OpenAPI 3.1 document, generated from the code. Each handler
+//! carries its `#[utoipa::path]` (parameters, body, every status it can answer) and each wire type
+//! derives `ToSchema`; [`ApiDoc`] gathers them, and the limits the deciders enforce are written in
+//! from their constants ([`LIMITS`]) rather than copied by hand.
+//!
+//! Two tests keep it honest: the document describes exactly the routes `configure` registers
+//! (`super::route_table`), and `schemathesis` fuzzes a live node against it
+//! (`gateways/tests/it/contract.rs`): no 5xx, no status, header, content type or body the document
+//! does not declare, and schema-valid input accepted while schema-invalid input is refused.
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
+use utoipa::{OpenApi, ToResponse};
+
+use super::{admin, analytics, inventory, loyalty, menu, orders, payments};
+
+/// The body of every error answer, as `errors` writes it.
+pub(super) type ErrorJson = super::errors::ErrorBody<'static>;
+
+/// A string that is one of `values`.
+fn one_of(values: &[&str]) -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied())).build()
+}
+
+/// An order's status as the API shows it (`not_placed` never leaves the actor).
+pub(super) fn order_status() -> Object {
+    one_of(&["placed", "paid", "cancelled"])
+}
+
+/// A loyalty tier.
+pub(super) fn loyalty_tier() -> Object {
+    one_of(&["green", "gold", "platinum"])
+}
+
+fn error_content() -> Content {
+    Content::new(Some(Ref::from_schema_name("Error")))
+}
+
+/// A reusable error answer: its component name and description.
+fn error_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content("application/json", error_content())
+}
+
+/// 413: a body over the node's `--body-limit`.
+pub(super) struct PayloadTooLarge;
+
+impl<'r> ToResponse<'r> for PayloadTooLarge {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let r =
+            error_response("The body is larger than the node's `--body-limit` (16 KiB by default); nothing was read");
+        ("PayloadTooLarge", r.build().into())
+    }
+}
+
+/// 415: a body that is not `application/json`.
+pub(super) struct UnsupportedMediaType;
+
+impl<'r> ToResponse<'r> for UnsupportedMediaType {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let r = error_response("The body's `Content-Type` is not `application/json` (or a `+json` type)");
+        ("UnsupportedMediaType", r.build().into())
+    }
+}
+
+/// 500: a fault inside the service; the cause goes to the log only.
+pub(super) struct Internal;
+
+impl<'r> ToResponse<'r> for Internal {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let r = error_response("A fault inside the service (corrupt data, an event this build cannot encode); the cause is logged, not shown");
+        ("Internal", r.build().into())
+    }
+}
+
+/// 503 with `Retry-After`: only ever "unavailable, retry".
+pub(super) struct Unavailable;
+
+impl<'r> ToResponse<'r> for Unavailable {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        let retry_after =
+            HeaderBuilder::new().schema(Some(seconds)).description(Some("Seconds to wait before retrying")).build();
+        let r = error_response(
+            "Unavailable, retry: the node is saturated (`--max-in-flight`, a full actor queue) or a store does not answer. \
+             Never a client error.",
+        )
+        .header("Retry-After", retry_after);
+        ("Unavailable", r.build().into())
+    }
+}
+
+/// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CloudCafe API",
+        description = "Coffee orders on an event-sourced core. Commands (POST) are decided by an actor and \
+            committed to the journal before they are answered; reads say whether they come from a read model \
+            (storefront, analytics: they trail the journal by the projection's lag, see `/admin/projections`) \
+            or from an actor's state.\n\n\
+            Every error answer has the JSON body `{\"error\": \"...\", \"field\": \"...\"|null}`. 4xx: nothing was \
+            written. 503 (with `Retry-After`) means only \"unavailable, retry\". A path no route matches is 404; a \
+            method a path does not serve is 405 with `Allow` listing the ones it does.",
+        license(name = "MIT"),
+    ),
+    paths(
+        orders::place_order,
+        orders::get_order,
+        orders::customer_orders,
+        inventory::get_stock,
+        inventory::restock,
+        loyalty::get_loyalty,
+        payments::get_payment,
+        menu::list_menu,
+        menu::publish_menu_item,
+        analytics::store_minutes,
+        admin::health,
+        admin::ready,
+        admin::metrics,
+        admin::projections,
+        document,
+    ),
+    components(
+        schemas(ErrorJson),
+        responses(PayloadTooLarge, UnsupportedMediaType, Internal, Unavailable),
+    ),
+    tags(
+        (name = "orders", description = "Placing orders and reading them back"),
+        (name = "menu", description = "The menu"),
+        (name = "inventory", description = "Each store's stock of each menu item"),
+        (name = "loyalty", description = "Customers' points and tiers"),
+        (name = "payments", description = "Orders' payments"),
+        (name = "analytics", description = "Per-store 1-minute windows"),
+        (name = "operations", description = "Liveness, readiness, metrics, projections and this document"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// A limit a decider enforces, written into the document from the decider's own constant:
+/// `(schema, property, keyword, value)`.
+pub const LIMITS: &[(&str, &str, &str, i64)] = &[
+    ("OrderItem", "quantity", "maximum", actors::domain::order::MAX_QUANTITY),
+    ("Restock", "quantity", "maximum", actors::domain::inventory::MAX_RESTOCK),
+];
+
+/// The document as JSON, with [`LIMITS`] applied; built once.
+pub fn document_json() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        for (schema, property, keyword, value) in LIMITS {
+            let target = &mut doc["components"]["schemas"][*schema]["properties"][*property];
+            assert!(target.is_object(), "LIMITS names {schema}.{property}, which the document does not have");
+            target[*keyword] = Value::from(*value);
+        }
+        doc
+    })
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    description = "The OpenAPI 3.1 document of every route, generated from the code.",
+    responses((status = 200, description = "The OpenAPI document", body = Value, content_type = "application/json")),
+)]
+pub(super) async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(document_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                ops.insert((path.clone(), method.to_ascii_uppercase()));
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn the_document_describes_exactly_the_routes_configure_registers() {
+        let registered: BTreeSet<(String, String)> =
+            super::super::route_table().into_iter().map(|(p, m)| (p.to_owned(), m.as_str().to_owned())).collect();
+        let documented = operations(document_json());
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let phantom: Vec<_> = documented.difference(&registered).collect();
+        assert!(undocumented.is_empty(), "routes without an operation in the OpenAPI document: {undocumented:?}");
+        assert!(phantom.is_empty(), "operations in the OpenAPI document that no route serves: {phantom:?}");
+    }
+
+    #[test]
+    fn every_operation_declares_its_path_parameters_and_its_failures() {
+        let doc = document_json();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let params: BTreeSet<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                let in_template: BTreeSet<&str> =
+                    path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+                assert_eq!(params, in_template, "{method} {path}: path parameters");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path}: no success answer");
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "415", "422", "503"] {
+                        assert!(responses.contains_key(status), "{method} {path}: a body route must declare {status}");
+                    }
+                }
+                let text = |s: &str| responses.get(s).map(|r| r.to_string()).unwrap_or_default();
+                assert!(
+                    !responses.contains_key("503") || text("503").contains("Unavailable"),
+                    "{method} {path}: a 503 without Retry-After"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn limits_come_from_the_deciders_constants() {
+        let doc = document_json();
+        for (schema, property, keyword, value) in LIMITS {
+            assert_eq!(doc["components"]["schemas"][*schema]["properties"][*property][*keyword], *value);
+        }
+        let body = &doc["components"]["schemas"]["PlaceOrder"];
+        assert_eq!(body["additionalProperties"], false, "deny_unknown_fields is declared: {body}");
+    }
+}
