@@ -175,6 +175,11 @@ pub enum ParseError {
     #[display("invalid Header provided")]
     Header,
 
+    /// CloudCafe patch: an invalid value (or a forbidden repetition) of the named header, so that
+    /// the error answer can name it. See `CLOUDCAFE-PATCH.md`.
+    #[display("invalid {} header", _0)]
+    NamedHeader(#[error(not(source))] &'static str),
+
     /// A message head is too large to be reasonable.
     #[display("message head is too large")]
     TooLarge,

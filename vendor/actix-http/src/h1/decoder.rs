@@ -101,13 +101,13 @@ pub(crate) trait MessageType: Sized {
                 match name {
                     header::CONTENT_LENGTH if content_length.is_some() => {
                         debug!("multiple Content-Length");
-                        return Err(ParseError::Header);
+                        return Err(ParseError::NamedHeader("Content-Length"));
                     }
 
                     header::CONTENT_LENGTH => match value.to_str().map(str::trim) {
                         Ok(val) if val.starts_with('+') => {
                             debug!("illegal Content-Length: {:?}", val);
-                            return Err(ParseError::Header);
+                            return Err(ParseError::NamedHeader("Content-Length"));
                         }
 
                         Ok(val) => {
@@ -117,26 +117,26 @@ pub(crate) trait MessageType: Sized {
                                 content_length = Some(len);
                             } else {
                                 debug!("illegal Content-Length: {:?}", val);
-                                return Err(ParseError::Header);
+                                return Err(ParseError::NamedHeader("Content-Length"));
                             }
                         }
 
                         Err(_) => {
                             debug!("illegal Content-Length: {:?}", value);
-                            return Err(ParseError::Header);
+                            return Err(ParseError::NamedHeader("Content-Length"));
                         }
                     },
 
                     // transfer-encoding
                     header::TRANSFER_ENCODING if seen_te => {
                         debug!("multiple Transfer-Encoding not allowed");
-                        return Err(ParseError::Header);
+                        return Err(ParseError::NamedHeader("Transfer-Encoding"));
                     }
 
                     // host
                     header::HOST if seen_host => {
                         debug!("multiple Host headers not allowed");
-                        return Err(ParseError::Header);
+                        return Err(ParseError::NamedHeader("Host"));
                     }
 
                     header::HOST => {
@@ -153,10 +153,10 @@ pub(crate) trait MessageType: Sized {
                                 // allow silently since multiple TE headers are already checked
                             } else {
                                 debug!("illegal Transfer-Encoding: {:?}", val);
-                                return Err(ParseError::Header);
+                                return Err(ParseError::NamedHeader("Transfer-Encoding"));
                             }
                         } else {
-                            return Err(ParseError::Header);
+                            return Err(ParseError::NamedHeader("Transfer-Encoding"));
                         }
                     }
 
@@ -308,23 +308,23 @@ impl MessageType for Request {
         // see https://datatracker.ietf.org/doc/html/rfc9112#section-3.2
         if ver == Version::HTTP_11 && !msg.head().headers.contains_key(header::HOST) {
             debug!("missing Host header for HTTP/1.1 request");
-            return Err(ParseError::Header);
+            return Err(ParseError::NamedHeader("Host"));
         }
 
         if msg.head().headers.contains_key(header::TRANSFER_ENCODING) {
             if ver == Version::HTTP_10 {
                 debug!("Transfer-Encoding is not allowed in HTTP/1.0 requests");
-                return Err(ParseError::Header);
+                return Err(ParseError::NamedHeader("Transfer-Encoding"));
             }
 
             if !crate::HttpMessage::chunked(&msg)? {
                 debug!("request Transfer-Encoding must be chunked");
-                return Err(ParseError::Header);
+                return Err(ParseError::NamedHeader("Transfer-Encoding"));
             }
 
             if msg.head().headers.contains_key(header::CONTENT_LENGTH) {
                 debug!("both Content-Length and Transfer-Encoding are set");
-                return Err(ParseError::Header);
+                return Err(ParseError::NamedHeader("Content-Length"));
             }
         }
 
@@ -332,7 +332,7 @@ impl MessageType for Request {
         // see https://datatracker.ietf.org/doc/html/rfc1945#section-7.2.2
         if ver == Version::HTTP_10 && method == Method::POST && length.is_none() {
             debug!("no Content-Length specified for HTTP/1.0 POST request");
-            return Err(ParseError::Header);
+            return Err(ParseError::NamedHeader("Content-Length"));
         }
 
         // Remove CL value if 0 now that all headers and HTTP/1.0 special cases are processed.
@@ -1354,7 +1354,7 @@ mod tests {
 
         let mut reader = MessageDecoder::<Request>::default();
         let err = reader.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, ParseError::Header));
+        assert!(matches!(err, ParseError::NamedHeader("Host")));
     }
 
     #[test]
@@ -1367,7 +1367,7 @@ mod tests {
 
         let mut reader = MessageDecoder::<Request>::default();
         let err = reader.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, ParseError::Header));
+        assert!(matches!(err, ParseError::NamedHeader("Host")));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
 use actix_codec::{Framed, FramedParts};
 use actix_service::Service;
 use bitflags::bitflags;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::ready;
 use pin_project_lite::pin_project;
 use tokio::{
@@ -32,6 +32,7 @@ use crate::{
     body::{BodySize, BoxBody, MessageBody},
     config::ServiceConfig,
     error::{DispatchError, ParseError, PayloadError},
+    header::{self, HeaderValue},
     service::HttpFlow,
     ConnectionType, Error, Extensions, HttpMessage, OnConnectData, Request, Response, StatusCode,
 };
@@ -199,7 +200,68 @@ pin_project! {
 enum DispatcherMessage {
     Item(Request),
     Upgrade(Request),
-    Error(Response<()>),
+    /// CloudCafe patch: an answer the dispatcher makes on its own carries its JSON body.
+    Error(Response<()>, Bytes),
+}
+
+/// CloudCafe patch (see `CLOUDCAFE-PATCH.md`): an answer the dispatcher produces on its own, with
+/// the API's JSON error body `{"error": "...", "field": ...}` instead of an empty body, and
+/// `Connection: close`, since the dispatcher closes the connection after it.
+///
+/// `error` and `field` are written as they are: callers pass text without `"` or `\`.
+fn json_error_answer(status: StatusCode, error: &str, field: Option<&str>) -> (Response<()>, Bytes) {
+    let field = match field {
+        Some(f) => format!("\"{f}\""),
+        None => "null".to_owned(),
+    };
+    let body = Bytes::from(format!("{{\"error\":\"{error}\",\"field\":{field}}}"));
+    let mut res = Response::with_body(status, ());
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.head_mut().set_connection_type(ConnectionType::Close);
+    (res, body)
+}
+
+/// CloudCafe patch: whether the request line of `head` is what does not parse, and then which part
+/// of it: its `method` or its `path` (httparse reports both as a token error, like a bad header).
+fn request_line_fault(head: &[u8]) -> Option<&'static str> {
+    let end = head.iter().position(|&b| b == b'\n')?;
+    let line = head[..end].strip_suffix(b"\r").unwrap_or(&head[..end]);
+    let mut alone = line.to_vec();
+    alone.extend_from_slice(b"\r\n\r\n");
+    let mut no_headers = [];
+    if httparse::Request::new(&mut no_headers).parse(&alone).is_ok() {
+        return None;
+    }
+    let method = line.split(|&b| b == b' ').next().unwrap_or_default();
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if method.is_empty() || !method.iter().all(token) {
+        Some("method")
+    } else {
+        Some("path")
+    }
+}
+
+/// CloudCafe patch: the answer to a request head that does not parse, naming what is wrong;
+/// `head` is what was read of it.
+fn parse_error_answer(err: &ParseError, head: &[u8]) -> (Response<()>, Bytes) {
+    let (reason, field): (String, Option<&str>) = match err {
+        ParseError::Header => match request_line_fault(head) {
+            Some(part) => (format!("invalid request line ({part})"), Some(part)),
+            None => ("invalid header line".into(), Some("headers")),
+        },
+        ParseError::Method => ("invalid method".into(), Some("method")),
+        ParseError::Uri(_) => ("invalid or too long request target".into(), Some("path")),
+        ParseError::Utf8(_) => ("text that is not UTF-8".into(), None),
+        ParseError::Version => ("unsupported HTTP version".into(), None),
+        ParseError::NamedHeader(name) => (format!("invalid {name} header"), Some(*name)),
+        _ => ("cannot parse the request".into(), None),
+    };
+    json_error_answer(
+        StatusCode::BAD_REQUEST,
+        &format!("malformed HTTP request: {reason}"),
+        field,
+    )
 }
 
 pin_project! {
@@ -630,11 +692,11 @@ where
                     }
 
                     // handle error message
-                    Some(DispatcherMessage::Error(res)) => {
+                    Some(DispatcherMessage::Error(res, body)) => {
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        self.as_mut().send_error_response(res, BoxBody::new(body))?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -982,9 +1044,12 @@ where
                             } else {
                                 error!("Internal server error: unexpected payload chunk");
                                 this.flags.insert(Flags::READ_DISCONNECT);
-                                this.messages.push_back(DispatcherMessage::Error(
-                                    Response::internal_server_error().drop_body(),
-                                ));
+                                let (res, body) = json_error_answer(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "internal error",
+                                    None,
+                                );
+                                this.messages.push_back(DispatcherMessage::Error(res, body));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
                             }
@@ -997,9 +1062,12 @@ where
                             } else {
                                 error!("Internal server error: unexpected eof");
                                 this.flags.insert(Flags::READ_DISCONNECT);
-                                this.messages.push_back(DispatcherMessage::Error(
-                                    Response::internal_server_error().drop_body(),
-                                ));
+                                let (res, body) = json_error_answer(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "internal error",
+                                    None,
+                                );
+                                this.messages.push_back(DispatcherMessage::Error(res, body));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
                             }
@@ -1027,11 +1095,19 @@ where
                     }
 
                     // request heads that overflow buffer size return a 431 error
-                    this.messages
-                        .push_back(DispatcherMessage::Error(Response::with_body(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            (),
-                        )));
+                    // CloudCafe patch: with a JSON body naming the path when the request line
+                    // itself never ended, the headers otherwise.
+                    let field = if this.read_buf.contains(&b'\n') {
+                        "headers"
+                    } else {
+                        "path"
+                    };
+                    let (res, body) = json_error_answer(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "malformed HTTP request: request head is too large",
+                        Some(field),
+                    );
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(ParseError::TooLarge.into());
@@ -1047,9 +1123,9 @@ where
                     }
 
                     // malformed requests should be responded with 400
-                    this.messages.push_back(DispatcherMessage::Error(
-                        Response::bad_request().drop_body(),
-                    ));
+                    // CloudCafe patch: with a JSON body naming what is wrong.
+                    let (res, body) = parse_error_answer(&err, this.read_buf);
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(err.into());
@@ -1073,10 +1149,20 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
+                // CloudCafe patch: the 408 carries the JSON body. It is encoded here, whole,
+                // because a connection in SHUTDOWN only flushes what is already written.
+                let (res, body) = json_error_answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request timed out: the request head did not arrive in time",
+                    None,
                 );
+                let this = self.as_mut().project();
+                let size = BodySize::Sized(body.len() as u64);
+                let _ = this
+                    .codec
+                    .encode(Message::Item((res, size)), this.write_buf)
+                    .and_then(|()| this.codec.encode(Message::Chunk(Some(body)), this.write_buf))
+                    .and_then(|()| this.codec.encode(Message::Chunk(None), this.write_buf));
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }
