@@ -5,6 +5,7 @@ mod api;
 mod kill_restart;
 #[cfg(feature = "cloud")]
 mod payments;
+mod raw_http;
 mod replay;
 #[cfg(feature = "cloud")]
 mod three_nodes;
