@@ -35,9 +35,12 @@ pub enum ApiError {
     /// 413: the body is over the limit, in bytes.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
-    /// 415: the body is not JSON.
-    #[error("content type must be application/json")]
+    /// 415: the body is not declared as JSON (`Content-Type` names the header).
+    #[error("Content-Type must be application/json or application/<type>+json")]
     UnsupportedMediaType,
+    /// 408: the body did not arrive within the node's deadline; the connection is closed.
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     /// 409: an idempotency key reused with other contents.
     #[error("{message}")]
     Conflict { message: String, field: Option<String> },
@@ -80,6 +83,7 @@ impl ApiError {
             | ApiError::Unprocessable { field, .. }
             | ApiError::NotFound { field, .. }
             | ApiError::Conflict { field, .. } => field.as_deref(),
+            ApiError::UnsupportedMediaType => Some("Content-Type"),
             _ => None,
         }
     }
@@ -93,6 +97,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +114,10 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::Internal(cause) => tracing::error!(detail = %ErrorChain(&**cause), "answering 500"),
+            // A client that trickles its body is cut off: the rest of it is not waited for.
+            ApiError::BodyTimeout(_) => {
+                response.force_close();
+            }
             _ => {}
         }
         response.json(ErrorBody { error: self.to_string(), field: self.field() })

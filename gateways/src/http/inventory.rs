@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
+use super::extractors::{admit, item_id, json_body, party_id};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
 /// The body of `POST /api/inventory/restock`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Restock)]
 pub(super) struct RestockBody {
@@ -61,12 +61,13 @@ impl From<Stock> for StockJson {
     description = "Reads the inventory actor's state (the stock the next reservation is decided on), not a read \
         model. A store that never stocked the item has 0 available.",
     params(
-        ("store_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 404)"),
-        ("sku" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "A menu item's id (else 404)"),
+        ("store_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)"),
+        ("sku" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "A menu item's id: 1-64 letters, digits, `-` or `_` (else 400); 404 if it is not on the menu"),
     ),
     responses(
         (status = 200, description = "The stock", body = StockJson),
-        (status = 404, description = "The SKU is not on the menu, or an id is malformed", body = ErrorJson),
+        (status = 400, description = "`store_id` or `sku` is malformed (or holds control characters)", body = ErrorJson),
+        (status = 404, description = "The SKU is not on the menu", body = ErrorJson),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
@@ -76,13 +77,14 @@ pub(super) async fn get_stock(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (store_id, sku) = path.into_inner();
-    if state.cafe.menu_item(&sku).await?.is_none() {
+    let (store_id, sku) = (party_id(&store_id, "store_id")?, item_id(&sku, "sku")?);
+    if state.cafe.menu_item(sku).await?.is_none() {
         return Err(ApiError::NotFound {
             message: format!("SKU `{sku}` is not on the menu"),
             field: Some("sku".into()),
         });
     }
-    let stock = state.cafe.stock(&store_id, &sku).await?;
+    let stock = state.cafe.stock(store_id, sku).await?;
     Ok(HttpResponse::Ok().json(StockJson::from(stock)))
 }
 
@@ -98,6 +100,7 @@ pub(super) async fn get_stock(
         (status = 200, description = "The stock after the restock", body = StockJson),
         (status = 400, description = "Malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
         (status = 404, description = "The SKU is not on the menu", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "Refused by the domain: a bad id or a quantity out of bounds", body = ErrorJson),
@@ -110,8 +113,8 @@ pub(super) async fn restock(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: RestockBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: RestockBody = json_body(&req, payload, state.body_limit).await?;
     let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, Causation::new_root()).await?;
     Ok(HttpResponse::Ok().json(StockJson::from(stock)))
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
+use super::extractors::party_id;
 use super::openapi::{ErrorJson, Internal, Unavailable};
 use super::ApiState;
 
@@ -29,16 +30,16 @@ struct LoyaltyJson {
     summary = "Read a customer's points",
     description = "Reads the storefront read model (through the Redis cache when the node has one); a customer it \
         does not know yet is read from the loyalty account actor's state, so a new customer has 0 points, not 404.",
-    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 404)")),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
     responses(
         (status = 200, description = "The balance", body = LoyaltyJson),
-        (status = 404, description = "`customer_id` is malformed, so no such customer can exist", body = ErrorJson),
+        (status = 400, description = "`customer_id` is malformed (or holds control characters)", body = ErrorJson),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
 )]
 pub(super) async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let customer = path.into_inner();
+    let customer = party_id(&path, "customer_id")?.to_owned();
     let load = || state.storefront.loyalty(&customer);
     let projected = match &state.cache {
         Some(cache) => cache.get_or_load(&CacheKey::Loyalty(customer.clone()), load).await?,

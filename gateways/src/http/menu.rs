@@ -13,11 +13,11 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
 /// The body of `POST /api/menu/items`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = PublishMenuItem)]
 pub(super) struct MenuItemBody {
@@ -44,7 +44,7 @@ pub(super) struct MenuItemBody {
 }
 
 /// An item's nutrition as a client sends it; each value defaults to 0.
-#[derive(Deserialize, Default, ToSchema)]
+#[derive(Deserialize, Serialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = NutritionInput)]
 pub(super) struct NutritionBody {
@@ -165,6 +165,7 @@ pub(super) async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse
         (status = 201, description = "The item as published", body = MenuItemJson,
             headers(("Location" = String, description = "`/api/menu/items`"))),
         (status = 400, description = "Malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "Refused by the domain: a bad id, a blank name or category, a price out of \
@@ -178,8 +179,8 @@ pub(super) async fn publish_menu_item(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: MenuItemBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: MenuItemBody = json_body(&req, payload, state.body_limit).await?;
     let command = MenuCommand::Publish {
         item_id: body.item_id,
         name: body.name,

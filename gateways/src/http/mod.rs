@@ -10,6 +10,7 @@
 //! `extractors` reads bodies, paths and queries into typed input.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::web;
@@ -42,9 +43,11 @@ pub struct ApiState {
     pub journal: Arc<dyn Journal>,
     pub storefront: Arc<dyn StorefrontQueries>,
     pub metrics: PrometheusHandle,
-    /// Commands in flight on this node; past it, 503.
+    /// Commands in flight on this node (counted once their body has arrived); past it, 503.
     pub admission: Semaphore,
     pub body_limit: usize,
+    /// How long a request body may take to arrive before 408.
+    pub body_timeout: Duration,
     pub analytics: Option<Arc<AnalyticsSink>>,
     pub cache: Option<Arc<ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
@@ -57,13 +60,24 @@ pub struct ApiState {
 pub struct ApiSettings {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
-    /// Commands being handled at once before new ones get 503.
+    /// Commands being handled at once (their body read) before new ones get 503.
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive, from its head, before 408 and a closed
+    /// connection: a client that trickles its body cannot hold a connection for long.
+    pub body_timeout: Duration,
+    /// How long a connection's first request head may take to arrive before 408 (actix's
+    /// `client_request_timeout`).
+    pub head_timeout: Duration,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { body_limit: 16 * 1024, max_in_flight: 4096 }
+        ApiSettings {
+            body_limit: 16 * 1024,
+            max_in_flight: 4096,
+            body_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -92,6 +106,7 @@ impl ApiState {
             metrics,
             admission: Semaphore::new(settings.max_in_flight),
             body_limit: settings.body_limit,
+            body_timeout: settings.body_timeout,
             analytics: None,
             cache: None,
             projections: Vec::new(),

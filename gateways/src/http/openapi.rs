@@ -63,8 +63,20 @@ pub(super) struct UnsupportedMediaType;
 
 impl<'r> ToResponse<'r> for UnsupportedMediaType {
     fn response() -> (&'r str, RefOr<Response>) {
-        let r = error_response("The body's `Content-Type` is not `application/json` (or a `+json` type)");
+        let r = error_response(
+            "The body's `Content-Type` is missing or is not `application/json` (or `application/<type>+json`)",
+        );
         ("UnsupportedMediaType", r.build().into())
+    }
+}
+
+/// 408: a body that did not arrive within the node's deadline; the connection is closed.
+pub(super) struct RequestTimeout;
+
+impl<'r> ToResponse<'r> for RequestTimeout {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let r = error_response("The body did not arrive within the node's body deadline; the connection is closed");
+        ("RequestTimeout", r.build().into())
     }
 }
 
@@ -128,7 +140,7 @@ impl<'r> ToResponse<'r> for Unavailable {
     ),
     components(
         schemas(ErrorJson),
-        responses(PayloadTooLarge, UnsupportedMediaType, Internal, Unavailable),
+        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable),
     ),
     tags(
         (name = "orders", description = "Placing orders and reading them back"),
@@ -219,7 +231,7 @@ mod tests {
                 let responses = op["responses"].as_object().unwrap();
                 assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path}: no success answer");
                 if op.get("requestBody").is_some() {
-                    for status in ["400", "413", "415", "422", "503"] {
+                    for status in ["400", "408", "413", "415", "422", "503"] {
                         assert!(responses.contains_key(status), "{method} {path}: a body route must declare {status}");
                     }
                 }

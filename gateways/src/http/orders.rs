@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body, parse_uuid};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, Unavailable, UnsupportedMediaType};
+use super::extractors::{admit, json_body, parse_uuid, party_id};
+use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::{amount, timestamp};
 use super::ApiState;
 
@@ -22,7 +22,7 @@ use super::ApiState;
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
 
 /// The body of `POST /api/orders`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = PlaceOrder)]
 pub(super) struct PlaceOrderBody {
@@ -38,7 +38,7 @@ pub(super) struct PlaceOrderBody {
 }
 
 /// One line of an order as the client asks for it (the price comes from the menu).
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = OrderItem)]
 pub(super) struct ItemBody {
@@ -165,6 +165,7 @@ impl From<Order> for OrderJson {
         (status = 400, description = "Malformed JSON, a missing or mistyped field, an unknown field, or a bad `Idempotency-Key`", body = ErrorJson),
         (status = 404, description = "An item is not on the menu (`field` names the line)", body = ErrorJson),
         (status = 409, description = "The `Idempotency-Key` was used for an order with other contents", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "Refused by the domain: a bad id, no lines, a quantity out of bounds, a retired item", body = ErrorJson),
@@ -177,8 +178,8 @@ pub(super) async fn place_order(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: PlaceOrderBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: PlaceOrderBody = json_body(&req, payload, state.body_limit).await?;
     let fresh_order_id = req.headers().get("idempotency-key").is_none();
     let order_id = match req.headers().get("idempotency-key") {
         None => Uuid::now_v7(),
@@ -266,12 +267,10 @@ pub(super) async fn customer_orders(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad("limit must be a number from 1 to 500", "limit"));
     }
-    if !actors::cafe::valid_party_id(&path) {
-        return Err(ApiError::bad("customer_id must be 1-64 letters, digits, `-` or `_`", "customer_id"));
-    }
-    let orders = state.storefront.customer_orders(&path, limit).await?;
+    let customer_id = party_id(&path, "customer_id")?;
+    let orders = state.storefront.customer_orders(customer_id, limit).await?;
     Ok(HttpResponse::Ok().json(CustomerOrdersJson {
-        customer_id: path.into_inner(),
+        customer_id: customer_id.to_owned(),
         orders: orders.into_iter().map(OrderJson::from).collect(),
     }))
 }

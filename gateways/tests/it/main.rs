@@ -7,6 +7,7 @@ mod contract;
 mod kill_restart;
 #[cfg(feature = "cloud")]
 mod payments;
+mod raw_http;
 mod replay;
 #[cfg(feature = "cloud")]
 mod three_nodes;
