@@ -6,5 +6,6 @@ mod kill_restart;
 #[cfg(feature = "cloud")]
 mod payments;
 mod replay;
+mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;
