@@ -7,5 +7,6 @@ mod kill_restart;
 mod payments;
 mod raw_http;
 mod replay;
+mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;
