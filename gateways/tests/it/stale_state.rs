@@ -180,6 +180,7 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
             .find_map(|l| l.strip_prefix("follower_lag_seconds{follower=\"freshness\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or_else(|| panic!("no freshness lag on {node}"));
-        assert!(lag < bound.as_secs_f64(), "node {node}'s freshness follower lags {lag} s");
+        // Set after each poll: about one read's duration while the follower keeps up.
+        assert!(lag.is_finite() && lag < 1.0, "node {node}'s freshness follower lags {lag} s");
     }
 }
