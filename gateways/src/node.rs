@@ -1,5 +1,5 @@
-//! One CloudCafe node: the journal, the actors, the saga and the storefront projection, started
-//! from typed settings. `main` and the tests both start nodes this way.
+//! One CloudCafe node: the journal, the actors and their freshness follower, the saga and the
+//! storefront projection, started from typed settings. `main` and the tests both start nodes this way.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actors::cafe::{Cafe, PaymentPolicy};
 use actors::domain::menu::MenuCommand;
+use actors::freshness::FreshnessFollower;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
@@ -206,6 +207,10 @@ impl Node {
             settings.payment,
             start_arbiters(settings.actor_threads),
         ));
+        let (stop, stopped) = watch::channel(false);
+        // On every node, not one per cluster: each node's own actors must learn what the others wrote.
+        let freshness = FreshnessFollower::new(journal.clone(), cafe.freshness.clone(), settings.host.freshness_poll);
+        tokio::spawn(freshness.run(stopped.clone()));
         if settings.seed_demo && journal.head_position().await? == 0 {
             seed_demo(&cafe).await?;
         }
@@ -231,7 +236,6 @@ impl Node {
             Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
             Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
         };
-        let (stop, stopped) = watch::channel(false);
         let saga = Arc::new(OrderSaga::new(cafe.clone()));
         let lock = actors::saga::CHECKPOINT.to_owned();
         spawn_singleton(singletons.clone(), lock, journal.clone(), saga, FollowOptions::default(), stopped.clone());
