@@ -1,5 +1,6 @@
 //! The operator's routes: `/health` (liveness, no dependencies), `/ready` (the journal answers),
-//! `/metrics` (Prometheus text) and `/admin/projections` (each projection's lag).
+//! `/metrics` (Prometheus text) and `/admin/projections` (each projection's lag, and the event it is
+//! stalled on, if any).
 
 use std::time::Duration;
 
@@ -80,14 +81,16 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
-/// `GET /admin/projections`: each projection's position and how far it trails the journal.
+/// `GET /admin/projections`: each projection's position, how far it trails the journal, and
+/// `stalled`: the event it cannot apply (position, stream, type, error, since), or `null`.
 #[utoipa::path(
     get,
     path = "/admin/projections",
     tag = "operations",
-    summary = "Projections' lag",
+    summary = "Projections' lag and stalls",
     description = "Each read model's position in the journal's global order and how far it trails the head, \
-        measured now from the journal and each read model's stored position.",
+        measured now from the journal and each read model's stored position; `stalled` names the event a \
+        projection cannot apply (see `cloudcafe projections park`), or is null.",
     responses(
         (status = 200, description = "Every projection, the journal-fed ones first", body = ProjectionsJson),
         (status = 500, response = Internal),
@@ -97,7 +100,7 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 pub(super) async fn projections(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for p in &state.projections {
-        out.push(projection_lag(state.journal.as_ref(), p.as_ref()).await?);
+        out.push(projection_lag(state.journal.as_ref(), p.as_ref(), &state.stalls).await?);
     }
     let head = state.journal.head_position().await?;
     for (name, lag) in &state.stream_fed {

@@ -161,7 +161,7 @@ impl From<SinkError> for ApiError {
     fn from(e: SinkError) -> Self {
         match e {
             SinkError::Unavailable { .. } => ApiError::Unavailable(e.into()),
-            SinkError::Poison(_) => ApiError::Internal(e.into()),
+            SinkError::Poison { .. } => ApiError::Internal(e.into()),
         }
     }
 }
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!((status, retry_after), (StatusCode::INTERNAL_SERVER_ERROR, None));
         assert!(!body.to_string().contains("bad bytes"), "{body}");
 
-        let (status, _, _) = answer(SinkError::Poison("row 7".into())).await;
+        let (status, _, _) = answer(SinkError::poison("row 7")).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         let (status, _, _) = answer(SinkError::unavailable("pool timed out")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

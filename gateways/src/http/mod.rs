@@ -51,6 +51,8 @@ pub struct ApiState {
     pub analytics: Option<Arc<AnalyticsSink>>,
     pub cache: Option<Arc<ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
+    /// The projections' stalls, while this node runs them.
+    pub stalls: events::follow::Stalls,
     /// Read models this node feeds from Kinesis, by name.
     pub stream_fed: Vec<(String, Arc<dyn projections::StreamFedLag>)>,
 }
@@ -89,6 +91,7 @@ impl ApiState {
         s.analytics.clone_from(&node.analytics);
         s.cache.clone_from(&node.cache);
         s.projections.clone_from(&node.projections);
+        s.stalls = node.stalls.clone();
         state
     }
 
@@ -110,6 +113,7 @@ impl ApiState {
             analytics: None,
             cache: None,
             projections: Vec::new(),
+            stalls: events::follow::Stalls::default(),
             stream_fed: Vec::new(),
         })
     }

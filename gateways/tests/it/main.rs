@@ -1,6 +1,7 @@
 //! The gateway over real nodes: HTTP behaviour in-process, the OpenAPI contract fuzzed on the real
-//! binary, a SIGKILL of the real binary, the payment processor and three nodes on one log (the last
-//! two need the `cloud` feature and the emulators).
+//! binary, a SIGKILL of the real binary, three real nodes on one PostgreSQL journal that must agree
+//! within the staleness bound, the payment processor and three nodes on one log (the last two need
+//! the `cloud` feature and the emulators).
 
 mod api;
 mod contract;
@@ -9,5 +10,7 @@ mod kill_restart;
 mod payments;
 mod raw_http;
 mod replay;
+mod stale_state;
+mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;
