@@ -1,7 +1,7 @@
 //! The REST API (actix-web), as the ALB routes it: `/api/orders/*`, `/api/customers/*`,
-//! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`, plus
-//! `/health`, `/ready`, `/metrics` and `/admin/projections`. [`configure`] builds it for `main` and
-//! for tests alike.
+//! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`,
+//! `/api/stores/*`, plus `/health`, `/ready`, `/metrics`, `/admin/projections` and `/admin/stores/*`.
+//! [`configure`] builds it for `main` and for tests alike.
 //!
 //! One module per resource holds its handlers and its request and response types; every response
 //! is a typed `Serialize` struct. `errors` maps every failure to its status in one place: JSON
@@ -30,6 +30,7 @@ mod loyalty;
 mod menu;
 mod orders;
 mod payments;
+mod stores;
 mod wire;
 
 pub use errors::ApiError;
@@ -149,6 +150,19 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(
                 web::resource("/api/analytics/stores/{store_id}/minutes")
                     .get(analytics::store_minutes)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/stores/{store_id}")
+                    .get(stores::get_store)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/admin/stores").post(stores::open_store).default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/admin/stores/{store_id}/close")
+                    .post(stores::close_store)
                     .default_service(web::to(method_not_allowed)),
             )
             .service(

@@ -3,6 +3,7 @@
 
 mod api;
 mod kill_restart;
+mod limits;
 #[cfg(feature = "cloud")]
 mod payments;
 mod replay;
