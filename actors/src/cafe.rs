@@ -16,6 +16,7 @@ use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
 use crate::domain::store::{Store, StoreCommand, StoreDecider, StoreStatus};
 use crate::domain::Rejection;
+use crate::freshness::Freshness;
 use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry, Unavailability};
 
 /// How payments are scored.
@@ -129,6 +130,9 @@ pub struct Cafe {
     pub menu: Registry<MenuDecider>,
     pub stores: Registry<StoreDecider>,
     pub payment_policy: PaymentPolicy,
+    /// How far this node's actors may trust their state; shared by every registry above. Run a
+    /// [`crate::freshness::FreshnessFollower`] on it, or every actor reads its stream before each message.
+    pub freshness: Arc<Freshness>,
 }
 
 impl Cafe {
@@ -138,15 +142,18 @@ impl Cafe {
         payment_policy: PaymentPolicy,
         arbiters: Arc<[ArbiterHandle]>,
     ) -> Self {
+        let freshness = Arc::new(Freshness::new(host.staleness_bound));
+        let (j, a, f) = (&journal, &arbiters, &freshness);
         Cafe {
-            orders: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
-            payments: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
-            inventory: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
-            loyalty: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
-            menu: Registry::new(journal.clone(), host.clone(), arbiters.clone()),
-            stores: Registry::new(journal.clone(), host, arbiters),
+            orders: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            payments: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            inventory: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            loyalty: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            menu: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            stores: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
             journal,
             payment_policy,
+            freshness,
         }
     }
 

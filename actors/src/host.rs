@@ -5,9 +5,14 @@
 //! `AtomicResponse` (decide, append with the expected version, evolve), reloads and decides again
 //! on a version conflict, snapshots every N events and stops itself after an idle timeout.
 //! A [`Registry`] finds or starts the actor for an id and refuses work when its mailbox is full.
+//!
+//! Before each message an actor reads the events its stream gained since it loaded, when this
+//! node's [`Freshness`] says it moved or cannot vouch for it (see [`crate::freshness`]). An actor
+//! whose stream does not exist (version 0 after its message) stops at once unless another caller
+//! waits for it: a read of something that does not exist keeps nothing in memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,7 @@ use events::journal::read_stream_to_end;
 use events::{AppendError, AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, StoreError};
 
 use crate::domain::Decider;
+use crate::freshness::Freshness;
 
 /// Settings shared by all actors of a registry.
 #[derive(Clone, Debug)]
@@ -31,6 +37,11 @@ pub struct HostOptions {
     pub command_timeout: Duration,
     /// How often a command is decided again after losing a version race.
     pub max_conflict_retries: u32,
+    /// The oldest state a decision or read may use: past it, an actor reads its stream before
+    /// deciding (see [`crate::freshness`]).
+    pub staleness_bound: Duration,
+    /// How often the node's freshness follower looks for other nodes' commits.
+    pub freshness_poll: Duration,
 }
 
 impl Default for HostOptions {
@@ -41,6 +52,8 @@ impl Default for HostOptions {
             mailbox_capacity: 256,
             command_timeout: Duration::from_secs(10),
             max_conflict_retries: 8,
+            staleness_bound: Duration::from_millis(250),
+            freshness_poll: Duration::from_millis(25),
         }
     }
 }
@@ -125,11 +138,64 @@ struct Entry<D: Decider> {
 pub struct AggregateActor<D: Decider> {
     stream_id: String,
     loaded: Option<(D::State, u64)>,
+    /// When the last read of the stream began (activation or catch-up).
+    read_at: Instant,
     journal: Arc<dyn Journal>,
     options: Arc<HostOptions>,
     depth: Arc<AtomicUsize>,
     entries: Entries<D>,
+    freshness: Arc<Freshness>,
+    /// The highest version this node's freshness follower saw the stream reach.
+    moved: Arc<AtomicU64>,
     last_active: Instant,
+}
+
+impl<D: Decider> AggregateActor<D> {
+    /// Leaves the registry (under its lock, held by the caller), unless a successor took the id.
+    fn leave(&self, entries: &mut HashMap<String, Entry<D>>) {
+        if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &self.depth)) {
+            entries.remove(&self.stream_id);
+            self.freshness.untrack(&self.stream_id, &self.moved);
+        }
+    }
+
+    /// Whether the loaded state must be brought up to date before it is used: the stream moved
+    /// past it, or this node's follower cannot vouch for it within the staleness bound.
+    fn must_catch_up(&self) -> bool {
+        let Some((_, version)) = &self.loaded else { return false };
+        let trusted = self.freshness.covers(self.read_at);
+        let behind = *version < self.moved.load(Ordering::SeqCst);
+        if behind || !trusted {
+            let cause = if behind { "moved" } else { "unvouched" };
+            metrics::counter!("actor_catch_ups_total", "category" => category_of(&self.stream_id), "cause" => cause)
+                .increment(1);
+        }
+        behind || !trusted
+    }
+
+    /// Called before a message's work starts: whether to catch up, and the read time it implies.
+    fn prepare(&mut self) -> bool {
+        self.last_active = Instant::now();
+        let catch_up = self.must_catch_up();
+        if catch_up || self.loaded.is_none() {
+            self.read_at = Instant::now();
+        }
+        catch_up
+    }
+
+    /// After a message: a stream that does not exist keeps no actor, unless another caller waits.
+    fn stop_if_unborn(&self, ctx: &mut Context<Self>) {
+        if !matches!(self.loaded, Some((_, 0))) {
+            return;
+        }
+        // Under the registry's lock, as the idle timer: no caller is handed an actor that stops.
+        let mut entries = self.entries.lock().expect("registry lock");
+        if self.depth.load(Ordering::SeqCst) <= 1 {
+            self.leave(&mut entries);
+            drop(entries);
+            ctx.stop();
+        }
+    }
 }
 
 impl<D: Decider> Actor for AggregateActor<D> {
@@ -145,9 +211,7 @@ impl<D: Decider> Actor for AggregateActor<D> {
             // Under the registry's lock, so that no command is handed to an actor that is stopping.
             let mut entries = act.entries.lock().expect("registry lock");
             if act.depth.load(Ordering::SeqCst) == 0 {
-                if entries.get(&act.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &act.depth)) {
-                    entries.remove(&act.stream_id);
-                }
+                act.leave(&mut entries);
                 drop(entries);
                 ctx.stop();
             }
@@ -157,9 +221,7 @@ impl<D: Decider> Actor for AggregateActor<D> {
     fn stopped(&mut self, _: &mut Context<Self>) {
         metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).decrement(1.0);
         let mut entries = self.entries.lock().expect("registry lock");
-        if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &self.depth)) {
-            entries.remove(&self.stream_id);
-        }
+        self.leave(&mut entries);
     }
 }
 
@@ -180,14 +242,39 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
         },
         None => (D::State::default(), 0),
     };
+    (state, version) = catch_up::<D>(journal, stream_id, (state, version)).await?;
+    metrics::histogram!("actor_activation_seconds").record(started.elapsed().as_secs_f64());
+    Ok((state, version))
+}
+
+/// Folds the events a stream gained after `loaded`'s version.
+pub async fn catch_up<D: Decider>(
+    journal: &dyn Journal,
+    stream_id: &str,
+    loaded: (D::State, u64),
+) -> Result<(D::State, u64), StoreError> {
+    let (mut state, mut version) = loaded;
     for e in read_stream_to_end(journal, stream_id, version + 1).await? {
         let event =
             e.decode().map_err(|err| StoreError::Corrupt(format!("{stream_id} v{}: {err}", e.stream_version)))?;
         state = D::evolve(state, &event);
         version = e.stream_version;
     }
-    metrics::histogram!("actor_activation_seconds").record(started.elapsed().as_secs_f64());
     Ok((state, version))
+}
+
+/// The loaded state, brought up to date first when `refresh` says so; activated when there is none.
+async fn current<D: Decider>(
+    journal: &dyn Journal,
+    stream_id: &str,
+    loaded: Option<(D::State, u64)>,
+    refresh: bool,
+) -> Result<(D::State, u64), StoreError> {
+    match loaded {
+        Some(l) if refresh => catch_up::<D>(journal, stream_id, l).await,
+        Some(l) => Ok(l),
+        None => activate::<D>(journal, stream_id).await,
+    }
 }
 
 /// Decides, appends with the expected version, and on a conflict reloads and decides again.
@@ -196,16 +283,14 @@ async fn execute<D: Decider>(
     options: Arc<HostOptions>,
     stream_id: String,
     mut loaded: Option<(D::State, u64)>,
-    command: D::Command,
-    causation: Causation,
-    run: ExecuteOptions,
+    mut refresh: bool,
+    Execute { command, causation, options: run }: Execute<D>,
 ) -> (Option<(D::State, u64)>, Result<Executed<Option<D::State>>, CommandError<D::Error>>) {
     let mut assume_new = run.new_stream;
     for _ in 0..=options.max_conflict_retries {
         let (state, version) = match loaded.take() {
-            Some(l) => l,
             None if std::mem::take(&mut assume_new) => (D::State::default(), 0),
-            None => match activate::<D>(journal.as_ref(), &stream_id).await {
+            l => match current::<D>(journal.as_ref(), &stream_id, l, std::mem::take(&mut refresh)).await {
                 Ok(l) => l,
                 Err(e) => return (None, Err(CommandError::Unavailable(e.into()))),
             },
@@ -260,19 +345,19 @@ impl<D: Decider> Handler<Execute<D>> for AggregateActor<D> {
     type Result = AtomicResponse<Self, Result<Executed<Option<D::State>>, CommandError<D::Error>>>;
 
     fn handle(&mut self, msg: Execute<D>, _: &mut Context<Self>) -> Self::Result {
-        self.last_active = Instant::now();
+        let refresh = self.prepare();
         let work = execute::<D>(
             self.journal.clone(),
             self.options.clone(),
             self.stream_id.clone(),
             self.loaded.take(),
-            msg.command,
-            msg.causation,
-            msg.options,
+            refresh,
+            msg,
         );
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(loaded, result), act, _| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(loaded, result), act, ctx| {
             act.loaded = loaded;
             act.last_active = Instant::now();
+            act.stop_if_unborn(ctx);
             result
         })))
     }
@@ -282,19 +367,15 @@ impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
     type Result = AtomicResponse<Self, Result<(D::State, u64), CommandError<D::Error>>>;
 
     fn handle(&mut self, _: InspectOf<D>, _: &mut Context<Self>) -> Self::Result {
-        self.last_active = Instant::now();
+        let refresh = self.prepare();
         let loaded = self.loaded.take();
         let journal = self.journal.clone();
         let stream_id = self.stream_id.clone();
-        let work = async move {
-            match loaded {
-                Some(l) => Ok(l),
-                None => activate::<D>(journal.as_ref(), &stream_id).await,
-            }
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, _| match result {
+        let work = async move { current::<D>(journal.as_ref(), &stream_id, loaded, refresh).await };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(l) => {
                 act.loaded = Some(l.clone());
+                act.stop_if_unborn(ctx);
                 Ok(l)
             }
             Err(e) => Err(CommandError::Unavailable(e.into())),
@@ -307,6 +388,7 @@ type Checkout<D> = (Addr<AggregateActor<D>>, Arc<AtomicUsize>);
 /// Finds or starts the actor of a stream; spreads actors over a fixed set of arbiters.
 pub struct Registry<D: Decider> {
     entries: Entries<D>,
+    freshness: Arc<Freshness>,
     journal: Arc<dyn Journal>,
     options: Arc<HostOptions>,
     arbiters: Arc<[ArbiterHandle]>,
@@ -314,10 +396,25 @@ pub struct Registry<D: Decider> {
 }
 
 impl<D: Decider> Registry<D> {
+    /// A registry that no freshness follower serves: its actors read their stream's new events
+    /// before each message (see [`Registry::with_freshness`]).
     pub fn new(journal: Arc<dyn Journal>, options: HostOptions, arbiters: Arc<[ArbiterHandle]>) -> Self {
+        let freshness = Arc::new(Freshness::new(options.staleness_bound));
+        Registry::with_freshness(journal, options, arbiters, freshness)
+    }
+
+    /// A registry whose actors trust their state as far as `freshness` vouches for it: give every
+    /// registry of a node the same one, and run one [`crate::freshness::FreshnessFollower`] for it.
+    pub fn with_freshness(
+        journal: Arc<dyn Journal>,
+        options: HostOptions,
+        arbiters: Arc<[ArbiterHandle]>,
+        freshness: Arc<Freshness>,
+    ) -> Self {
         assert!(!arbiters.is_empty(), "a registry needs at least one arbiter");
         Registry {
             entries: Arc::new(Mutex::new(HashMap::new())),
+            freshness,
             journal,
             options: Arc::new(options),
             arbiters,
@@ -349,10 +446,13 @@ impl<D: Decider> Registry<D> {
         let actor = AggregateActor::<D> {
             stream_id: stream_id.to_owned(),
             loaded: None,
+            read_at: Instant::now(),
             journal: self.journal.clone(),
             options: self.options.clone(),
             depth: depth.clone(),
             entries: self.entries.clone(),
+            freshness: self.freshness.clone(),
+            moved: self.freshness.track(stream_id),
             last_active: Instant::now(),
         };
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];

@@ -259,6 +259,29 @@ fn upcast_payload(event_type: &str, found: u16, current: u16, payload: &[u8]) ->
     Ok(out)
 }
 
+// ---- Projections --------------------------------------------------------------------------------
+
+/// An operator parked the event at `position` for the read model `projection`: that projection (and
+/// its replays) skip it, because it cannot be projected. Appended by `cloudcafe projections park` to
+/// the stream `projection-parks-<projection>`, so that the choice is audited, ordered and replicated
+/// with everything else; every other follower ignores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionEventParked {
+    /// The read model's name, as `/admin/projections` shows it (`storefront`, `analytics`, ...).
+    pub projection: String,
+    /// The global position of the parked event.
+    pub position: u64,
+    /// The parked event's type and stream, as the operator saw them.
+    pub event_type: String,
+    pub stream_id: String,
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// Who parked it.
+    pub parked_by: String,
+    /// Microseconds since the Unix epoch.
+    pub parked_at_us: i64,
+}
+
 macro_rules! domain_events {
     ($( $ty:ident = $version:literal ),* $(,)?) => {
         /// Every event the domain knows, as one enum.
@@ -328,6 +351,7 @@ domain_events! {
     MenuItemRetired = 1,
     StoreOpened = 1,
     StoreClosed = 1,
+    ProjectionEventParked = 1,
 }
 
 /// Stream names. One stream per aggregate instance; the prefix before the first `-` is its category.

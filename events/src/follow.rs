@@ -20,8 +20,20 @@
 //!
 //! Labelled by `follower` ([`Follower::name`]): `follower_events_total` (events of handled pages),
 //! `follower_lag_events` (journal head − the last event handled), `follower_lag_seconds` (0 when
-//! caught up, else the age of the last event handled), and `follower_errors_total`, also labelled by
-//! `stage` (`start`, `read`, `handle` or `commit`).
+//! caught up, else the age of the last event handled), `follower_errors_total`, also labelled by
+//! `stage` (`start`, `read`, `handle` or `commit`), and `follower_stalled` (1 while stalled, else 0)
+//! with `follower_stalled_position` (the global position of the event it is stalled on, 0 when not)
+//! and `follower_stalls_total` (stalls met: one per event stalled on, however often it is retried).
+//!
+//! ## Stalls
+//!
+//! A failure the follower calls permanent ([`Follower::is_permanent`]: an event it can never handle,
+//! such as a value that does not fit a read model's column) is not retried quietly: the loop records
+//! a [`Stall`] (the event's position, stream and type, the error, since when), logs it once at error
+//! level, sets `follower_stalled`, publishes it where the follower asks ([`Follower::stalls`], read by
+//! `/admin/projections`), and goes on trying the page every [`FollowOptions::max_backoff`], so that
+//! whatever unblocks it (an operator parking the event) takes effect. The stall is cleared, and
+//! logged, once a page gets through.
 //!
 //! Architecture Invariant: a follower's position never passes an event it has not handled.
 
@@ -33,6 +45,41 @@ use tokio::sync::watch;
 
 use crate::journal::{sleep_or_stop, Journal, StoreError, Subscription};
 use crate::RecordedEvent;
+
+/// A follower stopped on an event it cannot handle (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stall {
+    /// The follower's name ([`Follower::name`]).
+    pub follower: String,
+    /// The global position of the event it cannot handle.
+    pub position: u64,
+    pub stream_id: String,
+    pub event_type: String,
+    /// The failure, with its causes.
+    pub error: String,
+    /// When the loop first met it, in microseconds since the Unix epoch.
+    pub since_us: i64,
+}
+
+/// Where [`follow`] publishes the stalls of the followers that share it, by follower name: what a
+/// node's `/admin/projections` reads. Cloning shares it.
+#[derive(Clone, Debug, Default)]
+pub struct Stalls(Arc<std::sync::Mutex<std::collections::HashMap<String, Stall>>>);
+
+impl Stalls {
+    /// The stall of the follower `name`, if it is stalled.
+    pub fn get(&self, name: &str) -> Option<Stall> {
+        self.0.lock().expect("stalls lock").get(name).cloned()
+    }
+
+    fn set(&self, stall: Stall) {
+        self.0.lock().expect("stalls lock").insert(stall.follower.clone(), stall);
+    }
+
+    fn clear(&self, name: &str) {
+        self.0.lock().expect("stalls lock").remove(name);
+    }
+}
 
 /// The page size of every follower that is not told otherwise.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
@@ -97,6 +144,24 @@ pub trait Follower: Send + Sync {
     fn interrupt_on_stop(&self) -> bool {
         false
     }
+
+    /// Whether `error`, from [`Follower::handle`], is permanent: the same page will fail the same
+    /// way however often it is handed over, until somebody acts (an event this follower cannot
+    /// handle). [`follow`] reports a permanent failure as a [`Stall`]. The default: none is.
+    fn is_permanent(&self, _error: &Self::Error) -> bool {
+        false
+    }
+
+    /// The global position of the event a permanent `error` is about, when the follower knows it;
+    /// otherwise the stall names the page's first event.
+    fn failed_position(&self, _error: &Self::Error) -> Option<u64> {
+        None
+    }
+
+    /// Where [`follow`] publishes this follower's stall, besides logs and metrics (default: nowhere).
+    fn stalls(&self) -> Option<&Stalls> {
+        None
+    }
 }
 
 /// The step of the loop that failed, for logs and the `stage` label.
@@ -149,6 +214,68 @@ fn record_failure(name: &str, stage: Stage, error: &(dyn std::error::Error + 'st
     metrics::counter!("follower_errors_total", "follower" => name.to_owned(), "stage" => stage.label()).increment(1);
 }
 
+/// What the loop knows of its follower's stall, and how it reports one.
+struct StallReporter<'a> {
+    name: &'a str,
+    stalls: Option<&'a Stalls>,
+    current: Option<Stall>,
+}
+
+impl<'a> StallReporter<'a> {
+    fn new(name: &'a str, stalls: Option<&'a Stalls>) -> Self {
+        // A new run of the loop starts unstalled: it will meet the event again if it still fails.
+        if let Some(stalls) = stalls {
+            stalls.clear(name);
+        }
+        metrics::gauge!("follower_stalled", "follower" => name.to_owned()).set(0.0);
+        metrics::gauge!("follower_stalled_position", "follower" => name.to_owned()).set(0.0);
+        StallReporter { name, stalls, current: None }
+    }
+
+    /// A permanent failure on `event`: reported once per event (not per retry).
+    fn stalled(&mut self, event: &RecordedEvent, error: &(dyn std::error::Error + 'static)) {
+        metrics::counter!("follower_errors_total", "follower" => self.name.to_owned(), "stage" => Stage::Handle.label())
+            .increment(1);
+        if self.current.as_ref().is_some_and(|s| s.position == event.global_position) {
+            return;
+        }
+        let stall = Stall {
+            follower: self.name.to_owned(),
+            position: event.global_position,
+            stream_id: event.stream_id.clone(),
+            event_type: event.event_type.clone(),
+            error: crate::ErrorChain(error).to_string(),
+            since_us: crate::envelope::now_us(),
+        };
+        tracing::error!(
+            follower = %self.name,
+            position = stall.position,
+            stream_id = %stall.stream_id,
+            event_type = %stall.event_type,
+            error = %stall.error,
+            "follower stalled on an event it cannot handle; retrying until the event is parked or the follower fixed"
+        );
+        metrics::counter!("follower_stalls_total", "follower" => self.name.to_owned()).increment(1);
+        metrics::gauge!("follower_stalled", "follower" => self.name.to_owned()).set(1.0);
+        metrics::gauge!("follower_stalled_position", "follower" => self.name.to_owned()).set(stall.position as f64);
+        if let Some(stalls) = self.stalls {
+            stalls.set(stall.clone());
+        }
+        self.current = Some(stall);
+    }
+
+    /// A page got through: a stall, if any, is over.
+    fn progressed(&mut self) {
+        let Some(stall) = self.current.take() else { return };
+        tracing::info!(follower = %self.name, position = stall.position, "follower moved past the event it was stalled on");
+        metrics::gauge!("follower_stalled", "follower" => self.name.to_owned()).set(0.0);
+        metrics::gauge!("follower_stalled_position", "follower" => self.name.to_owned()).set(0.0);
+        if let Some(stalls) = self.stalls {
+            stalls.clear(self.name);
+        }
+    }
+}
+
 /// Counts a handled page and reports how far the follower trails the journal's head.
 async fn record_progress(journal: &dyn Journal, name: &str, page: &[RecordedEvent]) {
     let Some(last) = page.last() else { return };
@@ -175,6 +302,7 @@ pub async fn follow<F: Follower + ?Sized>(
     if *stop.borrow() {
         return;
     }
+    let mut stall = StallReporter::new(name, follower.stalls());
     let start = loop {
         match follower.start_position().await {
             Ok(position) => break position,
@@ -217,11 +345,21 @@ pub async fn follow<F: Follower + ?Sized>(
             } else {
                 follower.handle(&page).await
             };
-            match handled {
+            let wait = match handled {
                 Ok(()) => break,
-                Err(e) => record_failure(name, Stage::Handle, &e),
-            }
-            if sleep_or_stop(&mut stop, backoff.wait()).await {
+                Err(e) if follower.is_permanent(&e) => {
+                    let position = follower.failed_position(&e);
+                    let event = page.iter().find(|e| Some(e.global_position) == position).unwrap_or(&page[0]);
+                    stall.stalled(event, &e);
+                    // Nothing cures it but a change elsewhere: try again at the slowest pace.
+                    options.max_backoff
+                }
+                Err(e) => {
+                    record_failure(name, Stage::Handle, &e);
+                    backoff.wait()
+                }
+            };
+            if sleep_or_stop(&mut stop, wait).await {
                 return;
             }
         }
@@ -232,6 +370,7 @@ pub async fn follow<F: Follower + ?Sized>(
             }
         }
         backoff.reset();
+        stall.progressed();
         record_progress(journal.as_ref(), name, &page).await;
     }
 }
@@ -349,11 +488,14 @@ mod tests {
         Store(#[from] StoreError),
     }
 
-    /// A follower that writes down what it is asked to do, failing the first `failing` pages.
+    /// A follower that writes down what it is asked to do, failing the first `failing` pages;
+    /// permanently, blaming the event at `blame`, when `blame` is set.
     #[derive(Default)]
     struct FakeFollower {
         failing: AtomicU32,
         log: Mutex<Vec<String>>,
+        blame: Option<u64>,
+        stalls: Stalls,
     }
 
     impl FakeFollower {
@@ -391,6 +533,15 @@ mod tests {
         async fn commit(&self, position: u64) -> Result<(), FakeError> {
             self.log.lock().unwrap().push(format!("commit {position}"));
             Ok(())
+        }
+        fn is_permanent(&self, error: &FakeError) -> bool {
+            matches!(error, FakeError::Scripted) && self.blame.is_some()
+        }
+        fn failed_position(&self, _: &FakeError) -> Option<u64> {
+            self.blame
+        }
+        fn stalls(&self) -> Option<&Stalls> {
+            Some(&self.stalls)
         }
     }
 
@@ -498,6 +649,72 @@ mod tests {
             "follower_errors_total{follower=\"fake\",stage=\"handle\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_failure_is_reported_once_as_a_stall_and_cleared_after_progress() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let journal = FakeJournal::with_events(3);
+                let follower = FakeFollower { failing: AtomicU32::new(4), blame: Some(2), ..Default::default() };
+                let (stop, stopped) = watch::channel(false);
+                let watcher = async {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    let stall = loop {
+                        if let Some(stall) = follower.stalls.get("fake") {
+                            break stall;
+                        }
+                        assert!(Instant::now() < deadline, "never reported stalled: {:?}", follower.log());
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    };
+                    assert_eq!(
+                        (stall.position, stall.stream_id.as_str(), stall.event_type.as_str()),
+                        (2, "inventory-s1:latte", "StockRestocked"),
+                        "the stall names the event the follower blamed, not the page's first"
+                    );
+                    assert_eq!(stall.error, "scripted failure");
+                    let text = handle.render();
+                    assert!(has(&text, "follower_stalled{follower=\"fake\"} 1"), "{text}");
+                    assert!(has(&text, "follower_stalled_position{follower=\"fake\"} 2"), "{text}");
+                    while follower.committed() != Some(3) {
+                        assert!(Instant::now() < deadline, "never moved on: {:?}", follower.log());
+                        if let Some(now) = follower.stalls.get("fake") {
+                            assert_eq!(now, stall, "a retry of the same event is the same stall, since the first");
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    assert_eq!(follower.stalls.get("fake"), None, "progress clears the stall");
+                    stop.send(true).unwrap();
+                };
+                tokio::join!(follow(journal, &follower, fast(), stopped), watcher);
+                assert_eq!(
+                    follower.log(),
+                    [
+                        "failed 1..=2",
+                        "failed 1..=2",
+                        "failed 1..=2",
+                        "failed 1..=2",
+                        "handled 1..=2",
+                        "commit 2",
+                        "handled 3..=3",
+                        "commit 3"
+                    ]
+                );
+            })
+        });
+        let text = handle.render();
+        for line in [
+            "follower_stalls_total{follower=\"fake\"} 1",
+            "follower_errors_total{follower=\"fake\",stage=\"handle\"} 4",
+            "follower_stalled{follower=\"fake\"} 0",
+            "follower_stalled_position{follower=\"fake\"} 0",
+        ] {
+            assert!(has(&text, line), "no {line:?} in:\n{text}");
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod load;
 #[cfg(feature = "cloud")]
 pub mod messaging;
 pub mod node;
+pub mod parks;
 #[cfg(feature = "cloud")]
 pub mod payments;
 pub mod telemetry;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, replay, serve, storage};
+use cli::{bench, demo, dlq, projections, replay, serve, storage};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -38,6 +38,10 @@ enum Command {
     /// Needs a build with `--features cloud`.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Handle a stalled projection: park the event it cannot apply (audited, in the journal; replay
+    /// skips it too), or list what was parked.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Dlq(command) => dlq::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -1,5 +1,5 @@
-//! One CloudCafe node: the journal, the actors, the saga and the storefront projection, started
-//! from typed settings. `main` and the tests both start nodes this way.
+//! One CloudCafe node: the journal, the actors and their freshness follower, the saga and the
+//! storefront projection, started from typed settings. `main` and the tests both start nodes this way.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use actors::cafe::{Cafe, PaymentPolicy};
 use actors::domain::menu::MenuCommand;
+use actors::freshness::FreshnessFollower;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
-use events::follow::{follow, FollowOptions, Follower};
+use events::follow::{follow, FollowOptions, Follower, Stall, Stalls};
 use events::journal::sleep_or_stop;
 use events::postgres::{connect_pool, PgJournal, PgOptions};
 use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
@@ -18,7 +19,7 @@ use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
 use projections::read_models::analytics::AnalyticsSink;
 use projections::read_models::cache::{CacheSettings, CachedSink, ReadCache};
-use projections::read_models::runner::ProjectionRunner;
+use projections::read_models::runner::{follower_name, ProjectionRunner};
 use projections::read_models::storefront::postgres::PgStorefront;
 use projections::read_models::storefront::sqlite::SqliteStorefront;
 use projections::read_models::storefront::StorefrontQueries;
@@ -162,6 +163,8 @@ pub struct Node {
     pub cache: Option<Arc<ReadCache>>,
     /// Every projection this node runs, for lag reports.
     pub projections: Vec<Arc<dyn Sink>>,
+    /// The projections' stalls, while this node runs them.
+    pub stalls: Stalls,
     /// The locks that make one node of a cluster run each journal follower.
     pub singletons: Arc<dyn SingletonLocks>,
     stop: watch::Sender<bool>,
@@ -204,6 +207,10 @@ impl Node {
             settings.payment,
             start_arbiters(settings.actor_threads),
         ));
+        let (stop, stopped) = watch::channel(false);
+        // On every node, not one per cluster: each node's own actors must learn what the others wrote.
+        let freshness = FreshnessFollower::new(journal.clone(), cafe.freshness.clone(), settings.host.freshness_poll);
+        tokio::spawn(freshness.run(stopped.clone()));
         if settings.seed_demo && journal.head_position().await? == 0 {
             seed_demo(&cafe).await?;
         }
@@ -229,16 +236,27 @@ impl Node {
             Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
             Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
         };
-        let (stop, stopped) = watch::channel(false);
         let saga = Arc::new(OrderSaga::new(cafe.clone()));
         let lock = actors::saga::CHECKPOINT.to_owned();
         spawn_singleton(singletons.clone(), lock, journal.clone(), saga, FollowOptions::default(), stopped.clone());
+        let stalls = Stalls::default();
         for p in &projections {
-            let runner = ProjectionRunner::new(journal.clone(), p.clone());
+            let runner = ProjectionRunner::new(journal.clone(), p.clone()).with_stalls(stalls.clone());
             let (lock, options) = (format!("projection:{}", p.name()), runner.options());
             spawn_singleton(singletons.clone(), lock, journal.clone(), Arc::new(runner), options, stopped.clone());
         }
-        Ok(Node { journal, cafe, storefront, storefront_sink: sink, analytics, cache, projections, singletons, stop })
+        Ok(Node {
+            journal,
+            cafe,
+            storefront,
+            storefront_sink: sink,
+            analytics,
+            cache,
+            projections,
+            stalls,
+            singletons,
+            stop,
+        })
     }
 }
 
@@ -319,6 +337,37 @@ pub struct ProjectionLag {
     /// For `kinesis`: the shards this node reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<Vec<String>>,
+    /// The event this projection is stalled on (it cannot apply it), when this node runs it and it
+    /// is stalled; `null` otherwise.
+    pub stalled: Option<ProjectionStall>,
+}
+
+/// The event a projection is stalled on: see `cloudcafe projections park`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProjectionStall {
+    /// The event's global position (what `cloudcafe projections park --position` takes).
+    pub position: u64,
+    pub stream_id: String,
+    pub event_type: String,
+    /// Why the read model refused it, with its causes.
+    pub error: String,
+    /// Since when, in RFC 3339 (UTC).
+    pub since: String,
+}
+
+impl From<Stall> for ProjectionStall {
+    fn from(s: Stall) -> Self {
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(s.since_us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .unwrap_or_default();
+        ProjectionStall {
+            position: s.position,
+            stream_id: s.stream_id,
+            event_type: s.event_type,
+            error: s.error,
+            since,
+        }
+    }
 }
 
 impl ProjectionLag {
@@ -332,11 +381,18 @@ impl ProjectionLag {
             events_behind: head.saturating_sub(position),
             seconds_behind: lag.millis_behind().max(0) as f64 / 1000.0,
             shards: Some(lag.shards()),
+            stalled: None,
         }
     }
 }
 
-pub async fn projection_lag(journal: &dyn Journal, sink: &dyn Sink) -> Result<ProjectionLag, StartError> {
+/// How far `sink`'s projection trails `journal`, and the event it is stalled on if `stalls` (this
+/// node's) says so.
+pub async fn projection_lag(
+    journal: &dyn Journal,
+    sink: &dyn Sink,
+    stalls: &Stalls,
+) -> Result<ProjectionLag, StartError> {
     let (position, head) = (sink.position().await?, journal.head_position().await?);
     let seconds_behind = match journal.read_all(position, 1).await?.first() {
         Some(next) if position < head => (events::envelope::now_us() - next.recorded_at_us).max(0) as f64 / 1e6,
@@ -350,5 +406,6 @@ pub async fn projection_lag(journal: &dyn Journal, sink: &dyn Sink) -> Result<Pr
         head,
         events_behind: head.saturating_sub(position),
         seconds_behind,
+        stalled: stalls.get(&follower_name(sink.name())).map(ProjectionStall::from),
     })
 }

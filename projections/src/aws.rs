@@ -166,9 +166,14 @@ where
     AwsFailure { kind, code, what: what.into(), detail, source: std::sync::Arc::new(error) }
 }
 
-/// A read model's failed call: the reason names what was being done, the failure is the cause.
+/// A read model's failed call: poison when the request itself was refused (a `ValidationException`:
+/// an item the table cannot hold; sending it again cannot help), unavailable otherwise. The reason
+/// names what was being done, the failure is the cause.
 impl From<AwsFailure> for crate::SinkError {
     fn from(failure: AwsFailure) -> Self {
+        if failure.is(FailureKind::Refused) {
+            return crate::SinkError::poison_because(format!("{} refused the request", failure.what), failure);
+        }
         crate::SinkError::Unavailable { reason: failure.what.clone(), cause: Some(std::sync::Arc::new(failure)) }
     }
 }

@@ -37,15 +37,47 @@ pub enum SinkError {
         #[source]
         cause: Option<Cause>,
     },
-    /// The event itself cannot be projected: trying again will not help.
-    #[error("event cannot be projected: {0}")]
-    Poison(String),
+    /// An event cannot be projected (a value the read model cannot hold, a payload that does not
+    /// decode): trying again will not help, until the event is parked or the model changed.
+    #[error("event cannot be projected: {reason}")]
+    Poison {
+        /// The global position of the event, once known (a page's failure may not say which event).
+        position: Option<u64>,
+        /// What was refused, in words.
+        reason: String,
+        /// The store's or the codec's refusal, when there is one.
+        #[source]
+        cause: Option<Cause>,
+    },
 }
 
 impl SinkError {
     /// The read model is unavailable for a reason of its own (no underlying error).
     pub fn unavailable(reason: impl Into<String>) -> Self {
         SinkError::Unavailable { reason: reason.into(), cause: None }
+    }
+
+    /// An event cannot be projected, for a reason of the sink's own.
+    pub fn poison(reason: impl Into<String>) -> Self {
+        SinkError::Poison { position: None, reason: reason.into(), cause: None }
+    }
+
+    /// An event cannot be projected: the store or the codec refused it with `cause`.
+    pub fn poison_because(reason: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SinkError::Poison { position: None, reason: reason.into(), cause: Some(Arc::new(cause)) }
+    }
+
+    /// The same failure, blamed on the event at `position` (a poison only; others are returned as they are).
+    pub fn at(self, at: u64) -> Self {
+        match self {
+            SinkError::Poison { reason, cause, .. } => SinkError::Poison { position: Some(at), reason, cause },
+            other => other,
+        }
+    }
+
+    /// Whether trying again cannot help: an event that cannot be projected.
+    pub fn is_poison(&self) -> bool {
+        matches!(self, SinkError::Poison { .. })
     }
 
     /// The read model is unavailable while doing `reason`, because of `cause`.
@@ -63,7 +95,9 @@ impl PartialEq for SinkError {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (SinkError::Unavailable { reason: a, .. }, SinkError::Unavailable { reason: b, .. }) => a == b,
-            (SinkError::Poison(a), SinkError::Poison(b)) => a == b,
+            (SinkError::Poison { position: p, reason: a, .. }, SinkError::Poison { position: q, reason: b, .. }) => {
+                (p, a) == (q, b)
+            }
             _ => false,
         }
     }

@@ -13,6 +13,8 @@ use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
 use uuid::Uuid;
 
+mod freshness;
+
 fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
     Arc::new(SqliteJournal::open(dir.path(), SqliteOptions::default()).unwrap())
 }

@@ -48,7 +48,11 @@ impl RecordProcessor for Counter {
     async fn process(&self, _shard: &str, records: &[KinesisRecord]) -> Result<(), SinkError> {
         let mut ids = Vec::with_capacity(records.len());
         for r in records {
-            ids.push(RecordedEvent::from_wire(&r.data).map_err(|e| SinkError::Poison(e.to_string()))?.event_id);
+            ids.push(
+                RecordedEvent::from_wire(&r.data)
+                    .map_err(|e| SinkError::poison_because("a record does not decode", e))?
+                    .event_id,
+            );
         }
         self.seen.lock().expect("counter").extend(ids);
         Ok(())

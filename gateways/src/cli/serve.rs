@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpServer;
 use anyhow::Context;
@@ -27,9 +28,15 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     pub body_limit: usize,
-    /// Commands in flight on this node before 503.
+    /// Commands in flight on this node before 503 (counted once their body has arrived).
     #[arg(long, default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// Milliseconds a request body may take to arrive before 408 and a closed connection.
+    #[arg(long, default_value_t = 5000)]
+    pub body_timeout_ms: u64,
+    /// Milliseconds a connection's first request head may take to arrive before 408.
+    #[arg(long, default_value_t = 5000)]
+    pub head_timeout_ms: u64,
     #[command(flatten)]
     pub messaging: MessagingArgs,
 }
@@ -110,12 +117,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let node = Node::start(settings).await.context("cannot start the node")?;
     let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
-    let api = ApiSettings { body_limit: args.body_limit, max_in_flight: args.max_in_flight };
+    let api = ApiSettings {
+        body_limit: args.body_limit,
+        max_in_flight: args.max_in_flight,
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        head_timeout: Duration::from_millis(args.head_timeout_ms),
+    };
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
     server.await.context("server failed")?;
     Ok(())
 }
+
+/// How long a connection answered before its body was read is drained before it is closed.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds the HTTP server of `node` to `listen` (port 0: a free one) and returns it, not yet polled,
 /// with the address it listens on.
@@ -129,6 +144,12 @@ pub async fn start_server(
     let mut state = ApiState::new(node, telemetry::metrics_handle(), api);
     Arc::get_mut(&mut state).expect("just built").stream_fed = stream_fed;
     let mut server = HttpServer::new(move || gateways::app(state.clone()))
+        // A request head must arrive within this (408, JSON body, from the patched actix-http);
+        // its body within `api.body_timeout` (408 from the body reader).
+        .client_request_timeout(api.head_timeout)
+        // After an answer to a request whose body was not read, what the client still sends is
+        // read and dropped for at most this long, then the connection is closed.
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?
         .shutdown_timeout(5);

@@ -1,5 +1,6 @@
 //! The operator's routes: `/health` (liveness, no dependencies), `/ready` (the journal answers),
-//! `/metrics` (Prometheus text) and `/admin/projections` (each projection's lag).
+//! `/metrics` (Prometheus text) and `/admin/projections` (each projection's lag, and the event it is
+//! stalled on, if any).
 
 use std::time::Duration;
 
@@ -47,11 +48,12 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
-/// `GET /admin/projections`: each projection's position and how far it trails the journal.
+/// `GET /admin/projections`: each projection's position, how far it trails the journal, and
+/// `stalled`: the event it cannot apply (position, stream, type, error, since), or `null`.
 pub(super) async fn projections(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for p in &state.projections {
-        out.push(projection_lag(state.journal.as_ref(), p.as_ref()).await?);
+        out.push(projection_lag(state.journal.as_ref(), p.as_ref(), &state.stalls).await?);
     }
     let head = state.journal.head_position().await?;
     for (name, lag) in &state.stream_fed {

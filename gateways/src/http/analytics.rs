@@ -6,7 +6,7 @@ use projections::read_models::analytics::StoreMinute;
 use serde::{Deserialize, Serialize};
 
 use super::errors::ApiError;
-use super::extractors::parse_time;
+use super::extractors::{parse_time, party_id};
 use super::wire::timestamp;
 use super::ApiState;
 
@@ -60,6 +60,7 @@ pub(super) async fn store_minutes(
     query: Result<web::Query<MinuteRange>, actix_web::Error>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let store_id = party_id(&path, "store_id")?;
     let query = query.map_err(|_| ApiError::bad("from and to must be RFC 3339 times", "from"))?;
     let analytics = state.analytics.as_ref().ok_or_else(|| {
         ApiError::not_found("this node has no analytics store (start it with --analytics-url or a PostgreSQL journal)")
@@ -78,9 +79,9 @@ pub(super) async fn store_minutes(
     if to - from > MAX_RANGE_US {
         return Err(ApiError::bad("a range may span at most 31 days", "to"));
     }
-    let minutes = analytics.store_minutes(&path, from, to).await?;
+    let minutes = analytics.store_minutes(store_id, from, to).await?;
     Ok(HttpResponse::Ok().json(StoreMinutesJson {
-        store_id: path.into_inner(),
+        store_id: store_id.to_owned(),
         from: timestamp(from),
         to: timestamp(to),
         minutes: minutes.iter().map(MinuteJson::from).collect(),

@@ -35,9 +35,12 @@ pub enum ApiError {
     /// 413: the body is over the limit, in bytes.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
-    /// 415: the body is not JSON.
-    #[error("content type must be application/json")]
+    /// 415: the body is not declared as JSON (`Content-Type` names the header).
+    #[error("Content-Type must be application/json or application/<type>+json")]
     UnsupportedMediaType,
+    /// 408: the body did not arrive within the node's deadline; the connection is closed.
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     /// 409: an idempotency key reused with other contents.
     #[error("{message}")]
     Conflict { message: String, field: Option<String> },
@@ -76,6 +79,7 @@ impl ApiError {
             | ApiError::Unprocessable { field, .. }
             | ApiError::NotFound { field, .. }
             | ApiError::Conflict { field, .. } => field.as_deref(),
+            ApiError::UnsupportedMediaType => Some("Content-Type"),
             _ => None,
         }
     }
@@ -89,6 +93,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,6 +110,10 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::Internal(cause) => tracing::error!(detail = %ErrorChain(&**cause), "answering 500"),
+            // A client that trickles its body is cut off: the rest of it is not waited for.
+            ApiError::BodyTimeout(_) => {
+                response.force_close();
+            }
             _ => {}
         }
         response.json(ErrorBody { error: self.to_string(), field: self.field() })
@@ -148,7 +157,7 @@ impl From<SinkError> for ApiError {
     fn from(e: SinkError) -> Self {
         match e {
             SinkError::Unavailable { .. } => ApiError::Unavailable(e.into()),
-            SinkError::Poison(_) => ApiError::Internal(e.into()),
+            SinkError::Poison { .. } => ApiError::Internal(e.into()),
         }
     }
 }
@@ -201,7 +210,7 @@ mod tests {
         assert_eq!((status, retry_after), (StatusCode::INTERNAL_SERVER_ERROR, None));
         assert!(!body.to_string().contains("bad bytes"), "{body}");
 
-        let (status, _, _) = answer(SinkError::Poison("row 7".into())).await;
+        let (status, _, _) = answer(SinkError::poison("row 7")).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         let (status, _, _) = answer(SinkError::unavailable("pool timed out")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -7,11 +7,11 @@ use events::Causation;
 use serde::{Deserialize, Serialize};
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body};
+use super::extractors::{admit, item_id, json_body, party_id};
 use super::ApiState;
 
 /// The body of `POST /api/inventory/restock`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RestockBody {
     store_id: String,
@@ -47,13 +47,14 @@ pub(super) async fn get_stock(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (store_id, sku) = path.into_inner();
-    if state.cafe.menu_item(&sku).await?.is_none() {
+    let (store_id, sku) = (party_id(&store_id, "store_id")?, item_id(&sku, "sku")?);
+    if state.cafe.menu_item(sku).await?.is_none() {
         return Err(ApiError::NotFound {
             message: format!("SKU `{sku}` is not on the menu"),
             field: Some("sku".into()),
         });
     }
-    let stock = state.cafe.stock(&store_id, &sku).await?;
+    let stock = state.cafe.stock(store_id, sku).await?;
     Ok(HttpResponse::Ok().json(StockJson::from(stock)))
 }
 
@@ -63,8 +64,8 @@ pub(super) async fn restock(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: RestockBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: RestockBody = json_body(&req, payload, state.body_limit).await?;
     let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, Causation::new_root()).await?;
     Ok(HttpResponse::Ok().json(StockJson::from(stock)))
 }

@@ -5,6 +5,7 @@ use projections::read_models::cache::CacheKey;
 use serde::Serialize;
 
 use super::errors::ApiError;
+use super::extractors::party_id;
 use super::ApiState;
 
 /// A customer's loyalty balance.
@@ -19,7 +20,7 @@ struct LoyaltyJson {
 /// The loyalty read model (through the cache when there is one); a customer it does not know yet is
 /// answered by their account's actor, so a fresh account reads as zero points rather than 404.
 pub(super) async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let customer = path.into_inner();
+    let customer = party_id(&path, "customer_id")?.to_owned();
     let load = || state.storefront.loyalty(&customer);
     let projected = match &state.cache {
         Some(cache) => cache.get_or_load(&CacheKey::Loyalty(customer.clone()), load).await?,

@@ -15,7 +15,7 @@ use super::extractors::{admit, json_body};
 use super::ApiState;
 
 /// The body of `POST /api/menu/items`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct MenuItemBody {
     item_id: String,
@@ -30,7 +30,7 @@ struct MenuItemBody {
 }
 
 /// An item's nutrition as a client sends it; each value defaults to 0.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct NutritionBody {
     #[serde(default)]
@@ -103,8 +103,8 @@ pub(super) async fn publish_menu_item(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: MenuItemBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: MenuItemBody = json_body(&req, payload, state.body_limit).await?;
     let command = MenuCommand::Publish {
         item_id: body.item_id,
         name: body.name,

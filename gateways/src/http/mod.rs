@@ -10,6 +10,7 @@
 //! `extractors` reads bodies, paths and queries into typed input.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use events::Journal;
@@ -41,12 +42,16 @@ pub struct ApiState {
     pub journal: Arc<dyn Journal>,
     pub storefront: Arc<dyn StorefrontQueries>,
     pub metrics: PrometheusHandle,
-    /// Commands in flight on this node; past it, 503.
+    /// Commands in flight on this node (counted once their body has arrived); past it, 503.
     pub admission: Semaphore,
     pub body_limit: usize,
+    /// How long a request body may take to arrive before 408.
+    pub body_timeout: Duration,
     pub analytics: Option<Arc<AnalyticsSink>>,
     pub cache: Option<Arc<ReadCache>>,
     pub projections: Vec<Arc<dyn projections::Sink>>,
+    /// The projections' stalls, while this node runs them.
+    pub stalls: events::follow::Stalls,
     /// Read models this node feeds from Kinesis, by name.
     pub stream_fed: Vec<(String, Arc<dyn projections::StreamFedLag>)>,
 }
@@ -56,13 +61,24 @@ pub struct ApiState {
 pub struct ApiSettings {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
-    /// Commands being handled at once before new ones get 503.
+    /// Commands being handled at once (their body read) before new ones get 503.
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive, from its head, before 408 and a closed
+    /// connection: a client that trickles its body cannot hold a connection for long.
+    pub body_timeout: Duration,
+    /// How long a connection's first request head may take to arrive before 408 (actix's
+    /// `client_request_timeout`).
+    pub head_timeout: Duration,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { body_limit: 16 * 1024, max_in_flight: 4096 }
+        ApiSettings {
+            body_limit: 16 * 1024,
+            max_in_flight: 4096,
+            body_timeout: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -74,6 +90,7 @@ impl ApiState {
         s.analytics.clone_from(&node.analytics);
         s.cache.clone_from(&node.cache);
         s.projections.clone_from(&node.projections);
+        s.stalls = node.stalls.clone();
         state
     }
 
@@ -91,9 +108,11 @@ impl ApiState {
             metrics,
             admission: Semaphore::new(settings.max_in_flight),
             body_limit: settings.body_limit,
+            body_timeout: settings.body_timeout,
             analytics: None,
             cache: None,
             projections: Vec::new(),
+            stalls: events::follow::Stalls::default(),
             stream_fed: Vec::new(),
         })
     }

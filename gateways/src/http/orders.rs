@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body, parse_uuid};
+use super::extractors::{admit, json_body, parse_uuid, party_id};
 use super::wire::{amount, timestamp};
 use super::ApiState;
 
@@ -20,7 +20,7 @@ use super::ApiState;
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
 
 /// The body of `POST /api/orders`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct PlaceOrderBody {
     customer_id: String,
@@ -29,7 +29,7 @@ struct PlaceOrderBody {
 }
 
 /// One line of an order as the client asks for it (the price comes from the menu).
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ItemBody {
     item_id: String,
@@ -104,8 +104,8 @@ pub(super) async fn place_order(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: PlaceOrderBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: PlaceOrderBody = json_body(&req, payload, state.body_limit).await?;
     let fresh_order_id = req.headers().get("idempotency-key").is_none();
     let order_id = match req.headers().get("idempotency-key") {
         None => Uuid::now_v7(),
@@ -155,9 +155,10 @@ pub(super) async fn customer_orders(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad("limit must be a number from 1 to 500", "limit"));
     }
-    let orders = state.storefront.customer_orders(&path, limit).await?;
+    let customer_id = party_id(&path, "customer_id")?;
+    let orders = state.storefront.customer_orders(customer_id, limit).await?;
     Ok(HttpResponse::Ok().json(CustomerOrdersJson {
-        customer_id: path.into_inner(),
+        customer_id: customer_id.to_owned(),
         orders: orders.into_iter().map(OrderJson::from).collect(),
     }))
 }

@@ -4,18 +4,17 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::cafe::valid_party_id;
 use actors::domain::store::Store;
 use events::Causation;
 use serde::{Deserialize, Serialize};
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body};
+use super::extractors::{admit, json_body, party_id};
 use super::wire::timestamp;
 use super::ApiState;
 
 /// The body of `POST /admin/stores`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct OpenStoreBody {
     store_id: String,
@@ -23,7 +22,7 @@ struct OpenStoreBody {
 }
 
 /// The body of `POST /admin/stores/{store_id}/close`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct CloseStoreBody {
     reason: String,
@@ -54,15 +53,6 @@ impl From<Store> for StoreJson {
     }
 }
 
-/// A store id from the path: a 400 naming `store_id` when it cannot be one.
-fn store_id_in_path(raw: &str) -> Result<&str, ApiError> {
-    if valid_party_id(raw) {
-        Ok(raw)
-    } else {
-        Err(ApiError::bad("store_id must be 1-64 ASCII letters, digits, `-` or `_`", "store_id"))
-    }
-}
-
 /// `POST /admin/stores`: 201 with the store when it opened (or reopened), 200 when it was already
 /// open under that name (nothing written), 422 naming the field otherwise.
 pub(super) async fn open_store(
@@ -70,8 +60,8 @@ pub(super) async fn open_store(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body: OpenStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let body: OpenStoreBody = json_body(&req, payload, state.body_limit).await?;
     let opened = state.cafe.open_store(&body.store_id, &body.name, Causation::new_root()).await?;
     let mut response = if opened.events.is_empty() { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response
@@ -87,9 +77,9 @@ pub(super) async fn close_store(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let store_id = party_id(&path, "store_id")?;
+    let body: CloseStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let store_id = store_id_in_path(&path)?;
-    let body: CloseStoreBody = json_body(&req, payload, state.body_limit).await?;
     let closed = state.cafe.close_store(store_id, &body.reason, Causation::new_root()).await?;
     Ok(HttpResponse::Ok().json(StoreJson::from(closed.state)))
 }
@@ -97,7 +87,7 @@ pub(super) async fn close_store(
 /// `GET /api/stores/{store_id}`: the store as its own stream says (read from the store's actor,
 /// not from a read model); 404 for a store never opened.
 pub(super) async fn get_store(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let store_id = store_id_in_path(&path)?;
+    let store_id = party_id(&path, "store_id")?;
     match state.cafe.store(store_id).await? {
         Some(store) => Ok(HttpResponse::Ok().json(StoreJson::from(store))),
         None => Err(ApiError::NotFound {

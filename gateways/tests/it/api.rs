@@ -440,3 +440,204 @@ async fn with_a_redis_cache_reads_stay_fresh() {
     let (_, after, _) = call(&app, test::TestRequest::get().uri("/api/menu/items")).await;
     assert_eq!(count(&after), count(&before) + 1, "the cached menu was invalidated by MenuItemPublished");
 }
+
+/// A request with a raw body and content type.
+fn raw_post(path: &str, content_type: Option<&str>, body: &'static str) -> test::TestRequest {
+    let req = test::TestRequest::post().uri(path).set_payload(body);
+    match content_type {
+        Some(ct) => req.insert_header(("content-type", ct)),
+        None => req,
+    }
+}
+
+#[actix_web::test]
+async fn only_strict_json_is_accepted_and_nothing_malformed_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let head = node.journal.head_position().await.unwrap();
+    let json = Some("application/json");
+
+    let cases: Vec<(&str, test::TestRequest, StatusCode, Value)> = vec![
+        (
+            "trailing garbage",
+            raw_post(
+                "/api/orders",
+                json,
+                r#"{"customer_id":"alice","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]} garbage"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        (
+            "two objects",
+            raw_post(
+                "/api/orders",
+                json,
+                r#"{"customer_id":"alice","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}{"customer_id":"bob","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        (
+            "an order as a positional array",
+            raw_post("/api/orders", json, r#"["alice","store-1",[{"item_id":"latte","quantity":1}]]"#),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        (
+            "an order line as a positional array",
+            raw_post("/api/orders", json, r#"{"customer_id":"alice","store_id":"store-1","items":[["latte",1]]}"#),
+            StatusCode::BAD_REQUEST,
+            json!("items[0]"),
+        ),
+        (
+            "a restock as a positional array",
+            raw_post("/api/inventory/restock", json, r#"["store-1","latte",5]"#),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        (
+            "a menu item as a positional array",
+            raw_post("/api/menu/items", json, r#"["tea","Tea","tea",100]"#),
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+        ),
+        (
+            "a nutrition as a positional array",
+            raw_post(
+                "/api/menu/items",
+                json,
+                r#"{"item_id":"tea","name":"Tea","category":"tea","price_cents":100,"nutrition":[1,2,3]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            json!("nutrition"),
+        ),
+        (
+            "a repeated key",
+            raw_post(
+                "/api/orders",
+                json,
+                r#"{"customer_id":"alice","customer_id":"bob","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            json!("customer_id"),
+        ),
+        (
+            "a repeated key in a line",
+            raw_post(
+                "/api/orders",
+                json,
+                r#"{"customer_id":"alice","store_id":"store-1","items":[{"item_id":"latte","quantity":1,"quantity":9}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            json!("items[0].quantity"),
+        ),
+        (
+            "a repeated key in a restock",
+            raw_post(
+                "/api/inventory/restock",
+                json,
+                r#"{"store_id":"store-1","sku":"latte","quantity":1,"quantity":1}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            json!("quantity"),
+        ),
+        (
+            "application/jsonp",
+            raw_post("/api/orders", Some("application/jsonp"), order_text()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!("Content-Type"),
+        ),
+        (
+            "no content type",
+            raw_post("/api/inventory/restock", None, r#"{"store_id":"store-1","sku":"latte","quantity":1}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!("Content-Type"),
+        ),
+        (
+            "a JSON-like content type",
+            raw_post(
+                "/api/menu/items",
+                Some("text/json"),
+                r#"{"item_id":"tea","name":"Tea","category":"tea","price_cents":100}"#,
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!("Content-Type"),
+        ),
+    ];
+    for (name, req, expected, field) in cases {
+        let (status, body, _) = call(&app, req).await;
+        assert_eq!(status, expected, "{name}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{name}: an error message in {body}");
+        assert_eq!(body["field"], field, "{name}: {body}");
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "no malformed request wrote an event");
+
+    // What strict JSON still accepts: `+json` types, parameters, any case.
+    for ct in ["application/json; charset=utf-8", "Application/JSON", "application/vnd.cloudcafe+json"] {
+        let (status, body, _) = call(&app, raw_post("/api/orders", Some(ct), order_text())).await;
+        assert_eq!(status, StatusCode::CREATED, "{ct}: {body}");
+    }
+}
+
+fn order_text() -> &'static str {
+    r#"{"customer_id":"alice","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}"#
+}
+
+/// Every route whose path carries a customer id, a store id, a SKU or an order id, with `bad` in it.
+fn id_routes(bad: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (format!("/api/customers/{bad}/orders"), "customer_id"),
+        (format!("/api/loyalty/{bad}"), "customer_id"),
+        (format!("/api/inventory/stores/{bad}/items/latte"), "store_id"),
+        (format!("/api/inventory/stores/store-1/items/{bad}"), "sku"),
+        (format!("/api/analytics/stores/{bad}/minutes"), "store_id"),
+        (format!("/api/orders/{bad}"), "order_id"),
+        (format!("/api/payments/{bad}"), "order_id"),
+    ]
+}
+
+/// Ids a client can put in a path that no store may see: NUL, control characters, over-long.
+fn hostile_ids() -> Vec<String> {
+    vec!["a%00b".into(), "%1b%5b31m".into(), "a%0Ab".into(), "a%7Fb".into(), "x".repeat(10_000)]
+}
+
+async fn ids_are_checked_before_any_store(node: &Node) {
+    let app = test::init_service(gateways::app(ApiState::new(node, metrics_handle(), &ApiSettings::default()))).await;
+    let head = node.journal.head_position().await.unwrap();
+    for bad in hostile_ids() {
+        for (path, field) in id_routes(&bad) {
+            let (status, body, _) = call(&app, test::TestRequest::get().uri(&path)).await;
+            let shown = &path[..path.len().min(80)];
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{shown}: {body}");
+            assert_eq!(body["field"], field, "{shown}: {body}");
+        }
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "no id check wrote an event");
+}
+
+#[actix_web::test]
+async fn ids_in_paths_are_checked_before_they_reach_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    ids_are_checked_before_any_store(&node).await;
+}
+
+#[actix_web::test]
+async fn on_postgres_a_nul_in_an_id_is_a_400_not_an_outage() {
+    let Some(pg) = testkit::servers::postgres_url() else { return };
+    let mut settings = NodeSettings::embedded("unused");
+    settings.storage =
+        gateways::node::Storage::Postgres { url: pg, schema: Some(testkit::servers::fresh_schema("api_ids")) };
+    settings.seed_demo = true;
+    let node = Node::start(settings).await.unwrap();
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(10)).await);
+    ids_are_checked_before_any_store(&node).await;
+    // And a well-formed id still reads (the store answers, nothing is unavailable).
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let (status, body, _) = call(&app, test::TestRequest::get().uri("/api/customers/nobody/orders")).await;
+    assert_eq!((status, body["orders"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{body}");
+}

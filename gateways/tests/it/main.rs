@@ -1,4 +1,5 @@
-//! The gateway over real nodes: HTTP behaviour in-process, a SIGKILL of the real binary, the payment
+//! The gateway over real nodes: HTTP behaviour in-process, a SIGKILL of the real binary, three
+//! real nodes on one PostgreSQL journal that must agree within the staleness bound, the payment
 //! processor and three nodes on one log (the last two need the `cloud` feature and the emulators).
 
 mod api;
@@ -6,6 +7,9 @@ mod kill_restart;
 mod limits;
 #[cfg(feature = "cloud")]
 mod payments;
+mod raw_http;
 mod replay;
+mod stale_state;
+mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;

@@ -18,6 +18,7 @@ use events::{DomainEvent, RecordedEvent};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
+use crate::read_models::refusals::pg_apply;
 use crate::read_models::shadow::{Dependents, SqlShadow, SHADOW_PREFIX};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
@@ -172,15 +173,15 @@ impl Sink for AnalyticsSink {
     async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
         let Some(last) = events.last().map(|e| e.global_position as i64) else { return Ok(()) };
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(sink_err)?;
+        let tx = client.transaction().await.map_err(pg_apply)?;
         // Redshift has no SELECT ... FOR UPDATE (nor RETURNING): updating the offset row takes the lock.
         tx.execute("UPDATE analytics_offsets SET position = position WHERE name = $1", &[&self.name])
             .await
-            .map_err(sink_err)?;
+            .map_err(pg_apply)?;
         let at: i64 = tx
             .query_one("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
             .await
-            .map_err(sink_err)?
+            .map_err(pg_apply)?
             .get(0);
         if last <= at {
             return Ok(());
@@ -193,8 +194,9 @@ impl Sink for AnalyticsSink {
             if category != "order" && category != "payment" {
                 continue;
             }
-            let event =
-                e.decode().map_err(|err| SinkError::Poison(format!("position {}: {err}", e.global_position)))?;
+            let event = e
+                .decode()
+                .map_err(|err| SinkError::poison_because("the event does not decode", err).at(e.global_position))?;
             match event {
                 DomainEvent::OrderPlaced(p) => orders.push((
                     p.order_id.to_string(),
@@ -255,7 +257,7 @@ impl Sink for AnalyticsSink {
             for o in chunk {
                 params.extend_from_slice(&[&o.0, &o.1, &o.2, &o.3, &o.4, &o.5, &o.6, &placed]);
             }
-            tx.execute(&sql, &params).await.map_err(sink_err)?;
+            tx.execute(&sql, &params).await.map_err(pg_apply)?;
         }
         for chunk in payments.chunks(ROWS_PER_INSERT) {
             let sql = multi_row_insert(
@@ -267,7 +269,7 @@ impl Sink for AnalyticsSink {
             for p in chunk {
                 params.extend_from_slice(&[&p.0, &p.1, &p.2, &p.3, &p.4, &p.5]);
             }
-            tx.execute(&sql, &params).await.map_err(sink_err)?;
+            tx.execute(&sql, &params).await.map_err(pg_apply)?;
         }
         for new_status in ["paid", "cancelled"] {
             let ids: Vec<&String> = status.iter().filter(|(_, s)| *s == new_status).map(|(id, _)| id).collect();
@@ -283,7 +285,7 @@ impl Sink for AnalyticsSink {
                         &params[1..],
                     )
                     .await
-                    .map_err(sink_err)?;
+                    .map_err(pg_apply)?;
                 touched.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))));
                 let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                 tx.execute(
@@ -291,14 +293,14 @@ impl Sink for AnalyticsSink {
                     &params,
                 )
                 .await
-                .map_err(sink_err)?;
+                .map_err(pg_apply)?;
             }
         }
         if !touched.is_empty() {
             // Recompute every window the page touched from the facts. (TRUNCATE would commit in Redshift.)
             tx.batch_execute("CREATE TEMP TABLE touched_minutes (store_id varchar(64), minute_us bigint)")
                 .await
-                .map_err(sink_err)?;
+                .map_err(pg_apply)?;
             let touched: Vec<(String, i64)> = touched.into_iter().collect();
             for chunk in touched.chunks(ROWS_PER_INSERT) {
                 let sql = multi_row_insert("touched_minutes", &["store_id", "minute_us"], chunk.len());
@@ -306,7 +308,7 @@ impl Sink for AnalyticsSink {
                 for t in chunk {
                     params.extend_from_slice(&[&t.0, &t.1]);
                 }
-                tx.execute(&sql, &params).await.map_err(sink_err)?;
+                tx.execute(&sql, &params).await.map_err(pg_apply)?;
             }
             tx.batch_execute(&self.q(
                 "DELETE FROM {p}store_minutes USING touched_minutes t
@@ -319,12 +321,12 @@ impl Sink for AnalyticsSink {
                  DROP TABLE touched_minutes;",
             ))
             .await
-            .map_err(sink_err)?;
+            .map_err(pg_apply)?;
         }
         tx.execute("UPDATE analytics_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
             .await
-            .map_err(sink_err)?;
-        tx.commit().await.map_err(sink_err)?;
+            .map_err(pg_apply)?;
+        tx.commit().await.map_err(pg_apply)?;
         Ok(())
     }
 

@@ -55,7 +55,8 @@ pub fn changes(e: &RecordedEvent) -> Result<Option<Change>, SinkError> {
         return Ok(None);
     }
     let version = e.stream_version;
-    let event = e.decode().map_err(|err| SinkError::Poison(format!("position {}: {err}", e.global_position)))?;
+    let event =
+        e.decode().map_err(|err| SinkError::poison_because("the event does not decode", err).at(e.global_position))?;
     let stock = |store_id: &str, sku: &str, available: i64, reserved: i64| Change::Stock {
         store_id: store_id.to_owned(),
         sku: sku.to_owned(),
@@ -275,6 +276,6 @@ mod tests {
         let mut broken =
             journal(vec![(streams::order(order_id()), OrderPaid { order_id: order_id(), amount_cents: 1 }.into())]);
         broken[0].payload = vec![0xc1];
-        assert!(matches!(changes(&broken[0]), Err(SinkError::Poison(_))));
+        assert!(matches!(changes(&broken[0]), Err(SinkError::Poison { .. })));
     }
 }

@@ -6,6 +6,8 @@
 pub mod analytics;
 pub mod cache;
 pub mod fold;
+pub mod parks;
+pub mod refusals;
 pub mod replay;
 pub mod runner;
 pub mod shadow;

@@ -4,6 +4,9 @@
 //! if an earlier run was interrupted), verifying every stream's hash chain on the way; then brings
 //! the live model and the shadow to the same position, compares their canonical rows, and promotes
 //! the shadow only if they are equal (or the operator accepts the differences).
+//!
+//! Replay skips the events parked for the model ([`crate::read_models::parks`]) exactly as its runner
+//! does, so a model that went past a parked event still compares equal with its rebuild.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 use events::envelope::{BrokenLink, GENESIS_HASH};
 use events::{Journal, RecordedEvent, StoreError};
 
+use crate::read_models::parks::Parks;
 use crate::{CanonicalRow, Fingerprint, Rebuildable, Sink, SinkError};
 
 #[derive(Clone, Debug)]
@@ -106,6 +110,8 @@ struct Reader<'a> {
     started: Instant,
     applied: u64,
     progress: &'a mut dyn FnMut(Progress),
+    /// The model's parked events, applied as their park records (as the runner does).
+    parks: Parks,
 }
 
 impl Reader<'_> {
@@ -132,6 +138,7 @@ impl Reader<'_> {
                     v.verify(self.journal, e).await?;
                 }
             }
+            let to_apply = self.parks.apply_to(&page);
             let read_ahead = async {
                 if last < until {
                     self.journal.read_all(last, self.page_size).await.map(Some)
@@ -139,7 +146,7 @@ impl Reader<'_> {
                     Ok(None)
                 }
             };
-            let (applied, read) = futures::join!(sink.apply(&page), read_ahead);
+            let (applied, read) = futures::join!(sink.apply(&to_apply), read_ahead);
             applied?;
             next = read?;
             position = last;
@@ -201,8 +208,9 @@ pub async fn rebuild(
     let shadow = target.shadow().await?;
     let resumed_from = shadow.position().await?;
     let mut verifier = ChainVerifier::default();
+    let parks = Parks::load(journal, target.name()).await?;
     let mut reader =
-        Reader { journal, page_size: options.page_size.max(1), started: Instant::now(), applied: 0, progress };
+        Reader { journal, page_size: options.page_size.max(1), started: Instant::now(), applied: 0, progress, parks };
     let head = journal.head_position().await?;
     reader.apply_until(shadow.as_ref(), head, Some(&mut verifier)).await?;
 

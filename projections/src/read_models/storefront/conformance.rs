@@ -153,7 +153,7 @@ pub async fn stock_and_loyalty_follow_the_day(s: Arc<dyn Storefront>) {
 pub async fn an_undecodable_event_applies_nothing(s: Arc<dyn Storefront>) {
     let mut page = journal(vec![placed(Uuid::from_u128(1), "alice", 1), placed(Uuid::from_u128(2), "alice", 2)]);
     page[1].payload = vec![0xc1]; // never valid MessagePack
-    assert!(matches!(s.apply(&page).await, Err(SinkError::Poison(_))));
+    assert!(matches!(s.apply(&page).await, Err(SinkError::Poison { .. })));
     assert_eq!(s.position().await.unwrap(), 0);
     assert!(s.order(Uuid::from_u128(1)).await.unwrap().is_none());
 }

@@ -17,6 +17,7 @@ use super::{
     canonical, changes, position_name, Change, LoyaltyBalance, MenuItemView, OrderView, StockLevel, StorefrontQueries,
     NAME, SHADOW_PREFIX, TABLES,
 };
+use crate::read_models::refusals::pg_apply;
 use crate::read_models::shadow::{Dependents, LiveName, SqlShadow};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
 
@@ -157,12 +158,12 @@ impl Sink for PgStorefront {
             }
         }
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(sink_err)?;
+        let tx = client.transaction().await.map_err(pg_apply)?;
         // The row lock makes two runners of the same projection take turns instead of both applying.
         let at = tx
             .query_one("SELECT position FROM projection_offsets WHERE name = $1 FOR UPDATE", &[&self.name])
             .await
-            .map_err(sink_err)?
+            .map_err(pg_apply)?
             .get::<_, i64>(0);
         if last <= at {
             return Ok(());
@@ -221,8 +222,8 @@ impl Sink for PgStorefront {
         };
         // In order, not pipelined: unprepared statements may reach the server in any order, and lines
         // need their order (foreign key), as statuses in the same page do.
-        insert_orders.await.map_err(sink_err)?;
-        insert_lines.await.map_err(sink_err)?;
+        insert_orders.await.map_err(pg_apply)?;
+        insert_lines.await.map_err(pg_apply)?;
         let statuses = async {
             if pager.statuses.is_empty() {
                 return Ok(0);
@@ -286,15 +287,15 @@ impl Sink for PgStorefront {
             .await
         };
         // These three touch different tables: their order does not matter.
-        futures::try_join!(statuses, stock, loyalty).map_err(sink_err)?;
+        futures::try_join!(statuses, stock, loyalty).map_err(pg_apply)?;
         // Menu changes are rare and stay one statement each, in order.
         for change in page.menu {
-            self.write_menu(&tx, change).await.map_err(sink_err)?;
+            self.write_menu(&tx, change).await.map_err(pg_apply)?;
         }
         tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
             .await
-            .map_err(sink_err)?;
-        tx.commit().await.map_err(sink_err)?;
+            .map_err(pg_apply)?;
+        tx.commit().await.map_err(pg_apply)?;
         Ok(())
     }
 

@@ -250,7 +250,8 @@ impl Sink for SqliteStorefront {
                 }
                 set_position(c, &name, last)
             })
-            .await?;
+            .await
+            .map_err(crate::read_models::refusals::sqlite_apply)?;
         Ok(())
     }
 
