@@ -9,10 +9,12 @@ use events::{Causation, Journal};
 use uuid::Uuid;
 
 use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
+use crate::domain::limits::{self, Invalid};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
 use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
+use crate::domain::store::{Store, StoreCommand, StoreDecider, StoreStatus};
 use crate::domain::Rejection;
 use crate::freshness::Freshness;
 use crate::host::{CommandError, ExecuteOptions, Executed, HostOptions, Registry, Unavailability};
@@ -93,6 +95,13 @@ impl<E: Rejection> From<CommandError<E>> for CafeError {
     }
 }
 
+/// A value outside the domain's limits, checked before a stream is even named.
+impl From<Invalid> for CafeError {
+    fn from(e: Invalid) -> Self {
+        CafeError::Rejected { message: e.to_string(), field: Some(e.field) }
+    }
+}
+
 /// An order as a client asks for it.
 #[derive(Clone, Debug)]
 pub struct PlaceOrder {
@@ -106,9 +115,10 @@ pub struct PlaceOrder {
     pub fresh_order_id: bool,
 }
 
-/// Identifiers of customers and stores: short, printable, no separators that would confuse stream ids.
+/// Identifiers of customers and stores: short, printable, no separators that would confuse stream
+/// ids (see [`limits::is_id`]).
 pub fn valid_party_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    limits::is_id(id)
 }
 
 pub struct Cafe {
@@ -118,6 +128,7 @@ pub struct Cafe {
     pub inventory: Registry<InventoryDecider>,
     pub loyalty: Registry<LoyaltyDecider>,
     pub menu: Registry<MenuDecider>,
+    pub stores: Registry<StoreDecider>,
     pub payment_policy: PaymentPolicy,
     /// How far this node's actors may trust their state; shared by every registry above. Run a
     /// [`crate::freshness::FreshnessFollower`] on it, or every actor reads its stream before each message.
@@ -138,7 +149,8 @@ impl Cafe {
             payments: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
             inventory: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
             loyalty: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
-            menu: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
+            menu: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            stores: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
             journal,
             payment_policy,
             freshness,
@@ -147,18 +159,16 @@ impl Cafe {
 
     /// Looks up every item on the menu, then places the order. Answers once `OrderPlaced` is committed.
     pub async fn place_order(&self, request: PlaceOrder, causation: Causation) -> Result<Executed<Order>, CafeError> {
-        if !valid_party_id(&request.customer_id) {
-            return Err(CafeError::rejected("customer_id must be 1-64 letters, digits, `-` or `_`", "customer_id"));
-        }
-        if !valid_party_id(&request.store_id) {
-            return Err(CafeError::rejected("store_id must be 1-64 letters, digits, `-` or `_`", "store_id"));
-        }
+        // Checked before any lookup, so that a request cannot make this node look up more than an
+        // order may hold; the order's decider checks them again with the rest.
+        limits::check_id("customer_id", &request.customer_id)?;
+        limits::check_id("store_id", &request.store_id)?;
+        limits::check_line_count("items", request.items.len())?;
+        let store = self.store_status(&request.store_id).await?;
         let mut lines = Vec::with_capacity(request.items.len());
         for (i, (item_id, quantity)) in request.items.iter().enumerate() {
             let field = format!("items[{i}].item_id");
-            if !valid_item_id(item_id) {
-                return Err(CafeError::rejected(format!("`{item_id}` is not a valid menu item id"), field));
-            }
+            limits::check_id(&field, item_id)?;
             let (item, _) = self.menu.inspect(&streams::menu_item(item_id)).await?;
             if !item.published {
                 return Err(CafeError::not_found(format!("menu item `{item_id}` does not exist"), Some(field)));
@@ -174,6 +184,7 @@ impl Cafe {
             order_id: request.order_id,
             customer_id: request.customer_id,
             store_id: request.store_id,
+            store,
             lines,
             placed_at_us: request.placed_at_us,
         };
@@ -221,17 +232,14 @@ impl Cafe {
         quantity: i64,
         causation: Causation,
     ) -> Result<Stock, CafeError> {
-        if !valid_party_id(store_id) {
-            return Err(CafeError::rejected("store_id must be 1-64 letters, digits, `-` or `_`", "store_id"));
-        }
-        if !valid_item_id(sku) {
-            return Err(CafeError::rejected(format!("`{sku}` is not a valid SKU"), "sku"));
-        }
+        limits::check_id("store_id", store_id)?;
+        limits::check_id("sku", sku)?;
         let (item, _) = self.menu.inspect(&streams::menu_item(sku)).await?;
         if !item.published {
             return Err(CafeError::not_found(format!("SKU `{sku}` is not on the menu"), Some("sku".into())));
         }
-        let command = InventoryCommand::Restock { store_id: store_id.to_owned(), sku: sku.to_owned(), quantity };
+        let store = self.store_status(store_id).await?;
+        let command = InventoryCommand::Restock { store_id: store_id.to_owned(), sku: sku.to_owned(), store, quantity };
         Ok(self.inventory.execute(&streams::inventory(store_id, sku), command, causation).await?.state)
     }
 
@@ -270,13 +278,49 @@ impl Cafe {
         let MenuCommand::Publish { item_id, .. } = &command else {
             return Err(CafeError::rejected("expected a publish command", "item_id"));
         };
-        if !valid_item_id(item_id) {
-            return Err(CafeError::rejected(
-                "item_id may hold only letters, digits, `-` and `_`, at most 64",
-                "item_id",
-            ));
-        }
+        limits::check_id("item_id", item_id)?;
         let stream = streams::menu_item(item_id);
         Ok(self.menu.execute(&stream, command, causation).await?)
+    }
+
+    /// Opens a store (or reopens a closed one). Opening an open store again under the same name
+    /// writes nothing (`events` is empty).
+    pub async fn open_store(
+        &self,
+        store_id: &str,
+        name: &str,
+        causation: Causation,
+    ) -> Result<Executed<Store>, CafeError> {
+        limits::check_id("store_id", store_id)?;
+        let command = StoreCommand::Open {
+            store_id: store_id.to_owned(),
+            name: name.to_owned(),
+            opened_at_us: events::envelope::now_us(),
+        };
+        Ok(self.stores.execute(&streams::store(store_id), command, causation).await?)
+    }
+
+    /// Closes a store: it takes no new orders or restocks; the orders it took go on.
+    pub async fn close_store(
+        &self,
+        store_id: &str,
+        reason: &str,
+        causation: Causation,
+    ) -> Result<Executed<Store>, CafeError> {
+        limits::check_id("store_id", store_id)?;
+        let command = StoreCommand::Close { reason: reason.to_owned() };
+        Ok(self.stores.execute(&streams::store(store_id), command, causation).await?)
+    }
+
+    /// A store as its stream says, `None` if it was never opened.
+    pub async fn store(&self, store_id: &str) -> Result<Option<Store>, CafeError> {
+        limits::check_id("store_id", store_id)?;
+        let (store, version) = self.stores.inspect(&streams::store(store_id)).await?;
+        Ok((version > 0).then_some(store))
+    }
+
+    /// Whether a store takes orders and restocks, for the command that needs to know.
+    async fn store_status(&self, store_id: &str) -> Result<StoreStatus, CafeError> {
+        Ok(self.stores.inspect(&streams::store(store_id)).await?.0.status)
     }
 }

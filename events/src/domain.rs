@@ -1,4 +1,4 @@
-//! The domain's events: what happened to orders, payments, inventory, loyalty and the menu.
+//! The domain's events: what happened to orders, payments, inventory, loyalty, the menu and stores.
 //!
 //! Every event is a plain struct named in the past tense. Its wire name (`event_type`) is the struct's
 //! name and its payload is the struct encoded as a MessagePack map with named fields
@@ -172,6 +172,24 @@ pub struct MenuItemRetired {
     pub item_id: String,
 }
 
+// ---- Stores (one stream per store) ---------------------------------------------------------------
+
+/// A store was opened (or reopened after it closed): it takes orders and restocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreOpened {
+    pub store_id: String,
+    pub name: String,
+    /// Microseconds since the Unix epoch.
+    pub opened_at_us: i64,
+}
+
+/// A store was closed: it takes no new orders or restocks; orders placed before go on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreClosed {
+    pub store_id: String,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("unknown event type `{0}`")]
@@ -331,6 +349,8 @@ domain_events! {
     MenuItemPublished = 2,
     MenuItemPriceChanged = 1,
     MenuItemRetired = 1,
+    StoreOpened = 1,
+    StoreClosed = 1,
     ProjectionEventParked = 1,
 }
 
@@ -353,7 +373,10 @@ pub mod streams {
     pub fn menu_item(item_id: &str) -> String {
         format!("menu-{item_id}")
     }
-    /// The category of a stream: `order`, `payment`, `inventory`, `loyalty` or `menu`.
+    pub fn store(store_id: &str) -> String {
+        format!("store-{store_id}")
+    }
+    /// The category of a stream: `order`, `payment`, `inventory`, `loyalty`, `menu` or `store`.
     pub fn category(stream_id: &str) -> &str {
         stream_id.split_once('-').map_or(stream_id, |(c, _)| c)
     }
@@ -425,5 +448,6 @@ mod tests {
     fn stream_categories() {
         assert_eq!(streams::category(&streams::inventory("s-1", "latte")), "inventory");
         assert_eq!(streams::category(&streams::order(Uuid::nil())), "order");
+        assert_eq!(streams::category(&streams::store("store-1")), "store");
     }
 }

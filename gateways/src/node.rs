@@ -281,8 +281,12 @@ fn image_hash(item_id: &str) -> String {
 pub const DEMO_STORES: &[&str] = &["store-1", "store-2", "store-3"];
 pub const DEMO_STOCK: i64 = 1000;
 
+/// Opens the demo stores, publishes the demo menu and stocks every store with every item.
 pub async fn seed_demo(cafe: &Cafe) -> Result<(), actors::cafe::CafeError> {
     let causation = Causation::new_root();
+    for (i, store) in DEMO_STORES.iter().enumerate() {
+        cafe.open_store(store, &format!("CloudCafe #{}", i + 1), causation).await?;
+    }
     for (item_id, name, category, price_cents, nutrition) in DEMO_MENU {
         let command = MenuCommand::Publish {
             item_id: (*item_id).into(),

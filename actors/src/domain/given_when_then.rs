@@ -43,6 +43,15 @@ where
         }
     }
 
+    /// The command was accepted: its events, for checks that do not spell every event out.
+    #[track_caller]
+    pub fn then_events(self) -> Vec<DomainEvent> {
+        match self.outcome {
+            Ok(events) => events,
+            Err(e) => panic!("expected events, the command was rejected: {e:?}"),
+        }
+    }
+
     #[track_caller]
     pub fn then_nothing_happens(self) {
         self.then([]);

@@ -7,6 +7,8 @@ use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::limits::{self, Invalid};
+use super::store::StoreStatus;
 use super::{Decider, Rejection};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,9 +23,11 @@ pub struct Stock {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InventoryCommand {
+    /// `store` is what the store's own stream says when the restock is asked for.
     Restock {
         store_id: String,
         sku: String,
+        store: StoreStatus,
         quantity: i64,
     },
     Reserve {
@@ -43,23 +47,32 @@ pub enum InventoryCommand {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InventoryError {
+    /// A value outside the domain's limits ([`super::limits`]).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("quantity must be positive")]
     NonPositiveQuantity,
-    #[error("quantity must be at most {0}")]
-    QuantityTooLarge(i64),
+    #[error("store {0} does not exist")]
+    UnknownStore(String),
+    #[error("store {0} is closed")]
+    StoreClosed(String),
     #[error("out of stock: {requested} requested, {available} available")]
     OutOfStock { requested: u32, available: u64 },
 }
 
 impl Rejection for InventoryError {
     fn field(&self) -> Option<String> {
-        matches!(self, InventoryError::NonPositiveQuantity | InventoryError::QuantityTooLarge(_))
-            .then(|| "quantity".into())
+        match self {
+            InventoryError::Invalid(i) => Some(i.field.clone()),
+            InventoryError::NonPositiveQuantity => Some("quantity".into()),
+            InventoryError::UnknownStore(_) | InventoryError::StoreClosed(_) => Some("store_id".into()),
+            InventoryError::OutOfStock { .. } => None,
+        }
     }
 }
 
 /// The most one restock may add.
-pub const MAX_RESTOCK: i64 = 1_000_000;
+pub const MAX_RESTOCK: i64 = *limits::RESTOCK_QUANTITY.end();
 
 pub struct InventoryDecider;
 
@@ -70,12 +83,15 @@ impl Decider for InventoryDecider {
 
     fn decide(stock: &Stock, command: &InventoryCommand) -> Result<Vec<DomainEvent>, InventoryError> {
         match command {
-            InventoryCommand::Restock { store_id, sku, quantity } => {
-                if *quantity <= 0 {
-                    return Err(InventoryError::NonPositiveQuantity);
-                }
-                if *quantity > MAX_RESTOCK {
-                    return Err(InventoryError::QuantityTooLarge(MAX_RESTOCK));
+            InventoryCommand::Restock { store_id, sku, store, quantity } => {
+                limits::check_id("store_id", store_id)?;
+                limits::check_id("sku", sku)?;
+                let on_hand = stock.available + stock.reservations.values().map(|q| u64::from(*q)).sum::<u64>();
+                limits::check_restock("quantity", *quantity, on_hand)?;
+                match store {
+                    StoreStatus::Open => {}
+                    StoreStatus::Unknown => return Err(InventoryError::UnknownStore(store_id.clone())),
+                    StoreStatus::Closed => return Err(InventoryError::StoreClosed(store_id.clone())),
                 }
                 Ok(vec![
                     StockRestocked { store_id: store_id.clone(), sku: sku.clone(), quantity: *quantity as u32 }.into()
@@ -151,7 +167,11 @@ impl Decider for InventoryDecider {
 mod tests {
     use super::*;
     use crate::domain::given_when_then::{given, given_no_history};
+    use crate::domain::limits::Problem;
 
+    fn restock(store: StoreStatus, quantity: i64) -> InventoryCommand {
+        InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), store, quantity }
+    }
     fn restocked(n: u32) -> DomainEvent {
         StockRestocked { store_id: "s1".into(), sku: "latte".into(), quantity: n }.into()
     }
@@ -170,17 +190,39 @@ mod tests {
 
     #[test]
     fn restocking_adds_available_units() {
-        let s = given_no_history::<InventoryDecider>()
-            .when(InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), quantity: 5 })
-            .then([restocked(5)]);
+        let s = given_no_history::<InventoryDecider>().when(restock(StoreStatus::Open, 5)).then([restocked(5)]);
         assert_eq!(s.available, 5);
+    }
+
+    #[test]
+    fn only_an_open_store_is_restocked() {
+        given_no_history::<InventoryDecider>()
+            .when(restock(StoreStatus::Unknown, 5))
+            .then_rejected(|e| *e == InventoryError::UnknownStore("s1".into()) && e.field().unwrap() == "store_id");
+        given_no_history::<InventoryDecider>()
+            .when(restock(StoreStatus::Closed, 5))
+            .then_rejected(|e| *e == InventoryError::StoreClosed("s1".into()) && e.field().unwrap() == "store_id");
+    }
+
+    #[test]
+    fn a_restock_and_the_stock_it_leaves_stay_within_limits() {
+        given_no_history::<InventoryDecider>()
+            .when(restock(StoreStatus::Open, MAX_RESTOCK))
+            .then([restocked(1_000_000)]);
+        given_no_history::<InventoryDecider>()
+            .when(restock(StoreStatus::Open, MAX_RESTOCK + 1))
+            .then_rejected(|e| matches!(e, InventoryError::Invalid(i) if i.field == "quantity"));
+        let full: Vec<DomainEvent> = (0..1000).map(|_| restocked(1_000_000)).collect();
+        given::<InventoryDecider>(full)
+            .when(restock(StoreStatus::Open, 1))
+            .then_rejected(|e| matches!(e, InventoryError::Invalid(i) if i.problem == Problem::StockTooLarge { max: limits::MAX_STOCK_UNITS }));
     }
 
     #[test]
     fn a_restock_needs_a_positive_quantity() {
         given_no_history::<InventoryDecider>()
-            .when(InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), quantity: -1 })
-            .then_rejected(|e| *e == InventoryError::NonPositiveQuantity && e.field().unwrap() == "quantity");
+            .when(restock(StoreStatus::Open, -1))
+            .then_rejected(|e| e.field().unwrap() == "quantity");
     }
 
     #[test]

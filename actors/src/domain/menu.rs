@@ -4,6 +4,7 @@ use events::domain::{Cents, MenuItemPriceChanged, MenuItemPublished, MenuItemRet
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::limits::{self, Invalid};
 use super::{Decider, Rejection};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,29 +38,22 @@ pub enum MenuCommand {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MenuError {
-    #[error("{0} must not be empty")]
-    Missing(&'static str),
-    #[error("item_id may hold only letters, digits, `-` and `_`, at most 64")]
-    BadItemId,
-    #[error("price must be positive and at most 100000 cents")]
-    BadPrice,
+    /// A value outside the domain's limits ([`super::limits`]).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("menu item is already published with other details")]
     AlreadyPublished,
     #[error("menu item does not exist")]
     Unknown,
     #[error("menu item is retired")]
     Retired,
-    #[error("image_sha256 must be 64 lowercase hex digits or empty")]
-    BadImageHash,
 }
 
 impl Rejection for MenuError {
     fn field(&self) -> Option<String> {
         match self {
-            MenuError::Missing(f) => Some((*f).into()),
-            MenuError::BadItemId | MenuError::AlreadyPublished => Some("item_id".into()),
-            MenuError::BadPrice => Some("price_cents".into()),
-            MenuError::BadImageHash => Some("image_sha256".into()),
+            MenuError::Invalid(i) => Some(i.field.clone()),
+            MenuError::AlreadyPublished => Some("item_id".into()),
             _ => None,
         }
     }
@@ -68,12 +62,9 @@ impl Rejection for MenuError {
     }
 }
 
+/// Whether `id` can name a menu item (and its SKU): see [`limits::is_id`].
 pub fn valid_item_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn valid_price(p: Cents) -> bool {
-    p > 0 && p <= 100_000
+    limits::is_id(id)
 }
 
 pub struct MenuDecider;
@@ -86,22 +77,12 @@ impl Decider for MenuDecider {
     fn decide(item: &MenuItem, command: &MenuCommand) -> Result<Vec<DomainEvent>, MenuError> {
         match command {
             MenuCommand::Publish { item_id, name, category, price_cents, nutrition, image_sha256 } => {
-                if !valid_item_id(item_id) {
-                    return Err(MenuError::BadItemId);
-                }
-                if name.trim().is_empty() {
-                    return Err(MenuError::Missing("name"));
-                }
-                if category.trim().is_empty() {
-                    return Err(MenuError::Missing("category"));
-                }
-                if !valid_price(*price_cents) {
-                    return Err(MenuError::BadPrice);
-                }
-                let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-                if !(image_sha256.is_empty() || (image_sha256.len() == 64 && image_sha256.chars().all(hex))) {
-                    return Err(MenuError::BadImageHash);
-                }
+                limits::check_id("item_id", item_id)?;
+                limits::check_text("name", name, limits::MAX_NAME_CHARS)?;
+                limits::check_text("category", category, limits::MAX_CATEGORY_CHARS)?;
+                limits::check_unit_price("price_cents", *price_cents)?;
+                limits::check_nutrition("nutrition", nutrition)?;
+                limits::check_image_hash("image_sha256", image_sha256)?;
                 if item.published {
                     let same = item.name == *name
                         && item.category == *category
@@ -127,9 +108,7 @@ impl Decider for MenuDecider {
                 if item.retired {
                     return Err(MenuError::Retired);
                 }
-                if !valid_price(*price_cents) {
-                    return Err(MenuError::BadPrice);
-                }
+                limits::check_unit_price("price_cents", *price_cents)?;
                 if *price_cents == item.price_cents {
                     return Ok(vec![]);
                 }
@@ -166,6 +145,7 @@ impl Decider for MenuDecider {
 mod tests {
     use super::*;
     use crate::domain::given_when_then::{given, given_no_history};
+    use crate::domain::limits::{Problem, MAX_NAME_CHARS};
 
     fn publish(price: Cents) -> MenuCommand {
         MenuCommand::Publish {
@@ -211,13 +191,73 @@ mod tests {
         given_no_history::<MenuDecider>().when(publish(0)).then_rejected(|e| e.field().unwrap() == "price_cents");
         given_no_history::<MenuDecider>()
             .when(publish_as("a b", "x", ""))
-            .then_rejected(|e| *e == MenuError::BadItemId);
+            .then_rejected(|e| e.field().as_deref() == Some("item_id"));
         given_no_history::<MenuDecider>()
             .when(publish_as("ab", "", ""))
-            .then_rejected(|e| *e == MenuError::Missing("name"));
+            .then_rejected(|e| matches!(e, MenuError::Invalid(i) if i.field == "name" && i.problem == Problem::Empty));
         given_no_history::<MenuDecider>()
             .when(publish_as("ab", "x", "not-a-hash"))
-            .then_rejected(|e| *e == MenuError::BadImageHash && e.field().unwrap() == "image_sha256");
+            .then_rejected(|e| e.field().unwrap() == "image_sha256");
+    }
+
+    fn rejected_for(command: MenuCommand, field: &str, problem: Problem) {
+        given_no_history::<MenuDecider>().when(command).then_rejected(|e| {
+            matches!(e, MenuError::Invalid(i) if i.field == field && i.problem == problem)
+                && e.field().unwrap() == field
+        });
+    }
+
+    #[test]
+    fn a_name_is_printable_and_short() {
+        rejected_for(publish_as("ab", "Lat\0te", ""), "name", Problem::ControlCharacter(0));
+        rejected_for(publish_as("ab", "Latte\u{7}", ""), "name", Problem::ControlCharacter(7));
+        rejected_for(publish_as("ab", &"x".repeat(10 * 1024), ""), "name", Problem::TooLong { max: MAX_NAME_CHARS });
+        rejected_for(publish_as("ab", " Latte", ""), "name", Problem::Untrimmed);
+        given_no_history::<MenuDecider>().when(publish_as("ab", &"x".repeat(MAX_NAME_CHARS), "")).then([
+            MenuItemPublished {
+                item_id: "ab".into(),
+                name: "x".repeat(MAX_NAME_CHARS),
+                category: "c".into(),
+                price_cents: 1,
+                nutrition: Nutrition::default(),
+                image_sha256: String::new(),
+            }
+            .into(),
+        ]);
+    }
+
+    #[test]
+    fn a_category_price_and_nutrition_stay_within_limits() {
+        let MenuCommand::Publish { item_id, name, category, price_cents, nutrition, image_sha256 } = publish(450)
+        else {
+            unreachable!()
+        };
+        let with = |category: &str, price_cents: Cents, nutrition: Nutrition| MenuCommand::Publish {
+            item_id: item_id.clone(),
+            name: name.clone(),
+            category: category.into(),
+            price_cents,
+            nutrition,
+            image_sha256: image_sha256.clone(),
+        };
+        rejected_for(with("cof\u{1b}fee", price_cents, nutrition), "category", Problem::ControlCharacter(0x1b));
+        rejected_for(with(&"c".repeat(51), price_cents, nutrition), "category", Problem::TooLong { max: 50 });
+        rejected_for(with(&category, 100_001, nutrition), "price_cents", Problem::OutOfRange { min: 1, max: 100_000 });
+        let huge = Nutrition { calories: u32::MAX, ..nutrition };
+        rejected_for(
+            with(&category, price_cents, huge),
+            "nutrition.calories",
+            Problem::OutOfRange { min: 0, max: 10_000 },
+        );
+        let huge = Nutrition { caffeine_mg: 1_001, ..nutrition };
+        rejected_for(
+            with(&category, price_cents, huge),
+            "nutrition.caffeine_mg",
+            Problem::OutOfRange { min: 0, max: 1_000 },
+        );
+        given::<MenuDecider>([published()])
+            .when(MenuCommand::ChangePrice { price_cents: 100_001 })
+            .then_rejected(|e| e.field().unwrap() == "price_cents");
     }
 
     #[test]

@@ -8,10 +8,12 @@ use events::DomainEvent;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub mod inventory;
+pub mod limits;
 pub mod loyalty;
 pub mod menu;
 pub mod order;
 pub mod payment;
+pub mod store;
 
 #[cfg(test)]
 pub(crate) mod given_when_then;

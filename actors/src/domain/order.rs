@@ -5,6 +5,8 @@ use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::limits::{self, Invalid};
+use super::store::StoreStatus;
 use super::{Decider, Rejection};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,25 +52,34 @@ pub struct RequestedLine {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum OrderCommand {
-    Place { order_id: Uuid, customer_id: String, store_id: String, lines: Vec<RequestedLine>, placed_at_us: i64 },
-    MarkPaid { amount_cents: Cents },
-    Cancel { reason: String },
+    /// `store` is what the store's own stream says when the order is taken.
+    Place {
+        order_id: Uuid,
+        customer_id: String,
+        store_id: String,
+        store: StoreStatus,
+        lines: Vec<RequestedLine>,
+        placed_at_us: i64,
+    },
+    MarkPaid {
+        amount_cents: Cents,
+    },
+    Cancel {
+        reason: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
-    #[error("an order needs at least one item")]
-    NoItems,
-    #[error("line {line}: quantity must be positive")]
-    NonPositiveQuantity { line: usize },
-    #[error("line {line}: quantity must be at most {max}")]
-    QuantityTooLarge { line: usize, max: i64 },
-    #[error("line {line}: price must be positive")]
-    NonPositivePrice { line: usize },
+    /// A value outside the domain's limits ([`super::limits`]).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("line {line}: menu item {item_id} is retired and cannot be ordered")]
     ItemRetired { line: usize, item_id: String },
-    #[error("{field} must not be empty")]
-    Missing { field: &'static str },
+    #[error("store {0} does not exist")]
+    UnknownStore(String),
+    #[error("store {0} is closed")]
+    StoreClosed(String),
     #[error("order {0} was already placed with different contents")]
     AlreadyPlacedDifferently(Uuid),
     #[error("order does not exist")]
@@ -84,14 +95,9 @@ pub enum OrderError {
 impl Rejection for OrderError {
     fn field(&self) -> Option<String> {
         match self {
-            OrderError::NoItems => Some("items".into()),
-            OrderError::NonPositiveQuantity { line } | OrderError::QuantityTooLarge { line, .. } => {
-                Some(format!("items[{line}].quantity"))
-            }
-            OrderError::NonPositivePrice { line } | OrderError::ItemRetired { line, .. } => {
-                Some(format!("items[{line}].item_id"))
-            }
-            OrderError::Missing { field } => Some((*field).into()),
+            OrderError::Invalid(i) => Some(i.field.clone()),
+            OrderError::ItemRetired { line, .. } => Some(format!("items[{line}].item_id")),
+            OrderError::UnknownStore(_) | OrderError::StoreClosed(_) => Some("store_id".into()),
             OrderError::AlreadyPlacedDifferently(_) => Some("Idempotency-Key".into()),
             _ => None,
         }
@@ -102,7 +108,7 @@ impl Rejection for OrderError {
 }
 
 /// The most of one item a single order may ask for.
-pub const MAX_QUANTITY: i64 = 1000;
+pub const MAX_QUANTITY: i64 = *limits::LINE_QUANTITY.end();
 
 pub struct OrderDecider;
 
@@ -113,27 +119,16 @@ impl Decider for OrderDecider {
 
     fn decide(order: &Order, command: &OrderCommand) -> Result<Vec<DomainEvent>, OrderError> {
         match command {
-            OrderCommand::Place { order_id, customer_id, store_id, lines, placed_at_us } => {
-                if customer_id.trim().is_empty() {
-                    return Err(OrderError::Missing { field: "customer_id" });
-                }
-                if store_id.trim().is_empty() {
-                    return Err(OrderError::Missing { field: "store_id" });
-                }
-                if lines.is_empty() {
-                    return Err(OrderError::NoItems);
-                }
+            OrderCommand::Place { order_id, customer_id, store_id, store, lines, placed_at_us } => {
+                limits::check_id("customer_id", customer_id)?;
+                limits::check_id("store_id", store_id)?;
+                limits::check_line_count("items", lines.len())?;
                 let mut priced = Vec::with_capacity(lines.len());
                 for (line, l) in lines.iter().enumerate() {
-                    if l.quantity <= 0 {
-                        return Err(OrderError::NonPositiveQuantity { line });
-                    }
-                    if l.quantity > MAX_QUANTITY {
-                        return Err(OrderError::QuantityTooLarge { line, max: MAX_QUANTITY });
-                    }
-                    if l.unit_price_cents <= 0 {
-                        return Err(OrderError::NonPositivePrice { line });
-                    }
+                    limits::check_id(&format!("items[{line}].item_id"), &l.item_id)?;
+                    limits::check_line_quantity(&format!("items[{line}].quantity"), l.quantity)?;
+                    // The price comes from the menu: the item is what the client can change.
+                    limits::check_unit_price(&format!("items[{line}].item_id"), l.unit_price_cents)?;
                     if l.retired {
                         return Err(OrderError::ItemRetired { line, item_id: l.item_id.clone() });
                     }
@@ -143,8 +138,13 @@ impl Decider for OrderDecider {
                         unit_price_cents: l.unit_price_cents,
                     });
                 }
+                let total_cents = limits::check_order_total(
+                    "items",
+                    priced.iter().map(|l| (i64::from(l.quantity), l.unit_price_cents)),
+                )?;
                 if order.status != OrderStatus::NotPlaced {
-                    // A retried request (same idempotency key) places nothing new.
+                    // A retried request (same idempotency key) places nothing new, even if the
+                    // store closed since: the order was taken while it was open.
                     let same = order.customer_id == *customer_id
                         && order.store_id == *store_id
                         && order
@@ -154,7 +154,11 @@ impl Decider for OrderDecider {
                             .eq(priced.iter().map(|l| (&l.item_id, l.quantity)));
                     return if same { Ok(vec![]) } else { Err(OrderError::AlreadyPlacedDifferently(*order_id)) };
                 }
-                let total_cents = priced.iter().map(OrderLine::line_total).sum();
+                match store {
+                    StoreStatus::Open => {}
+                    StoreStatus::Unknown => return Err(OrderError::UnknownStore(store_id.clone())),
+                    StoreStatus::Closed => return Err(OrderError::StoreClosed(store_id.clone())),
+                }
                 Ok(vec![OrderPlaced {
                     order_id: *order_id,
                     customer_id: customer_id.clone(),
@@ -176,14 +180,17 @@ impl Decider for OrderDecider {
                     Ok(vec![OrderPaid { order_id: order.order_id, amount_cents: *amount_cents }.into()])
                 }
             },
-            OrderCommand::Cancel { reason } => match order.status {
-                OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
-                OrderStatus::Cancelled => Ok(vec![]),
-                OrderStatus::Paid => Err(OrderError::AlreadyPaid),
-                OrderStatus::Placed => {
-                    Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
+            OrderCommand::Cancel { reason } => {
+                limits::check_text("reason", reason, limits::MAX_REASON_CHARS)?;
+                match order.status {
+                    OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
+                    OrderStatus::Cancelled => Ok(vec![]),
+                    OrderStatus::Paid => Err(OrderError::AlreadyPaid),
+                    OrderStatus::Placed => {
+                        Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -213,6 +220,7 @@ impl Decider for OrderDecider {
 mod tests {
     use super::*;
     use crate::domain::given_when_then::{given, given_no_history};
+    use crate::domain::limits::{Problem, MAX_LINES_PER_ORDER, MAX_ORDER_TOTAL_CENTS};
 
     fn id() -> Uuid {
         Uuid::from_u128(7)
@@ -220,8 +228,24 @@ mod tests {
     fn line(item: &str, quantity: i64, price: Cents) -> RequestedLine {
         RequestedLine { item_id: item.into(), quantity, unit_price_cents: price, retired: false }
     }
+    fn place_in(store: StoreStatus, lines: Vec<RequestedLine>) -> OrderCommand {
+        OrderCommand::Place {
+            order_id: id(),
+            customer_id: "c1".into(),
+            store_id: "s1".into(),
+            store,
+            lines,
+            placed_at_us: 5,
+        }
+    }
     fn place(lines: Vec<RequestedLine>) -> OrderCommand {
-        OrderCommand::Place { order_id: id(), customer_id: "c1".into(), store_id: "s1".into(), lines, placed_at_us: 5 }
+        place_in(StoreStatus::Open, lines)
+    }
+    fn invalid(field: &str, problem: Problem) -> impl FnOnce(&OrderError) -> bool + '_ {
+        move |e| {
+            matches!(e, OrderError::Invalid(i) if i.field == field && i.problem == problem)
+                && e.field().unwrap() == field
+        }
     }
     fn placed() -> DomainEvent {
         OrderPlaced {
@@ -244,26 +268,27 @@ mod tests {
 
     #[test]
     fn an_order_needs_at_least_one_item() {
-        given_no_history::<OrderDecider>().when(place(vec![])).then_rejected(|e| *e == OrderError::NoItems);
+        given_no_history::<OrderDecider>().when(place(vec![])).then_rejected(invalid("items", Problem::NoLines));
     }
 
     #[test]
     fn quantities_must_be_positive() {
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", 1, 450), line("mocha", 0, 500)]))
-            .then_rejected(|e| {
-                *e == OrderError::NonPositiveQuantity { line: 1 } && e.field().unwrap() == "items[1].quantity"
-            });
+            .then_rejected(invalid("items[1].quantity", Problem::OutOfRange { min: 1, max: 1000 }));
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", -3, 450)]))
-            .then_rejected(|e| matches!(e, OrderError::NonPositiveQuantity { line: 0 }));
+            .then_rejected(invalid("items[0].quantity", Problem::OutOfRange { min: 1, max: 1000 }));
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", 1001, 1)]))
+            .then_rejected(invalid("items[0].quantity", Problem::OutOfRange { min: 1, max: 1000 }));
     }
 
     #[test]
     fn prices_must_be_positive() {
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", 1, 0)]))
-            .then_rejected(|e| matches!(e, OrderError::NonPositivePrice { line: 0 }));
+            .then_rejected(invalid("items[0].item_id", Problem::OutOfRange { min: 1, max: 100_000 }));
     }
 
     #[test]
@@ -282,10 +307,70 @@ mod tests {
                 order_id: id(),
                 customer_id: " ".into(),
                 store_id: "s".into(),
+                store: StoreStatus::Open,
                 lines: vec![line("a", 1, 1)],
                 placed_at_us: 0,
             })
             .then_rejected(|e| e.field().as_deref() == Some("customer_id"));
+    }
+
+    #[test]
+    fn an_order_that_no_read_model_could_hold_is_refused() {
+        // The poison order: 101 lines of 1,000 units at 100,000 cents.
+        let poison = (0..101).map(|i| line(&format!("item-{i}"), 1000, 100_000)).collect();
+        given_no_history::<OrderDecider>()
+            .when(place(poison))
+            .then_rejected(invalid("items", Problem::TooManyLines { max: MAX_LINES_PER_ORDER }));
+        let fifty = (0..MAX_LINES_PER_ORDER).map(|i| line(&format!("item-{i}"), 1, 100)).collect();
+        let order = given_no_history::<OrderDecider>().when(place(fifty)).then_events();
+        assert_eq!(order.len(), 1);
+        // Within every per-line limit, over the total: 10 lines of 1,000 units at $1.01.
+        let dear = (0..10).map(|i| line(&format!("item-{i}"), 1000, 101)).collect();
+        given_no_history::<OrderDecider>()
+            .when(place(dear))
+            .then_rejected(invalid("items", Problem::TotalTooLarge { total: 1_010_000, max: MAX_ORDER_TOTAL_CENTS }));
+        // Exactly the cap is allowed.
+        let at_cap = vec![line("a", 1000, 500), line("b", 1000, 500)];
+        let order = given_no_history::<OrderDecider>().when(place(at_cap)).then_events();
+        assert!(matches!(&order[0], DomainEvent::OrderPlaced(p) if p.total_cents == MAX_ORDER_TOTAL_CENTS));
+    }
+
+    #[test]
+    fn ids_follow_the_id_syntax() {
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("lat\0te", 1, 450)]))
+            .then_rejected(invalid("items[0].item_id", Problem::BadId));
+        let mut command = place(vec![line("latte", 1, 450)]);
+        if let OrderCommand::Place { store_id, .. } = &mut command {
+            *store_id = "x".repeat(65);
+        }
+        given_no_history::<OrderDecider>().when(command).then_rejected(invalid("store_id", Problem::BadId));
+    }
+
+    #[test]
+    fn only_an_open_store_takes_orders() {
+        given_no_history::<OrderDecider>()
+            .when(place_in(StoreStatus::Unknown, vec![line("latte", 2, 450)]))
+            .then_rejected(|e| {
+                matches!(e, OrderError::UnknownStore(s) if s == "s1") && e.field().unwrap() == "store_id"
+            });
+        given_no_history::<OrderDecider>()
+            .when(place_in(StoreStatus::Closed, vec![line("latte", 2, 450)]))
+            .then_rejected(|e| matches!(e, OrderError::StoreClosed(_)) && e.field().unwrap() == "store_id");
+        // A retry of an order taken while the store was open still answers that order.
+        given::<OrderDecider>([placed()])
+            .when(place_in(StoreStatus::Closed, vec![line("latte", 2, 450)]))
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn a_cancellation_reason_is_printable_and_short() {
+        given::<OrderDecider>([placed()])
+            .when(OrderCommand::Cancel { reason: "x".repeat(201) })
+            .then_rejected(invalid("reason", Problem::TooLong { max: 200 }));
+        given::<OrderDecider>([placed()])
+            .when(OrderCommand::Cancel { reason: "out\0".into() })
+            .then_rejected(invalid("reason", Problem::ControlCharacter(0)));
     }
 
     #[test]

@@ -55,6 +55,11 @@ fn order(store: &str, item: &str) -> PlaceOrder {
     }
 }
 
+/// Orders are taken only in an open store.
+async fn open_s1(cafe: &Cafe) {
+    cafe.open_store("s1", "Store 1", Causation::new_root()).await.unwrap();
+}
+
 async fn change(cafe: &Cafe, item: &str, command: MenuCommand) {
     cafe.menu.execute(&streams::menu_item(item), command, Causation::new_root()).await.unwrap();
 }
@@ -65,6 +70,7 @@ async fn changes_on_one_node_reach_the_others_decisions_within_the_bound(a: Arc<
     let (node_a, _follow_a) = node(a, true);
     let (node_b, _follow_b) = node(b, true);
     let item = format!("flat-white-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    open_s1(&node_a).await;
 
     assert!(node_b.menu_item(&item).await.unwrap().is_none());
     let refused = node_b.place_order(order("s1", &item), Causation::new_root()).await.unwrap_err();
@@ -126,6 +132,7 @@ async fn a_node_whose_follower_lags_past_the_bound_reads_the_journal_before_deci
     let schema = testkit::servers::fresh_schema("lag");
     let (node_a, _follow_a) = node(pg_journal(&url, &schema).await, true);
     let (node_b, follow_b) = node(pg_journal(&url, &schema).await, true);
+    open_s1(&node_a).await;
     node_a.publish_menu_item(publish("cortado", 300), Causation::new_root()).await.unwrap();
     tokio::time::sleep(bound()).await;
     let placed = node_b.place_order(order("s1", "cortado"), Causation::new_root()).await.unwrap();
@@ -170,6 +177,7 @@ async fn reads_of_streams_that_do_not_exist_keep_no_actor() {
     assert_eq!(cafe.freshness.resident(), 0, "nor anything for the freshness follower to look up");
 
     cafe.publish_menu_item(publish("latte", 450), Causation::new_root()).await.unwrap();
+    open_s1(&cafe).await;
     cafe.place_order(order("s1", "latte"), Causation::new_root()).await.unwrap();
     assert_eq!((cafe.menu.resident(), cafe.orders.resident()), (1, 1), "streams that exist keep their actor");
 }

@@ -38,6 +38,8 @@ async fn seed(cafe: &Cafe, item: &str, price: i64, store: &str, stock: i64) {
         image_sha256: String::new(),
     };
     cafe.publish_menu_item(publish, Causation::new_root()).await.unwrap();
+    // Opening an open store again under its name writes nothing.
+    cafe.open_store(store, &format!("Store {store}"), Causation::new_root()).await.unwrap();
     if stock > 0 {
         cafe.restock(store, item, stock, Causation::new_root()).await.unwrap();
     }
@@ -236,4 +238,26 @@ async fn a_full_mailbox_refuses_instead_of_queueing_without_limit() {
     assert!(busy > 0, "some commands were refused");
     assert_eq!(ok + busy, 50);
     assert_eq!(cafe.stock("s1", "latte").await.unwrap().available, ok as u64, "refused commands wrote nothing");
+}
+
+#[actix_rt::test]
+async fn orders_and_restocks_for_an_unknown_or_closed_store_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let cafe = cafe_on(j.clone(), HostOptions::default(), 1.0);
+    seed(&cafe, "latte", 450, "s1", 5).await;
+    cafe.close_store("s1", "renovation", Causation::new_root()).await.unwrap();
+    let head = j.head_position().await.unwrap();
+    for store in ["nowhere", "s1"] {
+        let err = cafe.place_order(order(store, &[("latte", 1)]), Causation::new_root()).await.unwrap_err();
+        assert!(matches!(&err, CafeError::Rejected { field: Some(f), .. } if f == "store_id"), "{store}: {err:?}");
+        let err = cafe.restock(store, "latte", 1, Causation::new_root()).await.unwrap_err();
+        assert!(matches!(&err, CafeError::Rejected { field: Some(f), .. } if f == "store_id"), "{store}: {err:?}");
+    }
+    assert_eq!(j.head_position().await.unwrap(), head, "nothing was written");
+    let reopened = cafe.open_store("s1", "Store s1", Causation::new_root()).await.unwrap();
+    assert_eq!(reopened.events.len(), 1);
+    cafe.place_order(order("s1", &[("latte", 1)]), Causation::new_root()).await.unwrap();
+    assert_eq!(cafe.store("s1").await.unwrap().unwrap().status, actors::domain::store::StoreStatus::Open);
+    assert!(cafe.store("nowhere").await.unwrap().is_none());
 }

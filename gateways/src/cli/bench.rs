@@ -167,6 +167,7 @@ async fn http(args: &HttpArgs) -> anyhow::Result<String> {
     let stores: &'static [&'static str] =
         Vec::leak((1..=BENCH_STORES).map(|i| &*String::leak(format!("bench-store-{i}"))).collect());
     for store in stores {
+        node.cafe.open_store(store, store, events::Causation::new_root()).await?;
         for sku in ["latte", "croissant"] {
             node.cafe.restock(store, sku, 1_000_000, events::Causation::new_root()).await?;
         }

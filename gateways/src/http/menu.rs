@@ -24,15 +24,15 @@ pub(super) struct MenuItemBody {
     /// 1-64 letters, digits, `-` or `_` (else 422).
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "flat-white")]
     item_id: String,
-    /// Not blank (else 422).
-    #[schema(min_length = 1, pattern = r"\S", example = "Flat White")]
+    /// Printable text: not blank, no whitespace at either end, no control character (else 422).
+    #[schema(min_length = 1, example = "Flat White")]
     name: String,
-    /// Not blank (else 422).
-    #[schema(min_length = 1, pattern = r"\S", example = "coffee")]
+    /// Printable text, as `name` (else 422).
+    #[schema(min_length = 1, example = "coffee")]
     category: String,
-    /// 1-100000 cents (else 422).
+    /// The unit price in cents (else 422).
     #[serde(deserialize_with = "super::wire::integer")]
-    #[schema(minimum = 1, maximum = 100000, example = 395)]
+    #[schema(example = 395)]
     price_cents: i64,
     /// Each value 0 when left out.
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! The REST API (actix-web), as the ALB routes it: `/api/orders/*`, `/api/customers/*`,
-//! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`, plus
-//! `/health`, `/ready`, `/metrics`, `/admin/projections` and `/openapi.json` (the OpenAPI 3.1
-//! document of all of them, [`openapi`]). [`configure`] builds it for `main` and for tests alike.
+//! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`,
+//! `/api/stores/*`, plus `/health`, `/ready`, `/metrics`, `/admin/projections`, `/admin/stores/*`
+//! and `/openapi.json` (the OpenAPI 3.1 document of all of them, [`openapi`]). [`configure`] builds
+//! it for `main` and for tests alike.
 //!
 //! One module per resource holds its handlers and its request and response types; every response
 //! is a typed `Serialize` struct. `errors` maps every failure to its status in one place: JSON
@@ -33,6 +34,7 @@ mod menu;
 pub mod openapi;
 mod orders;
 mod payments;
+mod stores;
 mod wire;
 
 pub use errors::ApiError;
@@ -140,6 +142,9 @@ fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
             vec![(Method::GET, web::to(menu::list_menu)), (Method::POST, web::to(menu::publish_menu_item))],
         ),
         ("/api/analytics/stores/{store_id}/minutes", vec![(Method::GET, web::to(analytics::store_minutes))]),
+        ("/api/stores/{store_id}", vec![(Method::GET, web::to(stores::get_store))]),
+        ("/admin/stores", vec![(Method::POST, web::to(stores::open_store))]),
+        ("/admin/stores/{store_id}/close", vec![(Method::POST, web::to(stores::close_store))]),
         ("/admin/projections", vec![(Method::GET, web::to(admin::projections))]),
     ]
 }

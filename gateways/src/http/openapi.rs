@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
+use actors::domain::limits;
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
@@ -18,7 +19,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{OpenApi, ToResponse};
 
-use super::{admin, analytics, inventory, loyalty, menu, orders, payments};
+use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores};
 
 /// The body of every error answer, as `errors` writes it.
 pub(super) type ErrorJson = super::errors::ErrorBody<'static>;
@@ -132,6 +133,9 @@ impl<'r> ToResponse<'r> for Unavailable {
         menu::list_menu,
         menu::publish_menu_item,
         analytics::store_minutes,
+        stores::open_store,
+        stores::close_store,
+        stores::get_store,
         admin::health,
         admin::ready,
         admin::metrics,
@@ -149,6 +153,7 @@ impl<'r> ToResponse<'r> for Unavailable {
         (name = "loyalty", description = "Customers' points and tiers"),
         (name = "payments", description = "Orders' payments"),
         (name = "analytics", description = "Per-store 1-minute windows"),
+        (name = "stores", description = "Opening and closing stores; orders and restocks need an open store"),
         (name = "operations", description = "Liveness, readiness, metrics, projections and this document"),
     ),
 )]
@@ -157,8 +162,20 @@ pub struct ApiDoc;
 /// A limit a decider enforces, written into the document from the decider's own constant:
 /// `(schema, property, keyword, value)`.
 pub const LIMITS: &[(&str, &str, &str, i64)] = &[
-    ("OrderItem", "quantity", "maximum", actors::domain::order::MAX_QUANTITY),
-    ("Restock", "quantity", "maximum", actors::domain::inventory::MAX_RESTOCK),
+    ("PlaceOrder", "items", "maxItems", limits::MAX_LINES_PER_ORDER as i64),
+    ("OrderItem", "quantity", "minimum", *limits::LINE_QUANTITY.start()),
+    ("OrderItem", "quantity", "maximum", *limits::LINE_QUANTITY.end()),
+    ("Restock", "quantity", "minimum", *limits::RESTOCK_QUANTITY.start()),
+    ("Restock", "quantity", "maximum", *limits::RESTOCK_QUANTITY.end()),
+    ("PublishMenuItem", "name", "maxLength", limits::MAX_NAME_CHARS as i64),
+    ("PublishMenuItem", "category", "maxLength", limits::MAX_CATEGORY_CHARS as i64),
+    ("PublishMenuItem", "price_cents", "minimum", *limits::UNIT_PRICE_CENTS.start()),
+    ("PublishMenuItem", "price_cents", "maximum", *limits::UNIT_PRICE_CENTS.end()),
+    ("NutritionInput", "calories", "maximum", limits::MAX_CALORIES as i64),
+    ("NutritionInput", "caffeine_mg", "maximum", limits::MAX_CAFFEINE_MG as i64),
+    ("NutritionInput", "sugar_g", "maximum", limits::MAX_SUGAR_G as i64),
+    ("OpenStore", "name", "maxLength", limits::MAX_NAME_CHARS as i64),
+    ("CloseStore", "reason", "maxLength", limits::MAX_REASON_CHARS as i64),
 ];
 
 /// The document as JSON, with [`LIMITS`] applied; built once.

@@ -274,6 +274,8 @@ async fn the_menu_can_be_extended_and_listed() {
     let (_, menu, _) = call(&app, test::TestRequest::get().uri("/api/menu/items")).await;
     let ids: Vec<&str> = menu["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"flat-white") && ids.contains(&"latte"), "{ids:?}");
+    let (s, _, _) = call(&app, post("/admin/stores", json!({"store_id": "store-9", "name": "Ninth"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
     let (s, stock, _) =
         call(&app, post("/api/inventory/restock", json!({"store_id": "store-9", "sku": "flat-white", "quantity": 12})))
             .await;

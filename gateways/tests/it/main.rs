@@ -6,6 +6,7 @@
 mod api;
 mod contract;
 mod kill_restart;
+mod limits;
 #[cfg(feature = "cloud")]
 mod payments;
 mod raw_http;

@@ -177,6 +177,8 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     let first = cluster.nodes[0].addr;
     let menu = r#"{"item_id":"latte","name":"Caffè Latte","category":"coffee","price_cents":450}"#;
     assert_eq!(call(first, "POST", "/api/menu/items", &[], menu).await.unwrap().0, 201);
+    let store = r#"{"store_id":"store-1","name":"CloudCafe #1"}"#;
+    assert_eq!(call(first, "POST", "/admin/stores", &[], store).await.unwrap().0, 201);
     let restock = format!(r#"{{"store_id":"store-1","sku":"latte","quantity":{STOCK}}}"#);
     assert_eq!(call(first, "POST", "/api/inventory/restock", &[], &restock).await.unwrap().0, 200);
     for node in &mut cluster.nodes[1..] {
