@@ -283,6 +283,25 @@ impl Cafe {
         Ok(self.menu.execute(&stream, command, causation).await?)
     }
 
+    /// Changes a published item's price; the same price again writes nothing.
+    pub async fn change_menu_price(
+        &self,
+        item_id: &str,
+        price_cents: Cents,
+        causation: Causation,
+    ) -> Result<Executed<MenuItem>, CafeError> {
+        limits::check_id("item_id", item_id)?;
+        let command = MenuCommand::ChangePrice { price_cents };
+        Ok(self.menu.execute(&streams::menu_item(item_id), command, causation).await?)
+    }
+
+    /// Retires a published item: it stays listed and can no longer be ordered. Retiring it again
+    /// writes nothing.
+    pub async fn retire_menu_item(&self, item_id: &str, causation: Causation) -> Result<Executed<MenuItem>, CafeError> {
+        limits::check_id("item_id", item_id)?;
+        Ok(self.menu.execute(&streams::menu_item(item_id), MenuCommand::Retire, causation).await?)
+    }
+
     /// Opens a store (or reopens a closed one). Opening an open store again under the same name
     /// writes nothing (`events` is empty).
     pub async fn open_store(

@@ -1,5 +1,6 @@
-//! `GET /api/menu/items` and `POST /api/menu/items`: listing the menu (through the cache when
-//! there is one) and publishing an item.
+//! `GET /api/menu/items`, `POST /api/menu/items`, `POST /api/menu/items/{item_id}/price` and
+//! `POST /api/menu/items/{item_id}/retire`: listing the menu (through the cache when there is one),
+//! publishing an item, re-pricing it and retiring it.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body};
+use super::extractors::{admit, item_id, json_body};
 use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
@@ -197,4 +198,74 @@ pub(super) async fn publish_menu_item(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, "/api/menu/items"))
         .json(MenuItemJson::from(published.state)))
+}
+
+/// The body of `POST /api/menu/items/{item_id}/price`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ChangePrice)]
+pub(super) struct PriceBody {
+    /// The new unit price in cents (else 422).
+    #[serde(deserialize_with = "super::wire::integer")]
+    #[schema(example = 425)]
+    price_cents: i64,
+}
+
+/// `POST /api/menu/items/{item_id}/price`: 200 with the item at its new price.
+#[utoipa::path(
+    post,
+    path = "/api/menu/items/{item_id}/price",
+    tag = "menu",
+    summary = "Change a menu item's price",
+    description = "Re-prices a published item. Orders decided after it, on any node within the staleness bound, \
+        use the new price; the same price again changes nothing (200).",
+    params(("item_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
+    request_body = PriceBody,
+    responses(
+        (status = 200, description = "The item at its new price", body = MenuItemJson),
+        (status = 400, description = "A bad `item_id`; malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 404, description = "No such item was ever published", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Refused by the domain: a price out of bounds, or the item is retired", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn change_price(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let item = item_id(&path, "item_id")?;
+    let body: PriceBody = json_body(&req, payload, &state).await?;
+    let _permit = admit(&state)?;
+    let changed = state.cafe.change_menu_price(item, body.price_cents, Causation::new_root()).await?;
+    Ok(HttpResponse::Ok().json(MenuItemJson::from(changed.state)))
+}
+
+/// `POST /api/menu/items/{item_id}/retire`: 200 with the item, retired (again, if it was).
+#[utoipa::path(
+    post,
+    path = "/api/menu/items/{item_id}/retire",
+    tag = "menu",
+    summary = "Retire a menu item",
+    description = "Retires a published item: it stays listed, and orders for it decided after this, on any node \
+        within the staleness bound, are 422. Retiring it again changes nothing. No body.",
+    params(("item_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
+    responses(
+        (status = 200, description = "The item, retired", body = MenuItemJson),
+        (status = 400, description = "A bad `item_id`", body = ErrorJson),
+        (status = 404, description = "No such item was ever published", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn retire(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let item = item_id(&path, "item_id")?;
+    let _permit = admit(&state)?;
+    let retired = state.cafe.retire_menu_item(item, Causation::new_root()).await?;
+    Ok(HttpResponse::Ok().json(MenuItemJson::from(retired.state)))
 }

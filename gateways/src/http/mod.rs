@@ -141,6 +141,8 @@ fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
             "/api/menu/items",
             vec![(Method::GET, web::to(menu::list_menu)), (Method::POST, web::to(menu::publish_menu_item))],
         ),
+        ("/api/menu/items/{item_id}/price", vec![(Method::POST, web::to(menu::change_price))]),
+        ("/api/menu/items/{item_id}/retire", vec![(Method::POST, web::to(menu::retire))]),
         ("/api/analytics/stores/{store_id}/minutes", vec![(Method::GET, web::to(analytics::store_minutes))]),
         ("/api/stores/{store_id}", vec![(Method::GET, web::to(stores::get_store))]),
         ("/admin/stores", vec![(Method::POST, web::to(stores::open_store))]),

@@ -283,6 +283,47 @@ async fn the_menu_can_be_extended_and_listed() {
 }
 
 #[actix_web::test]
+async fn a_menu_item_is_repriced_and_retired_and_the_storefront_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let price = |cents: Value| post("/api/menu/items/latte/price", json!({ "price_cents": cents }));
+    let head = node.journal.head_position().await.unwrap();
+    // Refusals write nothing: an unknown item, a bad id, a price out of bounds, a mistyped body.
+    let (s, body, _) = call(&app, post("/api/menu/items/ghost/price", json!({"price_cents": 100}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let (s, body, _) = call(&app, post("/api/menu/items/a%00b/retire", json!({}))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("item_id")), "{body}");
+    let (s, body, _) = call(&app, price(json!(0))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("price_cents")), "{body}");
+    let (s, body, _) = call(&app, price(json!(100_001))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("price_cents")), "{body}");
+    let (s, body, _) = call(&app, price(json!("4.75"))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("price_cents")), "{body}");
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "no refusal wrote anything");
+
+    let (s, item, _) = call(&app, price(json!(475))).await;
+    assert_eq!((s, item["price_cents"].as_i64()), (StatusCode::OK, Some(475)), "{item}");
+    let (s, order, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 2}])))).await;
+    assert_eq!((s, order["total_amount"].as_str()), (StatusCode::CREATED, Some("9.50")), "{order}");
+    let (s, item, _) = call(&app, test::TestRequest::post().uri("/api/menu/items/latte/retire")).await;
+    assert_eq!((s, item["retired"].as_bool()), (StatusCode::OK, Some(true)), "{item}");
+    let (s, _, _) = call(&app, test::TestRequest::post().uri("/api/menu/items/latte/retire")).await;
+    assert_eq!(s, StatusCode::OK, "retiring again changes nothing");
+    let (s, body, _) = call(&app, price(json!(500))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a retired item keeps its price: {body}");
+    let (s, body, _) = call(&app, price(json!(0))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, body, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("items[0].item_id")), "{body}");
+
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (_, menu, _) = call(&app, test::TestRequest::get().uri("/api/menu/items")).await;
+    let latte = menu["items"].as_array().unwrap().iter().find(|i| i["item_id"] == "latte").unwrap().clone();
+    assert_eq!((latte["price_cents"].as_i64(), latte["retired"].as_bool()), (Some(475), Some(true)), "{latte}");
+}
+
+#[actix_web::test]
 async fn a_saturated_node_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let node = node(&dir).await;

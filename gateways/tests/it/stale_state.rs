@@ -1,19 +1,17 @@
 //! Three `cloudcafe serve` processes on one PostgreSQL journal never act on state older than the
-//! staleness bound: what one node (or any writer) changes on the menu reaches the others' orders,
+//! staleness bound: what one node changes on the menu (publish, re-price, retire) reaches the others' orders,
 //! and after a race for one SKU every node shows the same stock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::cafe::{Cafe, PaymentPolicy};
 use actors::domain::inventory::InventoryDecider;
-use actors::domain::menu::MenuCommand;
-use actors::host::{activate, start_arbiters, HostOptions};
+use actors::host::{activate, HostOptions};
 use chaos::process::{free_loopback_addr, Node};
 use events::domain::streams;
 use events::postgres::{PgJournal, PgOptions};
-use events::{Causation, Journal};
+use events::Journal;
 use gateways::load::HttpConnection;
 use serde_json::Value;
 use testkit::names::short_id;
@@ -108,23 +106,17 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
         assert_eq!(restock(node, &item, 5).await.0, 200);
     }
 
-    // No route re-prices or retires an item: another writer on the same journal does it, as a
-    // fourth node would.
-    let journal: Arc<dyn Journal> =
-        Arc::new(PgJournal::connect(PgOptions::new(&url).with_schema(&schema)).await.unwrap());
-    let writer = Cafe::new(journal.clone(), HostOptions::default(), PaymentPolicy::default(), start_arbiters(1));
-    let menu_stream = streams::menu_item(&item);
-    writer
-        .menu
-        .execute(&menu_stream, MenuCommand::ChangePrice { price_cents: 650 }, Causation::new_root())
-        .await
-        .unwrap();
+    // Re-priced on A: every node prices new orders at the new price once the bound has passed.
+    let (status, repriced) = call(a, "POST", &format!("/api/menu/items/{item}/price"), r#"{"price_cents":650}"#).await;
+    assert_eq!((status, repriced["price_cents"].as_i64()), (200, Some(650)), "{repriced}");
     tokio::time::sleep(bound).await;
     for node in [a, b, c] {
         let (status, placed) = order(node, "after-reprice", &item).await;
         assert_eq!((status, placed["total_amount"].as_str()), (201, Some("6.50")), "{placed}");
     }
-    writer.menu.execute(&menu_stream, MenuCommand::Retire, Causation::new_root()).await.unwrap();
+    // Retired on B: no node sells it any more.
+    let (status, retired) = call(b, "POST", &format!("/api/menu/items/{item}/retire"), "").await;
+    assert_eq!((status, retired["retired"].as_bool()), (200, Some(true)), "{retired}");
     tokio::time::sleep(bound).await;
     for node in [a, b, c] {
         let (status, refused) = order(node, "after-retire", &item).await;
@@ -150,6 +142,8 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
     });
     futures::future::join_all(racing).await;
 
+    let journal: Arc<dyn Journal> =
+        Arc::new(PgJournal::connect(PgOptions::new(&url).with_schema(&schema)).await.unwrap());
     // The race is over when the journal's own stock has nothing reserved and nothing left.
     let stream = streams::inventory("store-1", &sku);
     let raced = Instant::now();
