@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::openapi::{Internal, Unavailable};
+use super::schema::{Internal, Unavailable};
 use super::ApiState;
 use crate::node::{projection_lag, ProjectionLag};
 

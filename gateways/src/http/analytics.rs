@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
 use super::extractors::{parse_time, party_id};
-use super::openapi::{ErrorJson, Internal, Unavailable};
+use super::schema::{ErrorJson, Internal, Unavailable};
 use super::wire::timestamp;
 use super::ApiState;
 

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::party_id;
-use super::openapi::{ErrorJson, Internal, Unavailable};
+use super::schema::{ErrorJson, Internal, Unavailable};
 use super::ApiState;
 
 /// A customer's loyalty balance.
@@ -17,7 +17,7 @@ struct LoyaltyJson {
     customer_id: String,
     points: u64,
     /// `green`, `gold` or `platinum`.
-    #[schema(schema_with = super::openapi::loyalty_tier)]
+    #[schema(schema_with = super::schema::loyalty_tier)]
     tier: String,
 }
 

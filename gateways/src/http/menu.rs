@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, item_id, json_body};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
+use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
 /// The body of `POST /api/menu/items`.

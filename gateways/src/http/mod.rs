@@ -34,6 +34,7 @@ mod menu;
 pub mod openapi;
 mod orders;
 mod payments;
+mod schema;
 mod stores;
 mod wire;
 

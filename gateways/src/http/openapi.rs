@@ -13,100 +13,10 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use actors::domain::limits;
 use serde_json::Value;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
-use utoipa::openapi::{Content, Ref, RefOr, Response};
-use utoipa::{OpenApi, ToResponse};
+use utoipa::OpenApi;
 
+use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores};
-
-/// The body of every error answer, as `errors` writes it.
-pub(super) type ErrorJson = super::errors::ErrorBody<'static>;
-
-/// A string that is one of `values`.
-fn one_of(values: &[&str]) -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied())).build()
-}
-
-/// An order's status as the API shows it (`not_placed` never leaves the actor).
-pub(super) fn order_status() -> Object {
-    one_of(&["placed", "paid", "cancelled"])
-}
-
-/// A loyalty tier.
-pub(super) fn loyalty_tier() -> Object {
-    one_of(&["green", "gold", "platinum"])
-}
-
-fn error_content() -> Content {
-    Content::new(Some(Ref::from_schema_name("Error")))
-}
-
-/// A reusable error answer: its component name and description.
-fn error_response(description: &str) -> ResponseBuilder {
-    ResponseBuilder::new().description(description).content("application/json", error_content())
-}
-
-/// 413: a body over the node's `--body-limit`.
-pub(super) struct PayloadTooLarge;
-
-impl<'r> ToResponse<'r> for PayloadTooLarge {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let r =
-            error_response("The body is larger than the node's `--body-limit` (16 KiB by default); nothing was read");
-        ("PayloadTooLarge", r.build().into())
-    }
-}
-
-/// 415: a body that is not `application/json`.
-pub(super) struct UnsupportedMediaType;
-
-impl<'r> ToResponse<'r> for UnsupportedMediaType {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let r = error_response(
-            "The body's `Content-Type` is missing or is not `application/json` (or `application/<type>+json`)",
-        );
-        ("UnsupportedMediaType", r.build().into())
-    }
-}
-
-/// 408: a body that did not arrive within the node's deadline; the connection is closed.
-pub(super) struct RequestTimeout;
-
-impl<'r> ToResponse<'r> for RequestTimeout {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let r = error_response("The body did not arrive within the node's body deadline; the connection is closed");
-        ("RequestTimeout", r.build().into())
-    }
-}
-
-/// 500: a fault inside the service; the cause goes to the log only.
-pub(super) struct Internal;
-
-impl<'r> ToResponse<'r> for Internal {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let r = error_response("A fault inside the service (corrupt data, an event this build cannot encode); the cause is logged, not shown");
-        ("Internal", r.build().into())
-    }
-}
-
-/// 503 with `Retry-After`: only ever "unavailable, retry".
-pub(super) struct Unavailable;
-
-impl<'r> ToResponse<'r> for Unavailable {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
-        let retry_after =
-            HeaderBuilder::new().schema(Some(seconds)).description(Some("Seconds to wait before retrying")).build();
-        let r = error_response(
-            "Unavailable, retry: the node is saturated (`--max-in-flight`, a full actor queue) or a store does not answer. \
-             Never a client error.",
-        )
-        .header("Retry-After", retry_after);
-        ("Unavailable", r.build().into())
-    }
-}
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
 #[derive(OpenApi)]

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body, parse_uuid, party_id};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
+use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::{amount, timestamp};
 use super::ApiState;
 
@@ -85,7 +85,7 @@ struct OrderJson {
     customer_id: String,
     store_id: String,
     /// `placed`, `paid` or `cancelled` (`not_placed` never leaves the actor).
-    #[schema(schema_with = super::openapi::order_status)]
+    #[schema(schema_with = super::schema::order_status)]
     status: String,
     total_cents: i64,
     /// The total as a decimal string, e.g. `"9.00"`.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::parse_uuid;
-use super::openapi::{ErrorJson, Internal, Unavailable};
+use super::schema::{ErrorJson, Internal, Unavailable};
 use super::ApiState;
 
 /// Where a payment stands, as the API names it.

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body, party_id};
-use super::openapi::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
+use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::timestamp;
 use super::ApiState;
 
