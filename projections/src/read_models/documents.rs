@@ -164,7 +164,7 @@ impl DocumentSink {
                 collection
                     .update_one(doc! { "_id": &id, "version": { "$lt": to_i64(version) } }, doc! { "$set": set })
                     .await
-                    .map_err(|e| unavailable(collection.name(), e))?;
+                    .map_err(|e| write_failure(collection.name(), e))?;
                 Ok(())
             }
         }
@@ -561,6 +561,27 @@ fn accept_duplicate(result: Result<(), mongodb::error::Error>, what: &str) -> Re
         Err(e) if matches!(e.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY) => {
             Ok(())
         }
-        Err(e) => Err(unavailable(what, e)),
+        Err(e) => Err(write_failure(what, e)),
+    }
+}
+
+/// Server codes that refuse a document for what it holds: BadValue (2), Overflow (15),
+/// DocumentValidationFailure (121), BSONObjectTooLarge (10334), KeyTooLong (17280), and a document
+/// too large after an update (17419) or to upsert (17420).
+const DATA_REFUSALS: &[i32] = &[2, 15, 121, 10334, 17280, 17419, 17420];
+
+/// A failed document write: poison when the driver or the server refused the document itself (too
+/// large, a value it cannot hold: trying again will not help), else the read model is unavailable.
+fn write_failure(what: &str, e: mongodb::error::Error) -> SinkError {
+    let refused = match e.kind.as_ref() {
+        ErrorKind::InvalidArgument { .. } | ErrorKind::BsonSerialization(_) => true,
+        ErrorKind::Command(c) => DATA_REFUSALS.contains(&c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => DATA_REFUSALS.contains(&w.code),
+        _ => false,
+    };
+    if refused {
+        SinkError::poison_because(format!("{what}: the document store refused the document"), e)
+    } else {
+        unavailable(what, e)
     }
 }

@@ -100,6 +100,35 @@ async fn assert_agrees(sink: &DocumentSink, reference: &[CanonicalRow]) {
     assert_eq!(rows.len(), 33, "nothing else");
 }
 
+/// A document the store refuses (a menu item whose name makes it larger than a document may be: the
+/// deciders' limits keep such events out, an old journal or another writer might not) is poison, so
+/// the projection reports a stall instead of retrying quietly; the model and its position are as
+/// before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_the_store_refuses_is_poison_not_an_outage() {
+    let Some(uri) = servers::mongodb_uri() else { return };
+    let client = client(&uri).await;
+    let db = fresh_db(&client);
+    let sink = DocumentSink::open(db.clone()).await.unwrap();
+    let published = |item_id: &str, name: String| {
+        let e = MenuItemPublished {
+            item_id: item_id.into(),
+            name,
+            category: "coffee".into(),
+            price_cents: 450,
+            nutrition: Nutrition::default(),
+            image_sha256: String::new(),
+        };
+        (streams::menu_item(item_id), e.into())
+    };
+    let log = journal(vec![published("latte", "Latte".into()), published("huge", "x".repeat(17 * 1024 * 1024))]);
+    sink.apply(&log[..1]).await.unwrap();
+    let refused = sink.apply(&log[1..]).await.unwrap_err();
+    assert!(refused.is_poison(), "a refused document is poison, not an outage: {refused:?}");
+    assert!(std::error::Error::source(&refused).is_some(), "the driver's error is kept as the cause");
+    assert_eq!(sink.position().await.unwrap(), log[0].global_position);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_document_holds_its_lines_and_final_status() {
     let Some(uri) = servers::mongodb_uri() else { return };
