@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::limits::{self, Invalid};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
-use crate::domain::menu::{valid_item_id, MenuCommand, MenuDecider, MenuItem};
+use crate::domain::menu::{MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
 use crate::domain::store::{Store, StoreCommand, StoreDecider, StoreStatus};
@@ -113,12 +113,6 @@ pub struct PlaceOrder {
     pub placed_at_us: i64,
     /// `order_id` was generated for this request (no idempotency key), so no stream can exist yet.
     pub fresh_order_id: bool,
-}
-
-/// Identifiers of customers and stores: short, printable, no separators that would confuse stream
-/// ids (see [`limits::is_id`]).
-pub fn valid_party_id(id: &str) -> bool {
-    limits::is_id(id)
 }
 
 pub struct Cafe {
@@ -244,7 +238,7 @@ impl Cafe {
     }
 
     pub async fn stock(&self, store_id: &str, sku: &str) -> Result<Stock, CafeError> {
-        if !valid_party_id(store_id) || !valid_item_id(sku) {
+        if !limits::is_id(store_id) || !limits::is_id(sku) {
             return Err(CafeError::not_found("no such store item", None));
         }
         let (mut stock, _) = self.inventory.inspect(&streams::inventory(store_id, sku)).await?;
@@ -254,7 +248,7 @@ impl Cafe {
     }
 
     pub async fn loyalty_account(&self, customer_id: &str) -> Result<LoyaltyAccount, CafeError> {
-        if !valid_party_id(customer_id) {
+        if !limits::is_id(customer_id) {
             return Err(CafeError::not_found("no such customer", None));
         }
         let (mut account, _) = self.loyalty.inspect(&streams::loyalty(customer_id)).await?;
@@ -263,7 +257,7 @@ impl Cafe {
     }
 
     pub async fn menu_item(&self, item_id: &str) -> Result<Option<MenuItem>, CafeError> {
-        if !valid_item_id(item_id) {
+        if !limits::is_id(item_id) {
             return Ok(None);
         }
         let (item, _) = self.menu.inspect(&streams::menu_item(item_id)).await?;

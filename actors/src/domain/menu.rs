@@ -62,11 +62,6 @@ impl Rejection for MenuError {
     }
 }
 
-/// Whether `id` can name a menu item (and its SKU): see [`limits::is_id`].
-pub fn valid_item_id(id: &str) -> bool {
-    limits::is_id(id)
-}
-
 pub struct MenuDecider;
 
 impl Decider for MenuDecider {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
-use super::extractors::{parse_time, party_id};
+use super::extractors::{parse_time, path_id};
 use super::schema::{ErrorJson, Internal, Unavailable};
 use super::wire::timestamp;
 use super::ApiState;
@@ -93,7 +93,7 @@ pub(super) async fn store_minutes(
     query: Result<web::Query<MinuteRange>, actix_web::Error>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let store_id = party_id(&path, "store_id")?;
+    let store_id = path_id(&path, "store_id")?;
     let query = query.map_err(|_| ApiError::bad("from and to must be RFC 3339 times", "from"))?;
     let analytics = state.analytics.as_ref().ok_or_else(|| {
         ApiError::not_found("this node has no analytics store (start it with --analytics-url or a PostgreSQL journal)")

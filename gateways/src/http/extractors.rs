@@ -150,16 +150,11 @@ fn named_field(message: &str) -> Option<String> {
     })
 }
 
-/// A customer or store id from a path or query: the domain's identifier syntax, checked before it
-/// reaches an actor or a store; a 400 naming `field` otherwise (a NUL, a control character or an
-/// over-long value included).
-pub(super) fn party_id<'a>(raw: &'a str, field: &str) -> Result<&'a str, ApiError> {
-    checked_id(raw, field, actors::cafe::valid_party_id(raw))
-}
-
-/// A menu item id (a SKU) from a path or query: as [`party_id`], with the menu's identifier syntax.
-pub(super) fn item_id<'a>(raw: &'a str, field: &str) -> Result<&'a str, ApiError> {
-    checked_id(raw, field, actors::domain::menu::valid_item_id(raw))
+/// A customer, store or menu item id (a SKU) from a path or query: the domain's identifier syntax
+/// (`actors::domain::limits::is_id`), checked before it reaches an actor or a store; a 400 naming
+/// `field` otherwise (a NUL, a control character or an over-long value included).
+pub(super) fn path_id<'a>(raw: &'a str, field: &str) -> Result<&'a str, ApiError> {
+    checked_id(raw, field, actors::domain::limits::is_id(raw))
 }
 
 fn checked_id<'a>(raw: &'a str, field: &str, valid: bool) -> Result<&'a str, ApiError> {
@@ -295,14 +290,14 @@ mod tests {
 
     #[test]
     fn identifiers_from_paths_keep_to_the_domain_syntax() {
-        assert_eq!(party_id("alice-1", "customer_id").unwrap(), "alice-1");
+        assert_eq!(path_id("alice-1", "customer_id").unwrap(), "alice-1");
         for bad in ["a\0b", "a\u{1b}[31m", "", "a b", &"x".repeat(65)] {
-            match party_id(bad, "customer_id") {
+            match path_id(bad, "customer_id") {
                 Err(ApiError::BadRequest { field, .. }) => assert_eq!(field.as_deref(), Some("customer_id")),
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
-        assert!(item_id("latte", "sku").is_ok());
-        assert!(item_id("lat\u{7f}te", "sku").is_err());
+        assert!(path_id("latte", "sku").is_ok());
+        assert!(path_id("lat\u{7f}te", "sku").is_err());
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::{admit, item_id, json_body, party_id};
+use super::extractors::{admit, json_body, path_id};
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
@@ -77,7 +77,7 @@ pub(super) async fn get_stock(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (store_id, sku) = path.into_inner();
-    let (store_id, sku) = (party_id(&store_id, "store_id")?, item_id(&sku, "sku")?);
+    let (store_id, sku) = (path_id(&store_id, "store_id")?, path_id(&sku, "sku")?);
     if state.cafe.menu_item(sku).await?.is_none() {
         return Err(ApiError::NotFound {
             message: format!("SKU `{sku}` is not on the menu"),

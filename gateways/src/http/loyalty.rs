@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::party_id;
+use super::extractors::path_id;
 use super::schema::{ErrorJson, Internal, Unavailable};
 use super::ApiState;
 
@@ -39,7 +39,7 @@ struct LoyaltyJson {
     )
 )]
 pub(super) async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let customer = party_id(&path, "customer_id")?.to_owned();
+    let customer = path_id(&path, "customer_id")?.to_owned();
     let load = || state.storefront.loyalty(&customer);
     let projected = match &state.cache {
         Some(cache) => cache.get_or_load(&CacheKey::Loyalty(customer.clone()), load).await?,

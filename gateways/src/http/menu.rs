@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::{admit, item_id, json_body};
+use super::extractors::{admit, json_body, path_id};
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::ApiState;
 
@@ -239,7 +239,7 @@ pub(super) async fn change_price(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let item = item_id(&path, "item_id")?;
+    let item = path_id(&path, "item_id")?;
     let body: PriceBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
     let changed = state.cafe.change_menu_price(item, body.price_cents, Causation::new_root()).await?;
@@ -264,7 +264,7 @@ pub(super) async fn change_price(
     )
 )]
 pub(super) async fn retire(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let item = item_id(&path, "item_id")?;
+    let item = path_id(&path, "item_id")?;
     let _permit = admit(&state)?;
     let retired = state.cafe.retire_menu_item(item, Causation::new_root()).await?;
     Ok(HttpResponse::Ok().json(MenuItemJson::from(retired.state)))

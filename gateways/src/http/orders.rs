@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body, parse_uuid, party_id};
+use super::extractors::{admit, json_body, parse_uuid, path_id};
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::{amount, timestamp};
 use super::ApiState;
@@ -267,7 +267,7 @@ pub(super) async fn customer_orders(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad("limit must be a number from 1 to 500", "limit"));
     }
-    let customer_id = party_id(&path, "customer_id")?;
+    let customer_id = path_id(&path, "customer_id")?;
     let orders = state.storefront.customer_orders(customer_id, limit).await?;
     Ok(HttpResponse::Ok().json(CustomerOrdersJson {
         customer_id: customer_id.to_owned(),

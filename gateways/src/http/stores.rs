@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::extractors::{admit, json_body, party_id};
+use super::extractors::{admit, json_body, path_id};
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::timestamp;
 use super::ApiState;
@@ -132,7 +132,7 @@ pub(super) async fn close_store(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let store_id = party_id(&path, "store_id")?;
+    let store_id = path_id(&path, "store_id")?;
     let body: CloseStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
     let closed = state.cafe.close_store(store_id, &body.reason, Causation::new_root()).await?;
@@ -157,7 +157,7 @@ pub(super) async fn close_store(
     )
 )]
 pub(super) async fn get_store(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let store_id = party_id(&path, "store_id")?;
+    let store_id = path_id(&path, "store_id")?;
     match state.cafe.store(store_id).await? {
         Some(store) => Ok(HttpResponse::Ok().json(StoreJson::from(store))),
         None => Err(ApiError::NotFound {
