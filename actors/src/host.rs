@@ -1,14 +1,18 @@
 //! actix actors hosting the deciders.
 //!
 //! An [`AggregateActor`] owns one stream's `(state, version)`. It activates on its first message
-//! (latest snapshot, then the events after it), handles one command at a time inside an
-//! `AtomicResponse` (decide, append with the expected version, evolve), reloads and decides again
-//! on a version conflict, snapshots every N events and stops itself after an idle timeout.
-//! A [`Registry`] finds or starts the actor for an id and refuses work when its mailbox is full.
+//! (latest snapshot, then the events after it) and works in batches, one at a time: every command
+//! queued while the previous batch was being appended is decided in order against the evolving
+//! state, and all their events go to the journal in one append with one expected version. Each
+//! caller gets its own answer; a rejected command rejects only itself; a version conflict reloads
+//! the stream and decides the whole batch again, so no command is applied twice. A hot stream thus
+//! pays one journal round trip per batch, not per command. The actor snapshots every N events and
+//! stops itself after an idle timeout. A [`Registry`] finds or starts the actor for an id and
+//! refuses work when its queue is full.
 //!
-//! Before each message an actor reads the events its stream gained since it loaded, when this
+//! Before each batch an actor reads the events its stream gained since it loaded, when this
 //! node's [`Freshness`] says it moved or cannot vouch for it (see [`crate::freshness`]). An actor
-//! whose stream does not exist (version 0 after its message) stops at once unless another caller
+//! whose stream does not exist (version 0 after its batch) stops at once unless another caller
 //! waits for it: a read of something that does not exist keeps nothing in memory.
 
 use std::collections::HashMap;
@@ -20,6 +24,8 @@ use actix::prelude::*;
 use events::domain::CodecError;
 use events::journal::read_stream_to_end;
 use events::{AppendError, AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, StoreError};
+
+use tokio::sync::oneshot;
 
 use crate::domain::Decider;
 use crate::freshness::Freshness;
@@ -37,6 +43,8 @@ pub struct HostOptions {
     pub command_timeout: Duration,
     /// How often a command is decided again after losing a version race.
     pub max_conflict_retries: u32,
+    /// The most queued commands an actor decides together and appends in one append.
+    pub max_batch: usize,
     /// The oldest state a decision or read may use: past it, an actor reads its stream before
     /// deciding (see [`crate::freshness`]).
     pub staleness_bound: Duration,
@@ -52,6 +60,7 @@ impl Default for HostOptions {
             mailbox_capacity: 256,
             command_timeout: Duration::from_secs(10),
             max_conflict_retries: 8,
+            max_batch: 128,
             staleness_bound: Duration::from_millis(250),
             freshness_poll: Duration::from_millis(25),
         }
@@ -148,6 +157,10 @@ pub struct AggregateActor<D: Decider> {
     /// The highest version this node's freshness follower saw the stream reach.
     moved: Arc<AtomicU64>,
     last_active: Instant,
+    /// Work that arrived while a batch was running; the next batch takes it.
+    queue: Vec<Work<D>>,
+    /// Whether a batch is running (at most one at a time).
+    running: bool,
 }
 
 impl<D: Decider> AggregateActor<D> {
@@ -183,14 +196,16 @@ impl<D: Decider> AggregateActor<D> {
         catch_up
     }
 
-    /// After a message: a stream that does not exist keeps no actor, unless another caller waits.
-    fn stop_if_unborn(&self, ctx: &mut Context<Self>) {
+    /// After a batch that answered `answered` callers: a stream that does not exist keeps no
+    /// actor, unless another caller waits.
+    fn stop_if_unborn(&self, ctx: &mut Context<Self>, answered: usize) {
         if !matches!(self.loaded, Some((_, 0))) {
             return;
         }
         // Under the registry's lock, as the idle timer: no caller is handed an actor that stops.
+        // The callers just answered still count in the depth until they collect their answer.
         let mut entries = self.entries.lock().expect("registry lock");
-        if self.depth.load(Ordering::SeqCst) <= 1 {
+        if self.depth.load(Ordering::SeqCst) <= answered {
             self.leave(&mut entries);
             drop(entries);
             ctx.stop();
@@ -205,7 +220,7 @@ impl<D: Decider> Actor for AggregateActor<D> {
         metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).increment(1.0);
         let every = (self.options.idle_timeout / 2).max(Duration::from_millis(10));
         ctx.run_interval(every, |act, ctx| {
-            if act.last_active.elapsed() < act.options.idle_timeout {
+            if act.running || act.last_active.elapsed() < act.options.idle_timeout {
                 return;
             }
             // Under the registry's lock, so that no command is handed to an actor that is stopping.
@@ -277,109 +292,218 @@ async fn current<D: Decider>(
     }
 }
 
-/// Decides, appends with the expected version, and on a conflict reloads and decides again.
-async fn execute<D: Decider>(
+/// A caller's work waiting in an actor's queue, with where its answer goes.
+enum Work<D: Decider> {
+    Execute(Execute<D>, oneshot::Sender<ExecuteResult<D>>),
+    Inspect(oneshot::Sender<InspectResult<D>>),
+}
+
+type ExecuteResult<D> = Result<Executed<Option<<D as Decider>::State>>, CommandError<<D as Decider>::Error>>;
+type InspectResult<D> = Result<(<D as Decider>::State, u64), CommandError<<D as Decider>::Error>>;
+
+/// What one piece of work in a batch came to, before the batch's append decides whether it stands.
+enum Outcome<D: Decider> {
+    Executed(ExecuteResult<D>),
+    Inspected(D::State, u64),
+}
+
+/// Loads (or brings up to date) the stream, then decides every command of the batch in order against
+/// the evolving state and appends all their events in one append with one expected version; on a
+/// version conflict it reloads and decides the whole batch again. A rejected command rejects only
+/// itself. Returns what the actor keeps and one outcome per piece of work, in order.
+async fn run_batch<D: Decider>(
     journal: Arc<dyn Journal>,
     options: Arc<HostOptions>,
     stream_id: String,
     mut loaded: Option<(D::State, u64)>,
     mut refresh: bool,
-    Execute { command, causation, options: run }: Execute<D>,
-) -> (Option<(D::State, u64)>, Result<Executed<Option<D::State>>, CommandError<D::Error>>) {
-    let mut assume_new = run.new_stream;
+    work: &[Work<D>],
+) -> (Option<(D::State, u64)>, Vec<Outcome<D>>) {
+    // A fresh id names a stream that cannot exist yet, if every command of the batch says so.
+    let mut assume_new = work.iter().all(|w| matches!(w, Work::Execute(e, _) if e.options.new_stream));
     for _ in 0..=options.max_conflict_retries {
-        let (state, version) = match loaded.take() {
+        let (state, base) = match loaded.take() {
             None if std::mem::take(&mut assume_new) => (D::State::default(), 0),
             l => match current::<D>(journal.as_ref(), &stream_id, l, std::mem::take(&mut refresh)).await {
                 Ok(l) => l,
-                Err(e) => return (None, Err(CommandError::Unavailable(e.into()))),
+                Err(e) => return (None, unavailable_all(work, &e)),
             },
         };
-        let new_events = match D::decide(&state, &command) {
-            Ok(events) => events,
-            Err(rejection) => return (Some((state, version)), Err(CommandError::Rejected(rejection))),
-        };
-        if new_events.is_empty() {
-            let executed = Executed { events: vec![], state: run.return_state.then(|| state.clone()), version };
-            return (Some((state, version)), Ok(executed));
+        let (state, version, outcomes, encoded, first_write) = decide_batch::<D>(state, base, work);
+        if encoded.is_empty() {
+            return (Some((state, version)), outcomes);
         }
-        let encoded: Result<Vec<NewEvent>, _> =
-            new_events.iter().map(|e| NewEvent::from_domain(e, causation)).collect();
-        let encoded = match encoded {
-            Ok(e) => e,
-            Err(e) => return (Some((state, version)), Err(CommandError::Unavailable(e.into()))),
-        };
-        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        let expected = if base == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(base) };
         match journal.append(AppendRequest { stream_id: stream_id.clone(), expected, events: encoded }).await {
             Ok(appended) => {
-                let state = new_events.iter().fold(state, |s, e| D::evolve(s, e));
-                let version = appended.last_version;
-                if options.snapshot_every > 0
-                    && version / options.snapshot_every > (appended.first_version - 1) / options.snapshot_every
-                {
-                    if let Ok(bytes) = rmp_serde::to_vec_named(&state) {
-                        let journal = journal.clone();
-                        let snapshot = events::Snapshot { stream_id: stream_id.clone(), version, state: bytes };
-                        tokio::spawn(async move {
-                            if let Err(e) = journal.save_snapshot(snapshot).await {
-                                tracing::warn!(error = %e, "snapshot not saved");
-                            }
-                        });
-                    }
-                }
-                let executed = Executed { events: new_events, state: run.return_state.then(|| state.clone()), version };
-                return (Some((state, version)), Ok(executed));
+                debug_assert_eq!(appended.last_version, version, "the journal numbers a stream's events contiguously");
+                metrics::histogram!("actor_batch_commands").record(work.len() as f64);
+                snapshot_if_due(&journal, &options, &stream_id, &state, appended.first_version, version);
+                return (Some((state, version)), outcomes);
             }
             Err(AppendError::Conflict { .. }) => {
                 metrics::counter!("actor_conflicts_total", "category" => category_of(&stream_id)).increment(1);
                 continue;
             }
-            // Whether it committed is unknown: forget the state so the next command reloads it.
-            Err(AppendError::Store(e)) => return (None, Err(CommandError::Unavailable(e.into()))),
+            // Whether it committed is unknown: forget the state so the next command reloads it. What
+            // was answered before the first write stands; everything decided after it depended on it.
+            Err(AppendError::Store(e)) => {
+                let mut outcomes = outcomes;
+                outcomes.truncate(first_write);
+                outcomes.extend(unavailable_all(&work[first_write..], &e));
+                return (None, outcomes);
+            }
         }
     }
-    (None, Err(CommandError::Contended(stream_id)))
+    let contended = work.iter().map(|_| Outcome::Executed(Err(CommandError::Contended(stream_id.clone())))).collect();
+    (None, contended)
+}
+
+/// The pure part of a batch: each command decided against the state its predecessors left, the
+/// events to append, and the index of the first piece of work whose outcome depends on the append.
+#[allow(clippy::type_complexity)]
+fn decide_batch<D: Decider>(
+    mut state: D::State,
+    mut version: u64,
+    work: &[Work<D>],
+) -> (D::State, u64, Vec<Outcome<D>>, Vec<NewEvent>, usize) {
+    let mut outcomes = Vec::with_capacity(work.len());
+    let mut encoded = Vec::new();
+    let mut first_write = work.len();
+    for (i, w) in work.iter().enumerate() {
+        let Work::Execute(Execute { command, causation, options: run }, _) = w else {
+            outcomes.push(Outcome::Inspected(state.clone(), version));
+            continue;
+        };
+        let new_events = match D::decide(&state, command) {
+            Ok(events) => events,
+            Err(rejection) => {
+                outcomes.push(Outcome::Executed(Err(CommandError::Rejected(rejection))));
+                continue;
+            }
+        };
+        if !new_events.is_empty() {
+            let batch: Result<Vec<NewEvent>, _> =
+                new_events.iter().map(|e| NewEvent::from_domain(e, *causation)).collect();
+            match batch {
+                Ok(batch) => encoded.extend(batch),
+                Err(e) => {
+                    outcomes.push(Outcome::Executed(Err(CommandError::Unavailable(e.into()))));
+                    continue;
+                }
+            }
+            first_write = first_write.min(i);
+            state = new_events.iter().fold(state, |s, e| D::evolve(s, e));
+            version += new_events.len() as u64;
+        }
+        let executed = Executed { events: new_events, state: run.return_state.then(|| state.clone()), version };
+        outcomes.push(Outcome::Executed(Ok(executed)));
+    }
+    (state, version, outcomes, encoded, first_write)
+}
+
+fn unavailable_all<D: Decider>(work: &[Work<D>], e: &StoreError) -> Vec<Outcome<D>> {
+    work.iter().map(|_| Outcome::Executed(Err(CommandError::Unavailable(Unavailability::Journal(e.clone()))))).collect()
+}
+
+/// Saves a snapshot in the background when the stream's version passed a multiple of the setting.
+fn snapshot_if_due<S: serde::Serialize>(
+    journal: &Arc<dyn Journal>,
+    options: &HostOptions,
+    stream_id: &str,
+    state: &S,
+    first_version: u64,
+    version: u64,
+) {
+    let every = options.snapshot_every;
+    if every == 0 || version / every <= (first_version - 1) / every {
+        return;
+    }
+    if let Ok(bytes) = rmp_serde::to_vec_named(state) {
+        let journal = journal.clone();
+        let snapshot = events::Snapshot { stream_id: stream_id.to_owned(), version, state: bytes };
+        tokio::spawn(async move {
+            if let Err(e) = journal.save_snapshot(snapshot).await {
+                tracing::warn!(error = %e, "snapshot not saved");
+            }
+        });
+    }
+}
+
+impl<D: Decider> AggregateActor<D> {
+    /// Starts the next batch unless one is running: everything queued, up to `max_batch`.
+    fn run_next(&mut self, ctx: &mut Context<Self>) {
+        if self.running || self.queue.is_empty() {
+            return;
+        }
+        self.running = true;
+        let take = self.queue.len().min(self.options.max_batch.max(1));
+        let work: Vec<Work<D>> = self.queue.drain(..take).collect();
+        let refresh = self.prepare();
+        let (journal, options, stream_id) = (self.journal.clone(), self.options.clone(), self.stream_id.clone());
+        let loaded = self.loaded.take();
+        let batch = async move {
+            let (loaded, outcomes) = run_batch::<D>(journal, options, stream_id, loaded, refresh, &work).await;
+            (loaded, outcomes, work)
+        };
+        ctx.spawn(batch.into_actor(self).map(|(loaded, outcomes, work), act, ctx| {
+            act.loaded = loaded;
+            act.last_active = Instant::now();
+            act.running = false;
+            let answered = work.len();
+            for (w, outcome) in work.into_iter().zip(outcomes) {
+                match (w, outcome) {
+                    (Work::Execute(_, reply), Outcome::Executed(result)) => {
+                        let _ = reply.send(result);
+                    }
+                    (Work::Inspect(reply), Outcome::Inspected(state, version)) => {
+                        let _ = reply.send(Ok((state, version)));
+                    }
+                    (Work::Inspect(reply), Outcome::Executed(Err(e))) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Work::Inspect(_), Outcome::Executed(Ok(_))) | (Work::Execute(..), Outcome::Inspected(..)) => {
+                        unreachable!("an outcome answers the work it was decided for")
+                    }
+                }
+            }
+            act.run_next(ctx);
+            if !act.running {
+                act.stop_if_unborn(ctx, answered);
+            }
+        }));
+    }
+}
+
+/// The answer a caller waits for; a dropped reply means the actor stopped before answering.
+fn await_reply<T: Send + 'static, E: std::error::Error + Send + 'static>(
+    stream_id: String,
+    reply: oneshot::Receiver<Result<T, CommandError<E>>>,
+) -> ResponseFuture<Result<T, CommandError<E>>> {
+    Box::pin(async move {
+        reply.await.unwrap_or_else(|_| Err(CommandError::Unavailable(Unavailability::Restarting { stream_id })))
+    })
 }
 
 impl<D: Decider> Handler<Execute<D>> for AggregateActor<D> {
-    type Result = AtomicResponse<Self, Result<Executed<Option<D::State>>, CommandError<D::Error>>>;
+    type Result = ResponseFuture<ExecuteResult<D>>;
 
-    fn handle(&mut self, msg: Execute<D>, _: &mut Context<Self>) -> Self::Result {
-        let refresh = self.prepare();
-        let work = execute::<D>(
-            self.journal.clone(),
-            self.options.clone(),
-            self.stream_id.clone(),
-            self.loaded.take(),
-            refresh,
-            msg,
-        );
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(loaded, result), act, ctx| {
-            act.loaded = loaded;
-            act.last_active = Instant::now();
-            act.stop_if_unborn(ctx);
-            result
-        })))
+    fn handle(&mut self, msg: Execute<D>, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.queue.push(Work::Execute(msg, reply));
+        self.run_next(ctx);
+        await_reply(self.stream_id.clone(), answer)
     }
 }
 
 impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
-    type Result = AtomicResponse<Self, Result<(D::State, u64), CommandError<D::Error>>>;
+    type Result = ResponseFuture<InspectResult<D>>;
 
-    fn handle(&mut self, _: InspectOf<D>, _: &mut Context<Self>) -> Self::Result {
-        let refresh = self.prepare();
-        let loaded = self.loaded.take();
-        let journal = self.journal.clone();
-        let stream_id = self.stream_id.clone();
-        let work = async move { current::<D>(journal.as_ref(), &stream_id, loaded, refresh).await };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok(l) => {
-                act.loaded = Some(l.clone());
-                act.stop_if_unborn(ctx);
-                Ok(l)
-            }
-            Err(e) => Err(CommandError::Unavailable(e.into())),
-        })))
+    fn handle(&mut self, _: InspectOf<D>, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.queue.push(Work::Inspect(reply));
+        self.run_next(ctx);
+        await_reply(self.stream_id.clone(), answer)
     }
 }
 
@@ -454,6 +578,8 @@ impl<D: Decider> Registry<D> {
             freshness: self.freshness.clone(),
             moved: self.freshness.track(stream_id),
             last_active: Instant::now(),
+            queue: Vec::new(),
+            running: false,
         };
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let addr = AggregateActor::start_in_arbiter(arbiter, move |_| actor);

@@ -32,7 +32,7 @@ pub trait Rejection: std::error::Error + Send + Sync + 'static {
 /// One aggregate's decision logic, the type an actor hosts.
 pub trait Decider: 'static {
     type State: Default + Clone + Send + Unpin + Serialize + DeserializeOwned + 'static;
-    type Command: Send + 'static;
+    type Command: Send + Unpin + 'static;
     type Error: Rejection;
 
     fn decide(state: &Self::State, command: &Self::Command) -> Result<Vec<DomainEvent>, Self::Error>;

@@ -13,6 +13,7 @@ use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
 use uuid::Uuid;
 
+mod batching;
 mod freshness;
 
 fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
