@@ -7,7 +7,9 @@
 //! PaymentDeclined ─► OrderCancelled ─► release reserved stock
 //! ```
 //!
-//! Every reaction is a command that is idempotent by order id, and the saga stores its position in
+//! Within a reaction, commands that do not depend on each other go out at once (every line's
+//! reservation; every line's settlement and the points), so hot streams batch them with other
+//! orders' commands. Every reaction is a command that is idempotent by order id, and the saga stores its position in
 //! the journal ([`CHECKPOINT`]) only after a whole page is handled, so a crash replays reactions and
 //! changes nothing. The saga is a [`Follower`]: the loop, its retries and its metrics
 //! (`follower_*{follower="order-saga"}`) are [`events::follow`]'s.
@@ -119,8 +121,9 @@ impl OrderSaga {
                 if order.status != OrderStatus::Placed {
                     return Ok(()); // already decided: this is a replay
                 }
-                let mut shortage = None;
-                for line in &placed.lines {
+                // Every line at once: a hot SKU's actor batches them with other orders' lines. A
+                // line short of stock cancels the order, and the cancellation releases every line.
+                let reservations = placed.lines.iter().map(|line| {
                     let command = InventoryCommand::Reserve {
                         store_id: placed.store_id.clone(),
                         sku: line.item_id.clone(),
@@ -128,11 +131,14 @@ impl OrderSaga {
                         quantity: line.quantity,
                     };
                     let stream = streams::inventory(&placed.store_id, &line.item_id);
-                    match cafe.inventory.execute_with(&stream, command, causation, QUIET).await {
+                    async move { (line, cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
+                });
+                let mut shortage = None;
+                for (line, reserved) in futures::future::join_all(reservations).await {
+                    match reserved {
                         Ok(_) => {}
                         Err(CommandError::Rejected(InventoryError::OutOfStock { .. })) => {
-                            shortage = Some(line.item_id.clone());
-                            break;
+                            shortage.get_or_insert_with(|| line.item_id.clone());
                         }
                         Err(other) => settle::<(), _>(Err(other))?,
                     }
@@ -179,35 +185,32 @@ impl OrderSaga {
             }
             DomainEvent::OrderCancelled(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
-                for line in &order.lines {
+                let releases = order.lines.iter().map(|line| {
                     let stream = streams::inventory(&order.store_id, &line.item_id);
-                    settle(
-                        cafe.inventory
-                            .execute(&stream, InventoryCommand::Release { order_id: e.order_id }, causation)
-                            .await,
-                    )?;
-                }
-                Ok(())
+                    let command = InventoryCommand::Release { order_id: e.order_id };
+                    async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
+                });
+                futures::future::join_all(releases).await.into_iter().collect()
             }
             DomainEvent::OrderPaid(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
-                for line in &order.lines {
+                // The sales and the points do not depend on each other: all at once.
+                let settlements = order.lines.iter().map(|line| {
                     let stream = streams::inventory(&order.store_id, &line.item_id);
-                    settle(
-                        cafe.inventory
-                            .execute(&stream, InventoryCommand::Settle { order_id: e.order_id }, causation)
-                            .await,
-                    )?;
-                }
+                    let command = InventoryCommand::Settle { order_id: e.order_id };
+                    async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
+                });
                 let command = LoyaltyCommand::Accrue {
                     customer_id: order.customer_id.clone(),
                     order_id: e.order_id,
                     amount_cents: order.total_cents,
                     order_paid: order.status == OrderStatus::Paid,
                 };
-                settle(
-                    cafe.loyalty.execute_with(&streams::loyalty(&order.customer_id), command, causation, QUIET).await,
-                )
+                let account = streams::loyalty(&order.customer_id);
+                let accrual = cafe.loyalty.execute_with(&account, command, causation, QUIET);
+                let (settled, accrued) = futures::join!(futures::future::join_all(settlements), accrual);
+                settled.into_iter().collect::<Result<(), Retry>>()?;
+                settle(accrued)
             }
             _ => Ok(()),
         }
