@@ -2,6 +2,7 @@
 //! a ceiling measured in the same run on the same machine, and can write its table into
 //! BENCHMARKS.md between `<!-- bench:NAME -->` markers.
 
+pub mod hot;
 #[cfg(feature = "cloud")]
 pub mod kinesis;
 
@@ -51,7 +52,7 @@ impl JournalFigures {
 }
 
 /// `concurrency` tasks each append one event per call to streams of their own, until `events` are in.
-async fn group_commit(journal: Arc<dyn Journal>, events: u64, concurrency: usize) -> (f64, f64, f64) {
+pub(crate) async fn group_commit(journal: Arc<dyn Journal>, events: u64, concurrency: usize) -> (f64, f64, f64) {
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)

@@ -1,4 +1,4 @@
-//! `cloudcafe bench journal|replay|kinesis|http`: measure throughput and latency, print the table,
+//! `cloudcafe bench journal|replay|kinesis|http|hot-stream`: measure throughput and latency, print the table,
 //! and optionally write it into BENCHMARKS.md. The measuring itself is the library's
 //! [`gateways::bench`].
 
@@ -28,6 +28,28 @@ pub enum BenchCommand {
     Kinesis(KinesisArgs),
     /// POST /api/orders against GET /health on an embedded node, plus the journal ceiling.
     Http(HttpArgs),
+    /// Many callers on one stream (one SKU of one store): the actor with and without batching,
+    /// against the journal's group commit.
+    HotStream(HotStreamArgs),
+}
+
+/// The flags of `cloudcafe bench hot-stream`.
+#[derive(Args)]
+pub struct HotStreamArgs {
+    /// Commands in the batched run (reserve and settle, two per order).
+    #[arg(long, default_value_t = 200_000)]
+    commands: u64,
+    /// Concurrent callers, all on the one stream.
+    #[arg(long, default_value_t = 256)]
+    callers: usize,
+    /// The most commands one append carries.
+    #[arg(long, default_value_t = actors::host::HostOptions::default().max_batch)]
+    max_batch: usize,
+    /// Also measure PostgreSQL at this URL.
+    #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
+    postgres: Option<String>,
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 /// The flags of `cloudcafe bench journal`.
@@ -104,6 +126,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             args.report,
         ),
         BenchCommand::Http(args) => ("http", http(&args).await?, args.report),
+        BenchCommand::HotStream(args) => ("hot-stream", hot_stream(&args).await?, args.report),
     };
     println!("{table}");
     if let Some(file) = report {
@@ -125,6 +148,25 @@ async fn journal(args: &JournalArgs) -> anyhow::Result<String> {
             .push(bench::journal_postgres(url, args.events, args.concurrency).await.context("PostgreSQL benchmark")?);
     }
     Ok(bench::journal_table(&figures))
+}
+
+async fn hot_stream(args: &HotStreamArgs) -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("cloudcafe-bench-hot-{}", uuid::Uuid::new_v4().simple()));
+    let journal: Arc<dyn events::Journal> = Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
+    let embedded = "embedded (SQLite, WAL, synchronous=FULL)";
+    let mut figures =
+        vec![bench::hot::hot_stream(embedded, journal, args.commands, args.callers, args.max_batch).await];
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(url) = &args.postgres {
+        let schema = format!("bench_hot_{}", uuid::Uuid::new_v4().simple());
+        let options = PgOptions::new(url.clone()).with_schema(schema.clone());
+        let journal: Arc<dyn events::Journal> = Arc::new(events::postgres::PgJournal::connect(options.clone()).await?);
+        let adapter = "PostgreSQL 15 (local, synchronous_commit=on)";
+        figures.push(bench::hot::hot_stream(adapter, journal, args.commands, args.callers, args.max_batch).await);
+        let pool = events::postgres::connect_pool(&options).await?;
+        pool.get().await?.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await?;
+    }
+    Ok(bench::hot::hot_stream_table(&figures))
 }
 
 async fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
