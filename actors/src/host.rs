@@ -60,7 +60,7 @@ impl Default for HostOptions {
             mailbox_capacity: 256,
             command_timeout: Duration::from_secs(10),
             max_conflict_retries: 8,
-            max_batch: 128,
+            max_batch: 256,
             staleness_bound: Duration::from_millis(250),
             freshness_poll: Duration::from_millis(25),
         }
