@@ -251,7 +251,7 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
         Some(s) => match rmp_serde::from_slice::<D::State>(&s.state) {
             Ok(state) => (state, s.version),
             Err(e) => {
-                tracing::warn!(stream_id, error = %e, "ignoring a snapshot this build cannot read");
+                tracing::warn!(stream_id, error = %events::ErrorChain(&e), "ignoring a snapshot this build cannot read");
                 (D::State::default(), 0)
             }
         },
@@ -421,10 +421,11 @@ fn snapshot_if_due<S: serde::Serialize>(
     }
     if let Ok(bytes) = rmp_serde::to_vec_named(state) {
         let journal = journal.clone();
-        let snapshot = events::Snapshot { stream_id: stream_id.to_owned(), version, state: bytes };
+        let stream_id = stream_id.to_owned();
+        let snapshot = events::Snapshot { stream_id: stream_id.clone(), version, state: bytes };
         tokio::spawn(async move {
             if let Err(e) = journal.save_snapshot(snapshot).await {
-                tracing::warn!(error = %e, "snapshot not saved");
+                tracing::warn!(stream_id, error = %events::ErrorChain(&e), "snapshot not saved");
             }
         });
     }
