@@ -2,12 +2,14 @@
 //! turn a request into a complete command (an order's prices come from the menu, not the client).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::ArbiterHandle;
 use events::domain::{streams, Cents};
 use events::{Causation, Journal};
 use uuid::Uuid;
 
+use crate::catalogue::ItemForSale;
 use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::limits::{self, Invalid};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
@@ -151,7 +153,8 @@ impl Cafe {
         }
     }
 
-    /// Looks up every item on the menu, then places the order. Answers once `OrderPlaced` is committed.
+    /// Looks up the store and every item (in this node's catalogue, or through their actors), then
+    /// places the order. Answers once `OrderPlaced` is committed.
     pub async fn place_order(&self, request: PlaceOrder, causation: Causation) -> Result<Executed<Order>, CafeError> {
         // Checked before any lookup, so that a request cannot make this node look up more than an
         // order may hold; the order's decider checks them again with the rest.
@@ -161,11 +164,13 @@ impl Cafe {
         let store = self.store_status(&request.store_id).await?;
         let mut lines = Vec::with_capacity(request.items.len());
         for (i, (item_id, quantity)) in request.items.iter().enumerate() {
-            let field = format!("items[{i}].item_id");
-            limits::check_id(&field, item_id)?;
-            let (item, _) = self.menu.inspect(&streams::menu_item(item_id)).await?;
+            let field = || format!("items[{i}].item_id");
+            if !limits::is_id(item_id) {
+                limits::check_id(&field(), item_id)?;
+            }
+            let item = self.item_for_sale(item_id).await?;
             if !item.published {
-                return Err(CafeError::not_found(format!("menu item `{item_id}` does not exist"), Some(field)));
+                return Err(CafeError::not_found(format!("menu item `{item_id}` does not exist"), Some(field())));
             }
             lines.push(RequestedLine {
                 item_id: item_id.clone(),
@@ -273,8 +278,10 @@ impl Cafe {
             return Err(CafeError::rejected("expected a publish command", "item_id"));
         };
         limits::check_id("item_id", item_id)?;
-        let stream = streams::menu_item(item_id);
-        Ok(self.menu.execute(&stream, command, causation).await?)
+        let item_id = item_id.clone();
+        let asked_at = Instant::now();
+        let published = self.menu.execute(&streams::menu_item(&item_id), command, causation).await?;
+        Ok(self.catalogued_item(&item_id, published, asked_at))
     }
 
     /// Changes a published item's price; the same price again writes nothing.
@@ -286,14 +293,18 @@ impl Cafe {
     ) -> Result<Executed<MenuItem>, CafeError> {
         limits::check_id("item_id", item_id)?;
         let command = MenuCommand::ChangePrice { price_cents };
-        Ok(self.menu.execute(&streams::menu_item(item_id), command, causation).await?)
+        let asked_at = Instant::now();
+        let changed = self.menu.execute(&streams::menu_item(item_id), command, causation).await?;
+        Ok(self.catalogued_item(item_id, changed, asked_at))
     }
 
     /// Retires a published item: it stays listed and can no longer be ordered. Retiring it again
     /// writes nothing.
     pub async fn retire_menu_item(&self, item_id: &str, causation: Causation) -> Result<Executed<MenuItem>, CafeError> {
         limits::check_id("item_id", item_id)?;
-        Ok(self.menu.execute(&streams::menu_item(item_id), MenuCommand::Retire, causation).await?)
+        let asked_at = Instant::now();
+        let retired = self.menu.execute(&streams::menu_item(item_id), MenuCommand::Retire, causation).await?;
+        Ok(self.catalogued_item(item_id, retired, asked_at))
     }
 
     /// Opens a store (or reopens a closed one). Opening an open store again under the same name
@@ -310,7 +321,9 @@ impl Cafe {
             name: name.to_owned(),
             opened_at_us: events::envelope::now_us(),
         };
-        Ok(self.stores.execute(&streams::store(store_id), command, causation).await?)
+        let asked_at = Instant::now();
+        let opened = self.stores.execute(&streams::store(store_id), command, causation).await?;
+        Ok(self.catalogued_store(store_id, opened, asked_at))
     }
 
     /// Closes a store: it takes no new orders or restocks; the orders it took go on.
@@ -322,7 +335,9 @@ impl Cafe {
     ) -> Result<Executed<Store>, CafeError> {
         limits::check_id("store_id", store_id)?;
         let command = StoreCommand::Close { reason: reason.to_owned() };
-        Ok(self.stores.execute(&streams::store(store_id), command, causation).await?)
+        let asked_at = Instant::now();
+        let closed = self.stores.execute(&streams::store(store_id), command, causation).await?;
+        Ok(self.catalogued_store(store_id, closed, asked_at))
     }
 
     /// A store as its stream says, `None` if it was never opened.
@@ -332,8 +347,42 @@ impl Cafe {
         Ok((version > 0).then_some(store))
     }
 
-    /// Whether a store takes orders and restocks, for the command that needs to know.
+    /// Whether a store takes orders and restocks, for the command that needs to know: from this
+    /// node's catalogue while its follower vouches for it, else through the store's actor.
     async fn store_status(&self, store_id: &str) -> Result<StoreStatus, CafeError> {
-        Ok(self.stores.inspect(&streams::store(store_id)).await?.0.status)
+        let catalogue = self.freshness.catalogue();
+        if let Some(status) = catalogue.store_status(store_id, |t| self.freshness.covers(t)) {
+            return Ok(status);
+        }
+        let asked_at = Instant::now();
+        let (store, version) = self.stores.inspect(&streams::store(store_id)).await?;
+        catalogue.offer_store(store_id, &store, version, asked_at, self.freshness.covers(asked_at));
+        Ok(store.status)
+    }
+
+    /// What an order line needs from a menu item, as [`Cafe::store_status`].
+    async fn item_for_sale(&self, item_id: &str) -> Result<ItemForSale, CafeError> {
+        let catalogue = self.freshness.catalogue();
+        if let Some(item) = catalogue.item(item_id, |t| self.freshness.covers(t)) {
+            return Ok(item);
+        }
+        let asked_at = Instant::now();
+        let (item, version) = self.menu.inspect(&streams::menu_item(item_id)).await?;
+        catalogue.offer_item(item_id, &item, version, asked_at, self.freshness.covers(asked_at));
+        Ok(ItemForSale::from(&item))
+    }
+
+    /// A menu write of this node, offered to its catalogue so that its next order sees it at once.
+    fn catalogued_item(&self, item_id: &str, done: Executed<MenuItem>, asked_at: Instant) -> Executed<MenuItem> {
+        let vouched = self.freshness.covers(asked_at);
+        self.freshness.catalogue().offer_item(item_id, &done.state, done.version, asked_at, vouched);
+        done
+    }
+
+    /// A store write of this node, as [`Cafe::catalogued_item`].
+    fn catalogued_store(&self, store_id: &str, done: Executed<Store>, asked_at: Instant) -> Executed<Store> {
+        let vouched = self.freshness.covers(asked_at);
+        self.freshness.catalogue().offer_store(store_id, &done.state, done.version, asked_at, vouched);
+        done
     }
 }

@@ -9,7 +9,8 @@
 //! - [`FreshnessFollower`] runs on every node (not as a cluster singleton). It follows the journal's
 //!   global order from its head when the node starts, never stores a checkpoint, and for each event
 //!   tells [`Freshness`] that the event's stream reached its version: one map lookup, nothing at all
-//!   when the stream has no actor on this node. It polls every [`HostOptions::freshness_poll`]
+//!   when the stream has no actor on this node. It also folds menu and store events into the
+//!   node's [`Catalogue`] (what an order needs to know, see [`crate::catalogue`]). It polls every [`HostOptions::freshness_poll`]
 //!   (25 ms by default) and records when each poll that reached the journal's head began.
 //! - An actor whose stream is known to have moved past the version it holds reads the missing
 //!   events (one stream read from its version) before it handles its next message. Its own appends
@@ -36,6 +37,8 @@ use events::journal::sleep_or_stop;
 use events::{Journal, RecordedEvent, StoreError};
 use tokio::sync::watch;
 
+use crate::catalogue::Catalogue;
+
 /// The follower's name in logs and metrics (`follower_lag_seconds{follower="freshness"}`, …).
 pub const NAME: &str = "freshness";
 
@@ -57,6 +60,8 @@ pub struct Freshness {
     synced: AtomicU64,
     /// Resident streams: the highest version the follower saw each reach.
     resident: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// The menu and the stores, folded by the same follower (see [`crate::catalogue`]).
+    catalogue: Catalogue,
 }
 
 impl Freshness {
@@ -68,7 +73,14 @@ impl Freshness {
             following_since: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             resident: Mutex::new(HashMap::new()),
+            catalogue: Catalogue::default(),
         }
+    }
+
+    /// This node's menu and stores as its follower folds them; an entry answers only while
+    /// [`Freshness::covers`] the time it was read.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     /// The oldest state a decision or read may use.
@@ -272,6 +284,7 @@ impl Follower for FreshnessFollower {
     async fn handle(&self, page: &[RecordedEvent]) -> Result<(), StoreError> {
         for event in page {
             self.freshness.stream_moved(&event.stream_id, event.stream_version);
+            self.freshness.catalogue.follow(event);
         }
         Ok(())
     }

@@ -148,6 +148,39 @@ async fn a_node_whose_follower_lags_past_the_bound_reads_the_journal_before_deci
     assert!(matches!(refused, CafeError::Rejected { .. }), "{refused:?}");
 }
 
+/// Node B prices from its catalogue once it has read the item and the store: what node A changes
+/// later reaches B's catalogue through B's follower (not through B's actors), within the bound.
+#[actix_rt::test]
+async fn a_nodes_catalogue_follows_what_another_node_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(dir.path(), SqliteOptions::default()).unwrap());
+    let (node_a, _follow_a) = node(journal.clone(), true);
+    let (node_b, _follow_b) = node(journal, true);
+    tokio::time::sleep(bound()).await;
+    open_s1(&node_a).await;
+    node_a.publish_menu_item(publish("mocha", 400), Causation::new_root()).await.unwrap();
+    assert!(node_b.freshness.catalogue().is_empty());
+    assert_eq!(node_b.place_order(order("s1", "mocha"), Causation::new_root()).await.unwrap().state.total_cents, 400);
+    assert_eq!(node_b.freshness.catalogue().len(), 2, "B keeps the store and the item it read");
+
+    change(&node_a, "mocha", MenuCommand::ChangePrice { price_cents: 525 }).await;
+    tokio::time::sleep(bound()).await;
+    let placed = node_b.place_order(order("s1", "mocha"), Causation::new_root()).await.unwrap();
+    assert_eq!(placed.state.total_cents, 525, "B's follower folded A's new price");
+
+    change(&node_a, "mocha", MenuCommand::Retire).await;
+    tokio::time::sleep(bound()).await;
+    let refused = node_b.place_order(order("s1", "mocha"), Causation::new_root()).await.unwrap_err();
+    assert!(matches!(refused, CafeError::Rejected { .. }), "B's follower folded the retirement: {refused:?}");
+
+    node_a.close_store("s1", "flood", Causation::new_root()).await.unwrap();
+    node_a.publish_menu_item(publish("chai", 300), Causation::new_root()).await.unwrap();
+    tokio::time::sleep(bound()).await;
+    let refused = node_b.place_order(order("s1", "chai"), Causation::new_root()).await.unwrap_err();
+    assert!(matches!(refused, CafeError::Rejected { .. }), "B's follower folded the closing: {refused:?}");
+    assert_eq!(node_b.freshness.catalogue().len(), 3);
+}
+
 /// Looking up thousands of orders, payments, customers and store items that do not exist leaves
 /// no actor behind; one that exists stays.
 #[actix_rt::test]
