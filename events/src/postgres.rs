@@ -410,12 +410,13 @@ async fn commit_optimistically(
     }
     let started = Instant::now();
     let params = columns.params();
-    let (begin, inserted, commit) = futures::join!(
+    let (begin, (inserted, inserted_at), commit) = futures::join!(
         client.batch_execute("BEGIN"),
-        client.query_one(&statements.insert, &params),
+        async { (client.query_one(&statements.insert, &params).await, Instant::now()) },
         client.batch_execute("COMMIT")
     );
-    stats.inserting_and_committing.add(started);
+    stats.inserting.add_between(started, inserted_at);
+    stats.committing.add(inserted_at);
     match (begin, inserted, commit) {
         (Ok(()), Ok(row), Ok(())) => {
             let base: i64 = row.get(0);
@@ -455,10 +456,15 @@ async fn commit_under_lock(
     stats.deciding.add(started);
     let started = Instant::now();
     let base = if events.is_empty() { 0 } else { tx.query_one(&statements.insert, &columns.params()).await?.get(0) };
+    stats.inserting.add(started);
+    let started = Instant::now();
     tx.commit().await?;
-    stats.inserting_and_committing.add(started);
+    stats.committing.add(started);
     Ok((results(decided, base), if events.is_empty() { 0 } else { (base + events.len() as i64) as u64 }))
 }
+
+/// A request's first and last version if accepted, or its conflict.
+type Decision = Result<(u64, u64), AppendError>;
 
 /// Stream heads as read: version and the hash of the stream's last event.
 type Heads = HashMap<String, (u64, [u8; 32])>;
@@ -490,7 +496,7 @@ fn heads_from(rows: Vec<tokio_postgres::Row>) -> Result<Heads, StoreError> {
 /// Decides every request in order against the heads (a stream not in `heads` has no events), each
 /// accepted request moving its stream's head: the first and last version of each accepted request
 /// or its conflict, and the accepted events, hash-chained, in batch order.
-fn decide(requests: &[AppendRequest], mut heads: Heads) -> (Vec<Result<(u64, u64), AppendError>>, Vec<RecordedEvent>) {
+fn decide(requests: &[AppendRequest], mut heads: Heads) -> (Vec<Decision>, Vec<RecordedEvent>) {
     let mut decided = Vec::with_capacity(requests.len());
     let mut events = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
     for request in requests {
@@ -517,7 +523,7 @@ fn decide(requests: &[AppendRequest], mut heads: Heads) -> (Vec<Result<(u64, u64
 }
 
 /// Each request's answer, the accepted ones placed from position `base + 1` in batch order.
-fn results(decided: Vec<Result<(u64, u64), AppendError>>, base: i64) -> BatchResults {
+fn results(decided: Vec<Decision>, base: i64) -> BatchResults {
     let mut end = 0i64;
     decided
         .into_iter()
@@ -592,9 +598,12 @@ pub struct BatchStats {
     pub reading_heads: Duration,
     /// Deciding, hash-chaining and laying out the events in this process.
     pub deciding: Duration,
-    /// From sending BEGIN, the insert and COMMIT to the commit's answer: waiting for the head lock,
-    /// inserting, and flushing the commit to disk.
-    pub inserting_and_committing: Duration,
+    /// From sending BEGIN and the insert to the insert's answer: waiting for the head lock, taking
+    /// positions and inserting the events.
+    pub inserting: Duration,
+    /// From the insert's answer to the commit's (sent right behind it): flushing the commit to disk,
+    /// with the head lock held.
+    pub committing: Duration,
 }
 
 #[derive(Default)]
@@ -605,7 +614,8 @@ struct StatsCells {
     rerun_under_lock: AtomicU64,
     reading_heads: Micros,
     deciding: Micros,
-    inserting_and_committing: Micros,
+    inserting: Micros,
+    committing: Micros,
 }
 
 impl StatsCells {
@@ -623,7 +633,8 @@ impl StatsCells {
             rerun_under_lock: self.rerun_under_lock.load(Ordering::Relaxed),
             reading_heads: self.reading_heads.read(),
             deciding: self.deciding.read(),
-            inserting_and_committing: self.inserting_and_committing.read(),
+            inserting: self.inserting.read(),
+            committing: self.committing.read(),
         }
     }
 }
@@ -634,7 +645,11 @@ struct Micros(AtomicU64);
 
 impl Micros {
     fn add(&self, since: Instant) {
-        self.0.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.add_between(since, Instant::now());
+    }
+
+    fn add_between(&self, from: Instant, to: Instant) {
+        self.0.fetch_add(to.saturating_duration_since(from).as_micros() as u64, Ordering::Relaxed);
     }
 
     fn read(&self) -> Duration {
