@@ -1,16 +1,24 @@
 //! The Aurora PostgreSQL journal.
 //!
 //! Group commit: appends queue up and one of a few writer tasks takes them all in one transaction.
-//! Each request keeps its own expected-version check, made under a row lock on its stream, so a
-//! conflict fails only that request.
+//! Each request keeps its own expected-version check, so a conflict fails only that request.
+//!
+//! A stream's head is its last event. The events' unique index on (stream_id, stream_version) is
+//! both where heads are read and what keeps one writer per stream: two transactions appending the
+//! same version of a stream cannot both commit, whichever process they run in. A batch reads the
+//! heads it needs without locking, decides, and sends BEGIN, one INSERT and COMMIT in one pipelined
+//! exchange. A batch that finds a version taken since it read the head (the unique index refuses
+//! the insert) rolls back and is decided again with the head lock taken first, so the heads it
+//! reads cannot move before it commits.
 //!
 //! Gap-free global order: positions are handed out from the one-row table `journal_head`, whose row
-//! lock is taken last and held until commit. Transactions that assign positions therefore commit in
-//! position order, across every process sharing the database, and a reader that trusts
+//! lock is taken by the insert and held until commit. Transactions that assign positions therefore
+//! commit in position order, across every process sharing the database, and a reader that trusts
 //! `global_position > last` can never skip an event that commits late. Rolled-back transactions give
 //! their positions back, so positions have no holes either.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +28,9 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio_postgres::{error::SqlState, NoTls};
 
 use crate::envelope::{RecordedEvent, GENESIS_HASH};
-use crate::journal::ExpectedVersion;
 use crate::journal::{
-    record_batch_metrics, validate, AppendError, AppendRequest, Appended, Journal, PendingAppend, Snapshot, StoreError,
+    record_batch_metrics, validate, AppendError, AppendRequest, Appended, ExpectedVersion, Journal, PendingAppend,
+    Snapshot, StoreError,
 };
 
 /// How to reach a PostgreSQL database and which schema to use in it.
@@ -128,9 +136,10 @@ pub async fn migrate(pool: &Pool, component: &str, migrations: &[(i32, &str)]) -
     result
 }
 
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE events (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE events (
         global_position bigint PRIMARY KEY,
         stream_id text NOT NULL,
         stream_version bigint NOT NULL,
@@ -149,12 +158,18 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE TABLE journal_head (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL);
      INSERT INTO journal_head VALUES (1, 0);
      CREATE TABLE checkpoints (name text PRIMARY KEY, position bigint NOT NULL);",
-)];
+    ),
+    // Stream heads are read from the events' unique index (the last event of each stream), which
+    // already held the same version and hash in the same transactions: the second copy only cost
+    // every batch a row per stream.
+    (2, "DROP TABLE streams;"),
+];
 
 pub struct PgJournal {
     pool: Pool,
     queue: mpsc::Sender<PendingAppend>,
     commits: watch::Receiver<u64>,
+    stats: Arc<StatsCells>,
 }
 
 impl PgJournal {
@@ -167,14 +182,26 @@ impl PgJournal {
         let (commit_tx, commit_rx) = watch::channel(head);
         let rx = Arc::new(Mutex::new(rx));
         let commit_tx = Arc::new(commit_tx);
+        let stats = Arc::new(StatsCells::default());
         for _ in 0..options.writers.max(1) {
-            tokio::spawn(writer_loop(pool.clone(), rx.clone(), commit_tx.clone(), options.max_batch_events.max(1)));
+            tokio::spawn(writer_loop(
+                pool.clone(),
+                rx.clone(),
+                commit_tx.clone(),
+                options.max_batch_events.max(1),
+                stats.clone(),
+            ));
         }
-        Ok(PgJournal { pool, queue: tx, commits: commit_rx })
+        Ok(PgJournal { pool, queue: tx, commits: commit_rx, stats })
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// What the writer tasks have committed so far and where their time went.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.stats.read()
     }
 }
 
@@ -189,6 +216,7 @@ async fn writer_loop(
     queue: Arc<Mutex<mpsc::Receiver<PendingAppend>>>,
     commits: Arc<watch::Sender<u64>>,
     max_batch_events: usize,
+    stats: Arc<StatsCells>,
 ) {
     loop {
         let batch = {
@@ -210,11 +238,12 @@ async fn writer_loop(
         let started = Instant::now();
         let events: usize = batch.iter().map(|p| p.request.events.len()).sum();
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let outcome = commit_with_retry(&pool, &requests).await;
+        let outcome = commit_with_retry(&pool, &requests, &stats).await;
         match outcome {
             Ok((results, last_position)) => {
                 let conflicts = results.iter().filter(|r| r.is_err()).count();
                 record_batch_metrics("postgres", requests.len(), events, conflicts, started.elapsed());
+                stats.batch(requests.len(), events);
                 commits.send_if_modified(|head| {
                     let moved = last_position > *head;
                     *head = (*head).max(last_position);
@@ -236,24 +265,110 @@ async fn writer_loop(
 
 type BatchResults = Vec<Result<Appended, AppendError>>;
 
-async fn commit_with_retry(pool: &Pool, requests: &[AppendRequest]) -> Result<(BatchResults, u64), StoreError> {
+/// Why a batch did not commit.
+enum BatchError {
+    Database(tokio_postgres::Error),
+    /// Another transaction committed a version of a stream that this batch appends to after this
+    /// batch read the stream's head: the batch is decided again against the new head.
+    VersionTaken,
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let version_taken = e
+            .as_db_error()
+            .is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(STREAM_VERSION_KEY));
+        if version_taken {
+            BatchError::VersionTaken
+        } else {
+            BatchError::Database(e)
+        }
+    }
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        BatchError::Store(e)
+    }
+}
+
+/// The events' unique index on (stream_id, stream_version): one writer per stream version.
+const STREAM_VERSION_KEY: &str = "events_stream_id_stream_version_key";
+
+/// The head of each stream named in `$1` that has events: its last version and that event's hash.
+/// One backward probe of the unique index per stream, however long the stream.
+const READ_HEADS: &str = "SELECT s.id, e.stream_version, e.hash FROM unnest($1::text[]) AS s(id)
+    CROSS JOIN LATERAL (SELECT stream_version, hash FROM events WHERE events.stream_id = s.id
+                        ORDER BY stream_version DESC LIMIT 1) AS e";
+
+/// Takes the head lock before anything else (the path of a batch that lost a version race).
+const LOCK_HEAD: &str = "SELECT position FROM journal_head WHERE id = 1 FOR UPDATE";
+
+/// Takes `$1` positions under the head lock and inserts the batch's events at them, in order.
+const INSERT_EVENTS: &str =
+    "WITH head AS (UPDATE journal_head SET position = position + $1 WHERE id = 1 RETURNING position - $1 AS base),
+     ins AS (
+       INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, schema_version,
+                           recorded_at, correlation_id, causation_id, payload, hash)
+       SELECT head.base + u.ord, u.s, u.v, u.id, u.t, u.sv, u.at, u.corr, u.cause, u.p, u.h
+       FROM head, unnest($2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int2[], $7::int8[], $8::uuid[],
+                         $9::uuid[], $10::bytea[], $11::bytea[])
+            WITH ORDINALITY AS u(s, v, id, t, sv, at, corr, cause, p, h, ord)
+     )
+     SELECT base FROM head";
+
+struct Statements {
+    read_heads: tokio_postgres::Statement,
+    lock_head: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+}
+
+/// The batch's statements, prepared once per connection.
+async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, tokio_postgres::Error> {
+    let (read_heads, lock_head, insert) = futures::try_join!(
+        client.prepare_cached(READ_HEADS),
+        client.prepare_cached(LOCK_HEAD),
+        client.prepare_cached(INSERT_EVENTS)
+    )?;
+    Ok(Statements { read_heads, lock_head, insert })
+}
+
+async fn commit_with_retry(
+    pool: &Pool,
+    requests: &[AppendRequest],
+    stats: &StatsCells,
+) -> Result<(BatchResults, u64), StoreError> {
     let mut attempt = 0;
+    let mut under_lock = false;
     loop {
         attempt += 1;
         let mut client = pool.get().await.map_err(pool_error)?;
-        match commit_batch(&mut client, requests).await {
+        let outcome = if under_lock {
+            commit_under_lock(&mut client, requests, stats).await
+        } else {
+            commit_optimistically(&client, requests, stats).await
+        };
+        match outcome {
             Ok(r) => return Ok(r),
-            Err(BatchError::CreationRace) if attempt < 5 => {
-                tracing::debug!(attempt, "retrying journal batch after a stream creation race");
+            Err(BatchError::VersionTaken) if attempt < 5 => {
+                metrics::counter!("journal_version_races_total").increment(1);
+                tracing::debug!(
+                    attempt,
+                    "a stream version was taken since its head was read; deciding the batch again"
+                );
+                stats.rerun_under_lock.fetch_add(1, Ordering::Relaxed);
+                under_lock = true;
             }
             Err(BatchError::Database(e)) if attempt < 5 && is_retryable(&e) => {
                 tracing::debug!(error = %e, attempt, "retrying journal batch");
                 tokio::time::sleep(Duration::from_millis(fastrand_ms(attempt))).await;
             }
-            Err(BatchError::CreationRace) => {
-                return Err(StoreError::unavailable("stream creation kept racing; try again"))
+            Err(BatchError::VersionTaken) => {
+                return Err(StoreError::unavailable("stream versions kept being taken by other writers; try again"))
             }
             Err(BatchError::Database(e)) => return Err(pg(e)),
+            Err(BatchError::Store(e)) => return Err(e),
         }
     }
 }
@@ -268,54 +383,122 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
 }
 
-async fn lock_heads(
-    tx: &tokio_postgres::Transaction<'_>,
-    ids: &[String],
-    heads: &mut HashMap<String, (u64, [u8; 32])>,
-) -> Result<(), tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            "SELECT stream_id, version, hash FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE",
-            &[&ids],
-        )
-        .await?;
-    for row in rows {
-        let hash: Vec<u8> = row.get(2);
-        heads.insert(row.get(0), (row.get::<_, i64>(1) as u64, hash.try_into().unwrap_or(GENESIS_HASH)));
+/// The common path: read the heads the batch needs without locking, decide, then send BEGIN, the
+/// insert and COMMIT in one pipelined exchange. The head lock is taken by the insert and released by
+/// the commit right behind it, with no round trip to this process in between. If another writer
+/// took a version this batch decided on, the unique index refuses the insert, the transaction rolls
+/// back (giving its positions back) and the batch runs again under the lock.
+async fn commit_optimistically(
+    client: &deadpool_postgres::Client,
+    requests: &[AppendRequest],
+    stats: &StatsCells,
+) -> Result<(BatchResults, u64), BatchError> {
+    let statements = statements(client).await?;
+    let started = Instant::now();
+    // A stream whose first request in the batch expects no stream is taken to have none: if it
+    // has, version 1 is taken and the unique index says so.
+    let ids = streams_to_read(requests, |expected| expected != ExpectedVersion::NoStream);
+    let heads =
+        if ids.is_empty() { Heads::new() } else { heads_from(client.query(&statements.read_heads, &[&ids]).await?)? };
+    stats.reading_heads.add(started);
+    let started = Instant::now();
+    let (decided, events) = decide(requests, heads);
+    let columns = EventColumns::of(&events);
+    stats.deciding.add(started);
+    if events.is_empty() {
+        return Ok((results(decided, 0), 0));
     }
-    Ok(())
-}
-
-/// Why a batch did not commit.
-enum BatchError {
-    Database(tokio_postgres::Error),
-    /// Another transaction created a stream that an `Any` request of this batch appends to: the
-    /// request must be decided again against that stream's head, so the batch runs again.
-    CreationRace,
-}
-
-impl From<tokio_postgres::Error> for BatchError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        BatchError::Database(e)
+    let started = Instant::now();
+    let params = columns.params();
+    let (begin, (inserted, inserted_at), commit) = futures::join!(
+        client.batch_execute("BEGIN"),
+        async { (client.query_one(&statements.insert, &params).await, Instant::now()) },
+        client.batch_execute("COMMIT")
+    );
+    stats.inserting.add_between(started, inserted_at);
+    stats.committing.add(inserted_at);
+    match (begin, inserted, commit) {
+        (Ok(()), Ok(row), Ok(())) => {
+            let base: i64 = row.get(0);
+            Ok((results(decided, base), (base + events.len() as i64) as u64))
+        }
+        (begin, inserted, commit) => {
+            // After a failed insert the server answered COMMIT with a rollback; make sure of it
+            // before the connection goes back to the pool.
+            if !client.is_closed() {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            Err(BatchError::from(begin.err().or(inserted.err()).or(commit.err()).expect("one of them failed")))
+        }
     }
 }
 
-async fn commit_batch(
+/// The path after a lost race: take the head lock first, so that no other writer can append
+/// anywhere until this batch commits, then read every head the batch touches, decide and insert.
+async fn commit_under_lock(
     client: &mut deadpool_postgres::Client,
     requests: &[AppendRequest],
+    stats: &StatsCells,
 ) -> Result<(BatchResults, u64), BatchError> {
+    let statements = statements(client).await?;
+    let ids = streams_to_read(requests, |_| true);
     let tx = client.transaction().await?;
-    let mut ids: Vec<String> = requests.iter().map(|r| r.stream_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    // Existing streams: lock their heads (in id order, so concurrent batches cannot deadlock).
-    let mut heads = HashMap::with_capacity(ids.len());
-    lock_heads(&tx, &ids, &mut heads).await?;
-    let existing: std::collections::HashSet<String> = heads.keys().cloned().collect();
+    let started = Instant::now();
+    let read_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (locked, rows) =
+        futures::join!(tx.query_one(&statements.lock_head, &[]), tx.query(&statements.read_heads, &read_params));
+    locked?;
+    let heads = heads_from(rows?)?;
+    stats.reading_heads.add(started);
+    let started = Instant::now();
+    let (decided, events) = decide(requests, heads);
+    let columns = EventColumns::of(&events);
+    stats.deciding.add(started);
+    let started = Instant::now();
+    let base = if events.is_empty() { 0 } else { tx.query_one(&statements.insert, &columns.params()).await?.get(0) };
+    stats.inserting.add(started);
+    let started = Instant::now();
+    tx.commit().await?;
+    stats.committing.add(started);
+    Ok((results(decided, base), if events.is_empty() { 0 } else { (base + events.len() as i64) as u64 }))
+}
 
-    // Decide every request against the heads; streams not found count as version 0.
-    let mut decided: Vec<Result<(u64, u64), AppendError>> = Vec::with_capacity(requests.len());
-    let mut chains: Vec<Vec<RecordedEvent>> = Vec::with_capacity(requests.len());
+/// A request's first and last version if accepted, or its conflict.
+type Decision = Result<(u64, u64), AppendError>;
+
+/// Stream heads as read: version and the hash of the stream's last event.
+type Heads = HashMap<String, (u64, [u8; 32])>;
+
+/// The distinct streams of `requests` whose first request in the batch satisfies `read`, sorted.
+fn streams_to_read(requests: &[AppendRequest], read: impl Fn(ExpectedVersion) -> bool) -> Vec<&str> {
+    let mut first: HashMap<&str, ExpectedVersion> = HashMap::with_capacity(requests.len());
+    for request in requests {
+        first.entry(request.stream_id.as_str()).or_insert(request.expected);
+    }
+    let mut ids: Vec<&str> = first.into_iter().filter(|(_, expected)| read(*expected)).map(|(id, _)| id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn heads_from(rows: Vec<tokio_postgres::Row>) -> Result<Heads, StoreError> {
+    let mut heads = Heads::with_capacity(rows.len());
+    for row in rows {
+        let stream_id: String = row.get(0);
+        let hash: Vec<u8> = row.get(2);
+        let hash = hash.try_into().map_err(|_| {
+            StoreError::Corrupt(format!("the last event of stream {stream_id} has a hash that is not 32 bytes"))
+        })?;
+        heads.insert(stream_id, (row.get::<_, i64>(1) as u64, hash));
+    }
+    Ok(heads)
+}
+
+/// Decides every request in order against the heads (a stream not in `heads` has no events), each
+/// accepted request moving its stream's head: the first and last version of each accepted request
+/// or its conflict, and the accepted events, hash-chained, in batch order.
+fn decide(requests: &[AppendRequest], mut heads: Heads) -> (Vec<Decision>, Vec<RecordedEvent>) {
+    let mut decided = Vec::with_capacity(requests.len());
+    let mut events = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
     for request in requests {
         let (actual, mut previous) = heads.get(&request.stream_id).copied().unwrap_or((0, GENESIS_HASH));
         if !request.expected.admits(actual) {
@@ -324,119 +507,154 @@ async fn commit_batch(
                 expected: request.expected,
                 actual,
             }));
-            chains.push(Vec::new());
             continue;
         }
         let mut version = actual;
-        let mut chain = Vec::with_capacity(request.events.len());
         for event in &request.events {
             version += 1;
             let e = event.clone().record(&request.stream_id, version, &previous);
             previous = e.hash;
-            chain.push(e);
+            events.push(e);
         }
         heads.insert(request.stream_id.clone(), (version, previous));
         decided.push(Ok((actual + 1, version)));
-        chains.push(chain);
     }
+    (decided, events)
+}
 
-    // New streams are inserted with their final head. One that another transaction created first is
-    // not inserted (ON CONFLICT waits for that transaction): its requests become conflicts.
-    let created: Vec<&String> = ids.iter().filter(|id| !existing.contains(*id) && heads.contains_key(*id)).collect();
-    if !created.is_empty() {
-        let versions: Vec<i64> = created.iter().map(|s| heads[*s].0 as i64).collect();
-        let hashes: Vec<Vec<u8>> = created.iter().map(|s| heads[*s].1.to_vec()).collect();
-        let rows = tx
-            .query(
-                "INSERT INTO streams (stream_id, version, hash)
-                 SELECT s, v, h FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(s, v, h) ORDER BY s
-                 ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id",
-                &[&created, &versions, &hashes],
-            )
-            .await?;
-        if rows.len() < created.len() {
-            metrics::counter!("journal_creation_races_total").increment(1);
-            let won: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-            let lost: Vec<String> = created.iter().filter(|s| !won.contains(**s)).map(|s| (*s).clone()).collect();
-            let mut now = HashMap::new();
-            lock_heads(&tx, &lost, &mut now).await?;
-            for (i, request) in requests.iter().enumerate() {
-                let Some(&(actual, _)) = now.get(&request.stream_id) else { continue };
-                if request.expected == ExpectedVersion::Any {
-                    return Err(BatchError::CreationRace); // dropping the transaction rolls it back
-                }
-                decided[i] = Err(AppendError::Conflict {
-                    stream_id: request.stream_id.clone(),
-                    expected: request.expected,
-                    actual,
-                });
-                chains[i].clear();
-            }
-        }
-    }
-    let updated: Vec<&String> = ids.iter().filter(|id| existing.contains(*id)).collect();
-    let update = async {
-        if updated.is_empty() {
-            return Ok(0);
-        }
-        let versions: Vec<i64> = updated.iter().map(|s| heads[*s].0 as i64).collect();
-        let hashes: Vec<Vec<u8>> = updated.iter().map(|s| heads[*s].1.to_vec()).collect();
-        tx.execute(
-            "UPDATE streams SET version = u.v, hash = u.h FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u(s, v, h)
-             WHERE streams.stream_id = u.s AND streams.version <> u.v",
-            &[&updated, &versions, &hashes],
-        )
-        .await
-    };
-
-    let events: Vec<RecordedEvent> = chains.iter_mut().flat_map(std::mem::take).collect();
-    let insert = async {
-        if events.is_empty() {
-            return Ok(0i64);
-        }
-        let row = tx
-            .query_one(
-                "WITH head AS (UPDATE journal_head SET position = position + $1 WHERE id = 1 RETURNING position - $1 AS base),
-                 ins AS (
-                   INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type, schema_version,
-                                       recorded_at, correlation_id, causation_id, payload, hash)
-                   SELECT head.base + u.ord, u.s, u.v, u.id, u.t, u.sv, u.at, u.corr, u.cause, u.p, u.h
-                   FROM head, unnest($2::text[], $3::int8[], $4::uuid[], $5::text[], $6::int2[], $7::int8[], $8::uuid[],
-                                     $9::uuid[], $10::bytea[], $11::bytea[])
-                        WITH ORDINALITY AS u(s, v, id, t, sv, at, corr, cause, p, h, ord)
-                 )
-                 SELECT base FROM head",
-                &[
-                    &(events.len() as i64),
-                    &events.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.stream_version as i64).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.schema_version as i16).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.recorded_at_us).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.correlation_id).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.causation_id).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>(),
-                    &events.iter().map(|e| e.hash.as_slice()).collect::<Vec<_>>(),
-                ],
-            )
-            .await?;
-        Ok(row.get::<_, i64>(0))
-    };
-    // Both statements go out without waiting for each other's answer (pipelined); the head row lock
-    // is the last lock taken and is held only until the commit right after.
-    let (_, base) = futures::try_join!(update, insert)?;
-    tx.commit().await?;
-
+/// Each request's answer, the accepted ones placed from position `base + 1` in batch order.
+fn results(decided: Vec<Decision>, base: i64) -> BatchResults {
     let mut end = 0i64;
-    let mut results = Vec::with_capacity(decided.len());
-    for d in decided {
-        results.push(d.map(|(first, last)| {
-            end += (last + 1 - first) as i64;
-            Appended { first_version: first, last_version: last, last_position: (base + end) as u64 }
-        }));
+    decided
+        .into_iter()
+        .map(|d| {
+            d.map(|(first, last)| {
+                end += (last + 1 - first) as i64;
+                Appended { first_version: first, last_version: last, last_position: (base + end) as u64 }
+            })
+        })
+        .collect()
+}
+
+/// The events of a batch as one array per column, the parameters of [`INSERT_EVENTS`].
+struct EventColumns<'a> {
+    count: i64,
+    stream_ids: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<uuid::Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i16>,
+    recorded_at: Vec<i64>,
+    correlations: Vec<uuid::Uuid>,
+    causations: Vec<Option<uuid::Uuid>>,
+    payloads: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [RecordedEvent]) -> Self {
+        EventColumns {
+            count: events.len() as i64,
+            stream_ids: events.iter().map(|e| e.stream_id.as_str()).collect(),
+            versions: events.iter().map(|e| e.stream_version as i64).collect(),
+            event_ids: events.iter().map(|e| e.event_id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            schema_versions: events.iter().map(|e| e.schema_version as i16).collect(),
+            recorded_at: events.iter().map(|e| e.recorded_at_us).collect(),
+            correlations: events.iter().map(|e| e.correlation_id).collect(),
+            causations: events.iter().map(|e| e.causation_id).collect(),
+            payloads: events.iter().map(|e| e.payload.as_slice()).collect(),
+            hashes: events.iter().map(|e| e.hash.as_slice()).collect(),
+        }
     }
-    Ok((results, (base + events.len() as i64) as u64))
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+        [
+            &self.count,
+            &self.stream_ids,
+            &self.versions,
+            &self.event_ids,
+            &self.types,
+            &self.schema_versions,
+            &self.recorded_at,
+            &self.correlations,
+            &self.causations,
+            &self.payloads,
+            &self.hashes,
+        ]
+    }
+}
+
+/// What the writer tasks have done since the journal connected, and where their time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    pub batches: u64,
+    pub requests: u64,
+    pub events: u64,
+    /// Batches that found a stream version taken since they read its head, and ran again with the
+    /// head lock taken first.
+    pub rerun_under_lock: u64,
+    /// Reading stream heads (a batch whose streams are all new reads none).
+    pub reading_heads: Duration,
+    /// Deciding, hash-chaining and laying out the events in this process.
+    pub deciding: Duration,
+    /// From sending BEGIN and the insert to the insert's answer: waiting for the head lock, taking
+    /// positions and inserting the events.
+    pub inserting: Duration,
+    /// From the insert's answer to the commit's (sent right behind it): flushing the commit to disk,
+    /// with the head lock held.
+    pub committing: Duration,
+}
+
+#[derive(Default)]
+struct StatsCells {
+    batches: AtomicU64,
+    requests: AtomicU64,
+    events: AtomicU64,
+    rerun_under_lock: AtomicU64,
+    reading_heads: Micros,
+    deciding: Micros,
+    inserting: Micros,
+    committing: Micros,
+}
+
+impl StatsCells {
+    fn batch(&self, requests: usize, events: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> BatchStats {
+        BatchStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            rerun_under_lock: self.rerun_under_lock.load(Ordering::Relaxed),
+            reading_heads: self.reading_heads.read(),
+            deciding: self.deciding.read(),
+            inserting: self.inserting.read(),
+            committing: self.committing.read(),
+        }
+    }
+}
+
+/// A total of elapsed times, in microseconds.
+#[derive(Default)]
+struct Micros(AtomicU64);
+
+impl Micros {
+    fn add(&self, since: Instant) {
+        self.add_between(since, Instant::now());
+    }
+
+    fn add_between(&self, from: Instant, to: Instant) {
+        self.0.fetch_add(to.saturating_duration_since(from).as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
 }
 
 const SELECT_EVENTS: &str = "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version,

@@ -116,3 +116,115 @@ async fn postgres_singletons_pass_the_conformance_suite() {
     let _held = node_a.try_acquire("outbox:publisher:kinesis").await.unwrap().expect("free");
     assert!(other.try_acquire("outbox:publisher:kinesis").await.unwrap().is_some(), "another cluster's lock");
 }
+
+/// A journal created before stream heads were read from the events (migration 1 alone, with its
+/// `streams` table) keeps its streams after the upgrade: versions and hash chains continue, and
+/// expectations are checked against the heads the old writer left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_from_before_migration_2_keeps_its_streams() {
+    use events::envelope::{verify_stream, GENESIS_HASH};
+    use events::journal::read_stream_to_end;
+    use events::postgres::{connect_pool, migrate};
+    use events::AppendError;
+
+    let Some(url) = servers::postgres_url() else { return };
+    let options = PgOptions::new(url).with_schema(servers::fresh_schema("upgrade"));
+    // What migration 1 created, as the journal of the previous release wrote it.
+    const MIGRATION_1: &str = "CREATE TABLE events (
+        global_position bigint PRIMARY KEY, stream_id text NOT NULL, stream_version bigint NOT NULL,
+        event_id uuid NOT NULL, event_type text NOT NULL, schema_version smallint NOT NULL,
+        recorded_at bigint NOT NULL, correlation_id uuid NOT NULL, causation_id uuid, payload bytea NOT NULL,
+        hash bytea NOT NULL, UNIQUE (stream_id, stream_version));
+     CREATE TABLE streams (stream_id text PRIMARY KEY, version bigint NOT NULL, hash bytea NOT NULL);
+     CREATE TABLE snapshots (stream_id text PRIMARY KEY, version bigint NOT NULL, state bytea NOT NULL);
+     CREATE TABLE journal_head (id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL);
+     INSERT INTO journal_head VALUES (1, 0);
+     CREATE TABLE checkpoints (name text PRIMARY KEY, position bigint NOT NULL);";
+    let pool = connect_pool(&options).await.unwrap();
+    migrate(&pool, "journal", &[(1, MIGRATION_1)]).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let mut previous = GENESIS_HASH;
+    for version in 1..=3u64 {
+        let e = conformance::event(version as u32).record("order-old", version, &previous);
+        previous = e.hash;
+        client
+            .execute(
+                "INSERT INTO events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &(version as i64),
+                    &e.stream_id,
+                    &(version as i64),
+                    &e.event_id,
+                    &e.event_type,
+                    &(e.schema_version as i16),
+                    &e.recorded_at_us,
+                    &e.correlation_id,
+                    &e.causation_id,
+                    &e.payload,
+                    &e.hash.as_slice(),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO streams VALUES ('order-old', 3, '\\x{}'); UPDATE journal_head SET position = 3",
+            hex_of(&previous)
+        ))
+        .await
+        .unwrap();
+
+    let journal = PgJournal::connect(options).await.unwrap();
+    let gone: Option<String> = client.query_one("SELECT to_regclass('streams')::text", &[]).await.unwrap().get(0);
+    assert_eq!(gone, None, "migration 2 dropped the streams table");
+    let err = journal.append(request("order-old", ExpectedVersion::NoStream, 1)).await.unwrap_err();
+    assert!(matches!(err, AppendError::Conflict { actual: 3, .. }), "{err:?}");
+    let err = journal.append(request("order-old", ExpectedVersion::Exact(2), 1)).await.unwrap_err();
+    assert!(matches!(err, AppendError::Conflict { actual: 3, .. }), "{err:?}");
+    let appended = journal.append(request("order-old", ExpectedVersion::Exact(3), 2)).await.unwrap();
+    assert_eq!((appended.first_version, appended.last_version, appended.last_position), (4, 5, 5));
+    let any = journal.append(request("order-old", ExpectedVersion::Any, 1)).await.unwrap();
+    assert_eq!(any.last_version, 6);
+    let events = read_stream_to_end(&journal, "order-old", 1).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+    verify_stream(&events).expect("the hash chain runs across the upgrade");
+    assert_eq!(journal.head_position().await.unwrap(), 6);
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writers in separate pools (processes) race for the same next version of one stream, several
+/// rounds: exactly one wins each version, the others get a typed conflict naming the new head, and
+/// the stream's versions and hash chain stay contiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_races_across_processes_have_one_winner_each() {
+    use events::envelope::verify_stream;
+    use events::journal::read_stream_to_end;
+    use events::AppendError;
+
+    let Some(url) = servers::postgres_url() else { return };
+    let options = PgOptions::new(url).with_schema(servers::fresh_schema("version_race"));
+    let mut journals = Vec::new();
+    for _ in 0..3 {
+        journals.push(Arc::new(PgJournal::connect(options.clone()).await.unwrap()) as Arc<dyn Journal>);
+    }
+    journals[0].append(request("hot", ExpectedVersion::NoStream, 1)).await.unwrap();
+    for version in 1..=5u64 {
+        let tasks = (0..12).map(|i| {
+            let j = journals[i % journals.len()].clone();
+            tokio::spawn(async move { j.append(request("hot", ExpectedVersion::Exact(version), 1)).await })
+        });
+        let results: Vec<_> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "one winner of version {}", version + 1);
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(matches!(r, AppendError::Conflict { actual, .. } if *actual == version + 1), "{r:?}");
+        }
+    }
+    let events = read_stream_to_end(journals[1].as_ref(), "hot", 1).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+    verify_stream(&events).unwrap();
+    assert_eq!(journals[2].head_position().await.unwrap(), 6);
+}

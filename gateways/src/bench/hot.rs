@@ -105,7 +105,7 @@ pub async fn hot_stream(
     // Batching off sees a few hundred commands/s: a tenth of the commands tells its rate.
     let (unbatched_rate, _, _) = one_stream(journal.clone(), "unbatched", (commands / 10).max(2), callers, 1).await;
     let (batched_rate, p50, p99) = one_stream(journal.clone(), "batched", commands, callers, max_batch).await;
-    let (ceiling_rate, _, _) = super::group_commit(journal, commands, callers).await;
+    let (ceiling_rate, _, _) = super::journal::group_commit(journal, commands, callers).await;
     HotStreamFigures {
         adapter: adapter.to_owned(),
         callers,

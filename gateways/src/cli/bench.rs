@@ -19,7 +19,7 @@ use super::serve::start_server;
 /// The benchmarks.
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Journal group commit against plain batched inserts of the same rows.
+    /// Journal group commit against raw inserts of the same rows (pgbench's and ours on PostgreSQL).
     Journal(JournalArgs),
     /// Project, then replay (verify chains, rebuild in a shadow, compare, swap) a flood of orders.
     Replay(ReplayArgs),
@@ -59,9 +59,15 @@ pub struct JournalArgs {
     events: u64,
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
-    /// Also measure PostgreSQL at this URL.
+    /// Also measure PostgreSQL at this URL, against pgbench's insert of the same rows.
     #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
     postgres: Option<String>,
+    /// The pgbench program for the PostgreSQL ceiling (Debian: `apt-get install postgresql-client`).
+    #[arg(long, default_value = "pgbench")]
+    pgbench: PathBuf,
+    /// The PostgreSQL journal's writer tasks (default: the journal's own default).
+    #[arg(long)]
+    pg_writers: Option<usize>,
     /// Write the table into this file (e.g. BENCHMARKS.md).
     #[arg(long)]
     report: Option<PathBuf>,
@@ -144,8 +150,14 @@ fn write_report(file: &Path, name: &str, table: &str) -> std::io::Result<()> {
 async fn journal(args: &JournalArgs) -> anyhow::Result<String> {
     let mut figures = vec![bench::journal_sqlite(args.events, args.concurrency).await];
     if let Some(url) = &args.postgres {
-        figures
-            .push(bench::journal_postgres(url, args.events, args.concurrency).await.context("PostgreSQL benchmark")?);
+        let settings = bench::journal::PgBenchSettings {
+            url: url.clone(),
+            pgbench: args.pgbench.clone(),
+            writers: args.pg_writers,
+        };
+        figures.push(
+            bench::journal_postgres(&settings, args.events, args.concurrency).await.context("PostgreSQL benchmark")?,
+        );
     }
     Ok(bench::journal_table(&figures))
 }
