@@ -247,6 +247,15 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
     Ok((state, version))
 }
 
+/// The snapshot of a stream's state at `version`, in the encoding [`activate`] reads.
+pub fn encode_snapshot<D: Decider>(
+    stream_id: &str,
+    version: u64,
+    state: &D::State,
+) -> Result<events::Snapshot, rmp_serde::encode::Error> {
+    Ok(events::Snapshot { stream_id: stream_id.to_owned(), version, state: rmp_serde::to_vec_named(state)? })
+}
+
 /// Folds the events a stream gained after `loaded`'s version.
 pub async fn catch_up<D: Decider>(
     journal: &dyn Journal,
