@@ -105,6 +105,9 @@ pub struct ActorsArgs {
     /// Events after each activation stream's snapshot.
     #[arg(long, default_value_t = 1_000)]
     events: u64,
+    /// Activations in flight at once while activating the idle actors.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
     /// The idle actors' idle timeout; it must exceed the time the activations take.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
@@ -219,11 +222,12 @@ async fn actors(args: &ActorsArgs) -> anyhow::Result<String> {
     let embedded = "embedded (SQLite)";
     for part in ["activation", "idle"] {
         let dir = std::env::temp_dir().join(format!("cloudcafe-bench-actors-{}", uuid::Uuid::new_v4().simple()));
-        let journal: Arc<dyn events::Journal> = Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
+        let journal: Arc<dyn events::Journal> =
+            Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
         if part == "activation" {
             activations.push(activation(journal, embedded, args.streams, args.events).await?);
         } else {
-            idles.push(idle(journal, embedded, args.actors, idle_timeout).await?);
+            idles.push(idle(journal, embedded, args.actors, args.in_flight, idle_timeout).await?);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -237,16 +241,17 @@ async fn actors(args: &ActorsArgs) -> anyhow::Result<String> {
             if part == "activation" {
                 activations.push(activation(journal, postgres, args.streams, args.events).await?);
             } else {
-                idles.push(idle(journal, postgres, args.actors, idle_timeout).await?);
+                idles.push(idle(journal, postgres, args.actors, args.in_flight, idle_timeout).await?);
             }
             let pool = events::postgres::connect_pool(&options).await?;
             pool.get().await?.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await?;
         }
     }
     Ok(format!(
-        "Activation from a snapshot plus {} events, one stream at a time (inventory streams: a restock, then reserve/settle pairs):\n\n{}\nActors activated (256 activations in flight) then left idle:\n\n{}",
+        "Activation from a snapshot plus {} events, one stream at a time (inventory streams: a restock, then reserve/settle pairs):\n\n{}\nActors activated ({} activations in flight) then left idle:\n\n{}",
         args.events,
         activation_table(&activations),
+        args.in_flight,
         idle_table(&idles),
     ))
 }
