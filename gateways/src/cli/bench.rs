@@ -105,11 +105,12 @@ pub struct ActorsArgs {
     /// Events after each activation stream's snapshot.
     #[arg(long, default_value_t = 1_000)]
     events: u64,
-    /// Activations in flight at once while activating the idle actors.
-    #[arg(long, default_value_t = 256)]
+    /// Activations in flight at once while activating the idle actors. Each in flight can hold an
+    /// embedded journal reader connection (and its page cache) of its own.
+    #[arg(long, default_value_t = 16)]
     in_flight: usize,
     /// The idle actors' idle timeout; it must exceed the time the activations take.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 150)]
     idle_timeout_secs: u64,
     /// Also measure PostgreSQL at this URL (in a schema of its own, dropped afterwards).
     #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
