@@ -296,7 +296,9 @@ pub async fn idle(
         .await
         .context("writing the loyalty accounts")?;
     let write = started.elapsed();
-    let options = HostOptions { idle_timeout, ..HostOptions::default() };
+    // This measures memory, not latency: on a loaded machine an activation may wait its turn
+    // longer than the default command timeout.
+    let options = HostOptions { idle_timeout, command_timeout: Duration::from_secs(300), ..HostOptions::default() };
     let registry = Arc::new(Registry::<LoyaltyDecider>::new(journal.clone(), options, start_arbiters(2)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss()?;
