@@ -172,6 +172,7 @@ impl<D: Decider> AggregateActor<D> {
     fn leave(&self, entries: &mut HashMap<String, Entry<D>>) {
         if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.use_, &self.use_)) {
             entries.remove(&self.stream_id);
+            self.freshness.untrack(&self.stream_id, &self.moved);
         }
     }
 
@@ -227,8 +228,8 @@ impl<D: Decider> Actor for AggregateActor<D> {
         let mut entries = self.entries.lock().expect("registry lock");
         self.leave(&mut entries);
         drop(entries);
-        // Whoever removed the entry (this actor, or the idle sweep), the mark goes with the actor;
-        // a successor's mark is not this one and stays.
+        // The idle sweep removed the entry without the mark: it goes with the actor (a successor's
+        // mark is not this one and stays).
         self.freshness.untrack(&self.stream_id, &self.moved);
     }
 }
@@ -567,7 +568,7 @@ impl<D: Decider> Registry<D> {
 /// The registry's idle sweep, one per registry instead of a timer per actor: every half idle
 /// timeout, drops the entry of each actor that no caller holds and nobody used for the idle timeout.
 /// Its address was the last one, so actix stops the actor once its work is done; under the registry's
-/// lock, no caller is handed an actor that stops. Ends with the registry.
+/// lock, no caller is handed an actor that stops. Ends once the registry and its actors are gone.
 async fn sweep_idle<D: Decider>(
     entries: std::sync::Weak<Mutex<HashMap<String, Entry<D>>>>,
     clock: Clock,
