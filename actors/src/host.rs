@@ -141,7 +141,25 @@ type Entries<D> = Arc<Mutex<HashMap<String, Entry<D>>>>;
 
 struct Entry<D: Decider> {
     addr: Addr<AggregateActor<D>>,
-    depth: Arc<AtomicUsize>,
+    use_: Arc<Use>,
+}
+
+/// How an actor is being used, shared by its registry entry, its callers and the actor.
+struct Use {
+    /// Callers that checked the actor out and have not had their answer yet.
+    depth: AtomicUsize,
+    /// When a caller last checked it out or got its answer ([`Clock`] ticks).
+    last: AtomicU64,
+}
+
+/// The registry's time for [`Use::last`]: milliseconds since the registry started.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 pub struct AggregateActor<D: Decider> {
@@ -151,12 +169,11 @@ pub struct AggregateActor<D: Decider> {
     read_at: Instant,
     journal: Arc<dyn Journal>,
     options: Arc<HostOptions>,
-    depth: Arc<AtomicUsize>,
+    use_: Arc<Use>,
     entries: Entries<D>,
     freshness: Arc<Freshness>,
     /// The highest version this node's freshness follower saw the stream reach.
     moved: Arc<AtomicU64>,
-    last_active: Instant,
     /// Work that arrived while a batch was running; the next batch takes it.
     queue: Vec<Work<D>>,
     /// Whether a batch is running (at most one at a time).
@@ -166,7 +183,7 @@ pub struct AggregateActor<D: Decider> {
 impl<D: Decider> AggregateActor<D> {
     /// Leaves the registry (under its lock, held by the caller), unless a successor took the id.
     fn leave(&self, entries: &mut HashMap<String, Entry<D>>) {
-        if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.depth, &self.depth)) {
+        if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.use_, &self.use_)) {
             entries.remove(&self.stream_id);
             self.freshness.untrack(&self.stream_id, &self.moved);
         }
@@ -188,7 +205,6 @@ impl<D: Decider> AggregateActor<D> {
 
     /// Called before a message's work starts: whether to catch up, and the read time it implies.
     fn prepare(&mut self) -> bool {
-        self.last_active = Instant::now();
         let catch_up = self.must_catch_up();
         if catch_up || self.loaded.is_none() {
             self.read_at = Instant::now();
@@ -202,10 +218,10 @@ impl<D: Decider> AggregateActor<D> {
         if !matches!(self.loaded, Some((_, 0))) {
             return;
         }
-        // Under the registry's lock, as the idle timer: no caller is handed an actor that stops.
+        // Under the registry's lock, as the idle sweep: no caller is handed an actor that stops.
         // The callers just answered still count in the depth until they collect their answer.
         let mut entries = self.entries.lock().expect("registry lock");
-        if self.depth.load(Ordering::SeqCst) <= answered {
+        if self.use_.depth.load(Ordering::SeqCst) <= answered {
             self.leave(&mut entries);
             drop(entries);
             ctx.stop();
@@ -216,27 +232,20 @@ impl<D: Decider> AggregateActor<D> {
 impl<D: Decider> Actor for AggregateActor<D> {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
+    /// No timer of its own: the registry's idle sweep drops the actor's entry, and with it the
+    /// last address, once it is idle; actix then stops the actor (see [`Registry::with_freshness`]).
+    fn started(&mut self, _: &mut Context<Self>) {
         metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).increment(1.0);
-        let every = (self.options.idle_timeout / 2).max(Duration::from_millis(10));
-        ctx.run_interval(every, |act, ctx| {
-            if act.running || act.last_active.elapsed() < act.options.idle_timeout {
-                return;
-            }
-            // Under the registry's lock, so that no command is handed to an actor that is stopping.
-            let mut entries = act.entries.lock().expect("registry lock");
-            if act.depth.load(Ordering::SeqCst) == 0 {
-                act.leave(&mut entries);
-                drop(entries);
-                ctx.stop();
-            }
-        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).decrement(1.0);
         let mut entries = self.entries.lock().expect("registry lock");
         self.leave(&mut entries);
+        drop(entries);
+        // The idle sweep removed the entry without the mark: it goes with the actor (a successor's
+        // mark is not this one and stays).
+        self.freshness.untrack(&self.stream_id, &self.moved);
     }
 }
 
@@ -260,6 +269,15 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
     (state, version) = catch_up::<D>(journal, stream_id, (state, version)).await?;
     metrics::histogram!("actor_activation_seconds").record(started.elapsed().as_secs_f64());
     Ok((state, version))
+}
+
+/// The snapshot of a stream's state at `version`, in the encoding [`activate`] reads.
+pub fn encode_snapshot<D: Decider>(
+    stream_id: &str,
+    version: u64,
+    state: &D::State,
+) -> Result<events::Snapshot, rmp_serde::encode::Error> {
+    Ok(events::Snapshot { stream_id: stream_id.to_owned(), version, state: rmp_serde::to_vec_named(state)? })
 }
 
 /// Folds the events a stream gained after `loaded`'s version.
@@ -449,7 +467,6 @@ impl<D: Decider> AggregateActor<D> {
         };
         ctx.spawn(batch.into_actor(self).map(|(loaded, outcomes, work), act, ctx| {
             act.loaded = loaded;
-            act.last_active = Instant::now();
             act.running = false;
             let answered = work.len();
             for (w, outcome) in work.into_iter().zip(outcomes) {
@@ -508,7 +525,7 @@ impl<D: Decider> Handler<InspectOf<D>> for AggregateActor<D> {
     }
 }
 
-type Checkout<D> = (Addr<AggregateActor<D>>, Arc<AtomicUsize>);
+type Checkout<D> = (Addr<AggregateActor<D>>, Arc<Use>);
 
 /// Finds or starts the actor of a stream; spreads actors over a fixed set of arbiters.
 pub struct Registry<D: Decider> {
@@ -518,6 +535,7 @@ pub struct Registry<D: Decider> {
     options: Arc<HostOptions>,
     arbiters: Arc<[ArbiterHandle]>,
     next: AtomicUsize,
+    clock: Clock,
 }
 
 impl<D: Decider> Registry<D> {
@@ -537,14 +555,21 @@ impl<D: Decider> Registry<D> {
         freshness: Arc<Freshness>,
     ) -> Self {
         assert!(!arbiters.is_empty(), "a registry needs at least one arbiter");
-        Registry {
+        let registry = Registry {
             entries: Arc::new(Mutex::new(HashMap::new())),
             freshness,
             journal,
             options: Arc::new(options),
             arbiters,
             next: AtomicUsize::new(0),
-        }
+            clock: Clock(Instant::now()),
+        };
+        registry.arbiters[0].spawn(sweep_idle(
+            Arc::downgrade(&registry.entries),
+            registry.clock,
+            registry.options.idle_timeout,
+        ));
+        registry
     }
 
     /// Actors currently in memory.
@@ -557,35 +582,35 @@ impl<D: Decider> Registry<D> {
         let mut entries = self.entries.lock().expect("registry lock");
         if let Some(e) = entries.get(stream_id) {
             if e.addr.connected() {
-                let depth = e.depth.fetch_add(1, Ordering::SeqCst);
+                let depth = e.use_.depth.fetch_add(1, Ordering::SeqCst);
                 if depth >= self.options.mailbox_capacity {
-                    e.depth.fetch_sub(1, Ordering::SeqCst);
+                    e.use_.depth.fetch_sub(1, Ordering::SeqCst);
                     metrics::counter!("actor_mailbox_full_total", "category" => category_of(stream_id)).increment(1);
                     return Err(CommandError::Busy(stream_id.to_owned()));
                 }
+                e.use_.last.store(self.clock.now(), Ordering::SeqCst);
                 metrics::histogram!("actor_mailbox_depth").record((depth + 1) as f64);
-                return Ok((e.addr.clone(), e.depth.clone()));
+                return Ok((e.addr.clone(), e.use_.clone()));
             }
         }
-        let depth = Arc::new(AtomicUsize::new(1));
+        let use_ = Arc::new(Use { depth: AtomicUsize::new(1), last: AtomicU64::new(self.clock.now()) });
         let actor = AggregateActor::<D> {
             stream_id: stream_id.to_owned(),
             loaded: None,
             read_at: Instant::now(),
             journal: self.journal.clone(),
             options: self.options.clone(),
-            depth: depth.clone(),
+            use_: use_.clone(),
             entries: self.entries.clone(),
             freshness: self.freshness.clone(),
             moved: self.freshness.track(stream_id),
-            last_active: Instant::now(),
             queue: Vec::new(),
             running: false,
         };
         let arbiter = &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let addr = AggregateActor::start_in_arbiter(arbiter, move |_| actor);
-        entries.insert(stream_id.to_owned(), Entry { addr: addr.clone(), depth: depth.clone() });
-        Ok((addr, depth))
+        entries.insert(stream_id.to_owned(), Entry { addr: addr.clone(), use_: use_.clone() });
+        Ok((addr, use_))
     }
 
     async fn call<M>(&self, stream_id: &str, make: impl Fn() -> M) -> Result<M::Result, CommandError<D::Error>>
@@ -597,9 +622,11 @@ impl<D: Decider> Registry<D> {
     {
         // A second try covers an actor that stopped between lookup and delivery.
         for _ in 0..2 {
-            let (addr, depth) = self.checkout(stream_id)?;
+            let (addr, use_) = self.checkout(stream_id)?;
             let sent = tokio::time::timeout(self.options.command_timeout, addr.send(make())).await;
-            depth.fetch_sub(1, Ordering::SeqCst);
+            // The time first: the sweep never sees no callers with the time before this one's answer.
+            use_.last.store(self.clock.now(), Ordering::SeqCst);
+            use_.depth.fetch_sub(1, Ordering::SeqCst);
             match sent {
                 Ok(Ok(result)) => return Ok(result),
                 Ok(Err(MailboxError::Closed)) => continue,
@@ -662,6 +689,35 @@ impl<D: Decider> Registry<D> {
     /// The stream's current state and version.
     pub async fn inspect(&self, stream_id: &str) -> Result<(D::State, u64), CommandError<D::Error>> {
         self.call(stream_id, || InspectOf::<D>(std::marker::PhantomData)).await.and_then(|r| r)
+    }
+}
+
+/// The registry's idle sweep, one per registry instead of a timer per actor: every half idle
+/// timeout, drops the entry of each actor that no caller holds and nobody used for the idle timeout.
+/// Its address was the last one, so actix stops the actor once its work is done; under the registry's
+/// lock, no caller is handed an actor that stops. Ends once the registry and its actors are gone.
+async fn sweep_idle<D: Decider>(
+    entries: std::sync::Weak<Mutex<HashMap<String, Entry<D>>>>,
+    clock: Clock,
+    idle: Duration,
+) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let every = (idle / 2).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(entries) = entries.upgrade() else { return };
+        let now = clock.now();
+        let idle: Vec<Entry<D>> = entries
+            .lock()
+            .expect("registry lock")
+            .extract_if(|_, e| {
+                e.use_.depth.load(Ordering::SeqCst) == 0
+                    && now.saturating_sub(e.use_.last.load(Ordering::SeqCst)) >= idle_ms
+            })
+            .map(|(_, e)| e)
+            .collect();
+        // The addresses drop outside the lock: each wakes its actor to stop.
+        drop(idle);
     }
 }
 

@@ -219,6 +219,9 @@ async fn actors_activate_from_snapshots_and_passivate_when_idle() {
     assert!(cafe.inventory.resident() >= 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(cafe.inventory.resident(), 0, "idle actors stopped");
+    // A stopped actor untracks its stream: nothing passivated lives on without its entry.
+    let stopped = || async { cafe.freshness.resident() == 0 };
+    testkit::wait_until("the passivated actors stopped", Duration::from_secs(2), stopped).await;
     let (stock, version) = cafe.inventory.inspect(&streams::inventory("s1", "latte")).await.unwrap();
     assert_eq!((stock.available, version), (25, 25), "reactivated from the snapshot plus 5 events");
 }

@@ -2,6 +2,7 @@
 //! a ceiling measured in the same run on the same machine, and can write its table into
 //! BENCHMARKS.md between `<!-- bench:NAME -->` markers.
 
+pub mod actors;
 pub mod hot;
 pub mod journal;
 #[cfg(feature = "cloud")]
@@ -73,14 +74,14 @@ pub async fn saga_drain(journal: &dyn Journal, limit: Duration) -> (u64, Duratio
     let started = Instant::now();
     let backlog = journal.head_position().await.unwrap_or(0)
         - journal
-            .load_checkpoint(actors::saga::CHECKPOINT)
+            .load_checkpoint(::actors::saga::CHECKPOINT)
             .await
             .unwrap_or(0)
             .min(journal.head_position().await.unwrap_or(0));
     while started.elapsed() < limit {
         let (head, at) = (
             journal.head_position().await.unwrap_or(0),
-            journal.load_checkpoint(actors::saga::CHECKPOINT).await.unwrap_or(0),
+            journal.load_checkpoint(::actors::saga::CHECKPOINT).await.unwrap_or(0),
         );
         if at >= head {
             break;

@@ -1,4 +1,4 @@
-//! `cloudcafe bench journal|replay|kinesis|http|hot-stream`: measure throughput and latency, print the table,
+//! `cloudcafe bench journal|replay|kinesis|http|hot-stream|actors`: measure throughput and latency, print the table,
 //! and optionally write it into BENCHMARKS.md. The measuring itself is the library's
 //! [`gateways::bench`].
 
@@ -28,6 +28,9 @@ pub enum BenchCommand {
     Kinesis(KinesisArgs),
     /// POST /api/orders against GET /health on an embedded node, plus the journal ceiling.
     Http(HttpArgs),
+    /// Actor activation (snapshot + events) against the journal read alone, and the resident
+    /// memory of many activated-then-idle actors and after they passivate.
+    Actors(ActorsArgs),
     /// Many callers on one stream (one SKU of one store): the actor with and without batching,
     /// against the journal's group commit.
     HotStream(HotStreamArgs),
@@ -118,6 +121,32 @@ pub struct HttpArgs {
     report: Option<PathBuf>,
 }
 
+/// The flags of `cloudcafe bench actors`.
+#[derive(Args)]
+pub struct ActorsArgs {
+    /// Actors activated then left idle (loyalty accounts of one event each).
+    #[arg(long, default_value_t = 1_000_000)]
+    actors: usize,
+    /// Streams activated one at a time for the activation latency.
+    #[arg(long, default_value_t = 1_000)]
+    streams: usize,
+    /// Events after each activation stream's snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    events: u64,
+    /// Activations in flight at once while activating the idle actors. Each in flight can hold an
+    /// embedded journal reader connection (and its page cache) of its own.
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// The idle actors' idle timeout; it must exceed the time the activations take.
+    #[arg(long, default_value_t = 150)]
+    idle_timeout_secs: u64,
+    /// Also measure PostgreSQL at this URL (in a schema of its own, dropped afterwards).
+    #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
+    postgres: Option<String>,
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
 /// Stores the HTTP benchmark spreads its orders over.
 const BENCH_STORES: usize = 512;
 
@@ -133,6 +162,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         ),
         BenchCommand::Http(args) => ("http", http(&args).await?, args.report),
         BenchCommand::HotStream(args) => ("hot-stream", hot_stream(&args).await?, args.report),
+        BenchCommand::Actors(args) => ("actors", actors(&args).await?, args.report),
     };
     println!("{table}");
     if let Some(file) = report {
@@ -238,4 +268,45 @@ async fn http(args: &HttpArgs) -> anyhow::Result<String> {
     let table = bench::http_table(&figures, Some(raw));
     let _ = std::fs::remove_dir_all(dir);
     Ok(table)
+}
+
+async fn actors(args: &ActorsArgs) -> anyhow::Result<String> {
+    use bench::actors::{activation, activation_table, idle, idle_table};
+    let idle_timeout = Duration::from_secs(args.idle_timeout_secs);
+    let (mut activations, mut idles) = (Vec::new(), Vec::new());
+    let embedded = "embedded (SQLite)";
+    for part in ["activation", "idle"] {
+        let dir = std::env::temp_dir().join(format!("cloudcafe-bench-actors-{}", uuid::Uuid::new_v4().simple()));
+        let journal: Arc<dyn events::Journal> =
+            Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
+        if part == "activation" {
+            activations.push(activation(journal, embedded, args.streams, args.events).await?);
+        } else {
+            idles.push(idle(journal, embedded, args.actors, args.in_flight, idle_timeout).await?);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let Some(url) = &args.postgres {
+        let postgres = "PostgreSQL";
+        for part in ["activation", "idle"] {
+            let schema = format!("bench_actors_{}", uuid::Uuid::new_v4().simple());
+            let options = PgOptions::new(url.clone()).with_schema(schema.clone());
+            let journal: Arc<dyn events::Journal> =
+                Arc::new(events::postgres::PgJournal::connect(options.clone()).await?);
+            if part == "activation" {
+                activations.push(activation(journal, postgres, args.streams, args.events).await?);
+            } else {
+                idles.push(idle(journal, postgres, args.actors, args.in_flight, idle_timeout).await?);
+            }
+            let pool = events::postgres::connect_pool(&options).await?;
+            pool.get().await?.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await?;
+        }
+    }
+    Ok(format!(
+        "Activation from a snapshot plus {} events, one stream at a time (inventory streams: a restock, then reserve/settle pairs):\n\n{}\nActors activated ({} activations in flight) then left idle:\n\n{}",
+        args.events,
+        activation_table(&activations),
+        args.in_flight,
+        idle_table(&idles),
+    ))
 }
