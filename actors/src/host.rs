@@ -356,7 +356,7 @@ async fn run_batch<D: Decider>(
             Ok(appended) => {
                 debug_assert_eq!(appended.last_version, version, "the journal numbers a stream's events contiguously");
                 metrics::histogram!("actor_batch_commands").record(work.len() as f64);
-                snapshot_if_due(&journal, &options, &stream_id, &state, appended.first_version, version);
+                snapshot_if_due::<D>(&journal, &options, &stream_id, &state, appended.first_version, version);
                 return (Some((state, version)), outcomes);
             }
             Err(AppendError::Conflict { .. }) => {
@@ -425,11 +425,11 @@ fn unavailable_all<D: Decider>(work: &[Work<D>], e: &StoreError) -> Vec<Outcome<
 }
 
 /// Saves a snapshot in the background when the stream's version passed a multiple of the setting.
-fn snapshot_if_due<S: serde::Serialize>(
+fn snapshot_if_due<D: Decider>(
     journal: &Arc<dyn Journal>,
     options: &HostOptions,
     stream_id: &str,
-    state: &S,
+    state: &D::State,
     first_version: u64,
     version: u64,
 ) {
@@ -437,15 +437,16 @@ fn snapshot_if_due<S: serde::Serialize>(
     if every == 0 || version / every <= (first_version - 1) / every {
         return;
     }
-    if let Ok(bytes) = rmp_serde::to_vec_named(state) {
-        let journal = journal.clone();
-        let stream_id = stream_id.to_owned();
-        let snapshot = events::Snapshot { stream_id: stream_id.clone(), version, state: bytes };
-        tokio::spawn(async move {
-            if let Err(e) = journal.save_snapshot(snapshot).await {
-                tracing::warn!(stream_id, error = %events::ErrorChain(&e), "snapshot not saved");
-            }
-        });
+    match encode_snapshot::<D>(stream_id, version, state) {
+        Ok(snapshot) => {
+            let (journal, stream_id) = (journal.clone(), snapshot.stream_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = journal.save_snapshot(snapshot).await {
+                    tracing::warn!(stream_id, error = %events::ErrorChain(&e), "snapshot not saved");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(stream_id, error = %events::ErrorChain(&e), "snapshot not encoded"),
     }
 }
 
