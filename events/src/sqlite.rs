@@ -122,15 +122,26 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Connections to one SQLite file (WAL mode, FULL sync), reused across calls on blocking threads.
+/// At most [`SqlitePool::MAX_CONNECTIONS`] are open: each holds its own page cache (up to 2 MB), and
+/// an activation storm (hundreds of actors reading their streams at once) would otherwise open one
+/// per concurrent read and keep them all.
 #[derive(Clone)]
 pub struct SqlitePool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl SqlitePool {
+    /// More concurrent reads than this wait for a connection (reads are CPU-bound on a few cores).
+    pub const MAX_CONNECTIONS: usize = 8;
+
     pub fn new(path: PathBuf) -> Self {
-        SqlitePool { path: Arc::new(path), idle: Arc::new(Mutex::new(Vec::new())) }
+        SqlitePool {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(tokio::sync::Semaphore::new(Self::MAX_CONNECTIONS)),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
@@ -148,10 +159,14 @@ impl SqlitePool {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, StoreError> {
+        let permit = self.permits.clone().acquire_owned().await.expect("the pool never closes its semaphore");
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| StoreError::unavailable_because("a SQLite read did not finish", e))?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.with(f)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable_because("a SQLite read did not finish", e))?
     }
 
     /// Runs `f` in a transaction that takes the write lock up front (BEGIN IMMEDIATE), so that it
