@@ -44,6 +44,13 @@ enum Command {
     Projections(projections::ProjectionsCommand),
 }
 
+/// mimalloc rather than the C library's malloc: replay and the projections allocate and free
+/// millions of small values (rows, strings, decoded events) between large page buffers, and glibc's
+/// malloc spent more than half of replay's client CPU on that (`malloc_consolidate`, `_int_malloc`;
+/// see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

@@ -175,6 +175,21 @@ pub trait Rebuildable: Sink {
     /// resumes from the shadow's own position.
     async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError>;
 
+    /// The shadow as the first pass of a replay fills it, from its position to the journal's head: a
+    /// store may leave out work that [`Rebuildable::complete_shadow`] then does once for the whole
+    /// model (the analytics model recomputes its windows there instead of after every page). Its
+    /// position and rows stay as consistent as [`Rebuildable::shadow`]'s, so an interrupted bulk pass
+    /// resumes. The default is [`Rebuildable::shadow`].
+    async fn bulk_shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
+        self.shadow().await
+    }
+
+    /// Does what [`Rebuildable::bulk_shadow`] left out, so that the shadow equals a model built page
+    /// by page; replay calls it after the bulk pass, before it compares or promotes. Idempotent.
+    async fn complete_shadow(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Starts the shadow over, empty, at `position` (events up to it are not applied).
     async fn reset_shadow(&self, position: u64) -> Result<(), SinkError>;
 

@@ -7,6 +7,9 @@ pub mod hot;
 pub mod journal;
 #[cfg(feature = "cloud")]
 pub mod kinesis;
+mod replay;
+
+pub use replay::{replay, replay_paged, replay_table, ReplayFigures, REPLAY_PAGE};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -159,89 +162,4 @@ pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cloudcafe-bench-{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-pub struct ReplayFigures {
-    pub sink: String,
-    pub events: u64,
-    /// The journal read from position 0 with every hash chain verified, applied nowhere: the
-    /// ceiling a replay that overlaps reading with applying can approach.
-    pub read_rate: f64,
-    /// The live model projected by the runner from position 0.
-    pub project_rate: f64,
-    /// Replay: hash chains verified and events applied into the shadow, up to the head.
-    pub replay_rate: f64,
-    /// Comparing shadow and live (canonical rows, fingerprints) and swapping.
-    pub compare_and_swap: Duration,
-    pub equal: bool,
-}
-
-/// Projects `journal` into `target` with the runner, then rebuilds it through replay.
-pub async fn replay(journal: Arc<dyn Journal>, target: Arc<dyn projections::Rebuildable>) -> ReplayFigures {
-    use projections::read_models::replay::{rebuild, ReplayOptions, ReplayOutcome};
-    let events = journal.head_position().await.expect("head");
-    let started = Instant::now();
-    let (mut verifier, mut position) = (projections::read_models::replay::ChainVerifier::default(), 0);
-    loop {
-        let page = journal.read_all(position, 5000).await.expect("reads");
-        let Some(last) = page.last() else { break };
-        position = last.global_position;
-        for e in &page {
-            verifier.verify(journal.as_ref(), e).await.expect("an intact journal");
-        }
-    }
-    let read_rate = events as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    projections::read_models::runner::ProjectionRunner::new(
-        journal.clone(),
-        target.clone() as Arc<dyn projections::Sink>,
-    )
-    .with_page_size(5000)
-    .catch_up()
-    .await
-    .expect("projects");
-    let project_rate = events as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let mut reached = None;
-    let outcome = rebuild(
-        journal.as_ref(),
-        target.as_ref(),
-        &ReplayOptions { from: Some(0), page_size: 5000, ..ReplayOptions::default() },
-        &mut |p| {
-            if p.position >= events && reached.is_none() {
-                reached = Some(started.elapsed());
-            }
-        },
-    )
-    .await
-    .expect("replays");
-    let to_head = reached.unwrap_or_else(|| started.elapsed());
-    ReplayFigures {
-        sink: target.name().to_owned(),
-        events,
-        read_rate,
-        project_rate,
-        replay_rate: events as f64 / to_head.as_secs_f64(),
-        compare_and_swap: started.elapsed() - to_head,
-        equal: matches!(outcome, ReplayOutcome::Promoted { .. }),
-    }
-}
-
-pub fn replay_table(figures: &[(String, ReplayFigures)]) -> String {
-    let mut s = String::from(
-        "| read model (store) | events | journal read + chain check alone (events/s) | live projection (events/s) | replay: verify chains + apply to shadow (events/s) | compare + swap | rebuilt equal to live |\n|---|---|---|---|---|---|---|\n",
-    );
-    for (store, f) in figures {
-        s.push_str(&format!(
-            "| {} ({store}) | {} | {:.0} | {:.0} | **{:.0}** | {:.1} s | {} |\n",
-            f.sink,
-            f.events,
-            f.read_rate,
-            f.project_rate,
-            f.replay_rate,
-            f.compare_and_swap.as_secs_f64(),
-            if f.equal { "yes" } else { "NO" }
-        ));
-    }
-    s
 }

@@ -91,6 +91,16 @@ pub struct ReplayArgs {
     /// Also measure the DocumentDB models at this MongoDB-wire URI (`--features cloud`).
     #[arg(long)]
     documentdb_url: Option<String>,
+    /// Events per page read from the journal (and per transaction of the SQL models).
+    #[arg(long, default_value_t = bench::REPLAY_PAGE)]
+    page_size: usize,
+    /// Measure only the stores named by the other flags, not the embedded (SQLite) storefront.
+    #[arg(long)]
+    no_embedded: bool,
+    /// Keep the PostgreSQL journal in this schema and reuse it in later runs (the history is written
+    /// only into an empty journal); the read models still go into a fresh schema each run.
+    #[arg(long)]
+    journal_schema: Option<String>,
     #[arg(long)]
     report: Option<PathBuf>,
 }
@@ -214,28 +224,36 @@ async fn hot_stream(args: &HotStreamArgs) -> anyhow::Result<String> {
 async fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
     let history = projections::workload::flood_of_orders(args.orders, 500, 100_000);
     let mut figures = Vec::new();
-    let dir = std::env::temp_dir().join(format!("cloudcafe-bench-replay-{}", uuid::Uuid::new_v4().simple()));
-    {
-        let journal: Arc<dyn events::Journal> =
-            Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
-        projections::workload::write_history(journal.as_ref(), &history).await;
-        let store = Arc::new(projections::read_models::storefront::sqlite::SqliteStorefront::open(&dir)?);
-        figures.push(("SQLite".to_string(), bench::replay(journal.clone(), store).await));
-        figures.extend(
-            cloud::emulated_replay(journal, args.dynamodb_endpoint.clone(), args.documentdb_url.clone()).await?,
-        );
+    if !args.no_embedded {
+        let dir = std::env::temp_dir().join(format!("cloudcafe-bench-replay-{}", uuid::Uuid::new_v4().simple()));
+        {
+            let journal: Arc<dyn events::Journal> =
+                Arc::new(events::sqlite::SqliteJournal::open(&dir, Default::default())?);
+            projections::workload::write_history(journal.as_ref(), &history).await;
+            let store = Arc::new(projections::read_models::storefront::sqlite::SqliteStorefront::open(&dir)?);
+            figures.push(("SQLite".to_string(), bench::replay_paged(journal.clone(), store, args.page_size).await));
+            figures.extend(
+                cloud::emulated_replay(journal, args.dynamodb_endpoint.clone(), args.documentdb_url.clone()).await?,
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     if let Some(url) = &args.postgres {
         let schema = format!("bench_replay_{}", uuid::Uuid::new_v4().simple());
-        let options = PgOptions::new(url.clone()).with_schema(schema.clone());
-        let journal: Arc<dyn events::Journal> = Arc::new(events::postgres::PgJournal::connect(options.clone()).await?);
-        projections::workload::write_history(journal.as_ref(), &history).await;
-        let pool = events::postgres::connect_pool(&options).await?;
+        let journal_schema = args.journal_schema.clone().unwrap_or_else(|| schema.clone());
+        let journal_options = PgOptions::new(url.clone()).with_schema(journal_schema);
+        let journal: Arc<dyn events::Journal> = Arc::new(events::postgres::PgJournal::connect(journal_options).await?);
+        if journal.head_position().await? == 0 {
+            projections::workload::write_history(journal.as_ref(), &history).await;
+        }
+        let pool = events::postgres::connect_pool(&PgOptions::new(url.clone()).with_schema(schema.clone())).await?;
         let store = Arc::new(projections::read_models::storefront::postgres::PgStorefront::new(pool.clone()).await?);
-        figures.push(("PostgreSQL".to_string(), bench::replay(journal.clone(), store).await));
+        figures.push(("PostgreSQL".to_string(), bench::replay_paged(journal.clone(), store, args.page_size).await));
         let analytics = Arc::new(projections::read_models::analytics::AnalyticsSink::new(pool.clone()).await?);
-        figures.push(("PostgreSQL standing in for Redshift".to_string(), bench::replay(journal, analytics).await));
+        figures.push((
+            "PostgreSQL standing in for Redshift".to_string(),
+            bench::replay_paged(journal, analytics, args.page_size).await,
+        ));
         let client = pool.get().await?;
         client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await?;
     }

@@ -3,12 +3,16 @@
 //! unique customers, average order value), as the original plans' analytics job computes them.
 //!
 //! Only SQL that Redshift accepts: no `ON CONFLICT`, no triggers, no row constructors. A page is one
-//! transaction: multi-row `INSERT`s of new facts, `UPDATE`s of order status, then the windows the
+//! transaction: multi-row `INSERT`s of new facts (an order placed in the page goes in with the status
+//! the page ends it with), `UPDATE`s of the status of orders placed before, then the windows the
 //! page touched are recomputed from `fact_orders` (`DELETE ... USING` a temp table, then
 //! `INSERT ... SELECT ... GROUP BY`), and the offset moves in the same transaction.
 //! Cancelled orders leave the windows; placed and paid ones count.
+//!
+//! Replay's bulk pass skips the windows (each recomputation scans the facts, which have no index in
+//! Redshift) and recomputes all of them once at the end ([`Rebuildable::complete_shadow`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,6 +37,7 @@ const SHADOW: SqlShadow = SqlShadow {
     tables: TABLES,
     live_names: &[],
     dependents: Dependents::Restrict,
+    finish: "",
 };
 const MINUTE_US: i64 = 60_000_000;
 
@@ -82,6 +87,17 @@ pub struct AnalyticsSink {
     pool: Pool,
     prefix: &'static str,
     name: String,
+    windows: Windows,
+}
+
+/// When the windows a page touches are recomputed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Windows {
+    /// In the page's transaction: the live model, and a shadow once replay has completed it.
+    PerPage,
+    /// Not at all: a shadow in replay's bulk pass, whose windows
+    /// [`Rebuildable::complete_shadow`] then recomputes from all the facts in one statement.
+    Deferred,
 }
 
 fn sink_err(e: tokio_postgres::Error) -> SinkError {
@@ -91,7 +107,7 @@ fn sink_err(e: tokio_postgres::Error) -> SinkError {
 impl AnalyticsSink {
     /// Creates the tables in the pool's database (and schema) if absent.
     pub async fn new(pool: Pool) -> Result<Self, SinkError> {
-        let sink = AnalyticsSink { pool, prefix: "", name: NAME.into() };
+        let sink = AnalyticsSink { pool, prefix: "", name: NAME.into(), windows: Windows::PerPage };
         sink.create().await?;
         Ok(sink)
     }
@@ -114,6 +130,14 @@ impl AnalyticsSink {
 
     fn q(&self, sql: &str) -> String {
         sql.replace("{p}", self.prefix)
+    }
+
+    /// The shadow, its tables created if absent.
+    async fn shadow_sink(&self, windows: Windows) -> Result<AnalyticsSink, SinkError> {
+        let shadow =
+            AnalyticsSink { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: SHADOW.position_name(), windows };
+        shadow.create().await?;
+        Ok(shadow)
     }
 
     /// The windows of one store with `from_us <= minute < to_us`, oldest first.
@@ -141,6 +165,18 @@ impl AnalyticsSink {
             })
             .collect())
     }
+}
+
+/// The statement that computes the windows from the facts: every window if `join` is empty, else
+/// those `join` (on `f`, the facts) keeps. Placed and paid orders count, cancelled ones do not.
+fn windows_from_facts(join: &str) -> String {
+    format!(
+        "INSERT INTO {{p}}store_minutes (store_id, minute_us, order_count, revenue_cents, unique_customers, avg_order_value_cents)
+           SELECT f.store_id, f.minute_us, count(*), sum(f.total_cents), count(DISTINCT f.customer_id), sum(f.total_cents) / count(*)
+           FROM {{p}}fact_orders f {join}
+           WHERE f.status <> 'cancelled'
+           GROUP BY f.store_id, f.minute_us"
+    )
 }
 
 /// A multi-row INSERT: `INSERT INTO t (cols) VALUES ($1, $2), ($3, $4), ...`.
@@ -186,9 +222,10 @@ impl Sink for AnalyticsSink {
         if last <= at {
             return Ok(());
         }
-        let mut orders: Vec<(String, String, String, i64, i32, i64, i64)> = Vec::new();
+        let mut orders: Vec<(String, String, String, i64, i32, i64, i64, &'static str)> = Vec::new();
         let mut payments: Vec<(String, String, &'static str, i64, f64, i64)> = Vec::new();
-        let mut status: Vec<(String, &'static str)> = Vec::new();
+        // The status each order ends the page with: cancelled over paid, as the updates below apply them.
+        let mut status: HashMap<String, &'static str> = HashMap::new();
         for e in events.iter().filter(|e| e.global_position as i64 > at) {
             let category = events::domain::streams::category(&e.stream_id);
             if category != "order" && category != "payment" {
@@ -206,9 +243,14 @@ impl Sink for AnalyticsSink {
                     p.lines.iter().map(|l| l.quantity as i32).sum(),
                     p.placed_at_us,
                     p.placed_at_us - p.placed_at_us.rem_euclid(MINUTE_US),
+                    "placed",
                 )),
-                DomainEvent::OrderPaid(p) => status.push((p.order_id.to_string(), "paid")),
-                DomainEvent::OrderCancelled(c) => status.push((c.order_id.to_string(), "cancelled")),
+                DomainEvent::OrderPaid(p) => {
+                    status.entry(p.order_id.to_string()).or_insert("paid");
+                }
+                DomainEvent::OrderCancelled(c) => {
+                    status.insert(c.order_id.to_string(), "cancelled");
+                }
                 DomainEvent::PaymentAuthorized(p) => payments.push((
                     p.order_id.to_string(),
                     p.customer_id,
@@ -236,6 +278,13 @@ impl Sink for AnalyticsSink {
                 _ => {}
             }
         }
+        // An order placed in this page is inserted with the status the page ends it with (an order is
+        // placed once: its stream is named by its id); only orders placed before are updated.
+        for o in &mut orders {
+            if let Some(s) = status.remove(&o.0) {
+                o.7 = s;
+            }
+        }
         let mut touched: BTreeSet<(String, i64)> = orders.iter().map(|o| (o.2.clone(), o.6)).collect();
         for chunk in orders.chunks(ROWS_PER_INSERT) {
             let sql = multi_row_insert(
@@ -252,10 +301,9 @@ impl Sink for AnalyticsSink {
                 ],
                 chunk.len(),
             );
-            let placed = "placed";
             let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 8);
             for o in chunk {
-                params.extend_from_slice(&[&o.0, &o.1, &o.2, &o.3, &o.4, &o.5, &o.6, &placed]);
+                params.extend_from_slice(&[&o.0, &o.1, &o.2, &o.3, &o.4, &o.5, &o.6, &o.7]);
             }
             tx.execute(&sql, &params).await.map_err(pg_apply)?;
         }
@@ -272,21 +320,24 @@ impl Sink for AnalyticsSink {
             tx.execute(&sql, &params).await.map_err(pg_apply)?;
         }
         for new_status in ["paid", "cancelled"] {
-            let ids: Vec<&String> = status.iter().filter(|(_, s)| *s == new_status).map(|(id, _)| id).collect();
+            let ids: Vec<&String> = status.iter().filter(|(_, s)| **s == new_status).map(|(id, _)| id).collect();
             for chunk in ids.chunks(ROWS_PER_INSERT) {
                 // No arrays in Redshift: an IN list of parameters.
                 let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                 let mut params: Vec<&(dyn ToSql + Sync)> = vec![&new_status];
                 params.extend(chunk.iter().map(|id| *id as &(dyn ToSql + Sync)));
-                let rows = tx
-                    .query(
-                        &self
-                            .q(&format!("SELECT store_id, minute_us FROM {{p}}fact_orders WHERE order_id IN ({list})")),
-                        &params[1..],
-                    )
-                    .await
-                    .map_err(pg_apply)?;
-                touched.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))));
+                if self.windows == Windows::PerPage {
+                    let rows = tx
+                        .query(
+                            &self.q(&format!(
+                                "SELECT store_id, minute_us FROM {{p}}fact_orders WHERE order_id IN ({list})"
+                            )),
+                            &params[1..],
+                        )
+                        .await
+                        .map_err(pg_apply)?;
+                    touched.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))));
+                }
                 let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                 tx.execute(
                     &self.q(&format!("UPDATE {{p}}fact_orders SET status = $1 WHERE order_id IN ({list})")),
@@ -296,7 +347,7 @@ impl Sink for AnalyticsSink {
                 .map_err(pg_apply)?;
             }
         }
-        if !touched.is_empty() {
+        if self.windows == Windows::PerPage && !touched.is_empty() {
             // Recompute every window the page touched from the facts. (TRUNCATE would commit in Redshift.)
             tx.batch_execute("CREATE TEMP TABLE touched_minutes (store_id varchar(64), minute_us bigint)")
                 .await
@@ -310,16 +361,13 @@ impl Sink for AnalyticsSink {
                 }
                 tx.execute(&sql, &params).await.map_err(pg_apply)?;
             }
-            tx.batch_execute(&self.q(
-                "DELETE FROM {p}store_minutes USING touched_minutes t
-                   WHERE {p}store_minutes.store_id = t.store_id AND {p}store_minutes.minute_us = t.minute_us;
-                 INSERT INTO {p}store_minutes (store_id, minute_us, order_count, revenue_cents, unique_customers, avg_order_value_cents)
-                   SELECT f.store_id, f.minute_us, count(*), sum(f.total_cents), count(DISTINCT f.customer_id), sum(f.total_cents) / count(*)
-                   FROM {p}fact_orders f JOIN touched_minutes t ON f.store_id = t.store_id AND f.minute_us = t.minute_us
-                   WHERE f.status <> 'cancelled'
-                   GROUP BY f.store_id, f.minute_us;
+            tx.batch_execute(&self.q(&format!(
+                "DELETE FROM {{p}}store_minutes USING touched_minutes t
+                   WHERE {{p}}store_minutes.store_id = t.store_id AND {{p}}store_minutes.minute_us = t.minute_us;
+                 {};
                  DROP TABLE touched_minutes;",
-            ))
+                windows_from_facts("JOIN touched_minutes t ON f.store_id = t.store_id AND f.minute_us = t.minute_us")
+            )))
             .await
             .map_err(pg_apply)?;
         }
@@ -398,9 +446,22 @@ impl Sink for AnalyticsSink {
 #[async_trait]
 impl Rebuildable for AnalyticsSink {
     async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
-        let shadow = AnalyticsSink { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: SHADOW.position_name() };
-        shadow.create().await?;
-        Ok(Arc::new(shadow))
+        Ok(Arc::new(self.shadow_sink(Windows::PerPage).await?))
+    }
+
+    async fn bulk_shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
+        Ok(Arc::new(self.shadow_sink(Windows::Deferred).await?))
+    }
+
+    /// Recomputes every window of the shadow from its facts, in one transaction.
+    async fn complete_shadow(&self) -> Result<(), SinkError> {
+        let shadow = self.shadow_sink(Windows::PerPage).await?;
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(sink_err)?;
+        tx.batch_execute(&shadow.q(&format!("DELETE FROM {{p}}store_minutes; {};", windows_from_facts(""))))
+            .await
+            .map_err(sink_err)?;
+        tx.commit().await.map_err(sink_err)
     }
 
     async fn reset_shadow(&self, position: u64) -> Result<(), SinkError> {

@@ -1,9 +1,11 @@
 //! Rebuilding a read model from the journal and proving it equal to the live one.
 //!
 //! [`rebuild`] replays the journal into the model's shadow (resuming from the shadow's own position
-//! if an earlier run was interrupted), verifying every stream's hash chain on the way; then brings
-//! the live model and the shadow to the same position, compares their canonical rows, and promotes
-//! the shadow only if they are equal (or the operator accepts the differences).
+//! if an earlier run was interrupted), verifying every stream's hash chain on the way. That first
+//! pass writes the shadow as a bulk load ([`Rebuildable::bulk_shadow`]), and the model then does
+//! once what the bulk load left out ([`Rebuildable::complete_shadow`]). Replay then brings the live
+//! model and the shadow to the same position, compares their canonical rows, and promotes the
+//! shadow only if they are equal (or the operator accepts the differences).
 //!
 //! Replay skips the events parked for the model ([`crate::read_models::parks`]) exactly as its runner
 //! does, so a model that went past a parked event still compares equal with its rebuild.
@@ -85,8 +87,9 @@ impl ChainVerifier {
             stream_version: e.stream_version,
             global_position: e.global_position,
         };
-        let previous = match self.heads.get(&e.stream_id) {
-            Some(&(version, hash)) if version + 1 == e.stream_version => hash,
+        let known = self.heads.get(&e.stream_id).copied();
+        let previous = match known {
+            Some((version, hash)) if version + 1 == e.stream_version => hash,
             Some(_) => return Err(broken().into()),
             None if e.stream_version == 1 => GENESIS_HASH,
             // Resuming mid-stream: the link before this one was checked by the run that applied it.
@@ -98,7 +101,20 @@ impl ChainVerifier {
         if e.expected_hash(&previous) != e.hash {
             return Err(broken().into());
         }
-        self.heads.insert(e.stream_id.clone(), (e.stream_version, e.hash));
+        match self.heads.get_mut(&e.stream_id) {
+            Some(head) => *head = (e.stream_version, e.hash),
+            None => {
+                self.heads.insert(e.stream_id.clone(), (e.stream_version, e.hash));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a page in global order; stops at the first broken link.
+    pub async fn verify_page(&mut self, journal: &dyn Journal, page: &[RecordedEvent]) -> Result<(), ReplayError> {
+        for e in page {
+            self.verify(journal, e).await?;
+        }
         Ok(())
     }
 }
@@ -117,9 +133,11 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Applies the journal after `sink`'s position up to at least `until`, verifying chains if asked.
     ///
-    /// The next page is read while the sink applies the current one: the journal's reads and the
-    /// sink's writes are different work (often on different servers), so a replay takes about the
-    /// longer of the two rather than their sum.
+    /// Three pages are in flight at once: one is applied while the next is verified and the one after
+    /// it is read. The journal's reads, the chain checks and the sink's writes are different work
+    /// (often on different servers), so a replay takes about the longest of the three rather than
+    /// their sum. A page is applied only once every link in it has been verified, so a broken chain
+    /// stops the replay before the shadow takes the broken event.
     async fn apply_until(
         &mut self,
         sink: &dyn Sink,
@@ -130,33 +148,92 @@ impl Reader<'_> {
         if position >= until {
             return Ok(position);
         }
-        let mut next = Some(self.journal.read_all(position, self.page_size).await?);
-        while let Some(page) = next.take() {
-            let Some(last) = page.last().map(|e| e.global_position) else { break };
-            if let Some(v) = verifier.as_deref_mut() {
-                for e in &page {
-                    v.verify(self.journal, e).await?;
-                }
+        let (journal, page_size, parks) = (self.journal, self.page_size, &self.parks);
+        let mut read = Some(journal.read_all(position, page_size).await?);
+        let mut verified: Option<Vec<RecordedEvent>> = None;
+        loop {
+            let to_verify = read.take().filter(|page| !page.is_empty());
+            if to_verify.is_none() && verified.is_none() {
+                break;
             }
-            let to_apply = self.parks.apply_to(&page);
-            let read_ahead = async {
-                if last < until {
-                    self.journal.read_all(last, self.page_size).await.map(Some)
-                } else {
-                    Ok(None)
+            let read_at = to_verify.as_ref().and_then(|page| page.last()).map(|e| e.global_position);
+            let read_next = async {
+                match read_at {
+                    Some(at) if at < until => journal.read_all(at, page_size).await.map(Some),
+                    _ => Ok(None),
                 }
             };
-            let (applied, read) = futures::join!(sink.apply(&to_apply), read_ahead);
+            let verify = async {
+                match (verifier.as_deref_mut(), &to_verify) {
+                    (Some(v), Some(page)) => v.verify_page(journal, page).await,
+                    _ => Ok(()),
+                }
+            };
+            let apply = async {
+                match &verified {
+                    Some(page) => sink.apply(&parks.apply_to(page)).await,
+                    None => Ok(()),
+                }
+            };
+            let (applied, checked, next) = futures::join!(apply, verify, read_next);
             applied?;
-            next = read?;
-            position = last;
-            if verifier.is_some() {
-                self.applied += page.len() as u64;
-                let p = Progress { position, head: until, applied: self.applied, elapsed: self.started.elapsed() };
-                (self.progress)(p);
+            if let Some(page) = verified.take() {
+                position = page.last().map_or(position, |e| e.global_position);
+                if verifier.is_some() {
+                    self.applied += page.len() as u64;
+                    let p = Progress { position, head: until, applied: self.applied, elapsed: self.started.elapsed() };
+                    (self.progress)(p);
+                }
             }
+            checked?;
+            verified = to_verify;
+            read = next?;
         }
         Ok(position)
+    }
+}
+
+/// Reads the journal after `after` to its head as replay does (the same pages, read ahead the same
+/// way) and verifies every hash chain, applying nothing: what a replay costs before any read model
+/// is written. Returns the position reached.
+pub async fn verify_journal(journal: &dyn Journal, after: u64, page_size: usize) -> Result<u64, ReplayError> {
+    let head = journal.head_position().await?;
+    let mut verifier = ChainVerifier::default();
+    let mut reader = Reader {
+        journal,
+        page_size: page_size.max(1),
+        started: Instant::now(),
+        applied: 0,
+        progress: &mut |_| {},
+        parks: Parks::default(),
+    };
+    reader.apply_until(&Discard { position: std::sync::atomic::AtomicU64::new(after) }, head, Some(&mut verifier)).await
+}
+
+/// A sink that keeps nothing but its position: [`verify_journal`]'s.
+struct Discard {
+    position: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Sink for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+
+    async fn position(&self) -> Result<u64, SinkError> {
+        Ok(self.position.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
+        if let Some(last) = events.last() {
+            self.position.fetch_max(last.global_position, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    async fn canonical_rows(&self) -> Result<Vec<CanonicalRow>, SinkError> {
+        Ok(Vec::new())
     }
 }
 
@@ -205,14 +282,19 @@ pub async fn rebuild(
     if let Some(from) = options.from {
         target.reset_shadow(from).await?;
     }
-    let shadow = target.shadow().await?;
-    let resumed_from = shadow.position().await?;
+    let bulk = target.bulk_shadow().await?;
+    let resumed_from = bulk.position().await?;
     let mut verifier = ChainVerifier::default();
     let parks = Parks::load(journal, target.name()).await?;
     let mut reader =
         Reader { journal, page_size: options.page_size.max(1), started: Instant::now(), applied: 0, progress, parks };
     let head = journal.head_position().await?;
-    reader.apply_until(shadow.as_ref(), head, Some(&mut verifier)).await?;
+    reader.apply_until(bulk.as_ref(), head, Some(&mut verifier)).await?;
+    drop(bulk);
+    // The bulk pass may have left work for once at the end (the analytics windows); from here on the
+    // shadow is written as the live model is, page by page.
+    target.complete_shadow().await?;
+    let shadow = target.shadow().await?;
 
     // Compare at one position: whichever side is behind catches up (the live side idempotently, as its
     // own runner would), a few times over in case a running node moves the live model meanwhile.

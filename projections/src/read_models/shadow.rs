@@ -5,9 +5,13 @@
 //! [`SHADOW_PREFIX`] (`rebuild_orders` beside `orders`), and its position is stored in the model's
 //! offsets table under [`shadow_position_name`] (`storefront.rebuild` beside `storefront`).
 //!
-//! Promotion is one transaction: each live table is dropped and its shadow renamed in its place,
-//! indexes and constraints get their live names back (a table rename keeps them), and the live
-//! position becomes the shadow's. Readers see the old model or the new one, never a mix. The SQL is
+//! A shadow may be loaded without the secondary indexes and foreign keys of the live model (they
+//! cost a check or an index insert per row; built once at the end they cost one pass), and gets them
+//! at promotion ([`SqlShadow::finish`]).
+//!
+//! Promotion is one transaction: the shadow gets what it lacks of the live shape, each live table is
+//! dropped and its shadow renamed in its place, indexes and constraints get their live names back (a
+//! table rename keeps them), and the live position becomes the shadow's. Readers see the old model or the new one, never a mix. The SQL is
 //! built by pure functions ([`SqlShadow::promotion`], [`SqlShadow::removal`]) and only run here.
 
 use deadpool_postgres::Pool;
@@ -53,6 +57,10 @@ pub struct SqlShadow {
     /// Indexes and constraints that must keep their live names.
     pub live_names: &'static [LiveName],
     pub dependents: Dependents,
+    /// SQL that gives the shadow (its tables named with `{p}`) what the live model has and a bulk
+    /// load leaves out (an index, a foreign key), and does nothing where it is there already; the
+    /// promotion runs it first, in its transaction. Empty for none.
+    pub finish: &'static str,
 }
 
 impl SqlShadow {
@@ -68,13 +76,15 @@ impl SqlShadow {
         }
     }
 
-    /// The table statements of a promotion, one batch per table then one for the live names.
+    /// The table statements of a promotion: the shadow's finish (if any), one batch per table, then
+    /// one for the live names.
     pub fn promotion(&self) -> Vec<String> {
-        let mut batches: Vec<String> = self
-            .tables
-            .iter()
-            .map(|t| format!("{} ALTER TABLE {SHADOW_PREFIX}{t} RENAME TO {t};", self.drop_table(t)))
-            .collect();
+        let finish = self.finish.trim();
+        let mut batches: Vec<String> =
+            if finish.is_empty() { Vec::new() } else { vec![finish.replace("{p}", SHADOW_PREFIX)] };
+        batches.extend(
+            self.tables.iter().map(|t| format!("{} ALTER TABLE {SHADOW_PREFIX}{t} RENAME TO {t};", self.drop_table(t))),
+        );
         let renames: String = self
             .live_names
             .iter()
@@ -159,6 +169,7 @@ mod tests {
         tables: &["lines", "heads"],
         live_names: &[LiveName::Index("heads_by_time"), LiveName::Constraint("lines", "lines_pkey")],
         dependents: Dependents::Cascade,
+        finish: "",
     };
 
     #[test]
@@ -192,5 +203,14 @@ mod tests {
             ]
         );
         assert_eq!(plain.removal(), vec!["DROP TABLE IF EXISTS rebuild_lines;", "DROP TABLE IF EXISTS rebuild_heads;"]);
+    }
+
+    #[test]
+    fn the_finish_goes_first_with_the_shadow_names() {
+        let finished =
+            SqlShadow { finish: "\n  CREATE INDEX IF NOT EXISTS {p}heads_by_time ON {p}heads (t);\n", ..MODEL };
+        let batches = finished.promotion();
+        assert_eq!(batches[0], "CREATE INDEX IF NOT EXISTS rebuild_heads_by_time ON rebuild_heads (t);");
+        assert_eq!(batches[1..], MODEL.promotion()[..]);
     }
 }

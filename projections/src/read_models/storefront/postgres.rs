@@ -2,14 +2,19 @@
 //! `orders(order_id PK, customer_id, store_id, total_amount DECIMAL(10,2), status, created_at)`,
 //! indexed by `(customer_id, created_at)`, plus `order_lines`, `menu_items`, `store_inventory` and
 //! `loyalty_accounts`.
+//!
+//! A page is one transaction: its changes folded per row ([`PageFold`]), one set-based statement per
+//! table, and the position. The live model upserts, so a repeated page changes nothing. The shadow
+//! that replay fills is loaded as a bulk load: plain inserts of the orders a page places (the stored
+//! position says none of them is there yet), no foreign key and no customer index until promotion.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use events::postgres::{migrate, pg, pool_error};
 use events::RecordedEvent;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -17,6 +22,7 @@ use super::{
     canonical, changes, position_name, Change, LoyaltyBalance, MenuItemView, OrderView, StockLevel, StorefrontQueries,
     NAME, SHADOW_PREFIX, TABLES,
 };
+use crate::read_models::fold::PageFold;
 use crate::read_models::refusals::pg_apply;
 use crate::read_models::shadow::{Dependents, LiveName, SqlShadow};
 use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
@@ -69,6 +75,33 @@ const TABLES_DDL: &str = "
         version bigint NOT NULL
     );";
 
+/// The foreign key of `order_lines`, inline in [`TABLES_DDL`]. A shadow is loaded without it and
+/// gets it when it is promoted.
+const LINES_FOREIGN_KEY: &str = " REFERENCES {p}orders (order_id) ON DELETE CASCADE";
+/// The orders' index by customer and time, in [`TABLES_DDL`]. A shadow is loaded without it and gets
+/// it, built in one pass, when it is promoted.
+const CUSTOMER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS {p}orders_customer_created ON {p}orders (customer_id, created_at);";
+
+/// The shadow's tables: [`TABLES_DDL`] without what a bulk load need not maintain row by row (the
+/// foreign key checks each line against its order, the customer index takes an insert per order).
+fn shadow_ddl() -> String {
+    sql(&TABLES_DDL.replace(LINES_FOREIGN_KEY, "").replace(CUSTOMER_INDEX, ""), SHADOW_PREFIX)
+}
+
+/// What a shadow lacks of the live model's shape; the promotion adds it (if absent) in its
+/// transaction before the swap, so the promoted tables are the live model's whatever shape the
+/// shadow had.
+const SHADOW_FINISH: &str = "
+    CREATE INDEX IF NOT EXISTS {p}orders_customer_created ON {p}orders (customer_id, created_at);
+    DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                       WHERE conrelid = '{p}order_lines'::regclass AND conname = '{p}order_lines_order_id_fkey') THEN
+            ALTER TABLE {p}order_lines ADD CONSTRAINT {p}order_lines_order_id_fkey
+                FOREIGN KEY (order_id) REFERENCES {p}orders (order_id) ON DELETE CASCADE;
+        END IF;
+    END $$;";
+
 /// The storefront's shadow: its tables, and the index and constraints that keep their live names.
 const SHADOW: SqlShadow = SqlShadow {
     model: NAME,
@@ -84,6 +117,7 @@ const SHADOW: SqlShadow = SqlShadow {
         LiveName::Constraint("loyalty_accounts", "loyalty_accounts_pkey"),
     ],
     dependents: Dependents::Cascade,
+    finish: SHADOW_FINISH,
 };
 
 fn sql(template: &str, prefix: &str) -> String {
@@ -94,6 +128,19 @@ pub struct PgStorefront {
     pool: Pool,
     prefix: &'static str,
     name: String,
+    inserts: Inserts,
+}
+
+/// How a page writes the orders it places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inserts {
+    /// An order already there is kept (its status still moves forward): the live model, where a
+    /// repeated page or a second runner must change nothing.
+    Upsert,
+    /// Plain inserts, for a shadow that replay fills: a page above the stored position places orders
+    /// the shadow cannot hold yet. Should one be there after all (an order placed twice in the
+    /// journal), the page is written again as [`Inserts::Upsert`] writes it.
+    New,
 }
 
 impl PgStorefront {
@@ -104,7 +151,7 @@ impl PgStorefront {
             sql(TABLES_DDL, "")
         );
         migrate(&pool, "storefront", &[(1, ddl.as_str())]).await?;
-        let store = PgStorefront { pool, prefix: "", name: position_name("") };
+        let store = PgStorefront { pool, prefix: "", name: position_name(""), inserts: Inserts::Upsert };
         store.ensure_offset(0).await?;
         Ok(store)
     }
@@ -122,7 +169,12 @@ impl PgStorefront {
     }
 
     fn shadow_store(&self) -> PgStorefront {
-        PgStorefront { pool: self.pool.clone(), prefix: SHADOW_PREFIX, name: position_name(SHADOW_PREFIX) }
+        PgStorefront {
+            pool: self.pool.clone(),
+            prefix: SHADOW_PREFIX,
+            name: position_name(SHADOW_PREFIX),
+            inserts: Inserts::New,
+        }
     }
 
     fn q(&self, template: &str) -> String {
@@ -158,145 +210,13 @@ impl Sink for PgStorefront {
             }
         }
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(pg_apply)?;
-        // The row lock makes two runners of the same projection take turns instead of both applying.
-        let at = tx
-            .query_one("SELECT position FROM projection_offsets WHERE name = $1 FOR UPDATE", &[&self.name])
-            .await
-            .map_err(pg_apply)?
-            .get::<_, i64>(0);
-        if last <= at {
-            return Ok(());
+        match self.write_page(&mut client, &planned, last, self.inserts).await {
+            Err(e) if self.inserts == Inserts::New && e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // Rolled back (the transaction dropped); write the page again keeping what is there.
+                self.write_page(&mut client, &planned, last, Inserts::Upsert).await.map_err(pg_apply)
+            }
+            written => written.map_err(pg_apply),
         }
-        // Coalesce the page per row: one set-based statement per table instead of one per event. The
-        // offset check above makes this exact; the version guards use the first coalesced version.
-        let mut page = Coalesced::default();
-        for (_, change) in planned.into_iter().filter(|(p, _)| *p > at) {
-            page.add(change);
-        }
-        let (txr, pager) = (&tx, &page);
-        let insert_orders = async {
-            if pager.orders.is_empty() {
-                return Ok(0);
-            }
-            let o = &pager.orders;
-            let ids: Vec<Uuid> = o.iter().map(|(o, _)| o.order_id).collect();
-            let customers: Vec<&str> = o.iter().map(|(o, _)| o.customer_id.as_str()).collect();
-            let stores: Vec<&str> = o.iter().map(|(o, _)| o.store_id.as_str()).collect();
-            let totals: Vec<i64> = o.iter().map(|(o, _)| o.total_cents).collect();
-            let at: Vec<i64> = o.iter().map(|(o, _)| o.created_at_us).collect();
-            let versions: Vec<i64> = o.iter().map(|(_, v)| *v as i64).collect();
-            txr.execute(
-                &self.q(
-                    "INSERT INTO {p}orders (order_id, customer_id, store_id, total_amount, status, created_at, version)
-                     SELECT id, c, s, t::numeric / 100, 'placed', 'epoch'::timestamptz + at * interval '1 microsecond', v
-                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) AS u(id, c, s, t, at, v)
-                     ON CONFLICT (order_id) DO NOTHING",
-                ),
-                &[&ids, &customers, &stores, &totals, &at, &versions],
-            )
-            .await
-        };
-        let insert_lines = async {
-            if pager.orders.is_empty() {
-                return Ok(0);
-            }
-            let lines: Vec<(Uuid, i32, &events::domain::OrderLine)> = page
-                .orders
-                .iter()
-                .flat_map(|(o, _)| o.lines.iter().enumerate().map(move |(n, l)| (o.order_id, n as i32, l)))
-                .collect();
-            let ids: Vec<Uuid> = lines.iter().map(|l| l.0).collect();
-            let numbers: Vec<i32> = lines.iter().map(|l| l.1).collect();
-            let items: Vec<&str> = lines.iter().map(|l| l.2.item_id.as_str()).collect();
-            let quantities: Vec<i32> = lines.iter().map(|l| l.2.quantity as i32).collect();
-            let prices: Vec<i64> = lines.iter().map(|l| l.2.unit_price_cents).collect();
-            txr.execute(
-                &self.q("INSERT INTO {p}order_lines (order_id, line_no, item_id, quantity, unit_price)
-                     SELECT id, n, i, q, p::numeric / 100
-                     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::int8[]) AS u(id, n, i, q, p)
-                     ON CONFLICT DO NOTHING"),
-                &[&ids, &numbers, &items, &quantities, &prices],
-            )
-            .await
-        };
-        // In order, not pipelined: unprepared statements may reach the server in any order, and lines
-        // need their order (foreign key), as statuses in the same page do.
-        insert_orders.await.map_err(pg_apply)?;
-        insert_lines.await.map_err(pg_apply)?;
-        let statuses = async {
-            if pager.statuses.is_empty() {
-                return Ok(0);
-            }
-            let st: Vec<_> = pager.statuses.iter().collect();
-            let ids: Vec<Uuid> = st.iter().map(|(id, _)| **id).collect();
-            let names: Vec<&str> = st.iter().map(|(_, s)| s.0).collect();
-            let reasons: Vec<Option<&str>> = st.iter().map(|(_, s)| s.1.as_deref()).collect();
-            let versions: Vec<i64> = st.iter().map(|(_, s)| s.2 as i64).collect();
-            txr.execute(
-                &self.q("UPDATE {p}orders SET status = u.s, cancel_reason = u.r, version = u.v
-                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, s, r, v)
-                     WHERE {p}orders.order_id = u.id AND {p}orders.version < u.v"),
-                &[&ids, &names, &reasons, &versions],
-            )
-            .await
-        };
-        let stock = async {
-            if pager.stock.is_empty() {
-                return Ok(0);
-            }
-            let st: Vec<_> = pager.stock.iter().collect();
-            let stores: Vec<&str> = st.iter().map(|((s, _), _)| s.as_str()).collect();
-            let skus: Vec<&str> = st.iter().map(|((_, k), _)| k.as_str()).collect();
-            let available: Vec<i64> = st.iter().map(|(_, d)| d.available).collect();
-            let reserved: Vec<i64> = st.iter().map(|(_, d)| d.reserved).collect();
-            let last: Vec<i64> = st.iter().map(|(_, d)| d.last as i64).collect();
-            txr.execute(
-                &self.q("INSERT INTO {p}store_inventory AS t (store_id, sku, available, reserved, version)
-                     SELECT s, k, a, r, last FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
-                       AS u(s, k, a, r, last)
-                     ON CONFLICT (store_id, sku) DO UPDATE SET available = t.available + excluded.available,
-                       reserved = t.reserved + excluded.reserved, version = excluded.version
-                     WHERE t.version < excluded.version"),
-                &[&stores, &skus, &available, &reserved, &last],
-            )
-            .await
-        };
-        let loyalty = async {
-            if pager.loyalty.is_empty() {
-                return Ok(0);
-            }
-            let ly: Vec<_> = pager.loyalty.iter().collect();
-            let customers: Vec<&str> = ly.iter().map(|(c, _)| c.as_str()).collect();
-            let points: Vec<i64> = ly.iter().map(|(_, d)| d.points).collect();
-            let tiers: Vec<Option<&str>> = ly.iter().map(|(_, d)| d.tier).collect();
-            let last: Vec<i64> = ly.iter().map(|(_, d)| d.last as i64).collect();
-            // Tiers only ever rise, so no TierChanged leads to green: 'green' here means "no tier event".
-            txr.execute(
-                &self.q(
-                    "INSERT INTO {p}loyalty_accounts AS t (customer_id, points, tier, version)
-                     SELECT c, p, coalesce(tr, 'green'), last FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
-                       AS u(c, p, tr, last)
-                     ON CONFLICT (customer_id) DO UPDATE SET points = t.points + excluded.points,
-                       tier = CASE WHEN excluded.tier = 'green' THEN t.tier ELSE excluded.tier END,
-                       version = excluded.version
-                     WHERE t.version < excluded.version",
-                ),
-                &[&customers, &points, &tiers, &last],
-            )
-            .await
-        };
-        // These three touch different tables: their order does not matter.
-        futures::try_join!(statuses, stock, loyalty).map_err(pg_apply)?;
-        // Menu changes are rare and stay one statement each, in order.
-        for change in page.menu {
-            self.write_menu(&tx, change).await.map_err(pg_apply)?;
-        }
-        tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
-            .await
-            .map_err(pg_apply)?;
-        tx.commit().await.map_err(pg_apply)?;
-        Ok(())
     }
 
     async fn canonical_rows(&self) -> Result<Vec<CanonicalRow>, SinkError> {
@@ -316,7 +236,7 @@ impl Sink for PgStorefront {
 impl Rebuildable for PgStorefront {
     async fn shadow(&self) -> Result<Arc<dyn Sink>, SinkError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        client.batch_execute(&sql(TABLES_DDL, SHADOW_PREFIX)).await.map_err(sink_err)?;
+        client.batch_execute(&shadow_ddl()).await.map_err(sink_err)?;
         drop(client);
         let shadow = self.shadow_store();
         shadow.ensure_offset(0).await?;
@@ -338,73 +258,170 @@ impl Rebuildable for PgStorefront {
     }
 }
 
-/// A page's changes folded per row.
-#[derive(Default)]
-struct Coalesced {
-    orders: Vec<(OrderView, u64)>,
-    statuses: HashMap<Uuid, (&'static str, Option<String>, u64)>,
-    stock: HashMap<(String, String), Deltas>,
-    loyalty: HashMap<String, LoyaltyDelta>,
-    menu: Vec<Change>,
-}
-
-/// Summed deltas of one row and the newest version among them. The offset check guarantees the row
-/// has seen none of them, so the guard only needs the newest.
-struct Deltas {
-    available: i64,
-    reserved: i64,
-    last: u64,
-}
-
-struct LoyaltyDelta {
-    points: i64,
-    tier: Option<&'static str>,
-    last: u64,
-}
-
-impl Coalesced {
-    fn add(&mut self, change: Change) {
-        match change {
-            Change::OrderPlaced { order, version } => self.orders.push((order, version)),
-            Change::OrderStatus { order_id, status, cancel_reason, version } => {
-                let newest = self.statuses.get(&order_id).is_none_or(|s| s.2 < version);
-                if newest {
-                    self.statuses.insert(order_id, (status, cancel_reason, version));
-                }
-            }
-            Change::Stock { store_id, sku, available, reserved, version } => {
-                let d =
-                    self.stock.entry((store_id, sku)).or_insert(Deltas { available: 0, reserved: 0, last: version });
-                d.available += available;
-                d.reserved += reserved;
-                d.last = d.last.max(version);
-            }
-            Change::Points { customer_id, points, version } => {
-                let d =
-                    self.loyalty.entry(customer_id).or_insert(LoyaltyDelta { points: 0, tier: None, last: version });
-                d.points += points;
-                d.last = d.last.max(version);
-            }
-            Change::Tier { customer_id, tier, version } => {
-                let d =
-                    self.loyalty.entry(customer_id).or_insert(LoyaltyDelta { points: 0, tier: None, last: version });
-                if version >= d.last {
-                    d.tier = Some(tier);
-                }
-                d.last = d.last.max(version);
-            }
-            menu @ (Change::MenuItem { .. } | Change::MenuPrice { .. } | Change::MenuRetired { .. }) => {
-                self.menu.push(menu)
-            }
-        }
-    }
-}
-
 impl PgStorefront {
+    /// Writes the changes of a page (events up to `last`) in one transaction, with the position,
+    /// unless the stored position is already at or past `last`. The changes are folded per row
+    /// ([`PageFold`]): one set-based statement per table, each row written once.
+    async fn write_page(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        planned: &[(i64, Change)],
+        last: i64,
+        inserts: Inserts,
+    ) -> Result<(), tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        // The row lock makes two runners of the same projection take turns instead of both applying.
+        let at = tx
+            .query_one("SELECT position FROM projection_offsets WHERE name = $1 FOR UPDATE", &[&self.name])
+            .await?
+            .get::<_, i64>(0);
+        if last <= at {
+            return Ok(());
+        }
+        // The offset check above makes the fold exact: no change in it has been applied.
+        let page = PageFold::of(planned.iter().filter(|(p, _)| *p > at).map(|(_, change)| change));
+        let txr = &tx;
+        let insert_orders = async {
+            if page.placed.is_empty() {
+                return Ok(0);
+            }
+            let o = &page.placed;
+            let ids: Vec<Uuid> = o.iter().map(|(p, _)| p.order.order_id).collect();
+            let customers: Vec<&str> = o.iter().map(|(p, _)| p.order.customer_id.as_str()).collect();
+            let stores: Vec<&str> = o.iter().map(|(p, _)| p.order.store_id.as_str()).collect();
+            let totals: Vec<i64> = o.iter().map(|(p, _)| p.order.total_cents).collect();
+            let statuses: Vec<&str> =
+                o.iter().map(|(p, _)| p.status.map_or(p.order.status.as_str(), |s| s.status)).collect();
+            let reasons: Vec<Option<&str>> = o.iter().map(|(p, _)| p.status.and_then(|s| s.cancel_reason)).collect();
+            let at: Vec<i64> = o.iter().map(|(p, _)| p.order.created_at_us).collect();
+            let versions: Vec<i64> = o.iter().map(|(p, v)| p.version(*v) as i64).collect();
+            // On a conflict (the live model, a repeated page): the row stays; a status the page moves
+            // it to still applies if it is newer, as the status update below would apply it.
+            let conflict = match inserts {
+                Inserts::Upsert => {
+                    "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,
+                       cancel_reason = excluded.cancel_reason, version = excluded.version
+                     WHERE {p}orders.version < excluded.version AND excluded.status <> 'placed'"
+                }
+                Inserts::New => "",
+            };
+            txr.execute(
+                &self.q(&format!(
+                    "INSERT INTO {{p}}orders (order_id, customer_id, store_id, total_amount, status, cancel_reason, created_at, version)
+                     SELECT id, c, s, t::numeric / 100, st, r, 'epoch'::timestamptz + at * interval '1 microsecond', v
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::int8[])
+                       AS u(id, c, s, t, st, r, at, v)
+                     {conflict}"
+                )),
+                &[&ids, &customers, &stores, &totals, &statuses, &reasons, &at, &versions],
+            )
+            .await
+        };
+        let insert_lines = async {
+            if page.lines.is_empty() {
+                return Ok(0);
+            }
+            let lines = &page.lines;
+            let ids: Vec<Uuid> = lines.iter().map(|l| l.0).collect();
+            let numbers: Vec<i32> = lines.iter().map(|l| l.1).collect();
+            let items: Vec<&str> = lines.iter().map(|l| l.2.item_id.as_str()).collect();
+            let quantities: Vec<i32> = lines.iter().map(|l| l.2.quantity as i32).collect();
+            let prices: Vec<i64> = lines.iter().map(|l| l.2.unit_price_cents).collect();
+            let conflict = match inserts {
+                Inserts::Upsert => "ON CONFLICT DO NOTHING",
+                Inserts::New => "",
+            };
+            txr.execute(
+                &self.q(&format!(
+                    "INSERT INTO {{p}}order_lines (order_id, line_no, item_id, quantity, unit_price)
+                     SELECT id, n, i, q, p::numeric / 100
+                     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::int8[]) AS u(id, n, i, q, p)
+                     {conflict}"
+                )),
+                &[&ids, &numbers, &items, &quantities, &prices],
+            )
+            .await
+        };
+        // In order, not pipelined: unprepared statements may reach the server in any order, and lines
+        // need their order (foreign key), as statuses in the same page do.
+        insert_orders.await?;
+        insert_lines.await?;
+        let statuses = async {
+            if page.statuses.is_empty() {
+                return Ok(0);
+            }
+            let st: Vec<_> = page.statuses.iter().collect();
+            let ids: Vec<Uuid> = st.iter().map(|(id, _)| **id).collect();
+            let names: Vec<&str> = st.iter().map(|(_, s)| s.status).collect();
+            let reasons: Vec<Option<&str>> = st.iter().map(|(_, s)| s.cancel_reason).collect();
+            let versions: Vec<i64> = st.iter().map(|(_, s)| s.version as i64).collect();
+            txr.execute(
+                &self.q("UPDATE {p}orders SET status = u.s, cancel_reason = u.r, version = u.v
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, s, r, v)
+                     WHERE {p}orders.order_id = u.id AND {p}orders.version < u.v"),
+                &[&ids, &names, &reasons, &versions],
+            )
+            .await
+        };
+        let stock = async {
+            if page.stock.is_empty() {
+                return Ok(0);
+            }
+            let st: Vec<_> = page.stock.iter().collect();
+            let stores: Vec<&str> = st.iter().map(|((s, _), _)| *s).collect();
+            let skus: Vec<&str> = st.iter().map(|((_, k), _)| *k).collect();
+            let available: Vec<i64> = st.iter().map(|(_, d)| d.available).collect();
+            let reserved: Vec<i64> = st.iter().map(|(_, d)| d.reserved).collect();
+            let last: Vec<i64> = st.iter().map(|(_, d)| d.last as i64).collect();
+            txr.execute(
+                &self.q("INSERT INTO {p}store_inventory AS t (store_id, sku, available, reserved, version)
+                     SELECT s, k, a, r, last FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
+                       AS u(s, k, a, r, last)
+                     ON CONFLICT (store_id, sku) DO UPDATE SET available = t.available + excluded.available,
+                       reserved = t.reserved + excluded.reserved, version = excluded.version
+                     WHERE t.version < excluded.version"),
+                &[&stores, &skus, &available, &reserved, &last],
+            )
+            .await
+        };
+        let loyalty = async {
+            if page.loyalty.is_empty() {
+                return Ok(0);
+            }
+            let ly: Vec<_> = page.loyalty.iter().collect();
+            let customers: Vec<&str> = ly.iter().map(|(c, _)| **c).collect();
+            let points: Vec<i64> = ly.iter().map(|(_, d)| d.points).collect();
+            let tiers: Vec<Option<&str>> = ly.iter().map(|(_, d)| d.tier).collect();
+            let last: Vec<i64> = ly.iter().map(|(_, d)| d.last as i64).collect();
+            // Tiers only ever rise, so no TierChanged leads to green: 'green' here means "no tier event".
+            txr.execute(
+                &self.q(
+                    "INSERT INTO {p}loyalty_accounts AS t (customer_id, points, tier, version)
+                     SELECT c, p, coalesce(tr, 'green'), last FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
+                       AS u(c, p, tr, last)
+                     ON CONFLICT (customer_id) DO UPDATE SET points = t.points + excluded.points,
+                       tier = CASE WHEN excluded.tier = 'green' THEN t.tier ELSE excluded.tier END,
+                       version = excluded.version
+                     WHERE t.version < excluded.version",
+                ),
+                &[&customers, &points, &tiers, &last],
+            )
+            .await
+        };
+        // These three touch different tables: their order does not matter.
+        futures::try_join!(statuses, stock, loyalty)?;
+        // Menu changes are rare and stay one statement each, in order.
+        for change in &page.menu {
+            self.write_menu(&tx, change).await?;
+        }
+        tx.execute("UPDATE projection_offsets SET position = $2 WHERE name = $1", &[&self.name, &last]).await?;
+        tx.commit().await
+    }
+
     async fn write_menu(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
-        change: Change,
+        change: &Change,
     ) -> Result<u64, tokio_postgres::Error> {
         match change {
             Change::MenuItem { item, version } => {
@@ -427,7 +444,7 @@ impl PgStorefront {
                         &(n.caffeine_mg as i32),
                         &(n.sugar_g as i32),
                         &item.image_sha256,
-                        &(version as i64),
+                        &(*version as i64),
                     ],
                 )
                 .await
@@ -435,14 +452,14 @@ impl PgStorefront {
             Change::MenuPrice { item_id, price_cents, version } => {
                 tx.execute(
                     &self.q("UPDATE {p}menu_items SET price = $2::int8::numeric / 100, version = $3 WHERE item_id = $1 AND version < $3"),
-                    &[&item_id, &price_cents, &(version as i64)],
+                    &[&item_id, &price_cents, &(*version as i64)],
                 )
                 .await
             }
             Change::MenuRetired { item_id, version } => {
                 tx.execute(
                     &self.q("UPDATE {p}menu_items SET retired = true, version = $2 WHERE item_id = $1 AND version < $2"),
-                    &[&item_id, &(version as i64)],
+                    &[&item_id, &(*version as i64)],
                 )
                 .await
             }
@@ -587,5 +604,24 @@ impl StorefrontQueries for PgStorefront {
 
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError> {
         Ok(self.loyalty_query(Some(customer_id)).await?.pop())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shadow_is_the_live_tables_without_the_foreign_key_and_the_customer_index() {
+        assert!(TABLES_DDL.contains(LINES_FOREIGN_KEY) && TABLES_DDL.contains(CUSTOMER_INDEX));
+        let shadow = shadow_ddl();
+        assert!(!shadow.contains("REFERENCES") && !shadow.contains("CREATE INDEX"), "{shadow}");
+        assert_eq!(shadow.matches("CREATE TABLE IF NOT EXISTS rebuild_").count(), TABLES.len());
+        let finish = SHADOW.promotion()[0].clone();
+        assert!(finish.contains(&sql(CUSTOMER_INDEX, SHADOW_PREFIX)), "{finish}");
+        assert!(
+            finish.contains(&sql(&format!("FOREIGN KEY (order_id){LINES_FOREIGN_KEY}"), SHADOW_PREFIX)),
+            "{finish}"
+        );
     }
 }
