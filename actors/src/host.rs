@@ -162,16 +162,22 @@ impl Clock {
     }
 }
 
+/// The journal, settings, registry and freshness that all actors of one registry share.
+struct Shared<D: Decider> {
+    journal: Arc<dyn Journal>,
+    options: Arc<HostOptions>,
+    entries: Entries<D>,
+    freshness: Arc<Freshness>,
+}
+
 pub struct AggregateActor<D: Decider> {
     stream_id: String,
     loaded: Option<(D::State, u64)>,
     /// When the last read of the stream began (activation or catch-up).
     read_at: Instant,
-    journal: Arc<dyn Journal>,
-    options: Arc<HostOptions>,
+    /// What every actor of the registry shares (one pointer, not four: a node holds a million actors).
+    shared: Arc<Shared<D>>,
     use_: Arc<Use>,
-    entries: Entries<D>,
-    freshness: Arc<Freshness>,
     /// The highest version this node's freshness follower saw the stream reach.
     moved: Arc<AtomicU64>,
     /// Work that arrived while a batch was running; the next batch takes it.
@@ -185,7 +191,7 @@ impl<D: Decider> AggregateActor<D> {
     fn leave(&self, entries: &mut HashMap<String, Entry<D>>) {
         if entries.get(&self.stream_id).is_some_and(|e| Arc::ptr_eq(&e.use_, &self.use_)) {
             entries.remove(&self.stream_id);
-            self.freshness.untrack(&self.stream_id, &self.moved);
+            self.shared.freshness.untrack(&self.stream_id, &self.moved);
         }
     }
 
@@ -193,7 +199,7 @@ impl<D: Decider> AggregateActor<D> {
     /// past it, or this node's follower cannot vouch for it within the staleness bound.
     fn must_catch_up(&self) -> bool {
         let Some((_, version)) = &self.loaded else { return false };
-        let trusted = self.freshness.covers(self.read_at);
+        let trusted = self.shared.freshness.covers(self.read_at);
         let behind = *version < self.moved.load(Ordering::SeqCst);
         if behind || !trusted {
             let cause = if behind { "moved" } else { "unvouched" };
@@ -220,7 +226,7 @@ impl<D: Decider> AggregateActor<D> {
         }
         // Under the registry's lock, as the idle sweep: no caller is handed an actor that stops.
         // The callers just answered still count in the depth until they collect their answer.
-        let mut entries = self.entries.lock().expect("registry lock");
+        let mut entries = self.shared.entries.lock().expect("registry lock");
         if self.use_.depth.load(Ordering::SeqCst) <= answered {
             self.leave(&mut entries);
             drop(entries);
@@ -240,12 +246,12 @@ impl<D: Decider> Actor for AggregateActor<D> {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).decrement(1.0);
-        let mut entries = self.entries.lock().expect("registry lock");
+        let mut entries = self.shared.entries.lock().expect("registry lock");
         self.leave(&mut entries);
         drop(entries);
         // The idle sweep removed the entry without the mark: it goes with the actor (a successor's
         // mark is not this one and stays).
-        self.freshness.untrack(&self.stream_id, &self.moved);
+        self.shared.freshness.untrack(&self.stream_id, &self.moved);
     }
 }
 
@@ -457,10 +463,11 @@ impl<D: Decider> AggregateActor<D> {
             return;
         }
         self.running = true;
-        let take = self.queue.len().min(self.options.max_batch.max(1));
+        let take = self.queue.len().min(self.shared.options.max_batch.max(1));
         let work: Vec<Work<D>> = self.queue.drain(..take).collect();
         let refresh = self.prepare();
-        let (journal, options, stream_id) = (self.journal.clone(), self.options.clone(), self.stream_id.clone());
+        let (journal, options, stream_id) =
+            (self.shared.journal.clone(), self.shared.options.clone(), self.stream_id.clone());
         let loaded = self.loaded.take();
         let batch = async move {
             let (loaded, outcomes) = run_batch::<D>(journal, options, stream_id, loaded, refresh, &work).await;
@@ -532,11 +539,12 @@ type Checkout<D> = (Addr<AggregateActor<D>>, Arc<Use>);
 pub struct Registry<D: Decider> {
     entries: Entries<D>,
     freshness: Arc<Freshness>,
-    journal: Arc<dyn Journal>,
     options: Arc<HostOptions>,
     arbiters: Arc<[ArbiterHandle]>,
     next: AtomicUsize,
     clock: Clock,
+    /// The same journal, settings, entries and freshness, as each actor holds them.
+    shared: Arc<Shared<D>>,
 }
 
 impl<D: Decider> Registry<D> {
@@ -556,14 +564,22 @@ impl<D: Decider> Registry<D> {
         freshness: Arc<Freshness>,
     ) -> Self {
         assert!(!arbiters.is_empty(), "a registry needs at least one arbiter");
-        let registry = Registry {
-            entries: Arc::new(Mutex::new(HashMap::new())),
-            freshness,
+        let entries: Entries<D> = Arc::new(Mutex::new(HashMap::new()));
+        let options = Arc::new(options);
+        let shared = Arc::new(Shared {
             journal,
-            options: Arc::new(options),
+            options: options.clone(),
+            entries: entries.clone(),
+            freshness: freshness.clone(),
+        });
+        let registry = Registry {
+            entries,
+            freshness,
+            options,
             arbiters,
             next: AtomicUsize::new(0),
             clock: Clock(Instant::now()),
+            shared,
         };
         registry.arbiters[0].spawn(sweep_idle(
             Arc::downgrade(&registry.entries),
@@ -599,11 +615,8 @@ impl<D: Decider> Registry<D> {
             stream_id: stream_id.to_owned(),
             loaded: None,
             read_at: Instant::now(),
-            journal: self.journal.clone(),
-            options: self.options.clone(),
+            shared: self.shared.clone(),
             use_: use_.clone(),
-            entries: self.entries.clone(),
-            freshness: self.freshness.clone(),
             moved: self.freshness.track(stream_id),
             queue: Vec::new(),
             running: false,
