@@ -68,6 +68,50 @@ async fn replay_on_postgres() {
     equal_rebuild_is_promoted_and_a_differing_one_is_not(journal, live).await;
 }
 
+/// The storefront's shadow is loaded without its foreign key and its customer index; the promotion
+/// adds them. After one promotion and after a second one, the model's catalogue (every index and
+/// constraint, with its name and definition) is the one a fresh live model has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_postgres_storefront_has_the_live_indexes_and_constraints() {
+    let Some(url) = servers::postgres_url() else { return };
+    let options = PgOptions::new(url).with_schema(servers::fresh_schema("shape"));
+    let journal: Arc<dyn Journal> = Arc::new(PgJournal::connect(options.clone()).await.unwrap());
+    let pool = connect_pool(&options).await.unwrap();
+    let live = Arc::new(PgStorefront::new(pool.clone()).await.unwrap());
+    let fresh = catalogue_of(&pool).await;
+    assert!(fresh.iter().any(|d| d.contains("FOREIGN KEY")), "the live model has a foreign key: {fresh:#?}");
+    assert!(fresh.iter().any(|d| d.contains("orders_customer_created")), "{fresh:#?}");
+
+    write_history(journal.as_ref(), &a_day_of_orders(300)).await;
+    ProjectionRunner::new(journal.clone(), live.clone() as Arc<dyn Sink>).catch_up().await.unwrap();
+    let before = live.fingerprint().await.unwrap();
+    for round in 1..=2 {
+        let outcome = rebuild(journal.as_ref(), live.as_ref(), &ReplayOptions::default(), &mut |_| {}).await.unwrap();
+        assert!(
+            matches!(&outcome, ReplayOutcome::Promoted { fingerprint, .. } if *fingerprint == before),
+            "{outcome:?}"
+        );
+        assert_eq!(catalogue_of(&pool).await, fresh, "after promotion {round}");
+    }
+}
+
+/// Every index and constraint in the pool's schema, as `table: definition`, sorted.
+async fn catalogue_of(pool: &deadpool_postgres::Pool) -> Vec<String> {
+    let client = pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT tablename || ': ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()
+             UNION ALL
+             SELECT conrelid::regclass::text || ': ' || conname || ' ' || pg_get_constraintdef(oid)
+             FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
 /// Events written at schema 1 are read through the upcaster when the model is rebuilt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_upcasts_old_events() {
