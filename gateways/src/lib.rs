@@ -9,6 +9,7 @@
 //! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
 
 pub mod bench;
+pub mod flood;
 pub mod http;
 pub mod load;
 #[cfg(feature = "cloud")]
@@ -18,6 +19,7 @@ pub mod parks;
 #[cfg(feature = "cloud")]
 pub mod payments;
 pub mod telemetry;
+pub mod verify;
 
 use std::sync::Arc;
 
