@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, projections, replay, serve, storage};
+use cli::{bench, demo, dlq, flood, projections, replay, serve, storage};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -42,6 +42,11 @@ enum Command {
     /// skips it too), or list what was parked.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Run a stress scenario (`cloudcafe flood list` names them) into the actors of a node started
+    /// here, or into running nodes over HTTP with --target; measure it in an open model, write a
+    /// report, and verify that nothing acknowledged was lost. Exit codes: 0 passed, 5 a threshold
+    /// or an invariant failed.
+    Flood(Box<flood::FloodArgs>),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Dlq(command) => dlq::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Flood(args) => flood::run(*args).await,
         }
     });
     match result {

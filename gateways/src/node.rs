@@ -163,6 +163,8 @@ pub struct Node {
     pub cache: Option<Arc<ReadCache>>,
     /// Every projection this node runs, for lag reports.
     pub projections: Vec<Arc<dyn Sink>>,
+    /// The same read models as rebuildable stores, for a comparison with a rebuild (`verify`).
+    pub read_models: Vec<Arc<dyn Rebuildable>>,
     /// The projections' stalls, while this node runs them.
     pub stalls: Stalls,
     /// The locks that make one node of a cluster run each journal follower.
@@ -200,6 +202,7 @@ impl Node {
     /// Must run inside an actix system (actors need arbiters).
     pub async fn start(settings: NodeSettings) -> Result<Node, StartError> {
         let (journal, store) = open_stores(&settings.storage).await?;
+        let mut read_models: Vec<Arc<dyn Rebuildable>> = vec![store.clone()];
         let (storefront, sink): (Arc<dyn StorefrontQueries>, Arc<dyn Sink>) = (store.clone(), store);
         let cafe = Arc::new(Cafe::new(
             journal.clone(),
@@ -230,8 +233,10 @@ impl Node {
         let mut projections: Vec<Arc<dyn Sink>> = vec![storefront_runner];
         if let Some(a) = &analytics {
             projections.push(a.clone());
+            read_models.push(a.clone());
         }
         projections.extend(settings.extra_projections.iter().map(|p| p.clone() as Arc<dyn Sink>));
+        read_models.extend(settings.extra_projections.iter().cloned());
         let singletons: Arc<dyn SingletonLocks> = match &settings.storage {
             Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
             Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
@@ -253,6 +258,7 @@ impl Node {
             analytics,
             cache,
             projections,
+            read_models,
             stalls,
             singletons,
             stop,

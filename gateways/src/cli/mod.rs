@@ -1,6 +1,6 @@
 //! The `cloudcafe` subcommands, in the style of cargo's `src/bin/cargo/commands/`: one module per
 //! subcommand holding its clap arguments and its body ([`serve`], [`demo`], [`replay`], [`bench`],
-//! [`dlq`], [`projections`]), the argument group several of them share ([`storage`]), and the one place where a build
+//! [`dlq`], [`projections`], [`flood`]), the argument group several of them share ([`storage`]), and the one place where a build
 //! with the AWS clients and a build without them part ways ([`cloud`]).
 //!
 //! Architecture Invariant: only the binary reads flags and the environment; these modules turn them
@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cloud;
 pub mod demo;
 pub mod dlq;
+pub mod flood;
 pub mod projections;
 pub mod replay;
 pub mod serve;

@@ -115,6 +115,11 @@ pub(super) async fn restock(
 ) -> Result<HttpResponse, ApiError> {
     let body: RestockBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, Causation::new_root()).await?;
-    Ok(HttpResponse::Ok().json(StockJson::from(stock)))
+    let causation = Causation::new_root();
+    let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, causation).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(h) = super::wire::correlation(&causation, true) {
+        response.insert_header(h);
+    }
+    Ok(response.json(StockJson::from(stock)))
 }

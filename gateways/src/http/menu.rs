@@ -194,10 +194,13 @@ pub(super) async fn publish_menu_item(
         },
         image_sha256: body.image_sha256,
     };
-    let published = state.cafe.publish_menu_item(command, Causation::new_root()).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, "/api/menu/items"))
-        .json(MenuItemJson::from(published.state)))
+    let causation = Causation::new_root();
+    let published = state.cafe.publish_menu_item(command, causation).await?;
+    let mut response = HttpResponse::Created();
+    if let Some(h) = super::wire::correlation(&causation, !published.events.is_empty()) {
+        response.insert_header(h);
+    }
+    Ok(response.insert_header((header::LOCATION, "/api/menu/items")).json(MenuItemJson::from(published.state)))
 }
 
 /// The body of `POST /api/menu/items/{item_id}/price`.
@@ -242,8 +245,13 @@ pub(super) async fn change_price(
     let item = path_id(&path, "item_id")?;
     let body: PriceBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let changed = state.cafe.change_menu_price(item, body.price_cents, Causation::new_root()).await?;
-    Ok(HttpResponse::Ok().json(MenuItemJson::from(changed.state)))
+    let causation = Causation::new_root();
+    let changed = state.cafe.change_menu_price(item, body.price_cents, causation).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(h) = super::wire::correlation(&causation, !changed.events.is_empty()) {
+        response.insert_header(h);
+    }
+    Ok(response.json(MenuItemJson::from(changed.state)))
 }
 
 /// `POST /api/menu/items/{item_id}/retire`: 200 with the item, retired (again, if it was).
@@ -266,6 +274,11 @@ pub(super) async fn change_price(
 pub(super) async fn retire(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let item = path_id(&path, "item_id")?;
     let _permit = admit(&state)?;
-    let retired = state.cafe.retire_menu_item(item, Causation::new_root()).await?;
-    Ok(HttpResponse::Ok().json(MenuItemJson::from(retired.state)))
+    let causation = Causation::new_root();
+    let retired = state.cafe.retire_menu_item(item, causation).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(h) = super::wire::correlation(&causation, !retired.events.is_empty()) {
+        response.insert_header(h);
+    }
+    Ok(response.json(MenuItemJson::from(retired.state)))
 }

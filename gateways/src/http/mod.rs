@@ -36,7 +36,10 @@ mod orders;
 mod payments;
 mod schema;
 mod stores;
+pub mod stress;
 mod wire;
+
+pub use orders::order_id_for_key;
 
 pub use errors::ApiError;
 
@@ -58,6 +61,10 @@ pub struct ApiState {
     pub stalls: events::follow::Stalls,
     /// Read models this node feeds from Kinesis, by name.
     pub stream_fed: Vec<(String, Arc<dyn projections::StreamFedLag>)>,
+    /// The journal-fed read models as rebuildable stores (what `verify` compares with a rebuild).
+    pub read_models: Vec<Arc<dyn projections::Rebuildable>>,
+    /// The floods started through `/admin/stress`.
+    pub stress: stress::StressRuns,
 }
 
 /// The API's limits, as `main` sets them from its flags.
@@ -95,6 +102,7 @@ impl ApiState {
         s.cache.clone_from(&node.cache);
         s.projections.clone_from(&node.projections);
         s.stalls = node.stalls.clone();
+        s.read_models.clone_from(&node.read_models);
         state
     }
 
@@ -118,6 +126,8 @@ impl ApiState {
             projections: Vec::new(),
             stalls: events::follow::Stalls::default(),
             stream_fed: Vec::new(),
+            read_models: Vec::new(),
+            stress: stress::StressRuns::default(),
         })
     }
 }
@@ -149,6 +159,7 @@ fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
         ("/admin/stores", vec![(Method::POST, web::to(stores::open_store))]),
         ("/admin/stores/{store_id}/close", vec![(Method::POST, web::to(stores::close_store))]),
         ("/admin/projections", vec![(Method::GET, web::to(admin::projections))]),
+        ("/admin/stress/{id}", vec![(Method::POST, web::to(stress::start)), (Method::GET, web::to(stress::show))]),
     ]
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
-use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores};
+use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores, stress};
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
 #[derive(OpenApi)]
@@ -52,6 +52,8 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
         admin::ready,
         admin::metrics,
         admin::projections,
+        stress::start,
+        stress::show,
         document,
     ),
     components(

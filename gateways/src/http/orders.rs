@@ -21,6 +21,13 @@ use super::ApiState;
 /// Orders placed with the same key by the same customer are one order.
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
 
+/// The order a customer's `Idempotency-Key` names: the same key of the same customer is the same
+/// order on every node, so a client that knows its key knows the order's id (and stream) before
+/// any answer arrives.
+pub fn order_id_for_key(customer_id: &str, key: &str) -> Uuid {
+    Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{customer_id}\u{0}{key}").as_bytes())
+}
+
 /// The body of `POST /api/orders`.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -190,7 +197,7 @@ pub(super) async fn place_order(
                 key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 128).filter(visible).ok_or_else(|| {
                     ApiError::bad("Idempotency-Key must be 1-128 visible ASCII characters", "Idempotency-Key")
                 })?;
-            Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{}\u{0}{key}", body.customer_id).as_bytes())
+            order_id_for_key(&body.customer_id, key)
         }
     };
     let request = PlaceOrder {
@@ -201,9 +208,14 @@ pub(super) async fn place_order(
         placed_at_us: events::envelope::now_us(),
         fresh_order_id,
     };
-    let placed = state.cafe.place_order(request, Causation::new_root()).await?;
+    let causation = Causation::new_root();
+    let placed = state.cafe.place_order(request, causation).await?;
     let replayed = placed.events.is_empty();
-    Ok(HttpResponse::Created()
+    let mut response = HttpResponse::Created();
+    if let Some(h) = super::wire::correlation(&causation, !replayed) {
+        response.insert_header(h);
+    }
+    Ok(response
         .insert_header((header::LOCATION, format!("/api/orders/{order_id}")))
         .insert_header(("Idempotent-Replay", if replayed { "true" } else { "false" }))
         .json(OrderJson::from(placed.state)))

@@ -97,8 +97,12 @@ pub(super) async fn open_store(
 ) -> Result<HttpResponse, ApiError> {
     let body: OpenStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let opened = state.cafe.open_store(&body.store_id, &body.name, Causation::new_root()).await?;
+    let causation = Causation::new_root();
+    let opened = state.cafe.open_store(&body.store_id, &body.name, causation).await?;
     let mut response = if opened.events.is_empty() { HttpResponse::Ok() } else { HttpResponse::Created() };
+    if let Some(h) = super::wire::correlation(&causation, !opened.events.is_empty()) {
+        response.insert_header(h);
+    }
     Ok(response
         .insert_header((header::LOCATION, format!("/api/stores/{}", body.store_id)))
         .json(StoreJson::from(opened.state)))

@@ -53,6 +53,15 @@ where
     deserializer.deserialize_any(Integer(std::marker::PhantomData))
 }
 
+/// The header a command's answer carries when it wrote events: their correlation id, so that a
+/// client (the floods' ack ledger, an operator) can find exactly those events in the journal.
+pub(super) const CORRELATION_HEADER: &str = "X-Correlation-Id";
+
+/// `(CORRELATION_HEADER, id)` when `wrote`, for `HttpResponseBuilder::insert_header`.
+pub(super) fn correlation(causation: &events::Causation, wrote: bool) -> Option<(&'static str, String)> {
+    wrote.then(|| (CORRELATION_HEADER, causation.correlation_id.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

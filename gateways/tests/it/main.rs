@@ -5,6 +5,7 @@
 
 mod api;
 mod contract;
+mod flood;
 mod kill_restart;
 mod limits;
 #[cfg(feature = "cloud")]

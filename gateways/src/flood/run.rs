@@ -1,0 +1,142 @@
+//! One flood from start to report: drive the prepared plan (and what runs beside it), sample the
+//! projections' lag, finish the scenario, verify, and judge the thresholds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::Journal;
+use projections::Rebuildable;
+use tokio::sync::watch;
+
+use super::measure::Recorder;
+use super::report::FloodReport;
+use super::scenarios::{sample_lag, Context, FloodError, Scenario};
+use super::thresholds::{evaluate, Threshold};
+use super::{drive, Flow, Load, Plan};
+use crate::verify::{verify, AckLedger, Check, VerifySettings};
+
+/// How a flood runs, beyond its scenario and target.
+#[derive(Clone, Debug)]
+pub struct FloodSettings {
+    pub load: Load,
+    /// How long one operation may take before it counts as a timeout.
+    pub timeout: Duration,
+    /// Requests in flight at most (the open model's memory bound).
+    pub max_in_flight: usize,
+    pub seed: u64,
+    pub thresholds: Vec<Threshold>,
+    /// Draw a progress bar on the terminal.
+    pub progress: bool,
+    /// Run the `verify` step after the flood (`--no-verify` turns it off, and the report says so).
+    pub verify: bool,
+    /// The flags as given, for the report.
+    pub flags: serde_json::Value,
+}
+
+/// Where `verify` reads after the flood; `None` skips it (the report says so, and fails).
+pub struct Verification {
+    pub journal: Arc<dyn Journal>,
+    pub read_models: Vec<Arc<dyn Rebuildable>>,
+}
+
+/// Drives `plan` into `recorder` (made just before: its start is the flood's time zero; a caller
+/// keeps a clone for live figures), then finishes, verifies and reports. The report's `passed` is false when a
+/// threshold is breached or an invariant (the scenario's or `verify`'s) failed.
+pub async fn run(
+    scenario: &dyn Scenario,
+    plan: Arc<dyn Plan>,
+    context: &Context,
+    settings: &FloodSettings,
+    verification: Option<&Verification>,
+    acks: Arc<AckLedger>,
+    recorder: Recorder,
+) -> Result<FloodReport, FloodError> {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let head = || async {
+        match &context.journal {
+            Some(j) => j.head_position().await.ok(),
+            None => context.target.projection_lag().await.ok().and_then(|l| l.first().map(|l| l.head)),
+        }
+    };
+    let head_before = head().await;
+    let activations_before = context.target.activation_seconds().await.ok();
+
+    let flow = Flow { target: context.target.clone(), recorder: recorder.clone(), acks: acks.clone(), timeout: settings.timeout };
+    let (stop, stopped) = watch::channel(false);
+    let sampler =
+        tokio::spawn(sample_lag(context.target.clone(), recorder.clone(), Duration::from_millis(250), stopped.clone()));
+    let progress = settings
+        .progress
+        .then(|| super::progress::spawn_progress(recorder.clone(), settings.load.duration(), stopped.clone()));
+
+    let arrivals = drive(&flow, plan, &settings.load, settings.max_in_flight, settings.seed);
+    let ((), beside) = futures::join!(arrivals, scenario.beside(context, &flow));
+    let drove = recorder.started().elapsed();
+    let head_after = head().await;
+    if let (Some(before), Some(after)) = (head_before, head_after) {
+        let committed = after.saturating_sub(before) as f64;
+        recorder.figure("events_committed_during_arrivals", committed, "events");
+        recorder.figure("events_committed_per_second", committed / drove.as_secs_f64().max(1e-9), "events/s");
+    }
+    let _ = stop.send(true);
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+
+    // The lag sampler keeps running through the finish, so the plots show the lag draining.
+    let (stop_finish, finish_stopped) = watch::channel(false);
+    let sampler_after =
+        tokio::spawn(sample_lag(context.target.clone(), recorder.clone(), Duration::from_millis(250), finish_stopped));
+    let _ = sampler.await;
+    let mut invariants = beside?;
+    invariants.extend(scenario.finish(context, &flow).await?);
+    let _ = stop_finish.send(true);
+    let _ = sampler_after.await;
+    if let (Some(before), Some(after)) = (head_before, head().await) {
+        recorder.figure("events_committed", after.saturating_sub(before) as f64, "events");
+    }
+    if let (Some(before), Ok(after)) = (activations_before, context.target.activation_seconds().await) {
+        let count = after.count.saturating_sub(before.count);
+        if count > 0 {
+            recorder.figure("activations", count as f64, "actors");
+            recorder.figure("activation_mean_ms", (after.sum - before.sum) / count as f64 * 1e3, "ms");
+        }
+    }
+
+    acks.flush().map_err(|e| FloodError::Unsupported(format!("cannot write the ack ledger: {e}")))?;
+    match verification.filter(|_| settings.verify) {
+        None if !settings.verify => {}
+        Some(v) => {
+            let verified = verify(
+                v.journal.as_ref(),
+                &v.read_models,
+                &acks.entries(),
+                &VerifySettings { settle: context.settle },
+            )
+            .await
+            .map_err(|e| FloodError::Unsupported(format!("verify could not run: {}", events::ErrorChain(&e))))?;
+            invariants.extend(verified);
+        }
+        None => invariants.push(Check {
+            name: "verify".into(),
+            passed: false,
+            detail: "not run: the journal is not readable from here (pass --journal/--data-dir, or --no-verify)".into(),
+        }),
+    }
+
+    let measurements = recorder.finish(settings.load.requested_rate());
+    let thresholds = evaluate(&settings.thresholds, &measurements);
+    let passed = thresholds.iter().all(|t| t.passed) && invariants.iter().all(|c| c.passed);
+    Ok(FloodReport {
+        scenario: scenario.name().to_owned(),
+        story: scenario.story().to_owned(),
+        driver: context.target.driver().to_owned(),
+        targets: context.target.describe(),
+        started_at,
+        settings: settings.flags.clone(),
+        measurements,
+        thresholds,
+        invariants,
+        passed,
+    })
+}
