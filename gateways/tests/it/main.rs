@@ -5,6 +5,7 @@
 
 mod api;
 mod contract;
+mod flood_report;
 mod kill_restart;
 mod limits;
 #[cfg(feature = "cloud")]
