@@ -335,12 +335,14 @@ impl Recorder {
     }
 
     /// Everything measured so far, summarised. `requested_rate` = the schedule's mean requested rate
-    /// (None for a closed model). The duration runs to now, or to the latest instant recorded if that
-    /// is later.
+    /// (None for a closed model). The duration runs from the start to the latest instant recorded (a
+    /// request's intended or finish time, or a series point), so summarising after the verify step
+    /// does not dilute the rates; with nothing recorded, to now.
     pub fn finish(&self, requested_rate: Option<f64>) -> Measurements {
         let now = self.shared.started.elapsed();
         let state = self.state();
-        let duration = now.max(state.last_seen);
+        let recorded_any = state.requested + state.completed > 0 || !state.series.is_empty();
+        let duration = if recorded_any { state.last_seen } else { now };
         let duration_s = duration.as_secs_f64();
         let achieved_rate = if duration_s > 0.0 { state.completed as f64 / duration_s } else { 0.0 };
         let operations = state
@@ -441,7 +443,7 @@ mod tests {
         assert_eq!(m.seconds[3].completed, 1);
         assert_eq!(m.seconds[3].errors, 1);
         assert!((m.seconds[3].max_ms - 1000.0).abs() < 10.0, "{:?}", m.seconds[3]);
-        assert!(m.duration_s >= 3.5);
+        assert!((m.duration_s - 3.5).abs() < 1e-6, "the span ends at the last answer: {}", m.duration_s);
         assert!((m.achieved_rate - 101.0 / m.duration_s).abs() < 1e-9);
         assert_eq!(m.requested_rate, Some(50.0));
         let percentiles: Vec<f64> = m.spectrum.iter().map(|(p, _)| *p).collect();
