@@ -78,3 +78,14 @@ ensure_redis() {
   export CLOUDCAFE_TEST_REDIS="redis://127.0.0.1:$port"
   cc_log "Redis ready: $CLOUDCAFE_TEST_REDIS"
 }
+
+ensure_chromium() {
+  # The flood report's browser test opens report.html headless and checks every plot drew its points.
+  local bin=/usr/bin/chromium
+  if [ ! -x "$bin" ]; then
+    cc_apt_install chromium || { cc_fail_or_warn "Chromium is not installed and cannot be installed"; return; }
+  fi
+  [ -x "$bin" ] || { cc_fail_or_warn "Chromium installed but $bin is missing"; return; }
+  export CLOUDCAFE_TEST_CHROMIUM="$bin"
+  cc_log "Chromium ready: $CLOUDCAFE_TEST_CHROMIUM"
+}

@@ -15,6 +15,7 @@ ensure_secantusdb || exit 1
 ensure_kinesalite || exit 1
 ensure_python_clients || exit 1
 ensure_schemathesis || exit 1
+ensure_chromium || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -66,3 +66,9 @@ pub async fn redshift_url() -> Option<String> {
 pub fn fresh_schema(prefix: &str) -> String {
     format!("t_{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
+
+/// Headless Chromium, for tests that open a rendered page (`deploy/local/services.sh`'s
+/// `ensure_chromium`): `CLOUDCAFE_TEST_CHROMIUM`, the path of the browser.
+pub fn chromium() -> Option<String> {
+    switch("CLOUDCAFE_TEST_CHROMIUM")
+}

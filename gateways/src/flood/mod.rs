@@ -165,6 +165,7 @@ async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in
     let start = flow.recorder.started();
     let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut rng = fastrand::Rng::with_seed(seed);
+    let total = arrivals.total_duration();
     for (n, offset) in (0u64..).zip(arrivals) {
         let intended = start + offset;
         if intended > Instant::now() {
@@ -179,6 +180,8 @@ async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in
             drop(slot);
         });
     }
+    // Stages at rate 0 at the end send nothing but still take their time.
+    tokio::time::sleep_until((start + total).into()).await;
     // Every request answered: all the slots are free again.
     let _ = slots.acquire_many(max_in_flight.max(1) as u32).await;
 }

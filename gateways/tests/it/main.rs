@@ -6,6 +6,7 @@
 mod api;
 mod contract;
 mod flood;
+mod flood_report;
 mod kill_restart;
 mod limits;
 #[cfg(feature = "cloud")]
