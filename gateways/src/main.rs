@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, projections, replay, serve, storage};
+use cli::{bench, demo, dlq, projections, replay, serve, storage, verify};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -42,6 +42,11 @@ enum Command {
     /// skips it too), or list what was parked.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Check the invariants from the journal (acknowledged commands exactly once, orders ended,
+    /// stock, loyalty points and tiers, one capture per paid order) and every read model against a
+    /// rebuild. Prints each check PASS or FAIL. Exit codes: 0 all hold, 4 an invariant failed, 1 the
+    /// check could not run.
+    Verify(verify::VerifyArgs),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Dlq(command) => dlq::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Verify(args) => verify::run(args).await,
         }
     });
     match result {
