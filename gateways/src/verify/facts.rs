@@ -264,6 +264,9 @@ impl Facts {
     }
 
     fn acknowledged(&self) -> Check {
+        if self.acks.total == 0 {
+            return pass(ACKNOWLEDGED, "no acknowledgements given".into());
+        }
         let (mut answered, mut unanswered, mut unanswered_found) = (0u64, 0u64, 0u64);
         let (mut missing, mut duplicated) = (Vec::new(), Vec::new());
         for (stream_id, slots) in &self.acks.by_stream {
@@ -848,6 +851,12 @@ mod tests {
         // Without a correlation id, any event of the type on the stream counts.
         let loose = Acknowledgement { correlation_id: None, ..ack(&a, true) };
         assert!(!check(&h.judge(&[loose]), ACKNOWLEDGED).passed);
+    }
+
+    #[test]
+    fn without_acknowledgements_the_first_check_says_so() {
+        let (h, _, _) = settled_history();
+        assert_eq!(check(&h.judge(&[]), ACKNOWLEDGED).detail, "no acknowledgements given");
     }
 
     #[test]
