@@ -854,6 +854,23 @@ mod tests {
     }
 
     #[test]
+    fn the_workloads_consistent_history_passes_every_check() {
+        // Written independently of these checks (projections' benchmark workload): paid and declined
+        // orders over 7 stores and 40 customers, every saga step in place.
+        let history = projections::workload::flood_of_orders(3_000, 7, 40);
+        let mut facts = Facts::new(&[]);
+        for e in &history {
+            facts.fold(e).unwrap();
+        }
+        let j = facts.judge(0);
+        assert!(!j.moving);
+        for c in &j.checks {
+            assert!(c.passed, "{c:?}");
+        }
+        assert_eq!(check(&j, ORDERS_ENDED).detail, "3,000 orders: 2,400 paid, 600 cancelled");
+    }
+
+    #[test]
     fn without_acknowledgements_the_first_check_says_so() {
         let (h, _, _) = settled_history();
         assert_eq!(check(&h.judge(&[]), ACKNOWLEDGED).detail, "no acknowledgements given");
