@@ -418,10 +418,11 @@ impl Facts {
                     .map(|id| format!(" (paid order {id} has several lines of this SKU)"))
                     .unwrap_or_default();
                 unbalanced.push(format!(
-                    "{place}: available {}{} ≠ restocked {} − sold {sold_here}{hint}",
-                    facts.stock.available,
-                    if held > 0 { format!(" + {held} reserved") } else { String::new() },
-                    facts.restocked
+                    "{place}: available {}{} ≠ restocked {} − sold {}{hint}",
+                    n(facts.stock.available),
+                    if held > 0 { format!(" + {} reserved", n(held)) } else { String::new() },
+                    n(facts.restocked),
+                    n(sold_here)
                 ));
             }
         }
