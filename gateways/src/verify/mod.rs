@@ -225,3 +225,27 @@ pub fn exit_code(checks: &[Check]) -> u8 {
 
 /// The exit code of `cloudcafe verify` (and of a flood) when an invariant does not hold.
 pub const INVARIANT_FAILED: u8 = 4;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood started by `POST /admin/stress` or a chaos probe may run `verify` on any worker of a
+    /// multi-threaded runtime (`tokio::spawn`): its future must be `Send`. This test fails to compile otherwise.
+    #[test]
+    fn verify_can_be_spawned_on_a_multi_threaded_runtime() {
+        fn spawnable<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let journal = events::sqlite::SqliteJournal::open(dir.path(), Default::default()).unwrap();
+        let (models, acks, settings): (Vec<Arc<dyn Rebuildable>>, Vec<Acknowledgement>, _) =
+            (Vec::new(), Vec::new(), VerifySettings::default());
+        let future = verify(&journal, &models, &acks, &settings);
+        spawnable(&future);
+    }
+
+    #[test]
+    fn a_long_row_is_cut_for_the_summary() {
+        assert_eq!(shortened("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(shortened(&long), format!("{}…", "é".repeat(80)));
+    }
+}
