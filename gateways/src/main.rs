@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, flood, projections, replay, serve, storage};
+use cli::{bench, demo, dlq, flood, projections, replay, serve, storage, verify};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -47,6 +47,11 @@ enum Command {
     /// report, and verify that nothing acknowledged was lost. Exit codes: 0 passed, 5 a threshold
     /// or an invariant failed.
     Flood(Box<flood::FloodArgs>),
+    /// Check the invariants from the journal (acknowledged commands exactly once, orders ended,
+    /// stock, loyalty points and tiers, one capture per paid order) and every read model against a
+    /// rebuild. Prints each check PASS or FAIL. Exit codes: 0 all hold, 4 an invariant failed, 1 the
+    /// check could not run.
+    Verify(verify::VerifyArgs),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
             Command::Dlq(command) => dlq::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Flood(args) => flood::run(*args).await,
+            Command::Verify(args) => verify::run(args).await,
         }
     });
     match result {

@@ -15,3 +15,4 @@ pub mod projections;
 pub mod replay;
 pub mod serve;
 pub mod storage;
+pub mod verify;

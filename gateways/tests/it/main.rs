@@ -17,3 +17,4 @@ mod stale_state;
 mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;
+mod verify;

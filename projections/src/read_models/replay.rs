@@ -125,7 +125,7 @@ struct Reader<'a> {
     page_size: usize,
     started: Instant,
     applied: u64,
-    progress: &'a mut dyn FnMut(Progress),
+    progress: &'a mut (dyn FnMut(Progress) + Send),
     /// The model's parked events, applied as their park records (as the runner does).
     parks: Parks,
 }
@@ -277,7 +277,7 @@ pub async fn rebuild(
     journal: &dyn Journal,
     target: &dyn Rebuildable,
     options: &ReplayOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<ReplayOutcome, ReplayError> {
     if let Some(from) = options.from {
         target.reset_shadow(from).await?;
