@@ -76,6 +76,9 @@ pub enum OrderError {
     Invalid(#[from] Invalid),
     #[error("line {line}: menu item {item_id} is retired and cannot be ordered")]
     ItemRetired { line: usize, item_id: String },
+    /// Stock is reserved per order and item: one item on two lines would sell more than it reserves.
+    #[error("line {line}: menu item {item_id} is on an earlier line; order it on one line with the whole quantity")]
+    RepeatedItem { line: usize, item_id: String },
     #[error("store {0} does not exist")]
     UnknownStore(String),
     #[error("store {0} is closed")]
@@ -96,7 +99,9 @@ impl Rejection for OrderError {
     fn field(&self) -> Option<String> {
         match self {
             OrderError::Invalid(i) => Some(i.field.clone()),
-            OrderError::ItemRetired { line, .. } => Some(format!("items[{line}].item_id")),
+            OrderError::ItemRetired { line, .. } | OrderError::RepeatedItem { line, .. } => {
+                Some(format!("items[{line}].item_id"))
+            }
             OrderError::UnknownStore(_) | OrderError::StoreClosed(_) => Some("store_id".into()),
             OrderError::AlreadyPlacedDifferently(_) => Some("Idempotency-Key".into()),
             _ => None,
@@ -131,6 +136,9 @@ impl Decider for OrderDecider {
                     limits::check_unit_price(&format!("items[{line}].item_id"), l.unit_price_cents)?;
                     if l.retired {
                         return Err(OrderError::ItemRetired { line, item_id: l.item_id.clone() });
+                    }
+                    if lines[..line].iter().any(|earlier| earlier.item_id == l.item_id) {
+                        return Err(OrderError::RepeatedItem { line, item_id: l.item_id.clone() });
                     }
                     priced.push(OrderLine {
                         item_id: l.item_id.clone(),
@@ -298,6 +306,16 @@ mod tests {
         given_no_history::<OrderDecider>()
             .when(place(vec![line("latte", 1, 450), retired]))
             .then_rejected(|e| matches!(e, OrderError::ItemRetired { line: 1, .. }));
+    }
+
+    #[test]
+    fn an_item_is_ordered_on_one_line_only() {
+        given_no_history::<OrderDecider>()
+            .when(place(vec![line("latte", 1, 450), line("mocha", 1, 495), line("latte", 2, 450)]))
+            .then_rejected(|e| {
+                matches!(e, OrderError::RepeatedItem { line: 2, item_id } if item_id == "latte")
+                    && e.field().as_deref() == Some("items[2].item_id")
+            });
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl From<Order> for OrderJson {
         (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "Refused by the domain: a bad id, no lines, a quantity out of bounds, a retired item", body = ErrorJson),
+        (status = 422, description = "Refused by the domain: a bad id, no lines, a quantity out of bounds, a retired item, an item on two lines", body = ErrorJson),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
