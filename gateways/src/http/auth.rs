@@ -127,6 +127,16 @@ mod tests {
     }
 
     #[test]
+    fn settings_never_print_the_token() {
+        let settings = super::super::ApiSettings {
+            admin_token: Some("secret-admin-token-42".into()),
+            ..super::super::ApiSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("secret-admin-token-42") && shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
     fn tokens_compare_equal_only_when_equal() {
         assert!(same_token(b"0123456789abcdef", b"0123456789abcdef"));
         assert!(!same_token(b"0123456789abcdeg", b"0123456789abcdef"));

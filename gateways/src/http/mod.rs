@@ -71,7 +71,7 @@ pub struct ApiState {
 }
 
 /// The API's limits, as `main` sets them from its flags.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiSettings {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
@@ -85,6 +85,19 @@ pub struct ApiSettings {
     pub head_timeout: Duration,
     /// The bearer token of the `/admin/` routes (see [`ApiState::admin_token`]); `None`: open.
     pub admin_token: Option<String>,
+}
+
+/// Everything but the admin token, which a `{:?}` in a log line must not show.
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("body_limit", &self.body_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("body_timeout", &self.body_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for ApiSettings {
