@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use anyhow::Context;
 use clap::Args;
+use gateways::http::auth as admin;
 use gateways::http::{ApiSettings, ApiState};
 use gateways::node::Node;
 use gateways::telemetry;
@@ -37,6 +38,14 @@ pub struct ServeArgs {
     /// Milliseconds a connection's first request head may take to arrive before 408.
     #[arg(long, default_value_t = 5000)]
     pub head_timeout_ms: u64,
+    /// The bearer token every `/admin/` route requires (`Authorization: Bearer <token>`; at least 16
+    /// visible ASCII characters). Without it or --admin-token-file, the node generates one at start
+    /// and prints it once on stderr. A flag shows in `ps`: prefer the environment or the file.
+    #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// A file whose first line is the admin token (as a secrets manager mounts it).
+    #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub messaging: MessagingArgs,
 }
@@ -115,6 +124,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.messaging.payment_queue.is_some() {
         settings.payment.authorizer = actors::cafe::Authorizer::PaymentProcessor;
     }
+    // Before the node starts: a bad token is refused before anything is opened.
+    let admin_token = admin_token(&args)?;
     let node = Node::start(settings).await.context("cannot start the node")?;
     let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
     let api = ApiSettings {
@@ -122,11 +133,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         head_timeout: Duration::from_millis(args.head_timeout_ms),
+        admin_token: Some(admin_token),
     };
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
     server.await.context("server failed")?;
     Ok(())
+}
+
+/// The node's admin token: `--admin-token` (or `CLOUDCAFE_ADMIN_TOKEN`), the first line of
+/// `--admin-token-file`, or else a fresh one, printed once on stderr with `eprintln!`, not through
+/// `tracing`: the log (stdout) is what gets shipped to aggregation and kept, and a secret does not
+/// belong there; a deployment sets the token (ECS injects it from Secrets Manager) and prints none.
+fn admin_token(args: &ServeArgs) -> anyhow::Result<String> {
+    let token = match (&args.admin_token, &args.admin_token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().trim_end().to_owned()
+        }
+        (None, None) => {
+            let token = admin::generate_admin_token();
+            eprintln!("admin token: {token}");
+            return Ok(token);
+        }
+    };
+    admin::check_admin_token(&token).context("refusing the admin token")?;
+    Ok(token)
 }
 
 /// How long a connection answered before its body was read is drained before it is closed.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use super::schema::{Internal, Unavailable};
+use super::schema::{Internal, Unauthorized, Unavailable};
 use super::ApiState;
 use crate::node::{projection_lag, ProjectionLag};
 
@@ -91,8 +91,10 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     description = "Each read model's position in the journal's global order and how far it trails the head, \
         measured now from the journal and each read model's stored position; `stalled` names the event a \
         projection cannot apply (see `cloudcafe projections park`), or is null.",
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every projection, the journal-fed ones first", body = ProjectionsJson),
+        (status = 401, response = Unauthorized),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     ),

@@ -53,7 +53,15 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 401 with `WWW-Authenticate: Bearer`: an `/admin/` route asked without the node's admin token.
+    /// One answer whether the header was missing, malformed or held another token: a client learns
+    /// nothing about which part was wrong.
+    #[error("this route needs the node's admin token: `Authorization: Bearer <token>`")]
+    Unauthorized,
 }
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
+pub(super) const ADMIN_CHALLENGE: &str = "Bearer realm=\"cloudcafe-admin\"";
 
 /// The JSON body of every error.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -84,6 +92,7 @@ impl ApiError {
             | ApiError::NotFound { field, .. }
             | ApiError::Conflict { field, .. } => field.as_deref(),
             ApiError::UnsupportedMediaType => Some("Content-Type"),
+            ApiError::Unauthorized => Some("Authorization"),
             _ => None,
         }
     }
@@ -102,6 +111,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -117,6 +127,9 @@ impl ResponseError for ApiError {
             // A client that trickles its body is cut off: the rest of it is not waited for.
             ApiError::BodyTimeout(_) => {
                 response.force_close();
+            }
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(ADMIN_CHALLENGE)));
             }
             _ => {}
         }
@@ -241,5 +254,14 @@ mod tests {
         );
         let (status, _, _) = answer(CafeError::rejected("key reused", "Idempotency-Key")).await;
         assert_eq!(status, StatusCode::CONFLICT);
+    }
+
+    #[actix_web::test]
+    async fn unauthorized_challenges_for_a_bearer_token_and_names_the_header() {
+        let response = ApiError::Unauthorized.error_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).unwrap(), r#"Bearer realm="cloudcafe-admin""#);
+        let body: serde_json::Value = serde_json::from_slice(&to_bytes(response.into_body()).await.unwrap()).unwrap();
+        assert_eq!(body["field"], "Authorization");
     }
 }

@@ -9,11 +9,15 @@
 //! `{"error": "...", "field": "..."|null}`, 4xx for bad input (nothing is written), 503 with
 //! `Retry-After` when the node is saturated or a store does not answer, 500 for a fault inside.
 //! `extractors` reads bodies, paths and queries into typed input.
+//!
+//! Every route under `/admin/` needs the node's admin token (`auth`): [`configure`] wraps each such
+//! resource of [`routes`] in the check, so none can be added without it. The rest is open.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::Method;
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use events::Journal;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,6 +30,7 @@ use crate::node::Node;
 
 mod admin;
 mod analytics;
+pub mod auth;
 mod errors;
 mod extractors;
 mod inventory;
@@ -65,10 +70,15 @@ pub struct ApiState {
     pub read_models: Vec<Arc<dyn projections::Rebuildable>>,
     /// The floods started through `/admin/stress`.
     pub stress: stress::StressRuns,
+    /// The bearer token every `/admin/` route requires ([`auth`]); `None` leaves them open. `cloudcafe
+    /// serve` always sets one (given, or generated at start); a state built in process for tests or
+    /// the embedded demo (`ApiSettings::default()`) has none, since nothing outside the process can
+    /// reach it there.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// The API's limits, as `main` sets them from its flags.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiSettings {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
@@ -80,6 +90,21 @@ pub struct ApiSettings {
     /// How long a connection's first request head may take to arrive before 408 (actix's
     /// `client_request_timeout`).
     pub head_timeout: Duration,
+    /// The bearer token of the `/admin/` routes (see [`ApiState::admin_token`]); `None`: open.
+    pub admin_token: Option<String>,
+}
+
+/// Everything but the admin token, which a `{:?}` in a log line must not show.
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("body_limit", &self.body_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("body_timeout", &self.body_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for ApiSettings {
@@ -89,6 +114,7 @@ impl Default for ApiSettings {
             max_in_flight: 4096,
             body_timeout: Duration::from_secs(5),
             head_timeout: Duration::from_secs(5),
+            admin_token: None,
         }
     }
 }
@@ -106,7 +132,8 @@ impl ApiState {
         state
     }
 
-    /// The state for a cafe and a storefront alone: no analytics, cache or projections.
+    /// The state for a cafe and a storefront alone: no analytics, cache or projections. The admin
+    /// routes are open unless `settings` give a token.
     pub fn from_parts(
         cafe: Arc<actors::cafe::Cafe>,
         storefront: Arc<dyn StorefrontQueries>,
@@ -128,6 +155,7 @@ impl ApiState {
             stream_fed: Vec::new(),
             read_models: Vec::new(),
             stress: stress::StressRuns::default(),
+            admin_token: settings.admin_token.as_deref().map(Arc::from),
         })
     }
 }
@@ -169,7 +197,8 @@ pub fn route_table() -> Vec<(&'static str, Method)> {
 }
 
 /// Every route of the API on `state`; a path no route matches is 404, a method a path does not
-/// serve is 405 with `Allow` naming the methods it does.
+/// serve is 405 with `Allow` naming the methods it does. Every resource under
+/// [`auth::ADMIN_PREFIX`] is wrapped, its 405 included, in [`auth::require_admin_token`].
 pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::from(state));
@@ -183,7 +212,12 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 let allow = allow.clone();
                 async move { errors::method_not_allowed(&allow) }
             };
-            cfg.service(resource.default_service(web::to(not_allowed)));
+            let resource = resource.default_service(web::to(not_allowed));
+            if path.starts_with(auth::ADMIN_PREFIX) {
+                cfg.service(resource.wrap(from_fn(auth::require_admin_token)));
+            } else {
+                cfg.service(resource);
+            }
         }
         cfg.default_service(web::to(errors::no_route));
     }

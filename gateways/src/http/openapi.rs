@@ -13,9 +13,12 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use actors::domain::limits;
 use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
+use super::schema::{
+    ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores, stress};
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
@@ -29,7 +32,10 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
             or from an actor's state.\n\n\
             Every error answer has the JSON body `{\"error\": \"...\", \"field\": \"...\"|null}`. 4xx: nothing was \
             written. 503 (with `Retry-After`) means only \"unavailable, retry\". A path no route matches is 404; a \
-            method a path does not serve is 405 with `Allow` listing the ones it does.",
+            method a path does not serve is 405 with `Allow` listing the ones it does.\n\n\
+            Every `/admin/` route needs the node's admin token (`Authorization: Bearer <token>`, security scheme \
+            `admin_token`): `cloudcafe serve --admin-token` or `CLOUDCAFE_ADMIN_TOKEN`, or the one the node prints \
+            at start when none is given. Without it they answer 401 with `WWW-Authenticate`.",
         license(name = "MIT"),
     ),
     paths(
@@ -58,8 +64,9 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
     ),
     components(
         schemas(ErrorJson),
-        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable),
+        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable, Unauthorized),
     ),
+    modifiers(&AdminTokenScheme),
     tags(
         (name = "orders", description = "Placing orders and reading them back"),
         (name = "menu", description = "The menu"),
@@ -72,6 +79,25 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
     ),
 )]
 pub struct ApiDoc;
+
+/// The name of the admin plane's security scheme, as the `/admin/` operations' `security` names it.
+pub const ADMIN_SECURITY_SCHEME: &str = "admin_token";
+
+/// Adds the `admin_token` HTTP bearer scheme that the `/admin/` operations require (`auth`).
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The node's admin token: `cloudcafe serve --admin-token`, or printed at start"))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(ADMIN_SECURITY_SCHEME, SecurityScheme::Http(scheme));
+    }
+}
 
 /// A limit a decider enforces, written into the document from the decider's own constant:
 /// `(schema, property, keyword, value)`.
@@ -175,6 +201,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_admin_operation_requires_the_admin_token_and_declares_401() {
+        let doc = document_json();
+        assert_eq!(doc["components"]["securitySchemes"][ADMIN_SECURITY_SCHEME]["scheme"], "bearer");
+        let mut admin_ops = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let secured = op["security"].to_string().contains(ADMIN_SECURITY_SCHEME);
+                if path.starts_with(super::super::auth::ADMIN_PREFIX) {
+                    admin_ops += 1;
+                    assert!(secured, "{method} {path}: no `security` naming {ADMIN_SECURITY_SCHEME}");
+                    let unauthorized = op["responses"]["401"].to_string();
+                    assert!(unauthorized.contains("Unauthorized"), "{method} {path}: no 401 answer");
+                } else {
+                    assert!(!secured, "{method} {path} is open, yet documented as needing the admin token");
+                }
+            }
+        }
+        assert!(admin_ops >= 3, "only {admin_ops} admin operations documented");
     }
 
     #[test]

@@ -95,3 +95,21 @@ impl<'r> ToResponse<'r> for Unavailable {
         ("Unavailable", r.build().into())
     }
 }
+
+/// 401 with `WWW-Authenticate`: an `/admin/` route asked without the node's admin token.
+pub(super) struct Unauthorized;
+
+impl<'r> ToResponse<'r> for Unauthorized {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let challenge = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some("`Bearer realm=\"cloudcafe-admin\"`"))
+            .build();
+        let r = error_response(
+            "The `Authorization: Bearer <token>` header is missing, malformed or holds another token than the node's \
+             admin token (`--admin-token`); nothing was read or written",
+        )
+        .header("WWW-Authenticate", challenge);
+        ("Unauthorized", r.build().into())
+    }
+}

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body, path_id};
-use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
+use super::schema::{
+    ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use super::wire::timestamp;
 use super::ApiState;
 
@@ -76,6 +78,7 @@ impl From<Store> for StoreJson {
     summary = "Open a store",
     description = "Opens (or reopens) a store: orders and restocks are taken only for an open store.",
     request_body = OpenStoreBody,
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The store was already open under this name; nothing was written", body = StoreJson,
             headers(("Location" = String, description = "`/api/stores/{store_id}`"))),
@@ -86,6 +89,7 @@ impl From<Store> for StoreJson {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "Refused by the domain: a bad id, or a name or reason that is blank, too long or holds control characters", body = ErrorJson),
+        (status = 401, response = Unauthorized),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
@@ -118,6 +122,7 @@ pub(super) async fn open_store(
     description = "Closes a store: later orders and restocks for it are 422.",
     params(("store_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
     request_body = CloseStoreBody,
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The store, closed", body = StoreJson),
         (status = 404, description = "No store was ever opened with this id", body = ErrorJson),
@@ -126,6 +131,7 @@ pub(super) async fn open_store(
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "Refused by the domain: a bad id, or a name or reason that is blank, too long or holds control characters", body = ErrorJson),
+        (status = 401, response = Unauthorized),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )

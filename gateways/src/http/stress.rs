@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::{json_body, parse_uuid};
-use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, UnsupportedMediaType};
+use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, UnsupportedMediaType};
 use super::ApiState;
 use crate::flood::arrivals::Arrivals;
 use crate::flood::measure::Recorder;
@@ -160,10 +160,12 @@ fn unprocessable(message: &str, field: &str) -> ApiError {
         The run ends with the verify step over this node's journal and read models.",
     params(("id" = String, Path, description = "The scenario: morning-rush, restock-storm, loyalty-batch, menu-sync, cold-start-avalanche or query-storm")),
     request_body = StartBody,
+    security(("admin_token" = [])),
     responses(
         (status = 202, description = "Started; poll `Location`", body = RunJson,
             headers(("Location" = String, description = "`/admin/stress/{run_id}`"))),
         (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorJson),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "No such scenario", body = ErrorJson),
         (status = 422, description = "A duration, rate or scale out of bounds", body = ErrorJson),
         (status = 408, response = RequestTimeout),
@@ -260,9 +262,11 @@ pub(super) async fn start(
     tag = "operations",
     summary = "A stress run's figures and report",
     params(("id" = String, Path, description = "The run id `POST /admin/stress/{id}` answered")),
+    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The run", body = RunJson),
         (status = 400, description = "Not a run id", body = ErrorJson),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "No such run on this node", body = ErrorJson),
         (status = 500, response = Internal),
     )

@@ -14,6 +14,8 @@ use gateways::http::{ApiSettings, ApiState};
 use gateways::telemetry::metrics_handle;
 use serde_json::{json, Value};
 
+use crate::admin_auth::TEST_ADMIN_TOKEN;
+
 /// Generated cases per operation in each phase (about 200 per operation in all, 2,500 requests,
 /// 75 s against a debug build); the seed makes a failure reproducible.
 const MAX_EXAMPLES: &str = "250";
@@ -24,10 +26,20 @@ fn a_live_node_answers_only_what_its_openapi_document_declares() {
     let Some(schemathesis) = testkit::python::schemathesis() else { return };
     let dir = tempfile::tempdir().unwrap();
     let addr = free_loopback_addr();
-    let args =
-        ["serve", "--listen", &addr.to_string(), "--workers", "2", "--data-dir", &dir.path().display().to_string()]
-            .map(String::from)
-            .to_vec();
+    let data_dir = dir.path().display().to_string();
+    let args = [
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--workers",
+        "2",
+        "--data-dir",
+        &data_dir,
+        "--admin-token",
+        TEST_ADMIN_TOKEN,
+    ]
+    .map(String::from)
+    .to_vec();
     let mut node = Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr);
     node.start(Duration::from_secs(60)).expect("the node starts");
 
@@ -40,6 +52,9 @@ fn a_live_node_answers_only_what_its_openapi_document_declares() {
         .arg("--no-color")
         .args(["run", &format!("http://{addr}/openapi.json")])
         .args(["--checks", "all"])
+        // On every request: the `/admin/` operations need it (their `security` names the bearer scheme),
+        // and the `ignored_auth` check of `all` sends them without it too, expecting 401.
+        .args(["--header", &format!("Authorization: Bearer {TEST_ADMIN_TOKEN}")])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
         // One worker: hypothesis on CPython 3.11 can fail inside `ast.parse` when two threads

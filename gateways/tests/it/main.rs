@@ -3,6 +3,7 @@
 //! within the staleness bound, the payment processor and three nodes on one log (the last two need
 //! the `cloud` feature and the emulators).
 
+mod admin_auth;
 mod api;
 mod contract;
 mod flood;

@@ -19,6 +19,8 @@ use projections::read_models::runner::ProjectionRunner;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::admin_auth::TEST_ADMIN_TOKEN;
+
 /// More cents than `DECIMAL(10,2)` holds (its largest is 99,999,999.99).
 const TOO_MUCH: i64 = 1_000_000_000_000;
 
@@ -119,7 +121,8 @@ fn cloudcafe(args: &[&str]) -> std::process::Output {
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    let r = HttpConnection::new(addr).request("GET", path, &[], b"").await.expect("GET");
+    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let r = HttpConnection::new(addr).request("GET", path, &[("Authorization", &bearer)], b"").await.expect("GET");
     assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
     r.json()
 }
@@ -134,7 +137,10 @@ async fn the_real_binary_reports_a_stall_and_projections_park_unblocks_it() {
     let schema = testkit::servers::fresh_schema("stallcli");
     let addr = free_loopback_addr();
     let storage = ["--journal", url.as_str(), "--pg-schema", schema.as_str()];
-    let mut args: Vec<String> = ["serve", "--listen", &addr.to_string(), "--workers", "2"].map(String::from).to_vec();
+    let mut args: Vec<String> =
+        ["serve", "--listen", &addr.to_string(), "--workers", "2", "--admin-token", TEST_ADMIN_TOKEN]
+            .map(String::from)
+            .to_vec();
     args.extend(storage.iter().map(|s| s.to_string()));
     let mut node = Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr);
     node.start(Duration::from_secs(30)).expect("node starts");

@@ -25,6 +25,8 @@ use testkit::names::short_id;
 use testkit::python::{python_with_boto3, verify_kinesis_with_python};
 use testkit::{servers, wait_until};
 
+use crate::admin_auth::TEST_ADMIN_TOKEN;
+
 const STOCK: i64 = 60;
 
 struct Cluster {
@@ -94,6 +96,8 @@ async fn cluster() -> Option<Cluster> {
                 "3000",
                 "--worker-id",
                 &format!("node-{i}"),
+                "--admin-token",
+                TEST_ADMIN_TOKEN,
             ]
             .iter()
             .map(|s| s.to_string())
@@ -178,7 +182,9 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     let menu = r#"{"item_id":"latte","name":"Caffè Latte","category":"coffee","price_cents":450}"#;
     assert_eq!(call(first, "POST", "/api/menu/items", &[], menu).await.unwrap().0, 201);
     let store = r#"{"store_id":"store-1","name":"CloudCafe #1"}"#;
-    assert_eq!(call(first, "POST", "/admin/stores", &[], store).await.unwrap().0, 201);
+    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let admin_auth = [("Authorization", bearer.as_str())];
+    assert_eq!(call(first, "POST", "/admin/stores", &admin_auth, store).await.unwrap().0, 201);
     let restock = format!(r#"{{"store_id":"store-1","sku":"latte","quantity":{STOCK}}}"#);
     assert_eq!(call(first, "POST", "/api/inventory/restock", &[], &restock).await.unwrap().0, 200);
     for node in &mut cluster.nodes[1..] {
@@ -295,7 +301,7 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     assert_eq!(stock.available, 0, "{stock:?}");
 
     // The survivors report the Kinesis-fed model, the shards they read and how far behind they are.
-    let (status, admin) = call(survivor, "GET", "/admin/projections", &[], "").await.unwrap();
+    let (status, admin) = call(survivor, "GET", "/admin/projections", &admin_auth, "").await.unwrap();
     assert_eq!(status, 200);
     let fed = admin["projections"].as_array().unwrap().iter().find(|p| p["source"] == "kinesis").cloned();
     let fed = fed.unwrap_or_else(|| panic!("no Kinesis-fed projection in {admin}"));
