@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::measure::Recorder;
 use super::report::FloodReport;
-use super::scenarios::{sample_lag, Context, FloodError, Scenario};
+use super::scenarios::{sample_lag, saga_drained, Context, FloodError, Scenario};
 use super::thresholds::{evaluate, Threshold};
 use super::{drive, Flow, Load, Plan};
 use crate::verify::{verify, AckLedger, Check, VerifySettings};
@@ -63,8 +63,9 @@ pub async fn run(
 
     let flow = Flow { target: context.target.clone(), recorder: recorder.clone(), acks: acks.clone(), timeout: settings.timeout };
     let (stop, stopped) = watch::channel(false);
+    let every = Duration::from_millis(250);
     let sampler =
-        tokio::spawn(sample_lag(context.target.clone(), recorder.clone(), Duration::from_millis(250), stopped.clone()));
+        tokio::spawn(sample_lag(context.target.clone(), context.journal.clone(), recorder.clone(), every, stopped.clone()));
     let progress = settings
         .progress
         .then(|| super::progress::spawn_progress(recorder.clone(), settings.load.duration(), stopped.clone()));
@@ -76,7 +77,7 @@ pub async fn run(
     if let (Some(before), Some(after)) = (head_before, head_after) {
         let committed = after.saturating_sub(before) as f64;
         recorder.figure("events_committed_during_arrivals", committed, "events");
-        recorder.figure("events_committed_per_second", committed / drove.as_secs_f64().max(1e-9), "events/s");
+        recorder.figure("events_committed_per_second_during_arrivals", committed / drove.as_secs_f64().max(1e-9), "events/s");
     }
     let _ = stop.send(true);
     if let Some(p) = progress {
@@ -86,8 +87,24 @@ pub async fn run(
     // The lag sampler keeps running through the finish, so the plots show the lag draining.
     let (stop_finish, finish_stopped) = watch::channel(false);
     let sampler_after =
-        tokio::spawn(sample_lag(context.target.clone(), recorder.clone(), Duration::from_millis(250), finish_stopped));
+        tokio::spawn(sample_lag(context.target.clone(), context.journal.clone(), recorder.clone(), every, finish_stopped));
     let _ = sampler.await;
+    // What the arrivals set off is committed once the saga has reacted to all of it: the rate of
+    // committed events counts until then, not only while arrivals came.
+    if let Some(journal) = &context.journal {
+        match saga_drained(journal.as_ref(), context.settle).await {
+            Some(at) => {
+                let took = at.duration_since(recorder.started());
+                recorder.figure("saga_drain_seconds", (took.saturating_sub(drove)).as_secs_f64(), "s");
+                if let (Some(before), Ok(after)) = (head_before, journal.head_position().await) {
+                    let committed = after.saturating_sub(before) as f64;
+                    recorder.figure("events_committed_until_settled", committed, "events");
+                    recorder.figure("events_committed_per_second", committed / took.as_secs_f64().max(1e-9), "events/s");
+                }
+            }
+            None => tracing::warn!("the order saga did not catch up within the settle time"),
+        }
+    }
     let mut invariants = beside?;
     invariants.extend(scenario.finish(context, &flow).await?);
     let _ = stop_finish.send(true);
@@ -124,7 +141,11 @@ pub async fn run(
         }),
     }
 
-    let measurements = recorder.finish(settings.load.requested_rate());
+    let mut measurements = recorder.finish(settings.load.requested_rate());
+    // The rate is of the arrivals' time: the finish and verify (which the lag series run through)
+    // are not part of it.
+    measurements.duration_s = drove.as_secs_f64();
+    measurements.achieved_rate = measurements.requests as f64 / drove.as_secs_f64().max(1e-9);
     let thresholds = evaluate(&settings.thresholds, &measurements);
     let passed = thresholds.iter().all(|t| t.passed) && invariants.iter().all(|c| c.passed);
     Ok(FloodReport {

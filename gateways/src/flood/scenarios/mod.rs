@@ -203,11 +203,18 @@ pub(crate) async fn set_up_shops(target: &dyn Target, stores: usize, items: usiz
 /// `lag_events:<projection>` and `lag_seconds:<projection>`; returns the head it saw last.
 pub(crate) async fn sample_lag(
     target: Arc<dyn Target>,
+    journal: Option<Arc<dyn Journal>>,
     recorder: Recorder,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        if let Some(behind) = match &journal {
+            Some(j) => saga_behind(j.as_ref()).await,
+            None => None,
+        } {
+            recorder.observe("lag_events:order-saga", behind as f64);
+        }
         if let Ok(lags) = target.projection_lag().await {
             for lag in lags {
                 recorder.observe(&format!("lag_events:{}", lag.name), lag.events_behind as f64);
@@ -218,6 +225,30 @@ pub(crate) async fn sample_lag(
             return;
         }
     }
+}
+
+/// How many events the order saga has still to react to (from its checkpoint in the journal).
+pub(crate) async fn saga_behind(journal: &dyn Journal) -> Option<u64> {
+    let head = journal.head_position().await.ok()?;
+    let at = journal.load_checkpoint(actors::saga::CHECKPOINT).await.ok()?;
+    Some(head.saturating_sub(at))
+}
+
+/// Waits (up to `settle`) until the order saga has reacted to everything committed, the events of
+/// its own reactions included; returns when, or `None` if it did not within `settle`.
+pub(crate) async fn saga_drained(journal: &dyn Journal, settle: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + settle;
+    while Instant::now() < deadline {
+        if saga_behind(journal).await == Some(0) {
+            // Its last reactions may still be committing: caught up twice, 100 ms apart.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if saga_behind(journal).await == Some(0) {
+                return Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 /// Waits until every projection has caught up with the head (up to `settle`); records the time it
