@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, projections, replay, serve, storage};
+use cli::{bench, demo, dlq, loyalty, projections, replay, serve, storage};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -42,6 +42,10 @@ enum Command {
     /// skips it too), or list what was parked.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// The loyalty batch: recalculate every customer's tier (hourly), or import synthetic accounts
+    /// from the previous system to try it on.
+    #[command(subcommand)]
+    Loyalty(loyalty::LoyaltyCommand),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Dlq(command) => dlq::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Loyalty(command) => loyalty::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

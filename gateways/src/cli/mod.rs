@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cloud;
 pub mod demo;
 pub mod dlq;
+pub mod loyalty;
 pub mod projections;
 pub mod replay;
 pub mod serve;

@@ -7,6 +7,7 @@ mod api;
 mod contract;
 mod kill_restart;
 mod limits;
+mod loyalty;
 #[cfg(feature = "cloud")]
 mod payments;
 mod raw_http;
