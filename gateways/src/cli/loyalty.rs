@@ -108,8 +108,8 @@ async fn storefront_up_to_head(
 ) -> anyhow::Result<()> {
     let head = journal.head_position().await?;
     let locks: Arc<dyn SingletonLocks> = match storage {
-        // The embedded files are one node's: run this with that node stopped (were it running, its
-        // projection and this catch-up would apply the same pages, which the sink skips by position).
+        // One process holds an embedded data directory at a time (the journal's lock file): no
+        // node runs the projection while this command has it open.
         Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
         Storage::Postgres { url, schema } => {
             let mut options = PgOptions::new(url.clone());
