@@ -18,8 +18,10 @@ use projections::SinkError;
 pub const RECALCULATION_PAGE: usize = 1000;
 
 /// Appends in flight during an import: enough for the journals' group commit to fill its batches
-/// (SQLite's one writer thread and PostgreSQL's batched INSERT both commit concurrent appends together).
-pub const IMPORT_IN_FLIGHT: usize = 256;
+/// (SQLite's one writer thread and PostgreSQL's batched INSERT both commit concurrent appends together,
+/// up to 2,000 events a commit). On the embedded journal 256 in flight imported 33K accounts/s, 1,024
+/// 85K/s (100K accounts) and 150K/s (1M): the import is bound by one fsync per group commit.
+pub const IMPORT_IN_FLIGHT: usize = 1024;
 
 /// The most points one imported account may carry: far above any real balance, and small enough that
 /// the read models' `bigint` balances cannot overflow when orders keep adding to it.
