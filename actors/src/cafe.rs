@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::ArbiterHandle;
-use events::domain::{streams, Cents};
+use events::domain::{streams, Cents, Tier};
 use events::{Causation, Journal};
 use uuid::Uuid;
 
 use crate::catalogue::ItemForSale;
 use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::limits::{self, Invalid};
-use crate::domain::loyalty::{LoyaltyAccount, LoyaltyDecider};
+use crate::domain::loyalty::{LoyaltyAccount, LoyaltyCommand, LoyaltyDecider};
 use crate::domain::menu::{MenuCommand, MenuDecider, MenuItem};
 use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
@@ -115,6 +115,17 @@ pub struct PlaceOrder {
     pub placed_at_us: i64,
     /// `order_id` was generated for this request (no idempotency key), so no stream can exist yet.
     pub fresh_order_id: bool,
+}
+
+/// What recalculating one customer's tier did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecalculatedTier {
+    pub customer_id: String,
+    /// The tier before; equal to `to` when nothing changed.
+    pub from: Tier,
+    pub to: Tier,
+    /// Whether a `TierChanged` was written.
+    pub changed: bool,
 }
 
 pub struct Cafe {
@@ -259,6 +270,34 @@ impl Cafe {
         let (mut account, _) = self.loyalty.inspect(&streams::loyalty(customer_id)).await?;
         account.customer_id = customer_id.to_owned();
         Ok(account)
+    }
+
+    /// Brings a customer's tier in line with their points (the hourly batch, one customer): writes
+    /// `TierChanged` only where the tier differs. `NotFound` for a customer without an account, and
+    /// nothing is created for them: the decider writes nothing for an empty account, and an actor
+    /// whose stream does not exist stops once it has answered. (Should a first accrual race this,
+    /// it either lands first and is recalculated, or lands after and sets the tier itself.)
+    pub async fn recalculate_tier(
+        &self,
+        customer_id: &str,
+        causation: Causation,
+    ) -> Result<RecalculatedTier, CafeError> {
+        if !limits::is_id(customer_id) {
+            return Err(CafeError::not_found("no such customer", None));
+        }
+        let command = LoyaltyCommand::Recalculate { customer_id: customer_id.to_owned() };
+        let options = ExecuteOptions { new_stream: false, return_state: true };
+        let done = self.loyalty.execute_with(&streams::loyalty(customer_id), command, causation, options).await?;
+        if done.version == 0 {
+            return Err(CafeError::not_found(format!("customer `{customer_id}` has no loyalty account"), None));
+        }
+        let change = done.events.iter().find_map(|e| match e {
+            events::DomainEvent::TierChanged(t) => Some((t.from, t.to)),
+            _ => None,
+        });
+        let tier = done.state.map_or(Tier::Green, |a| a.tier);
+        let (from, to) = change.unwrap_or((tier, tier));
+        Ok(RecalculatedTier { customer_id: customer_id.to_owned(), from, to, changed: change.is_some() })
     }
 
     pub async fn menu_item(&self, item_id: &str) -> Result<Option<MenuItem>, CafeError> {

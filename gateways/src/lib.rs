@@ -12,6 +12,7 @@ pub mod bench;
 pub mod flood;
 pub mod http;
 pub mod load;
+pub mod loyalty;
 #[cfg(feature = "cloud")]
 pub mod messaging;
 pub mod node;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, flood, projections, replay, serve, storage, verify};
+use cli::{bench, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -52,6 +52,10 @@ enum Command {
     /// rebuild. Prints each check PASS or FAIL. Exit codes: 0 all hold, 4 an invariant failed, 1 the
     /// check could not run.
     Verify(verify::VerifyArgs),
+    /// The loyalty batch: recalculate every customer's tier (hourly), or import synthetic accounts
+    /// from the previous system to try it on.
+    #[command(subcommand)]
+    Loyalty(loyalty::LoyaltyCommand),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
             Command::Projections(command) => projections::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Flood(args) => flood::run(*args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Loyalty(command) => loyalty::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -51,6 +51,9 @@ impl Default for LoyaltyAccount {
 pub enum LoyaltyCommand {
     /// `order_paid` is what the order's own stream says; only a paid order earns points.
     Accrue { customer_id: String, order_id: Uuid, amount_cents: Cents, order_paid: bool },
+    /// The hourly batch: bring the tier in line with the points and the thresholds. Points imported
+    /// from the previous system arrive without a tier change, so until this runs their tier lags.
+    Recalculate { customer_id: String },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +72,19 @@ impl Decider for LoyaltyDecider {
     type Error = LoyaltyError;
 
     fn decide(account: &LoyaltyAccount, command: &LoyaltyCommand) -> Result<Vec<DomainEvent>, LoyaltyError> {
-        let LoyaltyCommand::Accrue { customer_id, order_id, amount_cents, order_paid } = command;
+        let (customer_id, order_id, amount_cents, order_paid) = match command {
+            LoyaltyCommand::Accrue { customer_id, order_id, amount_cents, order_paid } => {
+                (customer_id, order_id, amount_cents, order_paid)
+            }
+            LoyaltyCommand::Recalculate { customer_id } => {
+                let due = tier_for(account.points);
+                return Ok(if due == account.tier {
+                    vec![]
+                } else {
+                    vec![TierChanged { customer_id: customer_id.clone(), from: account.tier, to: due }.into()]
+                });
+            }
+        };
         if !order_paid {
             return Err(LoyaltyError::OrderNotPaid(*order_id));
         }
@@ -149,5 +164,55 @@ mod tests {
                 TierChanged { customer_id: "c1".into(), from: Tier::Gold, to: Tier::Platinum }.into(),
             ]);
         assert_eq!(a.tier, Tier::Platinum);
+    }
+
+    fn recalculate() -> LoyaltyCommand {
+        LoyaltyCommand::Recalculate { customer_id: "c1".into() }
+    }
+    fn changed(from: Tier, to: Tier) -> DomainEvent {
+        TierChanged { customer_id: "c1".into(), from, to }.into()
+    }
+    /// Points imported from the previous system: accrued without the tier following them.
+    fn imported(points: u64) -> DomainEvent {
+        PointsAccrued { customer_id: "c1".into(), order_id: imported_points_order_id("c1"), points }.into()
+    }
+
+    #[test]
+    fn recalculating_raises_a_tier_that_lags_its_points() {
+        given::<LoyaltyDecider>([imported(GOLD_AT)]).when(recalculate()).then([changed(Tier::Green, Tier::Gold)]);
+        let a = given::<LoyaltyDecider>([imported(PLATINUM_AT + 5)])
+            .when(recalculate())
+            .then([changed(Tier::Green, Tier::Platinum)]);
+        assert_eq!(a.tier, Tier::Platinum);
+    }
+
+    #[test]
+    fn recalculating_lowers_a_tier_above_its_points() {
+        // A tier above what the points earn (e.g. lowered thresholds reverted): brought down.
+        given::<LoyaltyDecider>([accrued(1, GOLD_AT - 1), changed(Tier::Green, Tier::Platinum)])
+            .when(recalculate())
+            .then([changed(Tier::Platinum, Tier::Green)]);
+        given::<LoyaltyDecider>([accrued(1, GOLD_AT), changed(Tier::Green, Tier::Platinum)])
+            .when(recalculate())
+            .then([changed(Tier::Platinum, Tier::Gold)]);
+    }
+
+    #[test]
+    fn recalculating_a_current_tier_changes_nothing() {
+        given_no_history::<LoyaltyDecider>().when(recalculate()).then_nothing_happens();
+        given::<LoyaltyDecider>([accrued(1, 12)]).when(recalculate()).then_nothing_happens();
+        given::<LoyaltyDecider>([accrued(1, GOLD_AT), changed(Tier::Green, Tier::Gold)])
+            .when(recalculate())
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn recalculating_twice_changes_the_tier_once() {
+        let after_first = given::<LoyaltyDecider>([imported(PLATINUM_AT)])
+            .when(recalculate())
+            .then([changed(Tier::Green, Tier::Platinum)]);
+        assert_eq!(after_first.tier, Tier::Platinum);
+        let history = [imported(PLATINUM_AT), changed(Tier::Green, Tier::Platinum)];
+        given::<LoyaltyDecider>(history).when(recalculate()).then_nothing_happens();
     }
 }

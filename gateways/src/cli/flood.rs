@@ -218,7 +218,8 @@ async fn flood_http(
     settings: &FloodSettings,
     acks: Arc<AckLedger>,
 ) -> anyhow::Result<gateways::flood::report::FloodReport> {
-    let target: Arc<dyn Target> = Arc::new(HttpTarget::connect(&args.target, args.connections, args.token.clone()).await?);
+    let target: Arc<dyn Target> =
+        Arc::new(HttpTarget::connect(&args.target, args.connections, args.token.clone()).await?);
     let node_settings = storage.settings();
     // The nodes' journal and read models, read by this process for the checks. A batch that runs in
     // this process (the loyalty batch) writes through a cafe of its own: the journal's version
@@ -253,7 +254,10 @@ async fn flood_http(
                 node_settings.payment,
                 actors::host::start_arbiters(1),
             );
-            Some((Arc::new(cafe), storefront.clone() as Arc<dyn projections::read_models::storefront::StorefrontQueries>))
+            Some((
+                Arc::new(cafe),
+                storefront.clone() as Arc<dyn projections::read_models::storefront::StorefrontQueries>,
+            ))
         }
         _ => None,
     };

@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod demo;
 pub mod dlq;
 pub mod flood;
+pub mod loyalty;
 pub mod projections;
 pub mod replay;
 pub mod serve;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::measure::Recorder;
 use super::report::FloodReport;
-use super::scenarios::{sample_lag, saga_drained, Context, FloodError, Scenario};
+use super::scenarios::{saga_drained, sample_lag, Context, FloodError, Scenario};
 use super::thresholds::{evaluate, Threshold};
 use super::{drive, Flow, Load, Plan};
 use crate::verify::{verify, AckLedger, Check, VerifySettings};
@@ -61,11 +61,21 @@ pub async fn run(
     let head_before = head().await;
     let activations_before = context.target.activation_seconds().await.ok();
 
-    let flow = Flow { target: context.target.clone(), recorder: recorder.clone(), acks: acks.clone(), timeout: settings.timeout };
+    let flow = Flow {
+        target: context.target.clone(),
+        recorder: recorder.clone(),
+        acks: acks.clone(),
+        timeout: settings.timeout,
+    };
     let (stop, stopped) = watch::channel(false);
     let every = Duration::from_millis(250);
-    let sampler =
-        tokio::spawn(sample_lag(context.target.clone(), context.journal.clone(), recorder.clone(), every, stopped.clone()));
+    let sampler = tokio::spawn(sample_lag(
+        context.target.clone(),
+        context.journal.clone(),
+        recorder.clone(),
+        every,
+        stopped.clone(),
+    ));
     let progress = settings
         .progress
         .then(|| super::progress::spawn_progress(recorder.clone(), settings.load.duration(), stopped.clone()));
@@ -77,7 +87,11 @@ pub async fn run(
     if let (Some(before), Some(after)) = (head_before, head_after) {
         let committed = after.saturating_sub(before) as f64;
         recorder.figure("events_committed_during_arrivals", committed, "events");
-        recorder.figure("events_committed_per_second_during_arrivals", committed / drove.as_secs_f64().max(1e-9), "events/s");
+        recorder.figure(
+            "events_committed_per_second_during_arrivals",
+            committed / drove.as_secs_f64().max(1e-9),
+            "events/s",
+        );
     }
     let _ = stop.send(true);
     if let Some(p) = progress {
@@ -86,8 +100,13 @@ pub async fn run(
 
     // The lag sampler keeps running through the finish, so the plots show the lag draining.
     let (stop_finish, finish_stopped) = watch::channel(false);
-    let sampler_after =
-        tokio::spawn(sample_lag(context.target.clone(), context.journal.clone(), recorder.clone(), every, finish_stopped));
+    let sampler_after = tokio::spawn(sample_lag(
+        context.target.clone(),
+        context.journal.clone(),
+        recorder.clone(),
+        every,
+        finish_stopped,
+    ));
     let _ = sampler.await;
     // What the arrivals set off is committed once the saga has reacted to all of it: the rate of
     // committed events counts until then, not only while arrivals came.
@@ -99,7 +118,11 @@ pub async fn run(
                 if let (Some(before), Ok(after)) = (head_before, journal.head_position().await) {
                     let committed = after.saturating_sub(before) as f64;
                     recorder.figure("events_committed_until_settled", committed, "events");
-                    recorder.figure("events_committed_per_second", committed / took.as_secs_f64().max(1e-9), "events/s");
+                    recorder.figure(
+                        "events_committed_per_second",
+                        committed / took.as_secs_f64().max(1e-9),
+                        "events/s",
+                    );
                 }
             }
             None => tracing::warn!("the order saga did not catch up within the settle time"),
@@ -124,14 +147,12 @@ pub async fn run(
     match verification.filter(|_| settings.verify) {
         None if !settings.verify => {}
         Some(v) => {
-            let verified = verify(
-                v.journal.as_ref(),
-                &v.read_models,
-                &acks.entries(),
-                &VerifySettings { settle: context.settle },
-            )
-            .await
-            .map_err(|e| FloodError::Unsupported(format!("verify could not run: {}", events::ErrorChain(&e))))?;
+            let verified =
+                verify(v.journal.as_ref(), &v.read_models, &acks.entries(), &VerifySettings { settle: context.settle })
+                    .await
+                    .map_err(|e| {
+                        FloodError::Unsupported(format!("verify could not run: {}", events::ErrorChain(&e)))
+                    })?;
             invariants.extend(verified);
         }
         None => invariants.push(Check {

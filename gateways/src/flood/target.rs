@@ -12,8 +12,8 @@ use actors::cafe::{Cafe, CafeError, PlaceOrder};
 use actors::domain::menu::MenuCommand;
 use async_trait::async_trait;
 use events::domain::{streams, Nutrition};
-use events::Causation;
 use events::follow::Stalls;
+use events::Causation;
 use projections::read_models::analytics::AnalyticsSink;
 use projections::read_models::storefront::StorefrontQueries;
 use projections::Sink;
@@ -40,19 +40,42 @@ pub struct MenuItemSpec {
 /// One thing a flood asks of the system.
 #[derive(Clone, Debug)]
 pub enum Operation {
-    OpenStore { store_id: String, name: String },
+    OpenStore {
+        store_id: String,
+        name: String,
+    },
     PublishItem(MenuItemSpec),
-    ChangePrice { item_id: String, price_cents: i64 },
-    RetireItem { item_id: String },
-    Restock { store_id: String, sku: String, quantity: i64 },
+    ChangePrice {
+        item_id: String,
+        price_cents: i64,
+    },
+    RetireItem {
+        item_id: String,
+    },
+    Restock {
+        store_id: String,
+        sku: String,
+        quantity: i64,
+    },
     /// A client-chosen order id (sent over HTTP as the `Idempotency-Key` that derives it).
-    PlaceOrder { order_id: Uuid, customer_id: String, store_id: String, items: Vec<(String, i64)> },
+    PlaceOrder {
+        order_id: Uuid,
+        customer_id: String,
+        store_id: String,
+        items: Vec<(String, i64)>,
+    },
     /// A read: the customer's loyalty account (through its actor).
-    LoyaltyBalance { customer_id: String },
+    LoyaltyBalance {
+        customer_id: String,
+    },
     /// A read: the customer's order history (a read model).
-    CustomerOrders { customer_id: String },
+    CustomerOrders {
+        customer_id: String,
+    },
     /// A read: a store's one-minute analytics windows (the analytics model).
-    StoreMinutes { store_id: String },
+    StoreMinutes {
+        store_id: String,
+    },
 }
 
 impl Operation {
@@ -226,7 +249,11 @@ pub struct ActorTarget {
 }
 
 impl ActorTarget {
-    pub fn of_node(node: &Node, journal_name: String, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
+    pub fn of_node(
+        node: &Node,
+        journal_name: String,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
         ActorTarget {
             cafe: node.cafe.clone(),
             storefront: node.storefront.clone(),
@@ -452,14 +479,13 @@ impl HttpTarget {
                 .await
                 .and_then(|mut a| a.next().ok_or_else(|| std::io::Error::other("no address")))
                 .map_err(|cause| TargetError::Resolve { url: url.clone(), cause })?;
-            nodes.push(NodeConnections { url: url.trim_end_matches('/').to_owned(), addr, idle: Mutex::new(Vec::new()) });
+            nodes.push(NodeConnections {
+                url: url.trim_end_matches('/').to_owned(),
+                addr,
+                idle: Mutex::new(Vec::new()),
+            });
         }
-        Ok(HttpTarget {
-            nodes,
-            next: AtomicUsize::new(0),
-            connections: Semaphore::new(max_connections.max(1)),
-            token,
-        })
+        Ok(HttpTarget { nodes, next: AtomicUsize::new(0), connections: Semaphore::new(max_connections.max(1)), token })
     }
 
     /// One request to one node, on a pooled connection (returned to the pool only after a whole answer).
@@ -573,7 +599,8 @@ impl Target for HttpTarget {
         }
         let mut menus = Vec::new();
         for node in &self.nodes {
-            let r = self.send(node, "GET", "/api/menu/items", &[], b"").await.map_err(|e| format!("{}: {e}", node.url))?;
+            let r =
+                self.send(node, "GET", "/api/menu/items", &[], b"").await.map_err(|e| format!("{}: {e}", node.url))?;
             if r.status != 200 {
                 return Err(format!("{}: GET /api/menu/items answered {}", node.url, r.status));
             }

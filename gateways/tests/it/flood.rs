@@ -97,7 +97,10 @@ fn menu_sync_in_a_short_form() {
     let report = short_form("menu-sync", &["--scale", "0.005", "--rate", "40", "--duration", "3s"]);
     let ops = &report["measurements"]["operations"];
     assert!(ops["publish_item"]["requests"].as_u64().unwrap() >= 50);
-    assert!(ops["change_price"]["requests"].as_u64().unwrap_or(0) + ops["retire_item"]["requests"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        ops["change_price"]["requests"].as_u64().unwrap_or(0) + ops["retire_item"]["requests"].as_u64().unwrap_or(0)
+            > 0
+    );
 }
 
 #[test]
@@ -120,7 +123,17 @@ fn a_breached_threshold_fails_the_flood() {
     let data = dir.path().join("data");
     let (code, report) = flood(
         dir.path(),
-        &["morning-rush", "--data-dir", data.to_str().unwrap(), "--scale", "0.002", "--duration", "1s", "--threshold", "p99<1us"],
+        &[
+            "morning-rush",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--scale",
+            "0.002",
+            "--duration",
+            "1s",
+            "--threshold",
+            "p99<1us",
+        ],
     );
     assert_eq!(code, 5, "a breached threshold exits 5");
     assert_eq!(report["passed"], false);
@@ -144,8 +157,18 @@ fn a_flood_drives_a_serve_process_over_http() {
     let addr = free_loopback_addr();
     let token = "flood-test-admin-token";
     let args: Vec<String> = [
-        "serve", "--listen", &addr.to_string(), "--workers", "2", "--journal", &url, "--pg-schema", &schema,
-        "--no-seed", "--admin-token", token,
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--workers",
+        "2",
+        "--journal",
+        &url,
+        "--pg-schema",
+        &schema,
+        "--no-seed",
+        "--admin-token",
+        token,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -157,8 +180,21 @@ fn a_flood_drives_a_serve_process_over_http() {
     let (code, report) = flood(
         dir.path(),
         &[
-            "menu-sync", "--target", &target, "--token", token, "--journal", &url, "--pg-schema", &schema,
-            "--scale", "0.005", "--rate", "40", "--duration", "3s",
+            "menu-sync",
+            "--target",
+            &target,
+            "--token",
+            token,
+            "--journal",
+            &url,
+            "--pg-schema",
+            &schema,
+            "--scale",
+            "0.005",
+            "--rate",
+            "40",
+            "--duration",
+            "3s",
         ],
     );
     assert_eq!(failed_checks(&report), Vec::<String>::new(), "every invariant holds over HTTP");

@@ -8,7 +8,6 @@ use events::domain::streams;
 use events::journal::read_stream_to_end;
 use futures::StreamExt;
 
-use super::loyalty_batch::imported_points;
 use super::morning_rush::Orders;
 use super::{no_silent_waits, projections_drain, scaled, set_up_shops, Context, FloodError, Scenario};
 use crate::flood::arrivals::Arrivals;
@@ -69,8 +68,7 @@ impl Scenario for ColdStartAvalanche {
         set_up_shops(context.target.as_ref(), STORES, ITEMS, 1_000_000).await?;
         let customers = scaled(CHECKOUTS, context.scale, 10);
         if let Some(journal) = &context.journal {
-            let accounts: Vec<(String, u64)> =
-                (0..customers).map(|i| (format!("cust-{i}"), imported_points(i))).collect();
+            let accounts = crate::loyalty::synthetic_accounts(customers, context.seed);
             crate::loyalty::import_accounts(journal.as_ref(), &accounts).await?;
         }
         let mut orders = Orders::new(STORES, ITEMS, customers);
@@ -133,7 +131,11 @@ impl Scenario for ColdStartAvalanche {
             name: "every payment is scored once".into(),
             passed: wrong.is_empty() && !scored.is_empty(),
             detail: if wrong.is_empty() {
-                format!("{} orders: {} scored once, {unscored} never scored (cancelled before payment)", scored.len(), scored.len() - unscored)
+                format!(
+                    "{} orders: {} scored once, {unscored} never scored (cancelled before payment)",
+                    scored.len(),
+                    scored.len() - unscored
+                )
             } else {
                 format!("{} wrong: {}", wrong.len(), wrong.iter().take(5).cloned().collect::<Vec<_>>().join(", "))
             },

@@ -118,7 +118,11 @@ impl Scenario for MenuSync {
             detail: if wrong_hash.is_empty() {
                 format!("{} nodes checked", menus.len())
             } else {
-                format!("{} wrong: {}", wrong_hash.len(), wrong_hash.iter().take(5).cloned().collect::<Vec<_>>().join(", "))
+                format!(
+                    "{} wrong: {}",
+                    wrong_hash.len(),
+                    wrong_hash.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )
             },
         });
 
@@ -135,7 +139,9 @@ impl Scenario for MenuSync {
                 let journal = journal.clone();
                 async move {
                     let stream = streams::menu_item(&item_id(i));
-                    actors::host::activate::<MenuDecider>(journal.as_ref(), &stream).await.map(|(item, _)| (item_id(i), item))
+                    actors::host::activate::<MenuDecider>(journal.as_ref(), &stream)
+                        .await
+                        .map(|(item, _)| (item_id(i), item))
                 }
             })
             .buffer_unordered(32)

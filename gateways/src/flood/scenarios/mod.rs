@@ -34,7 +34,7 @@ pub enum FloodError {
     #[error("reading the journal")]
     Journal(#[from] events::StoreError),
     #[error("importing loyalty accounts")]
-    Import(#[from] events::AppendError),
+    Import(#[from] crate::loyalty::ImportError),
     #[error("the loyalty batch")]
     Batch(#[from] crate::loyalty::LoyaltyBatchError),
     #[error("reading a read model")]
@@ -169,7 +169,11 @@ pub(crate) fn order_id(rng: &mut fastrand::Rng) -> uuid::Uuid {
 }
 
 /// Sends set-up commands `in_flight` at a time; every one must succeed (an idempotent repeat counts).
-pub(crate) async fn set_up(target: &dyn Target, operations: Vec<Operation>, in_flight: usize) -> Result<(), FloodError> {
+pub(crate) async fn set_up(
+    target: &dyn Target,
+    operations: Vec<Operation>,
+    in_flight: usize,
+) -> Result<(), FloodError> {
     let total = operations.len();
     let results: Vec<_> = futures::stream::iter(operations)
         .map(|op| async move { target.execute(&op).await.map_err(|f| format!("{}: {}", op.name(), f.kind)) })
@@ -184,7 +188,12 @@ pub(crate) async fn set_up(target: &dyn Target, operations: Vec<Operation>, in_f
 }
 
 /// Opens `stores` stores, publishes `items` items and stocks every store with `stock` of each.
-pub(crate) async fn set_up_shops(target: &dyn Target, stores: usize, items: usize, stock: i64) -> Result<(), FloodError> {
+pub(crate) async fn set_up_shops(
+    target: &dyn Target,
+    stores: usize,
+    items: usize,
+    stock: i64,
+) -> Result<(), FloodError> {
     let opening =
         (0..stores).map(|s| Operation::OpenStore { store_id: store_id(s), name: format!("Flood #{s}") }).collect();
     set_up(target, opening, 64).await?;
@@ -268,7 +277,8 @@ pub(crate) async fn projections_drain(target: &dyn Target, recorder: &Recorder, 
                 };
             }
             Ok(lags) => {
-                last = lags.iter().map(|l| format!("{} {} behind", l.name, l.events_behind)).collect::<Vec<_>>().join(", ")
+                last =
+                    lags.iter().map(|l| format!("{} {} behind", l.name, l.events_behind)).collect::<Vec<_>>().join(", ")
             }
             Err(e) => last = e,
         }

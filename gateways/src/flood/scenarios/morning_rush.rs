@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{item_id, order_id, projections_drain, scaled, set_up_shops, store_id, Context, FloodError, Scenario, Zipf};
+use super::{
+    item_id, order_id, projections_drain, scaled, set_up_shops, store_id, Context, FloodError, Scenario, Zipf,
+};
 use crate::flood::arrivals::{Arrivals, Stage};
 use crate::flood::target::Operation;
 use crate::flood::{Flow, Load, Plan};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use events::domain::{
     streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderCancelled, OrderLine, OrderPaid,
-    OrderPlaced, StockRestocked,
+    OrderPlaced, PointsAccrued, StockRestocked, Tier, TierChanged,
 };
 use events::DomainEvent;
 use uuid::Uuid;
@@ -51,6 +51,7 @@ where
     case!(an_overlapping_page_applies_only_what_is_new);
     case!(the_menu_lists_published_repriced_and_retired_items);
     case!(stock_and_loyalty_follow_the_day);
+    case!(loyalty_customers_page_through_every_account);
     case!(an_undecodable_event_applies_nothing);
     run_sink_suite(|| {
         let made = make();
@@ -148,6 +149,45 @@ pub async fn stock_and_loyalty_follow_the_day(s: Arc<dyn Storefront>) {
         (0..30u32).filter(|i| i % 13 == 0 && i % 5 != 4).map(|i| (i64::from(1 + i % 3) * 475 + 325) / 100).sum();
     assert_eq!(c0.points, earned);
     assert!(s.loyalty("nobody").await.unwrap().is_none());
+}
+
+pub async fn loyalty_customers_page_through_every_account(s: Arc<dyn Storefront>) {
+    assert!(s.loyalty_customers(None, 10).await.unwrap().is_empty(), "no account yet");
+    // Out of order, one account with a tier change only, and one customer with two accruals.
+    let customers = ["c07", "c03", "c10", "c01", "c05", "c02", "c09"];
+    let mut history: Vec<(String, DomainEvent)> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let accrued = PointsAccrued { customer_id: (*c).into(), order_id: Uuid::from_u128(i as u128), points: 5 };
+            (streams::loyalty(c), accrued.into())
+        })
+        .collect();
+    history.push((
+        streams::loyalty("c07"),
+        PointsAccrued { customer_id: "c07".into(), order_id: Uuid::from_u128(99), points: 5 }.into(),
+    ));
+    history.push((
+        streams::loyalty("c04"),
+        TierChanged { customer_id: "c04".into(), from: Tier::Green, to: Tier::Gold }.into(),
+    ));
+    s.apply(&journal(history)).await.unwrap();
+    let mut expected: Vec<String> = customers.iter().map(|c| (*c).to_owned()).collect();
+    expected.push("c04".into());
+    expected.sort();
+    let (mut walked, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = s.loyalty_customers(after.as_deref(), 3).await.unwrap();
+        assert!(page.len() <= 3, "a page holds at most its limit: {page:?}");
+        let Some(last) = page.last().cloned() else { break };
+        walked.extend(page);
+        after = Some(last);
+        pages += 1;
+    }
+    assert_eq!(walked, expected, "every account once, by id");
+    assert_eq!(pages, 3);
+    assert_eq!(s.loyalty_customers(Some("c05"), 2).await.unwrap(), vec!["c07", "c09"]);
+    assert!(s.loyalty_customers(Some("c10"), 5).await.unwrap().is_empty());
 }
 
 pub async fn an_undecodable_event_applies_nothing(s: Arc<dyn Storefront>) {

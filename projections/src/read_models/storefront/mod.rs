@@ -63,6 +63,10 @@ pub trait StorefrontQueries: Send + Sync + 'static {
     async fn menu(&self) -> Result<Vec<MenuItemView>, SinkError>;
     async fn stock_levels(&self, store_id: &str) -> Result<Vec<StockLevel>, SinkError>;
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError>;
+    /// The customers with a loyalty account, by id, at most `limit` of them after `after` (keyset
+    /// paging: pass the last id of a page to get the next; an empty page is the end). The hourly
+    /// tier recalculation walks every account this way.
+    async fn loyalty_customers(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, SinkError>;
 }
 
 /// Canonical rows, built the same way from whichever store the values come from.

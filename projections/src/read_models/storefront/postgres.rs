@@ -605,6 +605,20 @@ impl StorefrontQueries for PgStorefront {
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError> {
         Ok(self.loyalty_query(Some(customer_id)).await?.pop())
     }
+
+    async fn loyalty_customers(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &self.q("SELECT customer_id FROM {p}loyalty_accounts WHERE $1::text IS NULL OR customer_id > $1
+                     ORDER BY customer_id LIMIT $2"),
+                &[&after, &limit],
+            )
+            .await
+            .map_err(sink_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
 
 #[cfg(test)]

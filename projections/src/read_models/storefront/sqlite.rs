@@ -441,6 +441,23 @@ impl StorefrontQueries for SqliteStorefront {
         let (p, customer_id) = (self.prefix, customer_id.to_owned());
         Ok(self.pool.run(move |c| loyalty_rows(c, p, Some(&customer_id))).await?.pop())
     }
+
+    async fn loyalty_customers(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, SinkError> {
+        let (p, after) = (self.prefix, after.map(str::to_owned));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .pool
+            .run(move |c| {
+                c.prepare_cached(&sql(
+                    "SELECT customer_id FROM {p}loyalty_accounts WHERE ?1 IS NULL OR customer_id > ?1
+                     ORDER BY customer_id LIMIT ?2",
+                    p,
+                ))?
+                .query_map(params![after, limit], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await?)
+    }
 }
 
 #[cfg(test)]
