@@ -203,6 +203,17 @@ impl Cafe {
         Ok(Executed { events: placed.events, state: placed.state.unwrap_or_default(), version: placed.version })
     }
 
+    /// Passivates every actor of every aggregate that no caller is waiting on (see
+    /// [`Registry::passivate_unused`]); returns how many.
+    pub fn passivate_unused(&self) -> usize {
+        self.orders.passivate_unused()
+            + self.payments.passivate_unused()
+            + self.inventory.passivate_unused()
+            + self.loyalty.passivate_unused()
+            + self.menu.passivate_unused()
+            + self.stores.passivate_unused()
+    }
+
     pub async fn order(&self, order_id: Uuid) -> Result<Option<Order>, CafeError> {
         let (order, version) = self.orders.inspect(&streams::order(order_id)).await?;
         Ok((version > 0).then_some(order))

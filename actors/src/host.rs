@@ -594,6 +594,21 @@ impl<D: Decider> Registry<D> {
         self.entries.lock().expect("registry lock").len()
     }
 
+    /// Passivates every actor no caller is waiting on now, as the idle sweep would once their idle
+    /// timeout passed: their next message activates them again from the journal (a cold start).
+    /// Returns how many were let go.
+    pub fn passivate_unused(&self) -> usize {
+        let unused: Vec<Entry<D>> = self
+            .entries
+            .lock()
+            .expect("registry lock")
+            .extract_if(|_, e| e.use_.depth.load(Ordering::SeqCst) == 0)
+            .map(|(_, e)| e)
+            .collect();
+        // The addresses drop outside the lock: each wakes its actor to stop.
+        unused.len()
+    }
+
     /// The stream's actor (started if needed) and its queue depth, already counting this caller.
     fn checkout(&self, stream_id: &str) -> Result<Checkout<D>, CommandError<D::Error>> {
         let mut entries = self.entries.lock().expect("registry lock");

@@ -227,6 +227,22 @@ async fn actors_activate_from_snapshots_and_passivate_when_idle() {
 }
 
 #[actix_rt::test]
+async fn passivating_unused_actors_stops_them_and_the_next_message_reads_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let cafe = cafe_on(j.clone(), HostOptions::default(), 1.0);
+    seed(&cafe, "latte", 450, "s1", 7).await;
+    assert!(cafe.inventory.resident() >= 1 && cafe.menu.resident() >= 1);
+    let let_go = cafe.passivate_unused();
+    assert!(let_go >= 3, "store, menu item and stock actors let go: {let_go}");
+    assert_eq!(cafe.inventory.resident() + cafe.menu.resident() + cafe.stores.resident(), 0);
+    let stopped = || async { cafe.freshness.resident() == 0 };
+    testkit::wait_until("the passivated actors stopped", Duration::from_secs(2), stopped).await;
+    let (stock, version) = cafe.inventory.inspect(&streams::inventory("s1", "latte")).await.unwrap();
+    assert_eq!((stock.available, version), (7, 1), "activated again from the journal");
+}
+
+#[actix_rt::test]
 async fn a_full_mailbox_refuses_instead_of_queueing_without_limit() {
     let dir = tempfile::tempdir().unwrap();
     let host = HostOptions { mailbox_capacity: 2, ..HostOptions::default() };

@@ -183,7 +183,7 @@ async fn flood_actors(
         s.extra_projections = models.rebuildable().into_iter().map(|(_, p)| p).collect();
         s
     };
-    let mut node = Arc::new(Node::start(node_settings()).await.context("cannot start the node")?);
+    let node = Arc::new(Node::start(node_settings()).await.context("cannot start the node")?);
     let context_of = |node: &Arc<Node>| Context {
         target: Arc::new(ActorTarget::of_node(node, journal_name.clone(), Some(metrics.clone()))) as Arc<dyn Target>,
         scale: args.scale,
@@ -193,18 +193,9 @@ async fn flood_actors(
         analytics: node.analytics.clone(),
         settle: args.settle,
     };
-    let mut context = context_of(&node);
+    let context = context_of(&node);
     eprintln!("{}: preparing on {journal_name}", scenario.name());
     let plan = scenario.prepare(&context).await?;
-    if scenario.wants_cold_actors() {
-        // A new node on the same journal: every actor is cold, as after a scale-out at midnight.
-        drop(context);
-        let stopped = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("the node is still in use"))?;
-        drop(stopped);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        node = Arc::new(Node::start(node_settings()).await.context("cannot restart the node")?);
-        context = context_of(&node);
-    }
     eprintln!("{}: flooding for {:.0} s", scenario.name(), settings.load.duration().as_secs_f64());
     let verification = Verification { journal: node.journal.clone(), read_models: node.read_models.clone() };
     Ok(run_flood(scenario, plan, &context, settings, Some(&verification), acks, Recorder::new()).await?)

@@ -192,6 +192,8 @@ pub trait Target: Send + Sync {
     async fn served_menus(&self) -> Result<Vec<(String, Vec<ServedItem>)>, String>;
     /// The actors' activations as the nodes' own metrics count them (`actor_activation_seconds`).
     async fn activation_seconds(&self) -> Result<Activations, String>;
+    /// Passivates every actor nobody is waiting on (a cold start for what comes next); how many.
+    async fn passivate_actors(&self) -> Result<usize, String>;
 }
 
 /// Activations of actors, summed over nodes, from the Prometheus text of `actor_activation_seconds`.
@@ -376,6 +378,10 @@ impl Target for ActorTarget {
             })
             .collect();
         Ok(vec![(self.journal_name.clone(), items)])
+    }
+
+    async fn passivate_actors(&self) -> Result<usize, String> {
+        Ok(self.cafe.passivate_unused())
     }
 
     async fn activation_seconds(&self) -> Result<Activations, String> {
@@ -618,6 +624,11 @@ impl Target for HttpTarget {
             menus.push((node.url.clone(), items));
         }
         Ok(menus)
+    }
+
+    /// Running nodes passivate by their idle timeout only (`serve --idle-timeout-secs`).
+    async fn passivate_actors(&self) -> Result<usize, String> {
+        Err("running nodes passivate their actors by their idle timeout only".into())
     }
 
     async fn activation_seconds(&self) -> Result<Activations, String> {

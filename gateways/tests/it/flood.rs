@@ -83,7 +83,7 @@ fn restock_storm_in_a_short_form() {
 
 #[test]
 fn loyalty_batch_in_a_short_form() {
-    let report = short_form("loyalty-batch", &["--scale", "0.0005", "--duration", "3s"]);
+    let report = short_form("loyalty-batch", &["--scale", "0.001", "--duration", "3s"]);
     let figures = &report["measurements"]["figures"];
     assert_eq!(figures["batch_customers"]["value"].as_f64().unwrap(), 500.0, "every imported account");
     assert!(figures["batch_tiers_changed"]["value"].as_f64().unwrap() > 0.0, "imported tiers lagged");

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use super::morning_rush::Orders;
 use super::{no_silent_waits, projections_drain, scaled, set_up_shops, Context, FloodError, Scenario};
 use crate::flood::arrivals::Arrivals;
+use crate::flood::measure::Recorder;
 use crate::flood::target::Operation;
 use crate::flood::{Flow, Load, Plan};
 use crate::verify::Check;
@@ -46,7 +47,7 @@ impl Scenario for ColdStartAvalanche {
 
     fn story(&self) -> &'static str {
         "Black Friday midnight: 10K checkouts arrive within one second against passivated actors (the actor \
-         driver restarts its node after preparing, so every actor is cold). Each checkout reads the \
+         driver passivates every actor after preparing; running nodes only those idle past their timeout). Each checkout reads the \
          customer's loyalty account (a cold actor with history) and places an order. Reports the actors' \
          activation latency separately from the command latency; checks that every payment is scored once \
          and that no request waits past the command timeout without a 503."
@@ -60,19 +61,25 @@ impl Scenario for ColdStartAvalanche {
         Load::Open(Arrivals::constant(self.default_rate(scale), Duration::from_secs(1)))
     }
 
-    fn wants_cold_actors(&self) -> bool {
-        true
-    }
-
     async fn prepare(&self, context: &Context) -> Result<Arc<dyn Plan>, FloodError> {
         set_up_shops(context.target.as_ref(), STORES, ITEMS, 1_000_000).await?;
         let customers = scaled(CHECKOUTS, context.scale, 10);
         if let Some(journal) = &context.journal {
             let accounts = crate::loyalty::synthetic_accounts(customers, context.seed);
             crate::loyalty::import_accounts(journal.as_ref(), &accounts).await?;
+            // Accounts as they stand on the night: their tiers current (the hourly batch ran).
+            if let Some((cafe, storefront)) = &context.batch {
+                projections_drain(context.target.as_ref(), &Recorder::new(), Duration::from_secs(600)).await;
+                crate::loyalty::recalculate_tiers(cafe, storefront.as_ref(), 64, &mut |_| {}).await?;
+            }
         }
         let mut orders = Orders::new(STORES, ITEMS, customers);
         orders.bulk_every = u64::MAX;
+        // Midnight: every actor passivated, as the idle sweep leaves them after a quiet evening.
+        match context.target.passivate_actors().await {
+            Ok(n) => tracing::info!(actors = n, "passivated every actor before the avalanche"),
+            Err(why) => tracing::warn!(%why, "actors not passivated: only those idle past the timeout are cold"),
+        }
         Ok(Arc::new(Checkouts { orders }))
     }
 

@@ -71,10 +71,6 @@ pub trait Scenario: Send + Sync {
     fn default_load(&self, scale: f64) -> Load;
     /// The default constant rate at `scale` (what `--duration` alone keeps).
     fn default_rate(&self, scale: f64) -> f64;
-    /// Whether the actors must be cold when the arrivals begin (the driver restarts its node).
-    fn wants_cold_actors(&self) -> bool {
-        false
-    }
     /// Sets up what the arrivals need, through the target; not measured.
     async fn prepare(&self, context: &Context) -> Result<Arc<dyn Plan>, FloodError>;
     /// Runs beside the arrivals, from their start (the loyalty batch); the flood ends when both did.
