@@ -34,6 +34,31 @@ pub enum BenchCommand {
     /// Many callers on one stream (one SKU of one store): the actor with and without batching,
     /// against the journal's group commit.
     HotStream(HotStreamArgs),
+    /// Every stress scenario at its default size (each a `cloudcafe flood` process of its own, on a
+    /// fresh journal), against the journal's own group commit of the same run.
+    Floods(FloodsArgs),
+}
+
+/// The flags of `cloudcafe bench floods`.
+#[derive(Args)]
+pub struct FloodsArgs {
+    /// Multiplies each scenario's size and rate.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Only these scenarios (default: all six).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip the embedded journal.
+    #[arg(long)]
+    no_embedded: bool,
+    /// Also run each on PostgreSQL at this URL (a fresh schema per flood).
+    #[arg(long, env = "CLOUDCAFE_BENCH_PG")]
+    postgres: Option<String>,
+    /// Where the floods keep their journals and reports (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 /// The flags of `cloudcafe bench hot-stream`.
@@ -173,6 +198,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(args) => ("http", http(&args).await?, args.report),
         BenchCommand::HotStream(args) => ("hot-stream", hot_stream(&args).await?, args.report),
         BenchCommand::Actors(args) => ("actors", actors(&args).await?, args.report),
+        BenchCommand::Floods(args) => ("floods", floods(&args).await?, args.report),
     };
     println!("{table}");
     if let Some(file) = report {
@@ -327,4 +353,130 @@ async fn actors(args: &ActorsArgs) -> anyhow::Result<String> {
         args.in_flight,
         idle_table(&idles),
     ))
+}
+
+/// One scenario on one journal, as its report says it went.
+struct FloodRow {
+    journal: &'static str,
+    report: Result<gateways::flood::report::FloodReport, String>,
+}
+
+/// Runs every scenario as a `cloudcafe flood` process and tabulates the reports.
+async fn floods(args: &FloodsArgs) -> anyhow::Result<String> {
+    let work = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("cloudcafe-bench-floods-{}", uuid::Uuid::new_v4().simple())),
+    };
+    std::fs::create_dir_all(&work)?;
+    let names: Vec<&'static str> = gateways::flood::scenarios::all()
+        .iter()
+        .map(|s| s.name())
+        .filter(|n| args.only.is_empty() || args.only.iter().any(|o| o == n))
+        .collect();
+    let mut journals: Vec<(&'static str, Vec<String>, f64)> = Vec::new();
+    if !args.no_embedded {
+        let ceiling = bench::journal_sqlite(200_000, 256).await.group_rate;
+        journals.push(("embedded", vec!["--data-dir".into(), work.join("data").display().to_string()], ceiling));
+    }
+    if let Some(url) = &args.postgres {
+        let settings = bench::journal::PgBenchSettings { url: url.clone(), pgbench: "pgbench".into(), writers: None };
+        let ceiling = bench::journal_postgres(&settings, 200_000, 256).await.context("PostgreSQL ceiling")?.group_rate;
+        journals.push(("PostgreSQL", vec!["--journal".into(), url.clone()], ceiling));
+    }
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for (journal, flags, _) in &journals {
+        for name in &names {
+            let dir = work.join(format!("{}-{name}", journal.to_lowercase()));
+            eprintln!("bench floods: {name} on {journal}");
+            // Blocking: this benchmark does nothing else meanwhile.
+            let status = std::process::Command::new(&exe)
+                .args(["flood", name, "--quiet", "--scale", &args.scale.to_string(), "--report-dir"])
+                .arg(&dir)
+                .args(flags)
+                .env("RUST_LOG", "warn")
+                .status()?;
+            let report = std::fs::read(dir.join("report.json"))
+                .map_err(|e| format!("no report (exit {status}): {e}"))
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+            rows.push(FloodRow { journal, report });
+        }
+    }
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let ceilings: Vec<(&str, f64)> = journals.iter().map(|(j, _, c)| (*j, *c)).collect();
+    Ok(floods_table(&rows, &ceilings))
+}
+
+/// The scenario's own figure for the table.
+fn own_figure(r: &gateways::flood::report::FloodReport) -> String {
+    let m = &r.measurements;
+    let figure = |name: &str| m.figures.get(name).map(|f| f.value);
+    let p99 = |op: &str| m.operations.get(op).map(|o| o.latency.p99_ms);
+    match r.scenario.as_str() {
+        "morning-rush" => {
+            figure("saga_drain_seconds").map_or_else(String::new, |s| format!("saga drained {s:.1} s after"))
+        }
+        "restock-storm" => {
+            figure("lag_drain_seconds").map_or_else(String::new, |s| format!("lag back to 0 in {s:.1} s"))
+        }
+        "loyalty-batch" => match (figure("batch_customers_per_second"), figure("batch_tiers_changed")) {
+            (Some(rate), Some(changed)) => format!("batch {:.1}K accounts/s, {changed:.0} tiers changed", rate / 1e3),
+            _ => String::new(),
+        },
+        "menu-sync" => p99("publish_item").map_or_else(String::new, |p| format!("publish p99 {p:.1} ms")),
+        "cold-start-avalanche" => match (figure("activation_mean_ms"), p99("loyalty_balance")) {
+            (Some(mean), Some(cold)) => format!("activation mean {mean:.2} ms; cold read p99 {cold:.0} ms"),
+            _ => String::new(),
+        },
+        "query-storm" => p99("customer_orders").map_or_else(String::new, |p| format!("history read p99 {p:.1} ms")),
+        _ => String::new(),
+    }
+}
+
+fn floods_table(rows: &[FloodRow], ceilings: &[(&str, f64)]) -> String {
+    let mut out = String::from(
+        "| scenario | journal | requests | arrivals achieved / requested | events/s committed | × journal ceiling | p50 | p99 | p99.9 | its own figure | passed |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let ceiling = ceilings.iter().find(|(j, _)| *j == row.journal).map_or(0.0, |(_, c)| *c);
+        match &row.report {
+            Ok(r) => {
+                let m = &r.measurements;
+                let events = m.figures.get("events_committed_per_second").map_or(0.0, |f| f.value);
+                let rate = match m.requested_rate {
+                    Some(req) => format!("{:.0}/s of {req:.0}/s", m.achieved_rate),
+                    None => format!("{:.0}/s (closed)", m.achieved_rate),
+                };
+                let failed: Vec<&str> = r
+                    .invariants
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| c.name.as_str())
+                    .chain(r.thresholds.iter().filter(|t| !t.passed).map(|t| t.threshold.as_str()))
+                    .collect();
+                out.push_str(&format!(
+                    "| {} | {} | {} | {rate} | {:.1}K | {:.2}× | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} |\n",
+                    r.scenario,
+                    row.journal,
+                    m.requests,
+                    events / 1e3,
+                    if ceiling > 0.0 { events / ceiling } else { 0.0 },
+                    m.latency.p50_ms,
+                    m.latency.p99_ms,
+                    m.latency.p999_ms,
+                    own_figure(r),
+                    if failed.is_empty() { "yes".to_owned() } else { format!("no: {}", failed.join("; ")) },
+                ));
+            }
+            Err(e) => out.push_str(&format!("| ? | {} | failed: {e} | | | | | | | | no |\n", row.journal)),
+        }
+    }
+    out.push_str("\nThe journal ceiling is the same journal's group commit of 200,000 single-event appends from 256 callers, measured at the start of this run: ");
+    let c: Vec<String> = ceilings.iter().map(|(j, c)| format!("{j} {:.1}K events/s", c / 1e3)).collect();
+    out.push_str(&c.join(", "));
+    out.push_str(".\n");
+    out
 }

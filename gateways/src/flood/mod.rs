@@ -130,10 +130,18 @@ impl Flow {
     }
 }
 
+/// What the arrivals came to: how many were sent (each a sequence of operations), and when the last
+/// one had answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Drove {
+    pub arrivals: u64,
+    pub ended: Instant,
+}
+
 /// Runs `plan` under `load` until the arrivals end and every request has answered (or timed out).
 /// `max_in_flight` bounds the memory an open model may use when the system falls behind: past it,
 /// the generator waits, and the requests it delays are still measured from their intended time.
-pub async fn drive(flow: &Flow, plan: Arc<dyn Plan>, load: &Load, max_in_flight: usize, seed: u64) {
+pub async fn drive(flow: &Flow, plan: Arc<dyn Plan>, load: &Load, max_in_flight: usize, seed: u64) -> Drove {
     let (stop_readers, readers_stop) = watch::channel(false);
     let mut readers = Vec::new();
     for r in 0..plan.readers() {
@@ -151,21 +159,24 @@ pub async fn drive(flow: &Flow, plan: Arc<dyn Plan>, load: &Load, max_in_flight:
             }
         }));
     }
-    match load {
+    let arrivals = match load {
         Load::Open(arrivals) => drive_open(flow, plan, arrivals.clone(), max_in_flight, seed).await,
         Load::Closed { concurrency, duration } => drive_closed(flow, plan, *concurrency, *duration, seed).await,
-    }
+    };
+    let ended = Instant::now();
     let _ = stop_readers.send(true);
     for reader in readers {
         let _ = reader.await;
     }
+    Drove { arrivals, ended }
 }
 
-async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in_flight: usize, seed: u64) {
+async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in_flight: usize, seed: u64) -> u64 {
     let start = flow.recorder.started();
     let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut rng = fastrand::Rng::with_seed(seed);
     let total = arrivals.total_duration();
+    let mut sent = 0;
     for (n, offset) in (0u64..).zip(arrivals) {
         let intended = start + offset;
         if intended > Instant::now() {
@@ -174,6 +185,7 @@ async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in
         flow.recorder.requested(intended);
         let Ok(slot) = slots.clone().acquire_owned().await else { break };
         let operations = plan.arrival(n, &mut rng);
+        sent = n + 1;
         let flow = flow.clone();
         tokio::spawn(async move {
             flow.send_all(operations, intended).await;
@@ -184,9 +196,10 @@ async fn drive_open(flow: &Flow, plan: Arc<dyn Plan>, arrivals: Arrivals, max_in
     tokio::time::sleep_until((start + total).into()).await;
     // Every request answered: all the slots are free again.
     let _ = slots.acquire_many(max_in_flight.max(1) as u32).await;
+    sent
 }
 
-async fn drive_closed(flow: &Flow, plan: Arc<dyn Plan>, concurrency: usize, duration: Duration, seed: u64) {
+async fn drive_closed(flow: &Flow, plan: Arc<dyn Plan>, concurrency: usize, duration: Duration, seed: u64) -> u64 {
     let end = flow.recorder.started() + duration;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let clients: Vec<_> = (0..concurrency.max(1))
@@ -206,4 +219,5 @@ async fn drive_closed(flow: &Flow, plan: Arc<dyn Plan>, concurrency: usize, dura
     for client in clients {
         let _ = client.await;
     }
+    next.load(std::sync::atomic::Ordering::Relaxed)
 }

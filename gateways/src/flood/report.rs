@@ -83,7 +83,7 @@ pub fn terminal_summary(report: &FloodReport) -> String {
     let ratio = m.requested_rate.filter(|r| *r > 0.0).map(|r| format!(" ({:.1}%)", m.achieved_rate * 100.0 / r));
     let _ = writeln!(
         out,
-        "  {} requests in {:.1} s: requested {requested}, achieved {}{}",
+        "  {} requests in {:.1} s; arrivals requested {requested}, achieved {}{}",
         m.requests,
         m.duration_s,
         rate(m.achieved_rate),
@@ -235,8 +235,8 @@ pub fn render_html(report: &FloodReport) -> String {
         ("started", escape(&report.started_at)),
         ("duration", format!("{:.1} s", m.duration_s)),
         ("requests", m.requests.to_string()),
-        ("requested rate", requested),
-        ("achieved rate", rate(m.achieved_rate)),
+        ("arrivals requested", requested),
+        ("arrivals achieved", rate(m.achieved_rate)),
         ("errors", format!("{} ({})", m.errors, share(m.errors, m.requests))),
     ];
     out.push_str("<table class=facts>");

@@ -204,3 +204,48 @@ fn a_flood_drives_a_serve_process_over_http() {
     let acks = std::fs::read_to_string(dir.path().join("report/acks.jsonl")).unwrap();
     assert!(acks.lines().count() >= 50, "the ack ledger holds every acknowledged command");
 }
+
+/// `POST /admin/stress/{scenario}` starts a flood inside the node; `GET /admin/stress/{run_id}`
+/// shows it running, then its report with the invariants held.
+#[actix_web::test]
+async fn a_stress_run_started_over_http_reports_its_invariants() {
+    use actix_web::test;
+    use gateways::http::{ApiSettings, ApiState};
+    use gateways::node::{Node, NodeSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeSettings::embedded(dir.path())).await.unwrap();
+    let state = ApiState::new(&node, gateways::telemetry::metrics_handle(), &ApiSettings::default());
+    let app = test::init_service(gateways::app(state)).await;
+
+    let start = |scenario: &str, body: Value| {
+        test::TestRequest::post().uri(&format!("/admin/stress/{scenario}")).set_json(body).to_request()
+    };
+    let refused = test::call_service(&app, start("no-such-scenario", serde_json::json!({"duration_seconds": 1}))).await;
+    assert_eq!(refused.status(), 404);
+    let too_long = test::call_service(&app, start("morning-rush", serde_json::json!({"duration_seconds": 0}))).await;
+    assert_eq!(too_long.status(), 422);
+
+    let started = test::call_service(
+        &app,
+        start("morning-rush", serde_json::json!({"duration_seconds": 2, "rate": 10, "scale": 0.002})),
+    )
+    .await;
+    assert_eq!(started.status(), 202);
+    let location = started.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let run: Value = test::read_body_json(started).await;
+    assert_eq!(run["status"], "running");
+
+    let mut shown = Value::Null;
+    for _ in 0..1200 {
+        shown = test::call_and_read_body_json(&app, test::TestRequest::get().uri(&location).to_request()).await;
+        if shown["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown["status"], "passed", "{shown}");
+    assert!(shown["live"]["completed"].as_u64().unwrap() >= 20);
+    assert_eq!(failed_checks(&shown["report"]), Vec::<String>::new());
+    assert!(shown["report"]["invariants"].as_array().unwrap().len() >= 7);
+}
