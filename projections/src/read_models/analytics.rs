@@ -172,8 +172,7 @@ impl AnalyticsSink {
     /// window missing, one too many, or one whose counts differ. Empty when they all agree.
     pub async fn windows_disagreeing_with_facts(&self) -> Result<Vec<String>, SinkError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let sql = self.q(
-            "WITH f AS (
+        let sql = self.q("WITH f AS (
                  SELECT store_id, minute_us, count(*) AS n, sum(total_cents) AS revenue,
                         count(DISTINCT customer_id) AS customers
                  FROM {p}fact_orders WHERE status <> 'cancelled' GROUP BY store_id, minute_us)
@@ -181,8 +180,7 @@ impl AnalyticsSink {
              FROM {p}store_minutes w FULL OUTER JOIN f ON w.store_id = f.store_id AND w.minute_us = f.minute_us
              WHERE w.store_id IS NULL OR f.store_id IS NULL OR w.order_count <> f.n
                 OR w.revenue_cents <> f.revenue OR w.unique_customers <> f.customers
-             LIMIT 20",
-        );
+             LIMIT 20");
         let rows = client.query(&sql, &[]).await.map_err(sink_err)?;
         Ok(rows.iter().map(|r| format!("{}@{}", r.get::<_, String>(0), r.get::<_, i64>(1))).collect())
     }
