@@ -67,15 +67,17 @@ pub async fn run(
         acks: acks.clone(),
         timeout: settings.timeout,
     };
-    let (stop, stopped) = watch::channel(false);
-    let every = Duration::from_millis(250);
+    // The lag sampler runs from the first arrival to the end of the finish, so that the plots show
+    // the lag building up and draining; the progress bar only while arrivals come.
+    let (stop_sampling, sampling_stopped) = watch::channel(false);
     let sampler = tokio::spawn(sample_lag(
         context.target.clone(),
         context.journal.clone(),
         recorder.clone(),
-        every,
-        stopped.clone(),
+        Duration::from_millis(250),
+        sampling_stopped,
     ));
+    let (stop, stopped) = watch::channel(false);
     let progress = settings
         .progress
         .then(|| super::progress::spawn_progress(recorder.clone(), settings.load.duration(), stopped.clone()));
@@ -99,16 +101,6 @@ pub async fn run(
         let _ = p.await;
     }
 
-    // The lag sampler keeps running through the finish, so the plots show the lag draining.
-    let (stop_finish, finish_stopped) = watch::channel(false);
-    let sampler_after = tokio::spawn(sample_lag(
-        context.target.clone(),
-        context.journal.clone(),
-        recorder.clone(),
-        every,
-        finish_stopped,
-    ));
-    let _ = sampler.await;
     // What the arrivals set off is committed once the saga has reacted to all of it: the rate of
     // committed events counts until then, not only while arrivals came.
     if let Some(journal) = &context.journal {
@@ -131,8 +123,8 @@ pub async fn run(
     }
     let mut invariants = beside?;
     invariants.extend(scenario.finish(context, &flow).await?);
-    let _ = stop_finish.send(true);
-    let _ = sampler_after.await;
+    let _ = stop_sampling.send(true);
+    let _ = sampler.await;
     if let (Some(before), Some(after)) = (head_before, head().await) {
         recorder.figure("events_committed", after.saturating_sub(before) as f64, "events");
     }
