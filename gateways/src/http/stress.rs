@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use super::extractors::{json_body, parse_uuid};
-use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, UnsupportedMediaType};
+use super::schema::{
+    ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use super::ApiState;
 use crate::flood::arrivals::Arrivals;
 use crate::flood::measure::Recorder;
@@ -54,8 +56,9 @@ enum RunState {
 #[serde(deny_unknown_fields)]
 #[schema(as = StartStress)]
 pub(super) struct StartBody {
-    /// How long arrivals last, 1-3600 s.
-    #[schema(minimum = 1, maximum = 3600, example = 30)]
+    /// How long arrivals last, 1-3600 s (else 422).
+    #[serde(deserialize_with = "super::wire::integer")]
+    #[schema(value_type = i64, minimum = 1, maximum = 3600, example = 30)]
     duration_seconds: u64,
     /// Arrivals per second (default: the scenario's at `scale`).
     #[schema(minimum = 0.001, example = 500.0)]
@@ -158,7 +161,8 @@ fn unprocessable(message: &str, field: &str) -> ApiError {
     description = "Starts the named scenario (`cloudcafe flood list`) into this node's own actors and journal, \
         with the scenario's set-up (its stores and `flood-item-*` menu items) written like any client's. \
         The run ends with the verify step over this node's journal and read models.",
-    params(("id" = String, Path, description = "The scenario: morning-rush, restock-storm, loyalty-batch, menu-sync, cold-start-avalanche or query-storm")),
+    // Not an enum of the names on purpose: a fuzzer that draws valid names would start real floods.
+    params(("id" = String, Path, description = "The scenario: morning-rush, restock-storm, loyalty-batch, menu-sync, cold-start-avalanche or query-storm (else 404)")),
     request_body = StartBody,
     security(("admin_token" = [])),
     responses(
@@ -172,6 +176,7 @@ fn unprocessable(message: &str, field: &str) -> ApiError {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
     )
 )]
 pub(super) async fn start(
@@ -261,7 +266,7 @@ pub(super) async fn start(
     path = "/admin/stress/{id}",
     tag = "operations",
     summary = "A stress run's figures and report",
-    params(("id" = String, Path, description = "The run id `POST /admin/stress/{id}` answered")),
+    params(("id" = Uuid, Path, description = "The run id `POST /admin/stress/{id}` answered")),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The run", body = RunJson),
