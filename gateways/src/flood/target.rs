@@ -165,8 +165,8 @@ pub struct Lag {
     pub seconds_behind: f64,
 }
 
-/// One menu item as a node serves it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One menu item as a node serves it (read straight from `GET /api/menu/items`; other fields ignored).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ServedItem {
     pub item_id: String,
     pub price_cents: i64,
@@ -593,15 +593,8 @@ impl Target for HttpTarget {
 
     async fn served_menus(&self) -> Result<Vec<(String, Vec<ServedItem>)>, String> {
         #[derive(Deserialize)]
-        struct Item {
-            item_id: String,
-            price_cents: i64,
-            retired: bool,
-            image_sha256: String,
-        }
-        #[derive(Deserialize)]
         struct Menu {
-            items: Vec<Item>,
+            items: Vec<ServedItem>,
         }
         let mut menus = Vec::new();
         for node in &self.nodes {
@@ -610,17 +603,7 @@ impl Target for HttpTarget {
             if r.status != 200 {
                 return Err(format!("{}: GET /api/menu/items answered {}", node.url, r.status));
             }
-            let menu: Menu = serde_json::from_slice(&r.body).map_err(|e| format!("{}: {e}", node.url))?;
-            let items = menu
-                .items
-                .into_iter()
-                .map(|i| ServedItem {
-                    item_id: i.item_id,
-                    price_cents: i.price_cents,
-                    retired: i.retired,
-                    image_sha256: i.image_sha256,
-                })
-                .collect();
+            let items = serde_json::from_slice::<Menu>(&r.body).map_err(|e| format!("{}: {e}", node.url))?.items;
             menus.push((node.url.clone(), items));
         }
         Ok(menus)
