@@ -52,6 +52,7 @@ pub mod envelope;
 pub mod error_chain;
 pub mod follow;
 pub mod journal;
+pub mod metric;
 pub mod postgres;
 pub mod singleton;
 pub mod sqlite;

@@ -9,6 +9,7 @@
 //! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
 
 pub mod bench;
+pub mod cloudwatch;
 pub mod flood;
 pub mod http;
 pub mod load;
