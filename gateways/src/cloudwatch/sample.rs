@@ -337,7 +337,7 @@ impl Sampler {
 
 /// Takes a sample every `every` and hands it to every subscriber (the node's dashboard history, the
 /// CloudWatch export). A subscriber that falls more than `capacity` samples behind loses the oldest
-/// (`RecvError::Lagged`): memory stays bounded.
+/// (`RecvError::Lagged`): memory stays bounded. The ticker lives as long as the runtime.
 pub fn spawn_ticker(sampler: Sampler, every: Duration) -> tokio::sync::broadcast::Sender<Arc<Sample>> {
     let (sender, _) = tokio::sync::broadcast::channel(64);
     let out = sender.clone();
@@ -350,10 +350,6 @@ pub fn spawn_ticker(sampler: Sampler, every: Duration) -> tokio::sync::broadcast
             let sample = Arc::new(sampler.sample());
             // No subscriber yet is not an error: the sample is simply not kept.
             let _ = out.send(sample);
-            if out.is_empty() && out.receiver_count() == 0 && out.strong_count() == 1 {
-                // Everyone who could subscribe has gone: the node is stopping.
-                return;
-            }
         }
     });
     sender
