@@ -150,6 +150,7 @@ impl Cafe {
         arbiters: Arc<[ArbiterHandle]>,
     ) -> Self {
         let freshness = Arc::new(Freshness::new(host.staleness_bound));
+        crate::host::register_metrics();
         let (j, a, f) = (&journal, &arbiters, &freshness);
         Cafe {
             orders: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use events::follow::Follower;
 use events::journal::sleep_or_stop;
+use events::metric;
 use events::{Journal, RecordedEvent, StoreError};
 use tokio::sync::watch;
 
@@ -164,6 +165,10 @@ impl FreshnessFollower {
     /// Follows from the journal's head until `stop` changes (or its sender is gone). Every failure
     /// is logged, counted and retried with backoff; meanwhile the actors read their streams.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        metric::FOLLOWER_EVENTS.register(&[("follower", NAME)]);
+        for stage in ["start", "read", "handle"] {
+            metric::FOLLOWER_ERRORS.register(&[("follower", NAME), ("stage", stage)]);
+        }
         let mut backoff = Backoff::default();
         let mut after = loop {
             if *stop.borrow() {
@@ -208,14 +213,14 @@ impl FreshnessFollower {
             if let Some(last) = page.last() {
                 after = last.global_position;
                 let _ = self.handle(&page).await;
-                metrics::counter!("follower_events_total", "follower" => NAME).increment(page.len() as u64);
+                metric::FOLLOWER_EVENTS.counter(&[("follower", NAME)]).increment(page.len() as u64);
             }
             if caught_up {
                 // Everything committed before this poll began is marked.
                 self.freshness.synced(began);
-                metrics::gauge!("follower_lag_events", "follower" => NAME).set(0.0);
+                metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", NAME)]).set(0.0);
             } else if let Ok(head) = self.journal.head_position().await {
-                metrics::gauge!("follower_lag_events", "follower" => NAME).set(head.saturating_sub(after) as f64);
+                metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", NAME)]).set(head.saturating_sub(after) as f64);
             }
             self.report_lag();
             if caught_up && sleep_or_stop(&mut stop, self.poll_interval).await {
@@ -233,7 +238,7 @@ impl FreshnessFollower {
     /// the age of the oldest change this node may not have seen yet.
     fn report_lag(&self) {
         let lag = self.freshness.lag().map_or(f64::INFINITY, |l| l.as_secs_f64());
-        metrics::gauge!("follower_lag_seconds", "follower" => NAME).set(lag);
+        metric::FOLLOWER_LAG_SECONDS.gauge(&[("follower", NAME)]).set(lag);
     }
 }
 
@@ -243,7 +248,7 @@ fn timed_out() -> StoreError {
 
 fn failed(stage: &'static str, error: &StoreError) {
     tracing::warn!(follower = NAME, stage, error = %events::ErrorChain(error), "freshness follower step failed; retrying");
-    metrics::counter!("follower_errors_total", "follower" => NAME, "stage" => stage).increment(1);
+    metric::FOLLOWER_ERRORS.counter(&[("follower", NAME), ("stage", stage)]).increment(1);
 }
 
 /// Waits between failed attempts: 20 ms doubling up to 1 s.

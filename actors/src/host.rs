@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use events::domain::CodecError;
 use events::journal::read_stream_to_end;
+use events::metric;
 use events::{AppendError, AppendRequest, Causation, DomainEvent, ExpectedVersion, Journal, NewEvent, StoreError};
 
 use tokio::sync::oneshot;
@@ -203,7 +204,8 @@ impl<D: Decider> AggregateActor<D> {
         let behind = *version < self.moved.load(Ordering::SeqCst);
         if behind || !trusted {
             let cause = if behind { "moved" } else { "unvouched" };
-            metrics::counter!("actor_catch_ups_total", "category" => category_of(&self.stream_id), "cause" => cause)
+            metric::ACTOR_CATCH_UPS
+                .counter(&[("category", category_of(&self.stream_id)), ("cause", cause)])
                 .increment(1);
         }
         behind || !trusted
@@ -241,11 +243,11 @@ impl<D: Decider> Actor for AggregateActor<D> {
     /// No timer of its own: the registry's idle sweep drops the actor's entry, and with it the
     /// last address, once it is idle; actix then stops the actor (see [`Registry::with_freshness`]).
     fn started(&mut self, _: &mut Context<Self>) {
-        metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).increment(1.0);
+        metric::ACTORS_ACTIVE.gauge(&[("category", category_of(&self.stream_id))]).increment(1.0);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        metrics::gauge!("actors_active", "category" => category_of(&self.stream_id)).decrement(1.0);
+        metric::ACTORS_ACTIVE.gauge(&[("category", category_of(&self.stream_id))]).decrement(1.0);
         let mut entries = self.shared.entries.lock().expect("registry lock");
         self.leave(&mut entries);
         drop(entries);
@@ -255,8 +257,28 @@ impl<D: Decider> Actor for AggregateActor<D> {
     }
 }
 
-fn category_of(stream_id: &str) -> String {
-    events::domain::streams::category(stream_id).to_owned()
+/// Registers the actors' metrics at zero for every aggregate, so that a node shows its conflicts and
+/// busy rejections (0) before it has any.
+pub fn register_metrics() {
+    for category in metric::AGGREGATES {
+        let category = *category;
+        metric::ACTOR_CONFLICTS.register(&[("category", category)]);
+        metric::ACTOR_BUSY_REJECTIONS.register(&[("category", category)]);
+        metric::ACTORS_ACTIVE.register(&[("category", category)]);
+        for cause in ["moved", "unvouched"] {
+            metric::ACTOR_CATCH_UPS.register(&[("category", category), ("cause", cause)]);
+        }
+        for outcome in ["ok", "rejected", "busy", "unavailable", "contended"] {
+            metric::COMMANDS.register(&[("category", category), ("outcome", outcome)]);
+        }
+    }
+}
+
+/// A stream's category as a metric label: one of the catalog's aggregates, or `other` (a bounded
+/// set whatever the stream ids, and no allocation per command).
+fn category_of(stream_id: &str) -> &'static str {
+    let category = events::domain::streams::category(stream_id);
+    metric::AGGREGATES.iter().copied().find(|a| *a == category).unwrap_or("other")
 }
 
 /// Folds the latest snapshot and the events after it.
@@ -273,7 +295,7 @@ pub async fn activate<D: Decider>(journal: &dyn Journal, stream_id: &str) -> Res
         None => (D::State::default(), 0),
     };
     (state, version) = catch_up::<D>(journal, stream_id, (state, version)).await?;
-    metrics::histogram!("actor_activation_seconds").record(started.elapsed().as_secs_f64());
+    metric::ACTOR_ACTIVATION_DURATION.histogram(metric::NO_LABELS).record(started.elapsed().as_secs_f64());
     Ok((state, version))
 }
 
@@ -361,12 +383,12 @@ async fn run_batch<D: Decider>(
         match journal.append(AppendRequest { stream_id: stream_id.clone(), expected, events: encoded }).await {
             Ok(appended) => {
                 debug_assert_eq!(appended.last_version, version, "the journal numbers a stream's events contiguously");
-                metrics::histogram!("actor_batch_commands").record(work.len() as f64);
+                metric::ACTOR_BATCH_SIZE.histogram(metric::NO_LABELS).record(work.len() as f64);
                 snapshot_if_due::<D>(&journal, &options, &stream_id, &state, appended.first_version, version);
                 return (Some((state, version)), outcomes);
             }
             Err(AppendError::Conflict { .. }) => {
-                metrics::counter!("actor_conflicts_total", "category" => category_of(&stream_id)).increment(1);
+                metric::ACTOR_CONFLICTS.counter(&[("category", category_of(&stream_id))]).increment(1);
                 continue;
             }
             // Whether it committed is unknown: forget the state so the next command reloads it. What
@@ -617,11 +639,11 @@ impl<D: Decider> Registry<D> {
                 let depth = e.use_.depth.fetch_add(1, Ordering::SeqCst);
                 if depth >= self.options.mailbox_capacity {
                     e.use_.depth.fetch_sub(1, Ordering::SeqCst);
-                    metrics::counter!("actor_mailbox_full_total", "category" => category_of(stream_id)).increment(1);
+                    metric::ACTOR_BUSY_REJECTIONS.counter(&[("category", category_of(stream_id))]).increment(1);
                     return Err(CommandError::Busy(stream_id.to_owned()));
                 }
                 e.use_.last.store(self.clock.now(), Ordering::SeqCst);
-                metrics::histogram!("actor_mailbox_depth").record((depth + 1) as f64);
+                metric::ACTOR_MAILBOX_DEPTH.histogram(metric::NO_LABELS).record((depth + 1) as f64);
                 return Ok((e.addr.clone(), e.use_.clone()));
             }
         }
@@ -710,8 +732,8 @@ impl<D: Decider> Registry<D> {
             Err(CommandError::Contended(_)) => "contended",
         };
         let category = category_of(stream_id);
-        metrics::counter!("commands_total", "category" => category.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!("command_seconds", "category" => category).record(started.elapsed().as_secs_f64());
+        metric::COMMANDS.counter(&[("category", category), ("outcome", outcome)]).increment(1);
+        metric::COMMAND_DURATION.histogram(&[("category", category)]).record(started.elapsed().as_secs_f64());
         result
     }
 

@@ -11,6 +11,7 @@
 # |-------------------|-------------------------------|-------|--------------------------|
 # | ensure_moto       | moto 5.2.5 (DynamoDB)         | 5056  | CLOUDCAFE_TEST_DYNAMODB  |
 # |                   | moto 5.2.5 (SQS)              | 5057  | CLOUDCAFE_TEST_SQS       |
+# |                   | moto 5.2.5 (CloudWatch)       | 5058  | CLOUDCAFE_TEST_CLOUDWATCH |
 # | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
 #
@@ -35,6 +36,7 @@ CC_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CC_NODE="$CC_LOCAL/node"
 CC_MOTO_PORT=5056
 CC_MOTO_SQS_PORT=5057
+CC_MOTO_CLOUDWATCH_PORT=5058
 CC_SECANTUS_PORT=27018
 CC_KINESALITE_PORT=4567
 
@@ -116,11 +118,14 @@ cc_pip_install() {
 ensure_moto() {
   cc_ensure_moto moto "$CC_MOTO_PORT" || return
   cc_ensure_moto moto-sqs "$CC_MOTO_SQS_PORT" || return
+  cc_ensure_moto moto-cloudwatch "$CC_MOTO_CLOUDWATCH_PORT" || return
   # Outside CI a moto that could not start was a warning: leave its tests to skip.
-  cc_moto_serializes "$CC_MOTO_PORT" && cc_moto_serializes "$CC_MOTO_SQS_PORT" || return 0
+  cc_moto_serializes "$CC_MOTO_PORT" && cc_moto_serializes "$CC_MOTO_SQS_PORT" \
+    && cc_moto_serializes "$CC_MOTO_CLOUDWATCH_PORT" || return 0
   export CLOUDCAFE_TEST_DYNAMODB="http://127.0.0.1:$CC_MOTO_PORT"
   export CLOUDCAFE_TEST_SQS="http://127.0.0.1:$CC_MOTO_SQS_PORT"
-  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB), $CLOUDCAFE_TEST_SQS (SQS)"
+  export CLOUDCAFE_TEST_CLOUDWATCH="http://127.0.0.1:$CC_MOTO_CLOUDWATCH_PORT"
+  cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB), $CLOUDCAFE_TEST_SQS (SQS), $CLOUDCAFE_TEST_CLOUDWATCH (CloudWatch)"
 }
 
 # Starts (or reuses) one moto_server.py as NAME on PORT, and resets it.

@@ -44,6 +44,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::journal::{sleep_or_stop, Journal, StoreError, Subscription};
+use crate::metric;
 use crate::RecordedEvent;
 
 /// A follower stopped on an event it cannot handle (see the module docs).
@@ -211,7 +212,7 @@ impl Backoff {
 /// Logs and counts a failure of one step.
 fn record_failure(name: &str, stage: Stage, error: &(dyn std::error::Error + 'static)) {
     tracing::warn!(follower = %name, stage = stage.label(), error = %crate::ErrorChain(error), "follower step failed; retrying");
-    metrics::counter!("follower_errors_total", "follower" => name.to_owned(), "stage" => stage.label()).increment(1);
+    metric::FOLLOWER_ERRORS.counter(&[("follower", name.to_owned()), ("stage", stage.label().to_owned())]).increment(1);
 }
 
 /// What the loop knows of its follower's stall, and how it reports one.
@@ -227,14 +228,16 @@ impl<'a> StallReporter<'a> {
         if let Some(stalls) = stalls {
             stalls.clear(name);
         }
-        metrics::gauge!("follower_stalled", "follower" => name.to_owned()).set(0.0);
-        metrics::gauge!("follower_stalled_position", "follower" => name.to_owned()).set(0.0);
+        metric::FOLLOWER_STALLED.gauge(&[("follower", name.to_owned())]).set(0.0);
+        metric::FOLLOWER_STALLED_POSITION.gauge(&[("follower", name.to_owned())]).set(0.0);
+        metric::FOLLOWER_STALLS.register(&[("follower", name.to_owned())]);
         StallReporter { name, stalls, current: None }
     }
 
     /// A permanent failure on `event`: reported once per event (not per retry).
     fn stalled(&mut self, event: &RecordedEvent, error: &(dyn std::error::Error + 'static)) {
-        metrics::counter!("follower_errors_total", "follower" => self.name.to_owned(), "stage" => Stage::Handle.label())
+        metric::FOLLOWER_ERRORS
+            .counter(&[("follower", self.name.to_owned()), ("stage", Stage::Handle.label().to_owned())])
             .increment(1);
         if self.current.as_ref().is_some_and(|s| s.position == event.global_position) {
             return;
@@ -255,9 +258,9 @@ impl<'a> StallReporter<'a> {
             error = %stall.error,
             "follower stalled on an event it cannot handle; retrying until the event is parked or the follower fixed"
         );
-        metrics::counter!("follower_stalls_total", "follower" => self.name.to_owned()).increment(1);
-        metrics::gauge!("follower_stalled", "follower" => self.name.to_owned()).set(1.0);
-        metrics::gauge!("follower_stalled_position", "follower" => self.name.to_owned()).set(stall.position as f64);
+        metric::FOLLOWER_STALLS.counter(&[("follower", self.name.to_owned())]).increment(1);
+        metric::FOLLOWER_STALLED.gauge(&[("follower", self.name.to_owned())]).set(1.0);
+        metric::FOLLOWER_STALLED_POSITION.gauge(&[("follower", self.name.to_owned())]).set(stall.position as f64);
         if let Some(stalls) = self.stalls {
             stalls.set(stall.clone());
         }
@@ -268,8 +271,8 @@ impl<'a> StallReporter<'a> {
     fn progressed(&mut self) {
         let Some(stall) = self.current.take() else { return };
         tracing::info!(follower = %self.name, position = stall.position, "follower moved past the event it was stalled on");
-        metrics::gauge!("follower_stalled", "follower" => self.name.to_owned()).set(0.0);
-        metrics::gauge!("follower_stalled_position", "follower" => self.name.to_owned()).set(0.0);
+        metric::FOLLOWER_STALLED.gauge(&[("follower", self.name.to_owned())]).set(0.0);
+        metric::FOLLOWER_STALLED_POSITION.gauge(&[("follower", self.name.to_owned())]).set(0.0);
         if let Some(stalls) = self.stalls {
             stalls.clear(self.name);
         }
@@ -279,13 +282,13 @@ impl<'a> StallReporter<'a> {
 /// Counts a handled page and reports how far the follower trails the journal's head.
 async fn record_progress(journal: &dyn Journal, name: &str, page: &[RecordedEvent]) {
     let Some(last) = page.last() else { return };
-    metrics::counter!("follower_events_total", "follower" => name.to_owned()).increment(page.len() as u64);
+    metric::FOLLOWER_EVENTS.counter(&[("follower", name.to_owned())]).increment(page.len() as u64);
     if let Ok(head) = journal.head_position().await {
         let behind = head.saturating_sub(last.global_position);
-        metrics::gauge!("follower_lag_events", "follower" => name.to_owned()).set(behind as f64);
+        metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", name.to_owned())]).set(behind as f64);
         let seconds =
             if behind == 0 { 0.0 } else { (crate::envelope::now_us() - last.recorded_at_us).max(0) as f64 / 1e6 };
-        metrics::gauge!("follower_lag_seconds", "follower" => name.to_owned()).set(seconds);
+        metric::FOLLOWER_LAG_SECONDS.gauge(&[("follower", name.to_owned())]).set(seconds);
     }
 }
 
@@ -301,6 +304,10 @@ pub async fn follow<F: Follower + ?Sized>(
     let mut backoff = Backoff::new(&options);
     if *stop.borrow() {
         return;
+    }
+    metric::FOLLOWER_EVENTS.register(&[("follower", name.to_owned())]);
+    for stage in [Stage::Start, Stage::Read, Stage::Handle, Stage::Commit] {
+        metric::FOLLOWER_ERRORS.register(&[("follower", name.to_owned()), ("stage", stage.label().to_owned())]);
     }
     let mut stall = StallReporter::new(name, follower.stalls());
     let start = loop {

@@ -254,10 +254,10 @@ pub(crate) fn record_batch_metrics(
     conflicts: usize,
     took: Duration,
 ) {
-    metrics::histogram!("journal_append_batch_requests", "adapter" => adapter).record(requests as f64);
-    metrics::histogram!("journal_append_batch_events", "adapter" => adapter).record(events as f64);
-    metrics::histogram!("journal_append_batch_seconds", "adapter" => adapter).record(took.as_secs_f64());
-    if conflicts > 0 {
-        metrics::counter!("journal_append_conflicts_total", "adapter" => adapter).increment(conflicts as u64);
-    }
+    use crate::metric;
+    metric::JOURNAL_APPEND_REQUESTS.histogram(&[("adapter", adapter)]).record(requests as f64);
+    metric::JOURNAL_APPEND_EVENTS.histogram(&[("adapter", adapter)]).record(events as f64);
+    metric::JOURNAL_APPEND_DURATION.histogram(&[("adapter", adapter)]).record(took.as_secs_f64());
+    // Counted even when 0: the series exists from the first batch, conflicts or not.
+    metric::JOURNAL_APPEND_CONFLICTS.counter(&[("adapter", adapter)]).increment(conflicts as u64);
 }

@@ -72,8 +72,10 @@ pub enum Emitter {
     PaymentProcessor,
     /// A node running a stress scenario.
     Stress,
-    /// A node exporting its metrics to CloudWatch.
+    /// A node exporting its metrics to CloudWatch (either way).
     Export,
+    /// A node exporting its metrics with `PutMetricData`.
+    PutMetricData,
 }
 
 /// One metric the code records.
@@ -193,7 +195,7 @@ pub fn describe_all() {
 }
 
 /// Aggregate (stream category) label values: the actors of the domain.
-pub const AGGREGATES: &[&str] = &["order", "payment", "inventory", "loyalty", "menu"];
+pub const AGGREGATES: &[&str] = &["order", "payment", "inventory", "loyalty", "menu", "store"];
 
 macro_rules! metric {
     ($ident:ident, $name:literal, $kind:ident, [$($label:literal),*], $ns:literal, $cw:literal, $unit:ident * $scale:literal,
@@ -215,118 +217,578 @@ macro_rules! metric {
 }
 
 // ---- Orders (the plans' OrderService) ----
-metric!(ORDER_CREATION_DURATION, "order_creation_seconds", Histogram, ["outcome"], "CloudCafe/OrderService", "OrderCreationDuration", Milliseconds * 1000.0,
-    [("outcome", "Outcome")], Node, "Time from an order's request to its answer (placed, rejected or failed), on the node that took it.");
+metric!(
+    ORDER_CREATION_DURATION,
+    "order_creation_seconds",
+    Histogram,
+    ["outcome"],
+    "CloudCafe/OrderService",
+    "OrderCreationDuration",
+    Milliseconds * 1000.0,
+    [("outcome", "Outcome")],
+    Node,
+    "Time from an order's request to its answer (placed, rejected or failed), on the node that took it."
+);
 
 // ---- Actors: commands by aggregate ----
-metric!(COMMANDS, "commands_total", Counter, ["category", "outcome"], "CloudCafe/Actors", "Commands", Count * 1.0,
-    [("category", "Aggregate"), ("outcome", "Outcome")], Node, "Commands handled, by aggregate and outcome (ok, rejected, busy, unavailable, contended).");
-metric!(COMMAND_DURATION, "command_seconds", Histogram, ["category"], "CloudCafe/Actors", "CommandDuration", Milliseconds * 1000.0,
-    [("category", "Aggregate")], Node, "Time from a command's arrival at its actor's host to its outcome, by aggregate.");
-metric!(ACTORS_ACTIVE, "actors_active", Gauge, ["category"], "CloudCafe/Actors", "ActiveActors", Count * 1.0,
-    [("category", "Aggregate")], Node, "Actors resident in memory, by aggregate.");
-metric!(ACTOR_ACTIVATION_DURATION, "actor_activation_seconds", Histogram, [], "CloudCafe/Actors", "ActivationDuration", Milliseconds * 1000.0,
-    [], Node, "Time to load an actor's snapshot and fold the events after it.");
-metric!(ACTOR_BATCH_SIZE, "actor_batch_commands", Histogram, [], "CloudCafe/Actors", "BatchSize", Count * 1.0,
-    [], Node, "Commands decided together and appended in one write by one actor.");
-metric!(ACTOR_CONFLICTS, "actor_conflicts_total", Counter, ["category"], "CloudCafe/Actors", "Conflicts", Count * 1.0,
-    [("category", "Aggregate")], Node, "Appends refused because another writer moved the stream first (optimistic concurrency), by aggregate.");
-metric!(ACTOR_BUSY_REJECTIONS, "actor_mailbox_full_total", Counter, ["category"], "CloudCafe/Actors", "BusyRejections", Count * 1.0,
-    [("category", "Aggregate")], Node, "Commands refused as busy because the actor's mailbox was full, by aggregate.");
-metric!(ACTOR_MAILBOX_DEPTH, "actor_mailbox_depth", Histogram, [], "CloudCafe/Actors", "MailboxDepth", Count * 1.0,
-    [], Node, "Messages waiting in an actor's mailbox when one more arrives.");
+metric!(
+    COMMANDS,
+    "commands_total",
+    Counter,
+    ["category", "outcome"],
+    "CloudCafe/Actors",
+    "Commands",
+    Count * 1.0,
+    [("category", "Aggregate"), ("outcome", "Outcome")],
+    Node,
+    "Commands handled, by aggregate and outcome (ok, rejected, busy, unavailable, contended)."
+);
+metric!(
+    COMMAND_DURATION,
+    "command_seconds",
+    Histogram,
+    ["category"],
+    "CloudCafe/Actors",
+    "CommandDuration",
+    Milliseconds * 1000.0,
+    [("category", "Aggregate")],
+    Node,
+    "Time from a command's arrival at its actor's host to its outcome, by aggregate."
+);
+metric!(
+    ACTORS_ACTIVE,
+    "actors_active",
+    Gauge,
+    ["category"],
+    "CloudCafe/Actors",
+    "ActiveActors",
+    Count * 1.0,
+    [("category", "Aggregate")],
+    Node,
+    "Actors resident in memory, by aggregate."
+);
+metric!(
+    ACTOR_ACTIVATION_DURATION,
+    "actor_activation_seconds",
+    Histogram,
+    [],
+    "CloudCafe/Actors",
+    "ActivationDuration",
+    Milliseconds * 1000.0,
+    [],
+    Node,
+    "Time to load an actor's snapshot and fold the events after it."
+);
+metric!(
+    ACTOR_BATCH_SIZE,
+    "actor_batch_commands",
+    Histogram,
+    [],
+    "CloudCafe/Actors",
+    "BatchSize",
+    Count * 1.0,
+    [],
+    Node,
+    "Commands decided together and appended in one write by one actor."
+);
+metric!(
+    ACTOR_CONFLICTS,
+    "actor_conflicts_total",
+    Counter,
+    ["category"],
+    "CloudCafe/Actors",
+    "Conflicts",
+    Count * 1.0,
+    [("category", "Aggregate")],
+    Node,
+    "Appends refused because another writer moved the stream first (optimistic concurrency), by aggregate."
+);
+metric!(
+    ACTOR_BUSY_REJECTIONS,
+    "actor_mailbox_full_total",
+    Counter,
+    ["category"],
+    "CloudCafe/Actors",
+    "BusyRejections",
+    Count * 1.0,
+    [("category", "Aggregate")],
+    Node,
+    "Commands refused as busy because the actor's mailbox was full, by aggregate."
+);
+metric!(
+    ACTOR_MAILBOX_DEPTH,
+    "actor_mailbox_depth",
+    Histogram,
+    [],
+    "CloudCafe/Actors",
+    "MailboxDepth",
+    Count * 1.0,
+    [],
+    Node,
+    "Messages waiting in an actor's mailbox when one more arrives."
+);
 metric!(ACTOR_CATCH_UPS, "actor_catch_ups_total", Counter, ["category", "cause"], "CloudCafe/Actors", "CatchUps", Count * 1.0,
     [("category", "Aggregate"), ("cause", "Cause")], Node, "Resident actors that read their stream before a message because another node moved it (moved) or freshness was not vouched for (unvouched).");
 
 // ---- Journal ----
-metric!(JOURNAL_APPEND_REQUESTS, "journal_append_batch_requests", Histogram, ["adapter"], "CloudCafe/Journal", "AppendBatchRequests", Count * 1.0,
-    [("adapter", "Adapter")], Node, "Append requests committed together in one journal transaction (group commit).");
-metric!(JOURNAL_APPEND_EVENTS, "journal_append_batch_events", Histogram, ["adapter"], "CloudCafe/Journal", "AppendBatchEvents", Count * 1.0,
-    [("adapter", "Adapter")], Node, "Events committed in one journal transaction.");
-metric!(JOURNAL_APPEND_DURATION, "journal_append_batch_seconds", Histogram, ["adapter"], "CloudCafe/Journal", "AppendDuration", Milliseconds * 1000.0,
-    [("adapter", "Adapter")], Node, "Time to commit one journal transaction.");
-metric!(JOURNAL_APPEND_CONFLICTS, "journal_append_conflicts_total", Counter, ["adapter"], "CloudCafe/Journal", "AppendConflicts", Count * 1.0,
-    [("adapter", "Adapter")], Node, "Append requests refused for a stale expected version.");
-metric!(JOURNAL_VERSION_RACES, "journal_version_races_total", Counter, [], "CloudCafe/Journal", "VersionRaces", Count * 1.0,
-    [], Postgres, "Appends that lost a race on a stream's version to another node's transaction (PostgreSQL unique violation).");
+metric!(
+    JOURNAL_APPEND_REQUESTS,
+    "journal_append_batch_requests",
+    Histogram,
+    ["adapter"],
+    "CloudCafe/Journal",
+    "AppendBatchRequests",
+    Count * 1.0,
+    [("adapter", "Adapter")],
+    Node,
+    "Append requests committed together in one journal transaction (group commit)."
+);
+metric!(
+    JOURNAL_APPEND_EVENTS,
+    "journal_append_batch_events",
+    Histogram,
+    ["adapter"],
+    "CloudCafe/Journal",
+    "AppendBatchEvents",
+    Count * 1.0,
+    [("adapter", "Adapter")],
+    Node,
+    "Events committed in one journal transaction."
+);
+metric!(
+    JOURNAL_APPEND_DURATION,
+    "journal_append_batch_seconds",
+    Histogram,
+    ["adapter"],
+    "CloudCafe/Journal",
+    "AppendDuration",
+    Milliseconds * 1000.0,
+    [("adapter", "Adapter")],
+    Node,
+    "Time to commit one journal transaction."
+);
+metric!(
+    JOURNAL_APPEND_CONFLICTS,
+    "journal_append_conflicts_total",
+    Counter,
+    ["adapter"],
+    "CloudCafe/Journal",
+    "AppendConflicts",
+    Count * 1.0,
+    [("adapter", "Adapter")],
+    Node,
+    "Append requests refused for a stale expected version."
+);
+metric!(
+    JOURNAL_VERSION_RACES,
+    "journal_version_races_total",
+    Counter,
+    [],
+    "CloudCafe/Journal",
+    "VersionRaces",
+    Count * 1.0,
+    [],
+    Postgres,
+    "Appends that lost a race on a stream's version to another node's transaction (PostgreSQL unique violation)."
+);
 
 // ---- Projections: followers of the journal and the Kinesis consumer ----
-metric!(FOLLOWER_EVENTS, "follower_events_total", Counter, ["follower"], "CloudCafe/Projections", "EventsApplied", Count * 1.0,
-    [("follower", "Follower")], Node, "Events a follower of the journal (projection, saga, outbox, freshness) has handled.");
-metric!(FOLLOWER_LAG_EVENTS, "follower_lag_events", Gauge, ["follower"], "CloudCafe/Projections", "LagEvents", Count * 1.0,
-    [("follower", "Follower")], Node, "Events committed to the journal that a follower has not handled yet.");
-metric!(FOLLOWER_LAG_SECONDS, "follower_lag_seconds", Gauge, ["follower"], "CloudCafe/Projections", "LagSeconds", Seconds * 1.0,
-    [("follower", "Follower")], Node, "Age of the oldest event a follower has not handled yet (0 when caught up).");
-metric!(FOLLOWER_ERRORS, "follower_errors_total", Counter, ["follower", "stage"], "CloudCafe/Projections", "FollowerErrors", Count * 1.0,
-    [("follower", "Follower"), ("stage", "Stage")], Node, "Failures of a follower, by stage (start, read, handle, commit); each is retried.");
-metric!(FOLLOWER_STALLS, "follower_stalls_total", Counter, ["follower"], "CloudCafe/Projections", "Stalls", Count * 1.0,
-    [("follower", "Follower")], Node, "Times a follower stopped on an event it cannot apply (a poison event).");
-metric!(FOLLOWER_STALLED, "follower_stalled", Gauge, ["follower"], "CloudCafe/Projections", "Stalled", Count * 1.0,
-    [("follower", "Follower")], Node, "1 while a follower is stopped on an event it cannot apply, else 0.");
-metric!(FOLLOWER_STALLED_POSITION, "follower_stalled_position", Gauge, ["follower"], "CloudCafe/Projections", "StalledPosition", None * 1.0,
-    [("follower", "Follower")], Node, "Global position of the event a follower is stopped on (0 when it is not).");
-metric!(SINGLETON_HELD, "singleton_held", Gauge, ["follower"], "CloudCafe/Projections", "SingletonHeld", Count * 1.0,
-    [("follower", "Follower")], Node, "1 while this node holds the lock that makes it the one runner of a follower, else 0.");
-metric!(CONSUMER_MILLIS_BEHIND, "kinesis_consumer_millis_behind", Gauge, ["application", "shard"], "CloudCafe/Projections", "MillisBehindLatest", Milliseconds * 1.0,
-    [("application", "Application"), ("shard", "ShardId")], KinesisConsumer, "How far a Kinesis consumer's last read was behind the shard's tip (GetRecords MillisBehindLatest).");
-metric!(CONSUMER_RECORDS, "kinesis_consumer_records_total", Counter, ["application", "shard"], "CloudCafe/Projections", "RecordsProcessed", Count * 1.0,
-    [("application", "Application")], KinesisConsumer, "Kinesis records a consumer has applied and checkpointed.");
-metric!(CONSUMER_POISON, "kinesis_consumer_poison_total", Counter, ["projection"], "CloudCafe/Projections", "PoisonRecords", Count * 1.0,
-    [("projection", "Projection")], KinesisConsumer, "Kinesis records that are not event envelopes, logged and passed over.");
-metric!(CONSUMER_LEASES_HELD, "kinesis_consumer_leases_held", Gauge, ["application"], "CloudCafe/Projections", "LeasesHeld", Count * 1.0,
-    [("application", "Application")], KinesisConsumer, "Shard leases this node holds for a consumer application.");
-metric!(CONSUMER_LEASE_CHANGES, "kinesis_consumer_lease_changes_total", Counter, ["application", "change"], "CloudCafe/Projections", "LeaseChanges", Count * 1.0,
-    [("application", "Application"), ("change", "Change")], KinesisConsumer, "Shard leases taken, stolen or lost by this node.");
+metric!(
+    FOLLOWER_EVENTS,
+    "follower_events_total",
+    Counter,
+    ["follower"],
+    "CloudCafe/Projections",
+    "EventsApplied",
+    Count * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "Events a follower of the journal (projection, saga, outbox, freshness) has handled."
+);
+metric!(
+    FOLLOWER_LAG_EVENTS,
+    "follower_lag_events",
+    Gauge,
+    ["follower"],
+    "CloudCafe/Projections",
+    "LagEvents",
+    Count * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "Events committed to the journal that a follower has not handled yet."
+);
+metric!(
+    FOLLOWER_LAG_SECONDS,
+    "follower_lag_seconds",
+    Gauge,
+    ["follower"],
+    "CloudCafe/Projections",
+    "LagSeconds",
+    Seconds * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "Age of the oldest event a follower has not handled yet (0 when caught up)."
+);
+metric!(
+    FOLLOWER_ERRORS,
+    "follower_errors_total",
+    Counter,
+    ["follower", "stage"],
+    "CloudCafe/Projections",
+    "FollowerErrors",
+    Count * 1.0,
+    [("follower", "Follower"), ("stage", "Stage")],
+    Node,
+    "Failures of a follower, by stage (start, read, handle, commit); each is retried."
+);
+metric!(
+    FOLLOWER_STALLS,
+    "follower_stalls_total",
+    Counter,
+    ["follower"],
+    "CloudCafe/Projections",
+    "Stalls",
+    Count * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "Times a follower stopped on an event it cannot apply (a poison event)."
+);
+metric!(
+    FOLLOWER_STALLED,
+    "follower_stalled",
+    Gauge,
+    ["follower"],
+    "CloudCafe/Projections",
+    "Stalled",
+    Count * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "1 while a follower is stopped on an event it cannot apply, else 0."
+);
+metric!(
+    FOLLOWER_STALLED_POSITION,
+    "follower_stalled_position",
+    Gauge,
+    ["follower"],
+    "CloudCafe/Projections",
+    "StalledPosition",
+    None * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "Global position of the event a follower is stopped on (0 when it is not)."
+);
+metric!(
+    SINGLETON_HELD,
+    "singleton_held",
+    Gauge,
+    ["follower"],
+    "CloudCafe/Projections",
+    "SingletonHeld",
+    Count * 1.0,
+    [("follower", "Follower")],
+    Node,
+    "1 while this node holds the lock that makes it the one runner of a follower, else 0."
+);
+metric!(
+    CONSUMER_MILLIS_BEHIND,
+    "kinesis_consumer_millis_behind",
+    Gauge,
+    ["application", "shard"],
+    "CloudCafe/Projections",
+    "MillisBehindLatest",
+    Milliseconds * 1.0,
+    [("application", "Application"), ("shard", "ShardId")],
+    KinesisConsumer,
+    "How far a Kinesis consumer's last read was behind the shard's tip (GetRecords MillisBehindLatest)."
+);
+metric!(
+    CONSUMER_RECORDS,
+    "kinesis_consumer_records_total",
+    Counter,
+    ["application", "shard"],
+    "CloudCafe/Projections",
+    "RecordsProcessed",
+    Count * 1.0,
+    [("application", "Application")],
+    KinesisConsumer,
+    "Kinesis records a consumer has applied and checkpointed."
+);
+metric!(
+    CONSUMER_POISON,
+    "kinesis_consumer_poison_total",
+    Counter,
+    ["projection"],
+    "CloudCafe/Projections",
+    "PoisonRecords",
+    Count * 1.0,
+    [("projection", "Projection")],
+    KinesisConsumer,
+    "Kinesis records that are not event envelopes, logged and passed over."
+);
+metric!(
+    CONSUMER_LEASES_HELD,
+    "kinesis_consumer_leases_held",
+    Gauge,
+    ["application"],
+    "CloudCafe/Projections",
+    "LeasesHeld",
+    Count * 1.0,
+    [("application", "Application")],
+    KinesisConsumer,
+    "Shard leases this node holds for a consumer application."
+);
+metric!(
+    CONSUMER_LEASE_CHANGES,
+    "kinesis_consumer_lease_changes_total",
+    Counter,
+    ["application", "change"],
+    "CloudCafe/Projections",
+    "LeaseChanges",
+    Count * 1.0,
+    [("application", "Application"), ("change", "Change")],
+    KinesisConsumer,
+    "Shard leases taken, stolen or lost by this node."
+);
 
 // ---- Outbox: the journal published to Kinesis ----
-metric!(OUTBOX_EVENTS, "publisher_events_total", Counter, ["destination"], "CloudCafe/Outbox", "EventsPublished", Count * 1.0,
-    [("destination", "Destination")], Outbox, "Events published to a destination, by destination.");
-metric!(OUTBOX_PUBLISH_DURATION, "publisher_publish_seconds", Histogram, ["destination"], "CloudCafe/Outbox", "PublishDuration", Milliseconds * 1000.0,
-    [("destination", "Destination")], Outbox, "Time to publish one batch to a destination, retries included.");
-metric!(OUTBOX_RETRIES, "publisher_retries_total", Counter, ["destination"], "CloudCafe/Outbox", "PublishRetries", Count * 1.0,
-    [("destination", "Destination")], Outbox, "Batches or records sent again after a throttle or failure.");
-metric!(OUTBOX_CHECKPOINT, "publisher_checkpoint", Gauge, ["destination"], "CloudCafe/Outbox", "Checkpoint", None * 1.0,
-    [("destination", "Destination")], Outbox, "Global position up to which the journal is published to a destination.");
-metric!(OUTBOX_LAG_EVENTS, "publisher_lag_events", Gauge, ["destination"], "CloudCafe/Outbox", "LagEvents", Count * 1.0,
-    [("destination", "Destination")], Outbox, "Events committed to the journal and not yet published to a destination.");
+metric!(
+    OUTBOX_EVENTS,
+    "publisher_events_total",
+    Counter,
+    ["destination"],
+    "CloudCafe/Outbox",
+    "EventsPublished",
+    Count * 1.0,
+    [("destination", "Destination")],
+    Outbox,
+    "Events published to a destination, by destination."
+);
+metric!(
+    OUTBOX_PUBLISH_DURATION,
+    "publisher_publish_seconds",
+    Histogram,
+    ["destination"],
+    "CloudCafe/Outbox",
+    "PublishDuration",
+    Milliseconds * 1000.0,
+    [("destination", "Destination")],
+    Outbox,
+    "Time to publish one batch to a destination, retries included."
+);
+metric!(
+    OUTBOX_RETRIES,
+    "publisher_retries_total",
+    Counter,
+    ["destination"],
+    "CloudCafe/Outbox",
+    "PublishRetries",
+    Count * 1.0,
+    [("destination", "Destination")],
+    Outbox,
+    "Batches or records sent again after a throttle or failure."
+);
+metric!(
+    OUTBOX_CHECKPOINT,
+    "publisher_checkpoint",
+    Gauge,
+    ["destination"],
+    "CloudCafe/Outbox",
+    "Checkpoint",
+    None * 1.0,
+    [("destination", "Destination")],
+    Outbox,
+    "Global position up to which the journal is published to a destination."
+);
+metric!(
+    OUTBOX_LAG_EVENTS,
+    "publisher_lag_events",
+    Gauge,
+    ["destination"],
+    "CloudCafe/Outbox",
+    "LagEvents",
+    Count * 1.0,
+    [("destination", "Destination")],
+    Outbox,
+    "Events committed to the journal and not yet published to a destination."
+);
 
 // ---- Payments (the plans' PaymentService) ----
-metric!(PAYMENT_REQUESTS, "payment_requests_total", Counter, ["outcome"], "CloudCafe/PaymentService", "PaymentRequests", Count * 1.0,
-    [("outcome", "Outcome")], PaymentProcessor, "Payment requests the processor handled, by outcome.");
-metric!(PAYMENT_PROCESSING_DURATION, "payment_processing_seconds", Histogram, [], "CloudCafe/PaymentService", "ProcessingDuration", Milliseconds * 1000.0,
-    [], PaymentProcessor, "Time to handle one payment request, from receipt to deletion from the queue.");
-metric!(PAYMENT_VISIBILITY_EXTENSIONS, "payment_visibility_extensions_total", Counter, [], "CloudCafe/PaymentService", "VisibilityExtensions", Count * 1.0,
-    [], PaymentProcessor, "Times a payment request under way was kept invisible to other processors for longer.");
+metric!(
+    PAYMENT_REQUESTS,
+    "payment_requests_total",
+    Counter,
+    ["outcome"],
+    "CloudCafe/PaymentService",
+    "PaymentRequests",
+    Count * 1.0,
+    [("outcome", "Outcome")],
+    PaymentProcessor,
+    "Payment requests the processor handled, by outcome."
+);
+metric!(
+    PAYMENT_PROCESSING_DURATION,
+    "payment_processing_seconds",
+    Histogram,
+    [],
+    "CloudCafe/PaymentService",
+    "ProcessingDuration",
+    Milliseconds * 1000.0,
+    [],
+    PaymentProcessor,
+    "Time to handle one payment request, from receipt to deletion from the queue."
+);
+metric!(
+    PAYMENT_VISIBILITY_EXTENSIONS,
+    "payment_visibility_extensions_total",
+    Counter,
+    [],
+    "CloudCafe/PaymentService",
+    "VisibilityExtensions",
+    Count * 1.0,
+    [],
+    PaymentProcessor,
+    "Times a payment request under way was kept invisible to other processors for longer."
+);
 
 // ---- Cache (Redis in front of the storefront) ----
-metric!(CACHE_HITS, "cache_hits_total", Counter, [], "CloudCafe/Cache", "Hits", Count * 1.0,
-    [], Cache, "Storefront reads answered from the cache.");
-metric!(CACHE_MISSES, "cache_misses_total", Counter, [], "CloudCafe/Cache", "Misses", Count * 1.0,
-    [], Cache, "Storefront reads the cache did not have.");
-metric!(CACHE_ERRORS, "cache_errors_total", Counter, [], "CloudCafe/Cache", "Errors", Count * 1.0,
-    [], Cache, "Cache calls that failed (the read went to the store).");
-metric!(CACHE_BYPASSED, "cache_bypassed_total", Counter, [], "CloudCafe/Cache", "Bypassed", Count * 1.0,
-    [], Cache, "Reads sent past the cache while it was marked unhealthy.");
+metric!(
+    CACHE_HITS,
+    "cache_hits_total",
+    Counter,
+    [],
+    "CloudCafe/Cache",
+    "Hits",
+    Count * 1.0,
+    [],
+    Cache,
+    "Storefront reads answered from the cache."
+);
+metric!(
+    CACHE_MISSES,
+    "cache_misses_total",
+    Counter,
+    [],
+    "CloudCafe/Cache",
+    "Misses",
+    Count * 1.0,
+    [],
+    Cache,
+    "Storefront reads the cache did not have."
+);
+metric!(
+    CACHE_ERRORS,
+    "cache_errors_total",
+    Counter,
+    [],
+    "CloudCafe/Cache",
+    "Errors",
+    Count * 1.0,
+    [],
+    Cache,
+    "Cache calls that failed (the read went to the store)."
+);
+metric!(
+    CACHE_BYPASSED,
+    "cache_bypassed_total",
+    Counter,
+    [],
+    "CloudCafe/Cache",
+    "Bypassed",
+    Count * 1.0,
+    [],
+    Cache,
+    "Reads sent past the cache while it was marked unhealthy."
+);
 
 // ---- HTTP (what the node answered; the ALB's own figures are external) ----
-metric!(HTTP_REQUESTS, "http_requests_total", Counter, ["method", "route", "status", "class"], "CloudCafe/Gateway", "Requests", Count * 1.0,
-    [("route", "Route"), ("class", "StatusClass")], Node, "HTTP requests answered, by route pattern and status class (2xx, 4xx, 5xx).");
-metric!(HTTP_REQUEST_DURATION, "http_request_seconds", Histogram, ["method", "route"], "CloudCafe/Gateway", "RequestDuration", Milliseconds * 1000.0,
-    [("route", "Route")], Node, "Time to answer an HTTP request, by route pattern.");
+metric!(
+    HTTP_REQUESTS,
+    "http_requests_total",
+    Counter,
+    ["method", "route", "status", "class"],
+    "CloudCafe/Gateway",
+    "Requests",
+    Count * 1.0,
+    [("route", "Route"), ("class", "StatusClass")],
+    Node,
+    "HTTP requests answered, by route pattern and status class (2xx, 4xx, 5xx)."
+);
+metric!(
+    HTTP_REQUEST_DURATION,
+    "http_request_seconds",
+    Histogram,
+    ["method", "route"],
+    "CloudCafe/Gateway",
+    "RequestDuration",
+    Milliseconds * 1000.0,
+    [("route", "Route")],
+    Node,
+    "Time to answer an HTTP request, by route pattern."
+);
 
 // ---- Stress scenarios ----
-metric!(STRESS_RUNNING, "stress_scenario_running", Gauge, ["scenario"], "CloudCafe/Stress", "ScenarioRunning", Count * 1.0,
-    [("scenario", "Scenario")], Stress, "1 while a stress scenario runs on this node, else 0 (the dashboards' markers).");
-metric!(STRESS_OFFERED_RATE, "stress_offered_per_second", Gauge, ["scenario"], "CloudCafe/Stress", "OfferedRate", CountPerSecond * 1.0,
-    [("scenario", "Scenario")], Stress, "Arrivals per second a running stress scenario asks for (0 when none runs).");
-metric!(STRESS_ARRIVALS, "stress_arrivals_total", Counter, ["scenario"], "CloudCafe/Stress", "Arrivals", Count * 1.0,
-    [("scenario", "Scenario")], Stress, "Operations a stress scenario has sent.");
+metric!(
+    STRESS_RUNNING,
+    "stress_scenario_running",
+    Gauge,
+    ["scenario"],
+    "CloudCafe/Stress",
+    "ScenarioRunning",
+    Count * 1.0,
+    [("scenario", "Scenario")],
+    Stress,
+    "1 while a stress scenario runs on this node, else 0 (the dashboards' markers)."
+);
+metric!(
+    STRESS_OFFERED_RATE,
+    "stress_offered_per_second",
+    Gauge,
+    ["scenario"],
+    "CloudCafe/Stress",
+    "OfferedRate",
+    CountPerSecond * 1.0,
+    [("scenario", "Scenario")],
+    Stress,
+    "Arrivals per second a running stress scenario asks for (0 when none runs)."
+);
+metric!(
+    STRESS_ARRIVALS,
+    "stress_arrivals_total",
+    Counter,
+    ["scenario"],
+    "CloudCafe/Stress",
+    "Arrivals",
+    Count * 1.0,
+    [("scenario", "Scenario")],
+    Stress,
+    "Operations a stress scenario has sent."
+);
 
 // ---- The CloudWatch export itself ----
-metric!(EXPORT_DATUMS, "cloudwatch_datums_total", Counter, ["outcome"], "CloudCafe/Export", "Datums", Count * 1.0,
-    [("outcome", "Outcome")], Export, "Metric data points exported to CloudWatch, by outcome (sent, dropped).");
-metric!(EXPORT_FAILURES, "cloudwatch_put_failures_total", Counter, [], "CloudCafe/Export", "PutFailures", Count * 1.0,
-    [], Export, "PutMetricData calls that failed (each is retried with backoff until its batch is dropped).");
+metric!(
+    EXPORT_DATUMS,
+    "cloudwatch_datums_total",
+    Counter,
+    ["outcome"],
+    "CloudCafe/Export",
+    "Datums",
+    Count * 1.0,
+    [("outcome", "Outcome")],
+    Export,
+    "Metric data points exported to CloudWatch, by outcome (sent, dropped)."
+);
+metric!(
+    EXPORT_FAILURES,
+    "cloudwatch_put_failures_total",
+    Counter,
+    [],
+    "CloudCafe/Export",
+    "PutFailures",
+    Count * 1.0,
+    [],
+    PutMetricData,
+    "PutMetricData calls that failed (each is retried with backoff until its batch is dropped)."
+);
 
 /// Every metric the code records.
 pub static CATALOG: &[&Metric] = &[
@@ -387,20 +849,111 @@ macro_rules! external {
     };
 }
 
-external!(ALB_REQUESTS, "AWS/ApplicationELB", "RequestCount", Count, ["LoadBalancer"], "Requests the load balancer received.");
-external!(ALB_TARGET_5XX, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", Count, ["LoadBalancer"], "5XX answers from the nodes behind the load balancer.");
-external!(ALB_TARGET_RESPONSE_TIME, "AWS/ApplicationELB", "TargetResponseTime", Seconds, ["LoadBalancer"], "Seconds from the request leaving the load balancer to the node's answer.");
-external!(AURORA_CONNECTIONS, "AWS/RDS", "DatabaseConnections", Count, ["DBClusterIdentifier"], "Connections open to the Aurora cluster.");
-external!(AURORA_CPU, "AWS/RDS", "CPUUtilization", Percent, ["DBClusterIdentifier"], "CPU of the Aurora cluster's instances.");
-external!(DYNAMODB_THROTTLES, "AWS/DynamoDB", "ThrottledRequests", Count, ["TableName", "Operation"], "DynamoDB requests refused for exceeding provisioned or account throughput.");
-external!(KINESIS_ITERATOR_AGE, "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", Milliseconds, ["StreamName"], "Age of the last record read from the stream by any consumer.");
-external!(SQS_OLDEST_AGE, "AWS/SQS", "ApproximateAgeOfOldestMessage", Seconds, ["QueueName"], "Age of the oldest message waiting in a queue.");
-external!(SQS_VISIBLE, "AWS/SQS", "ApproximateNumberOfMessagesVisible", Count, ["QueueName"], "Messages waiting in a queue (the dead-letter queue's depth).");
-external!(CACHE_NODE_HITS, "AWS/ElastiCache", "CacheHits", Count, ["CacheClusterId"], "Successful key lookups in the Redis cluster.");
-external!(CACHE_NODE_MISSES, "AWS/ElastiCache", "CacheMisses", Count, ["CacheClusterId"], "Unsuccessful key lookups in the Redis cluster.");
+external!(
+    ALB_REQUESTS,
+    "AWS/ApplicationELB",
+    "RequestCount",
+    Count,
+    ["LoadBalancer"],
+    "Requests the load balancer received."
+);
+external!(
+    ALB_TARGET_5XX,
+    "AWS/ApplicationELB",
+    "HTTPCode_Target_5XX_Count",
+    Count,
+    ["LoadBalancer"],
+    "5XX answers from the nodes behind the load balancer."
+);
+external!(
+    ALB_TARGET_RESPONSE_TIME,
+    "AWS/ApplicationELB",
+    "TargetResponseTime",
+    Seconds,
+    ["LoadBalancer"],
+    "Seconds from the request leaving the load balancer to the node's answer."
+);
+external!(
+    AURORA_CONNECTIONS,
+    "AWS/RDS",
+    "DatabaseConnections",
+    Count,
+    ["DBClusterIdentifier"],
+    "Connections open to the Aurora cluster."
+);
+external!(
+    AURORA_CPU,
+    "AWS/RDS",
+    "CPUUtilization",
+    Percent,
+    ["DBClusterIdentifier"],
+    "CPU of the Aurora cluster's instances."
+);
+external!(
+    DYNAMODB_THROTTLES,
+    "AWS/DynamoDB",
+    "ThrottledRequests",
+    Count,
+    ["TableName", "Operation"],
+    "DynamoDB requests refused for exceeding provisioned or account throughput."
+);
+external!(
+    KINESIS_ITERATOR_AGE,
+    "AWS/Kinesis",
+    "GetRecords.IteratorAgeMilliseconds",
+    Milliseconds,
+    ["StreamName"],
+    "Age of the last record read from the stream by any consumer."
+);
+external!(
+    SQS_OLDEST_AGE,
+    "AWS/SQS",
+    "ApproximateAgeOfOldestMessage",
+    Seconds,
+    ["QueueName"],
+    "Age of the oldest message waiting in a queue."
+);
+external!(
+    SQS_VISIBLE,
+    "AWS/SQS",
+    "ApproximateNumberOfMessagesVisible",
+    Count,
+    ["QueueName"],
+    "Messages waiting in a queue (the dead-letter queue's depth)."
+);
+external!(
+    CACHE_NODE_HITS,
+    "AWS/ElastiCache",
+    "CacheHits",
+    Count,
+    ["CacheClusterId"],
+    "Successful key lookups in the Redis cluster."
+);
+external!(
+    CACHE_NODE_MISSES,
+    "AWS/ElastiCache",
+    "CacheMisses",
+    Count,
+    ["CacheClusterId"],
+    "Unsuccessful key lookups in the Redis cluster."
+);
 external!(ECS_CPU, "AWS/ECS", "CPUUtilization", Percent, ["ClusterName", "ServiceName"], "CPU of the service's tasks.");
-external!(ECS_RUNNING_TASKS, "ECS/ContainerInsights", "RunningTaskCount", Count, ["ClusterName", "ServiceName"], "Tasks running for the service (Container Insights).");
-external!(ECS_DESIRED_TASKS, "ECS/ContainerInsights", "DesiredTaskCount", Count, ["ClusterName", "ServiceName"], "Tasks the service wants running (Container Insights).");
+external!(
+    ECS_RUNNING_TASKS,
+    "ECS/ContainerInsights",
+    "RunningTaskCount",
+    Count,
+    ["ClusterName", "ServiceName"],
+    "Tasks running for the service (Container Insights)."
+);
+external!(
+    ECS_DESIRED_TASKS,
+    "ECS/ContainerInsights",
+    "DesiredTaskCount",
+    Count,
+    ["ClusterName", "ServiceName"],
+    "Tasks the service wants running (Container Insights)."
+);
 
 /// The AWS service metrics the dashboards and alarms read.
 pub static EXTERNAL: &[&ExternalMetric] = &[
@@ -438,7 +991,11 @@ mod tests {
             }
             assert!(m.namespace.starts_with("CloudCafe/"), "{}", m.namespace);
             let first = m.cloudwatch_name.chars().next().unwrap();
-            assert!(first.is_ascii_uppercase() && m.cloudwatch_name.chars().all(|c| c.is_ascii_alphanumeric()), "{}", m.cloudwatch_name);
+            assert!(
+                first.is_ascii_uppercase() && m.cloudwatch_name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}",
+                m.cloudwatch_name
+            );
             assert!(!m.description.is_empty() && m.description.len() < 200, "{}", m.name);
         }
     }

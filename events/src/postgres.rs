@@ -183,6 +183,7 @@ impl PgJournal {
         let rx = Arc::new(Mutex::new(rx));
         let commit_tx = Arc::new(commit_tx);
         let stats = Arc::new(StatsCells::default());
+        crate::metric::JOURNAL_VERSION_RACES.register(crate::metric::NO_LABELS);
         for _ in 0..options.writers.max(1) {
             tokio::spawn(writer_loop(
                 pool.clone(),
@@ -352,7 +353,7 @@ async fn commit_with_retry(
         match outcome {
             Ok(r) => return Ok(r),
             Err(BatchError::VersionTaken) if attempt < 5 => {
-                metrics::counter!("journal_version_races_total").increment(1);
+                crate::metric::JOURNAL_VERSION_RACES.counter(crate::metric::NO_LABELS).increment(1);
                 tracing::debug!(
                     attempt,
                     "a stream version was taken since its head was read; deciding the batch again"

@@ -1,6 +1,7 @@
 //! One CloudCafe node: the journal, the actors and their freshness follower, the saga and the
 //! storefront projection, started from typed settings. `main` and the tests both start nodes this way.
 
+use events::metric;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +111,8 @@ pub fn spawn_singleton<F: Follower + 'static>(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // 0 until this node holds the lock: every node shows who runs what.
+        metric::SINGLETON_HELD.gauge(&[("follower", name.clone())]).set(0.0);
         loop {
             let mut held = loop {
                 if *stop.borrow() {
@@ -127,7 +130,7 @@ pub fn spawn_singleton<F: Follower + 'static>(
                 }
             };
             tracing::info!(follower = %name, "this node runs the follower");
-            metrics::gauge!("singleton_held", "follower" => name.clone()).set(1.0);
+            metric::SINGLETON_HELD.gauge(&[("follower", name.clone())]).set(1.0);
             let (halt, halted) = watch::channel(false);
             let following = tokio::spawn({
                 let (journal, follower) = (journal.clone(), follower.clone());
@@ -145,7 +148,7 @@ pub fn spawn_singleton<F: Follower + 'static>(
             let _ = halt.send(true);
             let _ = following.await;
             drop(held);
-            metrics::gauge!("singleton_held", "follower" => name.clone()).set(0.0);
+            metric::SINGLETON_HELD.gauge(&[("follower", name.clone())]).set(0.0);
             if stopping {
                 return;
             }

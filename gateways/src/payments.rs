@@ -23,6 +23,7 @@
 //!   queue's redrive policy moves it to the dead-letter queue. [`dead_letters`] lists that queue and
 //!   [`redrive`] sends its messages back (`cloudcafe dlq list|redrive`).
 
+use events::metric;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,6 +183,8 @@ impl PaymentProcessor {
 
     /// Receives and handles messages until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        metric::PAYMENT_VISIBILITY_EXTENSIONS.register(metric::NO_LABELS);
+        metric::PAYMENT_REQUESTS.register(&[("outcome", "failed")]);
         let this = Arc::new(self);
         loop {
             let received = tokio::select! {
@@ -255,12 +258,14 @@ impl PaymentProcessor {
                     // It comes back and is handled again, which changes nothing.
                     tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "handled payment request not deleted");
                 }
-                metrics::counter!("payment_requests_total", "outcome" => status).increment(1);
-                metrics::histogram!("payment_processing_seconds").record(started.elapsed().as_secs_f64());
+                metric::PAYMENT_REQUESTS.counter(&[("outcome", status)]).increment(1);
+                metric::PAYMENT_PROCESSING_DURATION
+                    .histogram(metric::NO_LABELS)
+                    .record(started.elapsed().as_secs_f64());
             }
             Err(e) => {
                 tracing::warn!(error = %events::ErrorChain(&e), message_id = ?message.message_id(), %receives, "payment request failed; it will be received again");
-                metrics::counter!("payment_requests_total", "outcome" => "failed").increment(1);
+                metric::PAYMENT_REQUESTS.counter(&[("outcome", "failed")]).increment(1);
             }
         }
     }
@@ -279,7 +284,7 @@ impl PaymentProcessor {
                     .send()
                     .await;
                 match extended {
-                    Ok(_) => metrics::counter!("payment_visibility_extensions_total").increment(1),
+                    Ok(_) => metric::PAYMENT_VISIBILITY_EXTENSIONS.counter(metric::NO_LABELS).increment(1),
                     Err(e) => tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "visibility not extended"),
                 }
             }

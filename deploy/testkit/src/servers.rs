@@ -40,6 +40,12 @@ pub fn dynamodb_endpoint() -> Option<String> {
     switch("CLOUDCAFE_TEST_DYNAMODB")
 }
 
+/// CloudWatch (a moto process of its own, started by `deploy/local/emulators.sh`: moto's
+/// GetMetricData scans every datum it holds): `CLOUDCAFE_TEST_CLOUDWATCH`.
+pub fn cloudwatch_endpoint() -> Option<String> {
+    switch("CLOUDCAFE_TEST_CLOUDWATCH")
+}
+
 /// The MongoDB wire protocol (DocumentDB; SecantusDB started by `deploy/local/emulators.sh`):
 /// `CLOUDCAFE_TEST_MONGO`.
 pub fn mongodb_uri() -> Option<String> {

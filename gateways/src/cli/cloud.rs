@@ -251,6 +251,21 @@ mod imp {
             Ok(payments::redrive(&self.sqs, &self.url, &queue, max).await?)
         }
     }
+
+    /// Starts the `PutMetricData` export of the ticker's samples.
+    pub async fn start_put_metric_data(
+        metrics: &crate::cli::serve::MetricsArgs,
+        environment: String,
+        interval: Duration,
+        samples: tokio::sync::broadcast::Receiver<Arc<gateways::cloudwatch::sample::Sample>>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        use gateways::cloudwatch::put;
+        let config = AwsSettings::new(metrics.cloudwatch_endpoint.clone()).sdk_config().await;
+        let client = aws_sdk_cloudwatch::Client::new(&config);
+        let settings = put::PutSettings { environment, interval, ..put::PutSettings::default() };
+        Ok(Some(tokio::spawn(put::run(client, settings, samples, stop))))
+    }
 }
 
 #[cfg(not(feature = "cloud"))]
@@ -338,5 +353,16 @@ mod imp {
         pub async fn redrive(&self, _payment_queue: &str, _max: usize) -> anyhow::Result<usize> {
             match self.0 {}
         }
+    }
+
+    /// `PutMetricData` needs the AWS SDK.
+    pub async fn start_put_metric_data(
+        _: &crate::cli::serve::MetricsArgs,
+        _: String,
+        _: std::time::Duration,
+        _: tokio::sync::broadcast::Receiver<Arc<gateways::cloudwatch::sample::Sample>>,
+        _: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        anyhow::bail!("this build has no CloudWatch client: rebuild with `--features cloud`, or use --cloudwatch emf")
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use anyhow::Context;
 use clap::Args;
+use gateways::cloudwatch::{emf, sample};
 use gateways::http::auth as admin;
 use gateways::http::{ApiSettings, ApiState};
 use gateways::node::Node;
 use gateways::telemetry;
+use tokio::sync::{broadcast, watch};
 
 use super::cloud::{self, CloudModels, StreamFed};
 use super::storage::StorageArgs;
@@ -48,6 +50,44 @@ pub struct ServeArgs {
     pub admin_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub messaging: MessagingArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Where the node's metrics go besides `/metrics`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudWatchExport {
+    /// Only `/metrics` and the node's dashboard page.
+    Off,
+    /// Embedded Metric Format lines (stdout or --cloudwatch-emf-file) for the CloudWatch agent or
+    /// the ECS awslogs driver.
+    Emf,
+    /// `PutMetricData` calls (needs a build with `--features cloud`).
+    Api,
+}
+
+/// How the node's metrics are sampled and exported to CloudWatch.
+#[derive(Args, Clone)]
+pub struct MetricsArgs {
+    /// Export the metrics to CloudWatch, and how.
+    #[arg(long, value_enum, env = "CLOUDCAFE_CLOUDWATCH", default_value_t = CloudWatchExport::Off)]
+    pub cloudwatch: CloudWatchExport,
+    /// The deployment's name: the `Environment` dimension of every exported metric.
+    #[arg(long, env = "CLOUDCAFE_ENVIRONMENT", default_value = "local")]
+    pub environment: String,
+    /// Seconds of metrics per CloudWatch data point (per EMF line set or PutMetricData batch).
+    #[arg(long, default_value_t = 60)]
+    pub cloudwatch_interval_secs: u64,
+    /// Write the EMF lines to this file (appending) instead of stdout.
+    #[arg(long, env = "CLOUDCAFE_CLOUDWATCH_EMF_FILE")]
+    pub cloudwatch_emf_file: Option<std::path::PathBuf>,
+    /// A CloudWatch endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_CLOUDWATCH_ENDPOINT")]
+    pub cloudwatch_endpoint: Option<String>,
+    /// Milliseconds between samples of the metrics (the dashboard page's resolution; the exports
+    /// add samples up to --cloudwatch-interval-secs).
+    #[arg(long, default_value_t = 5000)]
+    pub metrics_sample_ms: u64,
 }
 
 /// Where the DynamoDB and DocumentDB read models take their events from.
@@ -135,10 +175,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         head_timeout: Duration::from_millis(args.head_timeout_ms),
         admin_token: Some(admin_token),
     };
+    let samples =
+        sample::spawn_ticker(telemetry::sampler(), Duration::from_millis(args.metrics.metrics_sample_ms.max(50)));
+    let (stop_export, export_stopped) = watch::channel(false);
+    let export = start_export(&args.metrics, &samples, export_stopped).await?;
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
-    server.await.context("server failed")?;
-    Ok(())
+    let served = server.await.context("server failed");
+    let _ = stop_export.send(true);
+    if let Some(export) = export {
+        let _ = export.await;
+    }
+    served
+}
+
+/// Starts the CloudWatch export `metrics` asks for, on the ticker's samples.
+async fn start_export(
+    metrics: &MetricsArgs,
+    samples: &broadcast::Sender<Arc<sample::Sample>>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let interval = Duration::from_secs(metrics.cloudwatch_interval_secs.max(1));
+    let environment = metrics.environment.clone();
+    match metrics.cloudwatch {
+        CloudWatchExport::Off => Ok(None),
+        CloudWatchExport::Emf => {
+            let out: Box<dyn std::io::Write + Send> = match &metrics.cloudwatch_emf_file {
+                Some(path) => Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("cannot open the EMF file {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let writer = emf::EmfWriter::new(out);
+            Ok(Some(tokio::spawn(emf::run(writer, environment, interval, samples.subscribe(), stop))))
+        }
+        CloudWatchExport::Api => {
+            cloud::start_put_metric_data(metrics, environment, interval, samples.subscribe(), stop).await
+        }
+    }
 }
 
 /// The node's admin token: `--admin-token` (or `CLOUDCAFE_ADMIN_TOKEN`), the first line of

@@ -137,7 +137,7 @@ impl Sample {
     /// their last value. `None` for no samples.
     pub fn merge(samples: &[Sample]) -> Option<Sample> {
         let last = samples.last()?;
-        let mut merged: BTreeMap<(usize, Vec<(&'static str, String)>), Series> = BTreeMap::new();
+        let mut merged: BTreeMap<SeriesKey, Series> = BTreeMap::new();
         for sample in samples {
             for series in &sample.series {
                 let key = (catalog_index(series.metric), series.dimensions.clone());
@@ -156,6 +156,9 @@ impl Sample {
         })
     }
 }
+
+/// A series by its catalog index and dimension values.
+type SeriesKey = (usize, Vec<(&'static str, String)>);
 
 fn combine(a: &Value, b: &Value) -> Value {
     match (a, b) {
@@ -188,7 +191,7 @@ impl Buckets {
     }
 
     fn index(value: f64) -> usize {
-        if !(value > LOWEST) {
+        if value.is_nan() || value <= LOWEST {
             return 0;
         }
         (((value / LOWEST).ln() / GROWTH.ln()) as usize).min(BUCKETS - 1)
@@ -292,14 +295,15 @@ impl Sampler {
             *last = now;
             interval
         };
-        let mut grouped: BTreeMap<(usize, Vec<(&'static str, String)>), Series> = BTreeMap::new();
+        let mut grouped: BTreeMap<SeriesKey, Series> = BTreeMap::new();
         let mut add = |key: &Key, value: Value| {
             let Some(m) = metric::find(key.name()) else { return };
             let dimensions: Vec<(&'static str, String)> = m
                 .dimensions
                 .iter()
                 .map(|(label, dimension)| {
-                    let value = key.labels().find(|l| l.key() == *label).map(|l| l.value().to_owned()).unwrap_or_default();
+                    let value =
+                        key.labels().find(|l| l.key() == *label).map(|l| l.value().to_owned()).unwrap_or_default();
                     (*dimension, value)
                 })
                 .collect();
@@ -353,6 +357,44 @@ pub fn spawn_ticker(sampler: Sampler, every: Duration) -> tokio::sync::broadcast
         }
     });
     sender
+}
+
+/// Hands `each` the ticker's samples merged over `interval` (CloudWatch's period, longer than the
+/// ticker's) until `stop` turns true or the ticker is gone; what the last interval gathered is handed
+/// over on the way out. A receiver that fell behind loses the oldest samples and says so.
+pub async fn each_interval(
+    mut samples: tokio::sync::broadcast::Receiver<Arc<Sample>>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut each: impl FnMut(Sample),
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut window: Vec<Sample> = Vec::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            received = samples.recv() => match received {
+                Ok(sample) => window.push((*sample).clone()),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(samples = n, "a metrics export fell behind the sampler; samples lost");
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = stop.changed() => break,
+        }
+        if window.iter().map(|s| s.interval).sum::<Duration>() >= interval {
+            if let Some(merged) = Sample::merge(&window) {
+                each(merged);
+            }
+            window.clear();
+        }
+    }
+    if let Some(merged) = Sample::merge(&window) {
+        each(merged);
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ pub async fn run(
         .progress
         .then(|| super::progress::spawn_progress(recorder.clone(), settings.load.duration(), stopped.clone()));
 
+    let markers =
+        tokio::spawn(mark_stress(scenario.name().to_owned(), settings.load.clone(), recorder.clone(), stopped.clone()));
     let arrivals = drive(&flow, plan, &settings.load, settings.max_in_flight, settings.seed);
     let (sent, beside) = futures::join!(arrivals, scenario.beside(context, &flow));
     // The arrivals' own time: what ran beside them (the loyalty batch) may end later.
@@ -100,6 +102,7 @@ pub async fn run(
     if let Some(p) = progress {
         let _ = p.await;
     }
+    let _ = markers.await;
 
     // What the arrivals set off is committed once the saga has reacted to all of it: the rate of
     // committed events counts until then, not only while arrivals came.
@@ -176,4 +179,45 @@ pub async fn run(
         invariants,
         passed,
     })
+}
+
+/// The dashboards' stress markers while the arrivals come: `stress_scenario_running` 1, the rate the
+/// schedule asks for now, and the arrivals sent; back to 0 when they end (or the flood is dropped).
+async fn mark_stress(scenario: String, load: super::Load, recorder: Recorder, mut stopped: watch::Receiver<bool>) {
+    use events::metric;
+    let labels = [("scenario", scenario)];
+    let (running, offered, arrivals) = (
+        metric::STRESS_RUNNING.gauge(&labels),
+        metric::STRESS_OFFERED_RATE.gauge(&labels),
+        metric::STRESS_ARRIVALS.counter(&labels),
+    );
+    struct Lowered(metrics::Gauge, metrics::Gauge);
+    impl Drop for Lowered {
+        fn drop(&mut self) {
+            self.0.set(0.0);
+            self.1.set(0.0);
+        }
+    }
+    let _lowered = Lowered(running.clone(), offered.clone());
+    running.set(1.0);
+    let mut counted = 0;
+    loop {
+        let live = recorder.live();
+        arrivals.increment(live.requested.saturating_sub(counted));
+        counted = counted.max(live.requested);
+        offered.set(match &load {
+            super::Load::Open(a) => a.rate_at(live.elapsed),
+            // A closed model asks for as much as its clients can send: the rate achieved so far.
+            super::Load::Closed { .. } => live.completed as f64 / live.elapsed.as_secs_f64().max(1e-3),
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stopped.changed() => break,
+        }
+        if *stopped.borrow() {
+            break;
+        }
+    }
+    let live = recorder.live();
+    arrivals.increment(live.requested.saturating_sub(counted));
 }

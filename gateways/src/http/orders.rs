@@ -185,6 +185,23 @@ pub(super) async fn place_order(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = take_order(req, payload, state).await;
+    // The plans' OrderCreationDuration: the whole request, body included, by how it ended.
+    let outcome = match &answer {
+        Ok(_) => "placed",
+        Err(e) if actix_web::ResponseError::status_code(e).is_client_error() => "rejected",
+        Err(_) => "failed",
+    };
+    events::metric::ORDER_CREATION_DURATION.histogram(&[("outcome", outcome)]).record(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn take_order(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let body: PlaceOrderBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
     let fresh_order_id = req.headers().get("idempotency-key").is_none();

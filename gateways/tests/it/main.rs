@@ -11,6 +11,7 @@ mod flood_report;
 mod kill_restart;
 mod limits;
 mod loyalty;
+mod metrics_export;
 #[cfg(feature = "cloud")]
 mod payments;
 mod raw_http;

@@ -33,6 +33,7 @@
 //! `GetRecords`), `kinesis_consumer_records_total`, `kinesis_consumer_leases_held` (by
 //! `application`), `kinesis_consumer_lease_changes_total` (by `change`: taken, stolen, lost).
 
+use events::metric;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,8 +223,7 @@ impl KinesisConsumer {
             if started.elapsed() > self.settings.renew_every {
                 tracing::warn!(%application, took = ?started.elapsed(), "renewing and balancing leases took longer than the renewal interval");
             }
-            metrics::gauge!("kinesis_consumer_leases_held", "application" => application.clone())
-                .set(tasks.len() as f64);
+            metric::CONSUMER_LEASES_HELD.gauge(&[("application", application.clone())]).set(tasks.len() as f64);
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.renew_every) => {}
                 _ = stop.changed() => break,
@@ -297,7 +297,9 @@ impl KinesisConsumer {
         for shard in lost {
             if let Some(task) = tasks.remove(&shard) {
                 tracing::info!(%shard, worker = %me, "lease lost to another worker; shard task stopped");
-                metrics::counter!("kinesis_consumer_lease_changes_total", "application" => application.clone(), "change" => "lost").increment(1);
+                metric::CONSUMER_LEASE_CHANGES
+                    .counter(&[("application", application.clone()), ("change", "lost".to_owned())])
+                    .increment(1);
                 let _ = task.stop.send(true);
             }
         }
@@ -308,7 +310,9 @@ impl KinesisConsumer {
                 Ok(taken) => {
                     let change = if steal { "stolen" } else { "taken" };
                     tracing::info!(shard = %taken.shard_id, worker = %me, from = ?lease.owner, change, "lease acquired");
-                    metrics::counter!("kinesis_consumer_lease_changes_total", "application" => application.clone(), "change" => change).increment(1);
+                    metric::CONSUMER_LEASE_CHANGES
+                        .counter(&[("application", application.clone()), ("change", change.to_owned())])
+                        .increment(1);
                     let shard = taken.shard_id.clone();
                     tasks.insert(shard, self.start_shard(taken));
                 }
@@ -425,7 +429,7 @@ impl ShardReader {
                     continue;
                 }
             };
-            metrics::gauge!("kinesis_consumer_millis_behind", &labels).set(millis_behind as f64);
+            metric::CONSUMER_MILLIS_BEHIND.gauge(&labels).set(millis_behind as f64);
             self.lag.reading(&shard, millis_behind);
             if let Some(last) = records.last() {
                 let mut backoff = Duration::from_millis(50);
@@ -436,7 +440,7 @@ impl ShardReader {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                metrics::counter!("kinesis_consumer_records_total", &labels).increment(records.len() as u64);
+                metric::CONSUMER_RECORDS.counter(&labels).increment(records.len() as u64);
                 // A shard carries the journal's order (resends aside): its last record is its newest.
                 if let Some(position) = wire_position(last) {
                     self.lag.processed(position);
@@ -546,6 +550,7 @@ pub struct KinesisProjection {
 
 impl KinesisProjection {
     pub fn new(sink: Arc<dyn StreamOrderedSink>) -> Self {
+        metric::CONSUMER_POISON.register(&[("projection", sink.name().to_owned())]);
         KinesisProjection { sink }
     }
 }
@@ -561,8 +566,7 @@ impl RecordProcessor for KinesisProjection {
                 Ok(event) => event,
                 Err(e) => {
                     tracing::error!(shard = %record.shard_id, sequence = %record.sequence_number, error = %events::ErrorChain(&e), "record is not an event envelope; skipped");
-                    metrics::counter!("kinesis_consumer_poison_total", "projection" => self.sink.name().to_owned())
-                        .increment(1);
+                    metric::CONSUMER_POISON.counter(&[("projection", self.sink.name().to_owned())]).increment(1);
                     continue;
                 }
             };

@@ -9,6 +9,7 @@
 //!   reads around the cache) until it can bump the epoch, which retires every entry at once. A node
 //!   also bumps the epoch when it starts, since it cannot know what it missed while down.
 
+use events::metric;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,6 +93,9 @@ impl ReadCache {
     /// Connects lazily: an unreachable Redis at start leaves the cache degraded, not the node down.
     pub async fn connect(url: &str, settings: CacheSettings) -> Result<Self, CacheError> {
         let manager = RedisConnectionManager::new(url).map_err(|e| CacheError::because("bad Redis URL", e))?;
+        for m in [&metric::CACHE_HITS, &metric::CACHE_MISSES, &metric::CACHE_ERRORS, &metric::CACHE_BYPASSED] {
+            m.register(metric::NO_LABELS);
+        }
         let pool = bb8::Pool::builder()
             .max_size(16)
             .connection_timeout(settings.timeout.max(Duration::from_millis(100)))
@@ -175,7 +179,7 @@ impl ReadCache {
         Fut: Future<Output = Result<T, E>>,
     {
         if self.is_degraded() && !self.recover().await {
-            metrics::counter!("cache_bypassed_total").increment(1);
+            metric::CACHE_BYPASSED.counter(metric::NO_LABELS).increment(1);
             return load().await;
         }
         let (epoch_key, prefix, suffix) = (self.epoch_key(), self.prefix(), key.suffix());
@@ -188,19 +192,19 @@ impl ReadCache {
         let epoch = match read {
             Ok((_, Some(hit))) if hit != TOMBSTONE => {
                 if let Ok(value) = serde_json::from_str(&hit) {
-                    metrics::counter!("cache_hits_total").increment(1);
+                    metric::CACHE_HITS.counter(metric::NO_LABELS).increment(1);
                     return Ok(value);
                 }
                 None
             }
             Ok((epoch, _)) => Some(epoch),
             Err(e) => {
-                metrics::counter!("cache_errors_total").increment(1);
+                metric::CACHE_ERRORS.counter(metric::NO_LABELS).increment(1);
                 tracing::debug!(error = %e, "cache read failed; reading the model");
                 None
             }
         };
-        metrics::counter!("cache_misses_total").increment(1);
+        metric::CACHE_MISSES.counter(metric::NO_LABELS).increment(1);
         let value = load().await?;
         if let (Some(epoch), Ok(json)) = (epoch, serde_json::to_string(&value)) {
             let (epoch_key, full) = (self.epoch_key(), format!("{}{}:{}", self.prefix(), epoch, key.suffix()));
@@ -263,7 +267,7 @@ impl ReadCache {
             .await;
         if let Err(e) = done {
             tracing::warn!(error = %events::ErrorChain(&e), "cache invalidation failed; reading around the cache until it recovers");
-            metrics::counter!("cache_errors_total").increment(1);
+            metric::CACHE_ERRORS.counter(metric::NO_LABELS).increment(1);
             self.degraded.store(true, Ordering::SeqCst);
         }
     }

@@ -57,6 +57,7 @@
 //! Architecture Invariant: the publisher never writes events and never moves its checkpoint past a
 //! message the broker has not acknowledged; on any failure it stays where it is and sends again.
 
+use events::metric;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -451,8 +452,9 @@ impl Publisher {
         let results = futures::future::join_all(lanes.into_iter().map(|lane| self.publish_lane(lane, limits))).await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.counters.published.fetch_add(count, Ordering::Relaxed);
-        metrics::counter!("publisher_events_total", "destination" => self.destination.clone()).increment(count);
-        metrics::histogram!("publisher_publish_seconds", "destination" => self.destination.clone())
+        metric::OUTBOX_EVENTS.counter(&[("destination", self.destination.clone())]).increment(count);
+        metric::OUTBOX_PUBLISH_DURATION
+            .histogram(&[("destination", self.destination.clone())])
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -537,8 +539,7 @@ impl Publisher {
         let reason = failure.cause.as_ref().map_or(failure.reason, |e| events::error_chain(e));
         tracing::debug!(destination = %self.destination, attempt, entries, reason, "sending again");
         self.counters.resent.fetch_add(entries as u64, Ordering::Relaxed);
-        metrics::counter!("publisher_retries_total", "destination" => self.destination.clone())
-            .increment(entries as u64);
+        metric::OUTBOX_RETRIES.counter(&[("destination", self.destination.clone())]).increment(entries as u64);
         tokio::time::sleep(retry.backoff(attempt)).await;
         Ok(())
     }
@@ -573,6 +574,7 @@ impl Follower for Publisher {
     }
 
     async fn start_position(&self) -> Result<u64, PublishError> {
+        metric::OUTBOX_RETRIES.register(&[("destination", self.destination.clone())]);
         Ok(self.checkpoint().await?)
     }
 
@@ -582,7 +584,14 @@ impl Follower for Publisher {
 
     async fn commit(&self, position: u64) -> Result<(), PublishError> {
         self.journal.save_checkpoint(&self.settings.checkpoint, position).await?;
-        metrics::gauge!("publisher_checkpoint", "destination" => self.destination.clone()).set(position as f64);
+        metric::OUTBOX_CHECKPOINT.gauge(&[("destination", self.destination.clone())]).set(position as f64);
+        // The outbox's lag: what is committed and not yet published. A head that cannot be read
+        // now leaves the last figure; the next commit reports again.
+        if let Ok(head) = self.journal.head_position().await {
+            metric::OUTBOX_LAG_EVENTS
+                .gauge(&[("destination", self.destination.clone())])
+                .set(head.saturating_sub(position) as f64);
+        }
         Ok(())
     }
 
