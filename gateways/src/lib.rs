@@ -13,6 +13,7 @@ pub mod cloudwatch;
 pub mod flood;
 pub mod http;
 pub mod load;
+pub mod logging;
 pub mod loyalty;
 #[cfg(feature = "cloud")]
 pub mod messaging;
@@ -39,5 +40,9 @@ pub fn app(
         InitError = (),
     >,
 > {
-    App::new().wrap(from_fn(telemetry::record_request)).configure(http::configure(state))
+    // The request span wraps the recording too, so that what telemetry logs carries the trace id.
+    App::new()
+        .wrap(from_fn(telemetry::record_request))
+        .wrap(from_fn(logging::request_span))
+        .configure(http::configure(state))
 }

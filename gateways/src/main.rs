@@ -66,11 +66,14 @@ enum Command {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .init();
     let cli = Cli::parse();
+    // Only `serve` may write JSON (it is what runs under ECS); every other subcommand talks to a person.
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => gateways::logging::LogFormat::Text,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    gateways::logging::init(log_format, filter);
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::SUCCESS),

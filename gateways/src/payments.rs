@@ -38,6 +38,7 @@ use projections::aws::dynamodb::{ensure_keyed_table, scan_all};
 use projections::aws::{classify, AwsFailure, FailureKind};
 use projections::bus::sqs::PaymentRequest;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The table of processed payment requests, one item per request (key `event_id`, S).
@@ -294,6 +295,21 @@ impl PaymentProcessor {
     /// Decides the payment and records it; answers the payment's status.
     async fn process(&self, body: &str) -> Result<&'static str, PaymentError> {
         let request: PaymentRequest = serde_json::from_str(body).map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        // The order's correlation id as the trace id: a Logs Insights query by the X-Correlation-Id
+        // of `POST /api/orders` finds the payment's lines too (see `crate::logging`).
+        let span = tracing::info_span!(
+            "payment_request",
+            service = "payments",
+            trace_id = %request.correlation_id,
+            customer_id = %request.customer_id,
+        );
+        let status = self.decide_and_record(request).instrument(span.clone()).await?;
+        span.in_scope(|| tracing::debug!(status, "payment request handled"));
+        Ok(status)
+    }
+
+    /// [`Self::process`] once the request is read.
+    async fn decide_and_record(&self, request: PaymentRequest) -> Result<&'static str, PaymentError> {
         let causation = Causation { correlation_id: request.correlation_id, causation_id: Some(request.event_id) };
         let payment = self
             .cafe

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// A file whose first line is the admin token (as a secrets manager mounts it).
     #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// How log lines are written: `text` for a terminal, or `json`, one object per line with
+    /// `timestamp`, `level`, `service`, `trace_id` (the command's correlation id), `customer_id` and
+    /// `message`, for CloudWatch Logs Insights. Which lines: `RUST_LOG` (default `info`).
+    #[arg(long, env = "CLOUDCAFE_LOG_FORMAT", default_value_t = gateways::logging::LogFormat::Text)]
+    pub log_format: gateways::logging::LogFormat,
     #[command(flatten)]
     pub messaging: MessagingArgs,
     #[command(flatten)]

@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::domain::inventory::Stock;
-use events::Causation;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -115,7 +114,7 @@ pub(super) async fn restock(
 ) -> Result<HttpResponse, ApiError> {
     let body: RestockBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let causation = Causation::new_root();
+    let causation = crate::logging::command_causation();
     let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, causation).await?;
     let mut response = HttpResponse::Ok();
     if let Some(h) = super::wire::correlation(&causation, true) {

@@ -40,6 +40,7 @@ struct LoyaltyJson {
 )]
 pub(super) async fn get_loyalty(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let customer = path_id(&path, "customer_id")?.to_owned();
+    crate::logging::record_customer(&customer);
     let load = || state.storefront.loyalty(&customer);
     let projected = match &state.cache {
         Some(cache) => cache.get_or_load(&CacheKey::Loyalty(customer.clone()), load).await?,

@@ -6,7 +6,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::domain::menu::{MenuCommand, MenuItem};
 use events::domain::{Cents, Nutrition};
-use events::Causation;
 use projections::read_models::cache::CacheKey;
 use projections::read_models::storefront::MenuItemView;
 use serde::{Deserialize, Serialize};
@@ -194,7 +193,7 @@ pub(super) async fn publish_menu_item(
         },
         image_sha256: body.image_sha256,
     };
-    let causation = Causation::new_root();
+    let causation = crate::logging::command_causation();
     let published = state.cafe.publish_menu_item(command, causation).await?;
     let mut response = HttpResponse::Created();
     if let Some(h) = super::wire::correlation(&causation, !published.events.is_empty()) {
@@ -245,7 +244,7 @@ pub(super) async fn change_price(
     let item = path_id(&path, "item_id")?;
     let body: PriceBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let causation = Causation::new_root();
+    let causation = crate::logging::command_causation();
     let changed = state.cafe.change_menu_price(item, body.price_cents, causation).await?;
     let mut response = HttpResponse::Ok();
     if let Some(h) = super::wire::correlation(&causation, !changed.events.is_empty()) {
@@ -274,7 +273,7 @@ pub(super) async fn change_price(
 pub(super) async fn retire(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let item = path_id(&path, "item_id")?;
     let _permit = admit(&state)?;
-    let causation = Causation::new_root();
+    let causation = crate::logging::command_causation();
     let retired = state.cafe.retire_menu_item(item, causation).await?;
     let mut response = HttpResponse::Ok();
     if let Some(h) = super::wire::correlation(&causation, !retired.events.is_empty()) {

@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actors::cafe::PlaceOrder;
 use actors::domain::order::Order;
 use events::domain::OrderLine;
-use events::Causation;
 use projections::read_models::storefront::OrderView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -217,6 +216,7 @@ async fn take_order(
             order_id_for_key(&body.customer_id, key)
         }
     };
+    crate::logging::record_customer(&body.customer_id);
     let request = PlaceOrder {
         order_id,
         customer_id: body.customer_id,
@@ -225,9 +225,18 @@ async fn take_order(
         placed_at_us: events::envelope::now_us(),
         fresh_order_id,
     };
-    let causation = Causation::new_root();
-    let placed = state.cafe.place_order(request, causation).await?;
+    let causation = crate::logging::command_causation();
+    // Per order at debug only (a node places thousands a second); a 503 or a 500 logs its own line.
+    let placed = match state.cafe.place_order(request, causation).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            let e = ApiError::from(e);
+            tracing::debug!(%order_id, status = actix_web::ResponseError::status_code(&e).as_u16(), reason = %e, "order not placed");
+            return Err(e);
+        }
+    };
     let replayed = placed.events.is_empty();
+    tracing::debug!(%order_id, replayed, total_cents = placed.state.total_cents, "order placed");
     let mut response = HttpResponse::Created();
     if let Some(h) = super::wire::correlation(&causation, !replayed) {
         response.insert_header(h);
@@ -297,6 +306,7 @@ pub(super) async fn customer_orders(
         return Err(ApiError::bad("limit must be a number from 1 to 500", "limit"));
     }
     let customer_id = path_id(&path, "customer_id")?;
+    crate::logging::record_customer(customer_id);
     let orders = state.storefront.customer_orders(customer_id, limit).await?;
     Ok(HttpResponse::Ok().json(CustomerOrdersJson {
         customer_id: customer_id.to_owned(),

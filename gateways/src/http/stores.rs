@@ -5,7 +5,6 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::domain::store::Store;
-use events::Causation;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -101,7 +100,7 @@ pub(super) async fn open_store(
 ) -> Result<HttpResponse, ApiError> {
     let body: OpenStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let causation = Causation::new_root();
+    let causation = crate::logging::command_causation();
     let opened = state.cafe.open_store(&body.store_id, &body.name, causation).await?;
     let mut response = if opened.events.is_empty() { HttpResponse::Ok() } else { HttpResponse::Created() };
     if let Some(h) = super::wire::correlation(&causation, !opened.events.is_empty()) {
@@ -145,7 +144,7 @@ pub(super) async fn close_store(
     let store_id = path_id(&path, "store_id")?;
     let body: CloseStoreBody = json_body(&req, payload, &state).await?;
     let _permit = admit(&state)?;
-    let closed = state.cafe.close_store(store_id, &body.reason, Causation::new_root()).await?;
+    let closed = state.cafe.close_store(store_id, &body.reason, crate::logging::command_causation()).await?;
     Ok(HttpResponse::Ok().json(StoreJson::from(closed.state)))
 }
 

@@ -10,6 +10,7 @@ mod flood;
 mod flood_report;
 mod kill_restart;
 mod limits;
+mod logs;
 mod loyalty;
 mod metrics_export;
 #[cfg(feature = "cloud")]
