@@ -8,6 +8,8 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use anyhow::Context;
 use clap::Args;
+use gateways::cloudwatch;
+use gateways::cloudwatch::history::History;
 use gateways::http::auth as admin;
 use gateways::http::{ApiSettings, ApiState};
 use gateways::node::Node;
@@ -46,6 +48,10 @@ pub struct ServeArgs {
     /// A file whose first line is the admin token (as a secrets manager mounts it).
     #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Seconds between the samples of the node's metrics that its dashboard page (`/admin/dashboard`)
+    /// draws; it keeps the newest 720 (an hour at 5 s).
+    #[arg(long, default_value_t = 5.0)]
+    pub dashboard_sample_secs: f64,
     #[command(flatten)]
     pub messaging: MessagingArgs,
 }
@@ -124,16 +130,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.messaging.payment_queue.is_some() {
         settings.payment.authorizer = actors::cafe::Authorizer::PaymentProcessor;
     }
-    // Before the node starts: a bad token is refused before anything is opened.
+    // Before the node starts: a bad token or interval is refused before anything is opened.
     let admin_token = admin_token(&args)?;
+    let sample_every = Duration::try_from_secs_f64(args.dashboard_sample_secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--dashboard-sample-secs must be a positive number of seconds")?;
     let node = Node::start(settings).await.context("cannot start the node")?;
     let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
+    // One ticker samples the node's metrics for everything that reads the samples (each sample drains
+    // the one before); the dashboard page's history is fed from it.
+    let samples = cloudwatch::sample::spawn_ticker(telemetry::sampler(), sample_every);
+    let history = Arc::new(History::default());
+    history.follow(&samples);
     let api = ApiSettings {
         body_limit: args.body_limit,
         max_in_flight: args.max_in_flight,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         head_timeout: Duration::from_millis(args.head_timeout_ms),
         admin_token: Some(admin_token),
+        history,
     };
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
