@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use anyhow::Context;
 use clap::Args;
+use gateways::cloudwatch::history::History;
 use gateways::cloudwatch::{emf, sample};
 use gateways::http::auth as admin;
 use gateways::http::{ApiSettings, ApiState};
@@ -89,8 +90,9 @@ pub struct MetricsArgs {
     /// A CloudWatch endpoint to use instead of AWS (an emulator; static test credentials).
     #[arg(long, env = "CLOUDCAFE_CLOUDWATCH_ENDPOINT")]
     pub cloudwatch_endpoint: Option<String>,
-    /// Milliseconds between samples of the metrics (the dashboard page's resolution; the exports
-    /// add samples up to --cloudwatch-interval-secs).
+    /// Milliseconds between samples of the metrics: the resolution of the dashboard page
+    /// (`/admin/dashboard`, which keeps the newest 720 samples, an hour at 5 s); the exports add
+    /// samples up to --cloudwatch-interval-secs.
     #[arg(long, default_value_t = 5000)]
     pub metrics_sample_ms: u64,
 }
@@ -173,15 +175,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_token = admin_token(&args)?;
     let node = Node::start(settings).await.context("cannot start the node")?;
     let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
+    // One ticker samples the node's metrics for everything that reads the samples (each sample drains
+    // the one before): the dashboard page's history and the CloudWatch export.
+    let sample_every = Duration::from_millis(args.metrics.metrics_sample_ms.max(50));
+    let samples = sample::spawn_ticker(telemetry::sampler(), sample_every);
+    let history = Arc::new(History::default());
+    history.follow(&samples);
     let api = ApiSettings {
         body_limit: args.body_limit,
         max_in_flight: args.max_in_flight,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         head_timeout: Duration::from_millis(args.head_timeout_ms),
         admin_token: Some(admin_token),
+        history,
     };
-    let samples =
-        sample::spawn_ticker(telemetry::sampler(), Duration::from_millis(args.metrics.metrics_sample_ms.max(50)));
     let (stop_export, export_stopped) = watch::channel(false);
     let export = start_export(&args.metrics, &samples, export_stopped).await?;
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;

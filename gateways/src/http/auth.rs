@@ -3,9 +3,10 @@
 //!
 //! The check is a middleware that [`super::configure`] wraps around every resource whose path starts
 //! with [`ADMIN_PREFIX`]: it is decided by the path in `routes()`, not by each handler remembering to
-//! call it, so an `/admin` route cannot be added without it (a unit test sends every `/admin` route
-//! of `route_table()` without the token and expects 401). It runs before the body is read and before
-//! admission: a request without the token costs the node nothing and changes nothing.
+//! call it, so an `/admin` route cannot be added without it (a test sends every `/admin` route of
+//! `route_table()` without the token and expects 401). It runs before the body is read and before
+//! admission: a request without the token costs the node nothing and changes nothing. The one
+//! exception is named here, [`OPEN_ADMIN_PAGES`], with the reason.
 //!
 //! This is the simple shared secret of the stress issue (#11). The roles of #14 (JWT, `admin` a
 //! role among customer and staff) will replace [`require_admin_token`] by their one authorization
@@ -23,6 +24,19 @@ use super::ApiState;
 
 /// Every route whose path starts with this needs the admin token.
 pub const ADMIN_PREFIX: &str = "/admin/";
+
+/// Admin pages served without the token: a browser that navigates to a page cannot send an
+/// `Authorization` header, so such a page is a shell that holds no data (HTML and its script, the
+/// same for everyone) and reads the token from its URL's fragment (`#token=...`, which never reaches
+/// the node or any log), then sends it as the bearer on its data requests, which need it as usual
+/// (`/admin/dashboard` → `/admin/dashboard/data`, [`super::dashboard`]).
+pub const OPEN_ADMIN_PAGES: &[&str] = &["/admin/dashboard"];
+
+/// Whether the route of this path template needs the admin token: every one under
+/// [`ADMIN_PREFIX`] but the [`OPEN_ADMIN_PAGES`].
+pub fn needs_admin_token(path: &str) -> bool {
+    path.starts_with(ADMIN_PREFIX) && !OPEN_ADMIN_PAGES.contains(&path)
+}
 
 /// The fewest characters an admin token may have: a short shared secret is a guessable one.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -107,6 +121,18 @@ pub(super) async fn require_admin_token<B: MessageBody>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_data_less_page_shells_are_open() {
+        assert!(needs_admin_token("/admin/projections"));
+        assert!(needs_admin_token("/admin/dashboard/data"));
+        assert!(needs_admin_token("/admin/dashboard/"));
+        assert!(!needs_admin_token("/admin/dashboard"));
+        assert!(!needs_admin_token("/health"));
+        for page in OPEN_ADMIN_PAGES {
+            assert!(page.starts_with(ADMIN_PREFIX), "{page}");
+        }
+    }
 
     #[test]
     fn generated_tokens_are_valid_and_differ() {

@@ -1,7 +1,8 @@
 //! The REST API (actix-web), as the ALB routes it: `/api/orders/*`, `/api/customers/*`,
 //! `/api/menu/*`, `/api/inventory/*`, `/api/loyalty/*`, `/api/payments/*`, `/api/analytics/*`,
-//! `/api/stores/*`, plus `/health`, `/ready`, `/metrics`, `/admin/projections`, `/admin/stores/*`
-//! and `/openapi.json` (the OpenAPI 3.1 document of all of them, [`openapi`]). [`configure`] builds
+//! `/api/stores/*`, plus `/health`, `/ready`, `/metrics`, `/admin/projections`, `/admin/stores/*`,
+//! `/admin/stress/*`, `/admin/dashboard` (the node's own dashboard page, [`dashboard`]) and
+//! `/openapi.json` (the OpenAPI 3.1 document of all of them, [`openapi`]). [`configure`] builds
 //! it for `main` and for tests alike.
 //!
 //! One module per resource holds its handlers and its request and response types; every response
@@ -11,7 +12,8 @@
 //! `extractors` reads bodies, paths and queries into typed input.
 //!
 //! Every route under `/admin/` needs the node's admin token (`auth`): [`configure`] wraps each such
-//! resource of [`routes`] in the check, so none can be added without it. The rest is open.
+//! resource of [`routes`] in the check, so none can be added without it; the one exception is the
+//! dashboard page's shell, which holds no data ([`auth::OPEN_ADMIN_PAGES`]). The rest is open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +28,13 @@ use projections::read_models::cache::ReadCache;
 use projections::read_models::storefront::StorefrontQueries;
 use tokio::sync::Semaphore;
 
+use crate::cloudwatch::history::History;
 use crate::node::Node;
 
 mod admin;
 mod analytics;
 pub mod auth;
+pub mod dashboard;
 mod errors;
 mod extractors;
 mod inventory;
@@ -75,6 +79,9 @@ pub struct ApiState {
     /// the embedded demo (`ApiSettings::default()`) has none, since nothing outside the process can
     /// reach it there.
     pub admin_token: Option<Arc<str>>,
+    /// The node's recent metric samples, which `/admin/dashboard` draws (empty unless a ticker
+    /// feeds it: `cloudcafe serve` does, [`History::follow`]).
+    pub history: Arc<History>,
 }
 
 /// The API's limits, as `main` sets them from its flags.
@@ -92,6 +99,8 @@ pub struct ApiSettings {
     pub head_timeout: Duration,
     /// The bearer token of the `/admin/` routes (see [`ApiState::admin_token`]); `None`: open.
     pub admin_token: Option<String>,
+    /// The samples the dashboard page draws; the default is an empty history nothing feeds.
+    pub history: Arc<History>,
 }
 
 /// Everything but the admin token, which a `{:?}` in a log line must not show.
@@ -103,6 +112,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("body_timeout", &self.body_timeout)
             .field("head_timeout", &self.head_timeout)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("history", &self.history)
             .finish()
     }
 }
@@ -115,6 +125,7 @@ impl Default for ApiSettings {
             body_timeout: Duration::from_secs(5),
             head_timeout: Duration::from_secs(5),
             admin_token: None,
+            history: Arc::default(),
         }
     }
 }
@@ -156,6 +167,7 @@ impl ApiState {
             read_models: Vec::new(),
             stress: stress::StressRuns::default(),
             admin_token: settings.admin_token.as_deref().map(Arc::from),
+            history: settings.history.clone(),
         })
     }
 }
@@ -188,6 +200,8 @@ fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
         ("/admin/stores/{store_id}/close", vec![(Method::POST, web::to(stores::close_store))]),
         ("/admin/projections", vec![(Method::GET, web::to(admin::projections))]),
         ("/admin/stress/{id}", vec![(Method::POST, web::to(stress::start)), (Method::GET, web::to(stress::show))]),
+        ("/admin/dashboard", vec![(Method::GET, web::to(dashboard::page))]),
+        ("/admin/dashboard/data", vec![(Method::GET, web::to(dashboard::data))]),
     ]
 }
 
@@ -198,7 +212,8 @@ pub fn route_table() -> Vec<(&'static str, Method)> {
 
 /// Every route of the API on `state`; a path no route matches is 404, a method a path does not
 /// serve is 405 with `Allow` naming the methods it does. Every resource under
-/// [`auth::ADMIN_PREFIX`] is wrapped, its 405 included, in [`auth::require_admin_token`].
+/// [`auth::ADMIN_PREFIX`] but the [`auth::OPEN_ADMIN_PAGES`] is wrapped, its 405 included, in
+/// [`auth::require_admin_token`].
 pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::from(state));
@@ -213,7 +228,7 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 async move { errors::method_not_allowed(&allow) }
             };
             let resource = resource.default_service(web::to(not_allowed));
-            if path.starts_with(auth::ADMIN_PREFIX) {
+            if auth::needs_admin_token(path) {
                 cfg.service(resource.wrap(from_fn(auth::require_admin_token)));
             } else {
                 cfg.service(resource);

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use super::schema::{
     ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores, stress};
+use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payments, stores, stress};
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
 #[derive(OpenApi)]
@@ -35,7 +35,9 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
             method a path does not serve is 405 with `Allow` listing the ones it does.\n\n\
             Every `/admin/` route needs the node's admin token (`Authorization: Bearer <token>`, security scheme \
             `admin_token`): `cloudcafe serve --admin-token` or `CLOUDCAFE_ADMIN_TOKEN`, or the one the node prints \
-            at start when none is given. Without it they answer 401 with `WWW-Authenticate`.",
+            at start when none is given. Without it they answer 401 with `WWW-Authenticate`. The one exception is \
+            the page `/admin/dashboard`, which holds no data: it reads the token from its URL's fragment and sends it \
+            on its data requests.",
         license(name = "MIT"),
     ),
     paths(
@@ -60,6 +62,8 @@ use super::{admin, analytics, inventory, loyalty, menu, orders, payments, stores
         admin::projections,
         stress::start,
         stress::show,
+        dashboard::page,
+        dashboard::data,
         document,
     ),
     components(
@@ -211,7 +215,7 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let secured = op["security"].to_string().contains(ADMIN_SECURITY_SCHEME);
-                if path.starts_with(super::super::auth::ADMIN_PREFIX) {
+                if super::super::auth::needs_admin_token(path) {
                     admin_ops += 1;
                     assert!(secured, "{method} {path}: no `security` naming {ADMIN_SECURITY_SCHEME}");
                     let unauthorized = op["responses"]["401"].to_string();
