@@ -14,6 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use events::metric;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::layers::FanoutBuilder;
 
@@ -75,11 +76,13 @@ pub async fn record_request(
         400..=499 => "4xx",
         _ => "5xx",
     };
+    let status_label: SharedString = status.to_string().into();
+    let route: SharedString = route.into();
     metric::HTTP_REQUESTS
-        .counter(&[("method", method.into()), ("route", route.clone().into()), ("status", status.to_string().into()), ("class", class.into())])
+        .counter(&[("method", method.into()), ("route", route.clone()), ("status", status_label), ("class", class.into())])
         .increment(1);
     metric::HTTP_REQUEST_DURATION
-        .histogram(&[("method", method.into()), ("route", route.into())])
+        .histogram(&[("method", SharedString::from(method)), ("route", route)])
         .record(started.elapsed().as_secs_f64());
     Ok(response)
 }

@@ -6,6 +6,7 @@
 mod admin_auth;
 mod api;
 mod contract;
+mod dashboards;
 mod flood;
 mod flood_report;
 mod kill_restart;
