@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
+use cli::{bench, dashboard, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -56,6 +56,9 @@ enum Command {
     /// from the previous system to try it on.
     #[command(subcommand)]
     Loyalty(loyalty::LoyaltyCommand),
+    /// Render the CloudWatch dashboards and alarms generated from the metric catalog, or apply them.
+    #[command(subcommand)]
+    Dashboard(dashboard::DashboardCommand),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             Command::Flood(args) => flood::run(*args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Loyalty(command) => loyalty::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Dashboard(command) => dashboard::run(command).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

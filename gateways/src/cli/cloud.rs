@@ -211,6 +211,28 @@ mod imp {
         Ok(bench::kinesis::table(&figures))
     }
 
+    /// Puts the dashboards and alarms of `deployment` into CloudWatch, or into the emulator at
+    /// `endpoint`; a summary to print.
+    pub async fn apply_dashboards(
+        deployment: &gateways::cloudwatch::dashboard::Deployment,
+        endpoint: &Option<String>,
+    ) -> anyhow::Result<String> {
+        let settings = AwsSettings { region: Some(deployment.region.clone()), ..AwsSettings::new(endpoint.clone()) };
+        let client = aws_sdk_cloudwatch::Client::new(&settings.sdk_config().await);
+        let applied = gateways::cloudwatch::apply::apply(&client, deployment).await?;
+        let mut summary = format!(
+            "put {} dashboard(s), {} alarm(s) and {} composite alarm(s) for {}",
+            applied.dashboards.len(),
+            applied.alarms.len(),
+            applied.composite_alarms.len(),
+            deployment.environment
+        );
+        for (dashboard, message) in applied.warnings {
+            summary.push_str(&format!("\nCloudWatch about {dashboard}: {message}"));
+        }
+        Ok(summary)
+    }
+
     /// The payment dead-letter queue, found by name.
     pub struct DeadLetterQueue {
         sqs: aws_sdk_sqs::Client,
@@ -333,6 +355,14 @@ mod imp {
         _dynamodb_endpoint: &Option<String>,
     ) -> anyhow::Result<String> {
         anyhow::bail!("this build has no Kinesis client: rebuild with `--features cloud`")
+    }
+
+    /// An error: this build has no CloudWatch client.
+    pub async fn apply_dashboards(
+        _deployment: &gateways::cloudwatch::dashboard::Deployment,
+        _endpoint: &Option<String>,
+    ) -> anyhow::Result<String> {
+        anyhow::bail!("this build has no CloudWatch client: rebuild with `--features cloud`")
     }
 
     /// Never opened: this build has no SQS client.

@@ -1,6 +1,6 @@
 //! The `cloudcafe` subcommands, in the style of cargo's `src/bin/cargo/commands/`: one module per
 //! subcommand holding its clap arguments and its body ([`serve`], [`demo`], [`replay`], [`bench`],
-//! [`dlq`], [`projections`], [`flood`]), the argument group several of them share ([`storage`]), and the one place where a build
+//! [`dlq`], [`projections`], [`flood`], [`dashboard`]), the argument group several of them share ([`storage`]), and the one place where a build
 //! with the AWS clients and a build without them part ways ([`cloud`]).
 //!
 //! Architecture Invariant: only the binary reads flags and the environment; these modules turn them
@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod cloud;
+pub mod dashboard;
 pub mod demo;
 pub mod dlq;
 pub mod flood;

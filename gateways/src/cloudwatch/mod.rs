@@ -10,12 +10,15 @@
 //! - [`dashboard`]: the overview and per-service dashboards as data (widgets over catalog metrics).
 //! - [`render`]: dashboards and alarms as CloudWatch JSON bodies (`deploy/cloudwatch/`).
 //! - [`alarms`]: the alarms, over catalog and AWS metrics.
+//! - `apply` (feature `cloud`): the rendered dashboards and alarms put into CloudWatch.
 //! - [`history`]: samples kept in memory for the node's own dashboard page (`GET /admin/dashboard`).
 //!
 //! Architecture Invariant: a dashboard widget or alarm names a metric only through the catalog, so it
 //! cannot name one the code does not record.
 
 pub mod alarms;
+#[cfg(feature = "cloud")]
+pub mod apply;
 pub mod dashboard;
 pub mod emf;
 pub mod history;

@@ -7,6 +7,7 @@ mod admin_auth;
 mod api;
 mod contract;
 mod dashboard_page;
+mod dashboards;
 mod flood;
 mod flood_report;
 mod kill_restart;
