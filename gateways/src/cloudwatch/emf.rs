@@ -23,11 +23,15 @@ pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
 /// The EMF specification's limit of values per metric.
 pub const MAX_VALUES: usize = 100;
 
+/// Dimension names and values, `Environment` first.
+type Dimensions = Vec<(&'static str, String)>;
+/// A metric's name, unit and value in a document.
+type Member = (&'static str, &'static str, Json);
+
 /// The EMF documents of a sample, for the deployment `environment`.
 pub fn documents(sample: &Sample, environment: &str) -> Vec<Json> {
     let timestamp = sample.at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-    // (namespace, dimensions) → metric name → (unit, value)
-    let mut groups: BTreeMap<(&str, Vec<(&str, String)>), Vec<(&str, &str, Json)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, Dimensions), Vec<Member>> = BTreeMap::new();
     for series in &sample.series {
         let Some(value) = member(&series.value) else { continue };
         let mut dimensions = vec![(ENVIRONMENT_DIMENSION, environment.to_owned())];
