@@ -257,7 +257,8 @@ ensure_kinesalite() {
 stop_emulators() {
   cc_stop moto
   cc_stop moto-sqs
+  cc_stop moto-cloudwatch
   cc_stop secantusdb
   cc_stop kinesalite
-  unset CLOUDCAFE_TEST_DYNAMODB CLOUDCAFE_TEST_SQS CLOUDCAFE_TEST_MONGO CLOUDCAFE_TEST_KINESIS
+  unset CLOUDCAFE_TEST_DYNAMODB CLOUDCAFE_TEST_SQS CLOUDCAFE_TEST_CLOUDWATCH CLOUDCAFE_TEST_MONGO CLOUDCAFE_TEST_KINESIS
 }
