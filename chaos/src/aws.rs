@@ -1,0 +1,1 @@
+//! The AWS plans of the experiments (being written).
