@@ -1,1 +1,0 @@
-//! The AWS plans of the experiments (being written).
