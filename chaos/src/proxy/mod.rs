@@ -8,14 +8,16 @@
 //! HTTP/1.1 JSON API so that `cloudcafe chaos inject/revert` can change them while the system runs;
 //! the rollback of an experiment is [`Proxies::clear_all`].
 //!
-//! How bytes move. A [`Mode::Tcp`] connection runs in one task: per direction a reader stamps each
-//! chunk (up to 16 KiB) with its arrival time and hands it to a writer through a small pool of
-//! recycled buffers, and the writer ([`outbound::Outbound`]) releases it at `arrival + latency ±
-//! jitter`, paced to the bandwidth cap, or holds it while `timeout` is on. Latency is therefore a
-//! delay, not a throughput cap: chunks that arrive back to back leave back to back, 200 ms later.
-//! The faults are read per chunk from a `tokio::sync::watch` snapshot (no lock held across an
-//! await), so a change reaches open connections at their next chunk, and a writer that waits
-//! (latency, pacing, hold) wakes when the faults change: clearing them releases held bytes at once.
+//! How bytes move. A [`Mode::Tcp`] connection runs in one task, one future per direction: it reads
+//! a chunk (up to 16 KiB), stamps it with its arrival time, and writes it (`outbound::Outbound`)
+//! at `arrival + latency ± jitter`, paced to the bandwidth cap, or holds it while `timeout` is on.
+//! Without faults a chunk is written as soon as it is read; with them the direction keeps reading
+//! while up to four chunks wait, so latency is a delay, not a throughput cap: chunks that arrive
+//! back to back leave back to back, 200 ms later. The faults are read per chunk from a
+//! `tokio::sync::watch` snapshot (no lock held across an await), so a change reaches open
+//! connections at their next chunk, and a direction that waits (latency, pacing, hold) wakes when
+//! the faults change: clearing them releases held bytes at once.
+//!
 //! A [`Mode::Http`] connection parses HTTP/1.1 requests and responses (Content-Length and chunked
 //! bodies, forwarded verbatim) so that the error injection works per request; latency there applies
 //! once per message.

@@ -23,6 +23,9 @@ struct Pace {
 }
 
 impl Pace {
+    /// No fault on the bytes: they go as they come.
+    const CLEAN: Pace = Pace { latency_ms: 0, jitter_ms: 0, bandwidth_kbps: None, hold: false };
+
     /// When a piece that arrived at `arrival` may leave; `draw` in [-1, 1] places it in the jitter.
     fn due(&self, arrival: Instant, draw: f64) -> Instant {
         if self.latency_ms == 0 && self.jitter_ms == 0 {
@@ -31,6 +34,20 @@ impl Pace {
         let ms = (self.latency_ms as f64 + draw * self.jitter_ms as f64).max(0.0);
         arrival + Duration::from_secs_f64(ms / 1000.0)
     }
+}
+
+/// What a direction does next with the bytes it holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Plan {
+    /// Write this many bytes now.
+    Write(usize),
+    /// Wait until then (`None`: until the faults change); [`Outbound::wait`] also wakes on a change.
+    Wait(Option<Instant>),
+}
+
+/// Where a piece falls within the jitter band: uniform in [-1, 1].
+pub(super) fn jitter_draw() -> f64 {
+    fastrand::f64() * 2.0 - 1.0
 }
 
 /// The writing end of one direction, with the faults it obeys and the counter of what it forwarded.
@@ -59,7 +76,7 @@ impl<'a, W: AsyncWrite + Unpin> Outbound<'a, W> {
     }
 
     /// Returns at `deadline` (never, if `None`) or as soon as the faults change, whichever is first.
-    async fn wait(&mut self, deadline: Option<Instant>) {
+    pub(super) async fn wait(&mut self, deadline: Option<Instant>) {
         let changed = async {
             if self.faults.changed().await.is_err() {
                 // The proxy's sender outlives every connection; should it go, only the deadline counts.
@@ -77,45 +94,56 @@ impl<'a, W: AsyncWrite + Unpin> Outbound<'a, W> {
         }
     }
 
-    /// Forwards `bytes`, which arrived at `arrival`, under the faults in force while it goes out.
-    ///
-    /// Each step re-reads the faults, so a change (a cleared latency, a lifted black hole) applies
-    /// to the bytes still waiting here.
+    /// What to do next with a piece of `remaining` bytes that arrived at `arrival` (`draw` in
+    /// [-1, 1] places it in the jitter), under the faults in force now. Re-asked after every write
+    /// and every wake, so a change (a cleared latency, a lifted black hole) applies to bytes that
+    /// are still waiting here.
+    pub(super) fn plan(&mut self, remaining: usize, arrival: Instant, draw: f64) -> Plan {
+        let pace = self.pace();
+        if pace == Pace::CLEAN {
+            return Plan::Write(remaining);
+        }
+        if pace.hold {
+            return Plan::Wait(None);
+        }
+        let now = Instant::now();
+        let due = pace.due(arrival, draw);
+        if due > now {
+            return Plan::Wait(Some(due));
+        }
+        match pace.bandwidth_kbps {
+            None => Plan::Write(remaining),
+            Some(_) if self.next_slot > now => Plan::Wait(Some(self.next_slot)),
+            Some(kbps) => {
+                let bytes_per_second = kbps.max(1).saturating_mul(1024);
+                let slice = (bytes_per_second / PACING_SLICES_PER_SECOND).max(1);
+                let len = remaining.min(usize::try_from(slice).unwrap_or(usize::MAX));
+                // No credit for idle time: the cap holds from the first slice after a pause.
+                self.next_slot = now + Duration::from_secs_f64(len as f64 / bytes_per_second as f64);
+                Plan::Write(len)
+            }
+        }
+    }
+
+    /// Writes bytes that [`Self::plan`] let go.
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.forwarded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Forwards `bytes`, which arrived at `arrival`, waiting here as the faults require.
     pub(super) async fn send(&mut self, bytes: &[u8], arrival: Instant) -> io::Result<()> {
-        let draw = fastrand::f64() * 2.0 - 1.0;
+        let draw = jitter_draw();
         let mut sent = 0;
         while sent < bytes.len() {
-            let pace = self.pace();
-            if pace.hold {
-                self.wait(None).await;
-                continue;
-            }
-            let now = Instant::now();
-            let due = pace.due(arrival, draw);
-            if due > now {
-                self.wait(Some(due)).await;
-                continue;
-            }
-            let rest = &bytes[sent..];
-            let piece = match pace.bandwidth_kbps {
-                None => rest,
-                Some(kbps) => {
-                    if self.next_slot > now {
-                        let slot = self.next_slot;
-                        self.wait(Some(slot)).await;
-                        continue;
-                    }
-                    let bytes_per_second = kbps.max(1).saturating_mul(1024);
-                    let slice = (bytes_per_second / PACING_SLICES_PER_SECOND).max(1);
-                    let piece = &rest[..rest.len().min(usize::try_from(slice).unwrap_or(usize::MAX))];
-                    // No credit for idle time: the cap holds from the first slice after a pause.
-                    self.next_slot = now + Duration::from_secs_f64(piece.len() as f64 / bytes_per_second as f64);
-                    piece
+            match self.plan(bytes.len() - sent, arrival, draw) {
+                Plan::Write(len) => {
+                    self.write(&bytes[sent..sent + len]).await?;
+                    sent += len;
                 }
-            };
-            self.writer.write_all(piece).await?;
-            self.forwarded.fetch_add(piece.len() as u64, Ordering::Relaxed);
-            sent += piece.len();
+                Plan::Wait(until) => self.wait(until).await,
+            }
         }
         Ok(())
     }

@@ -1,13 +1,13 @@
 //! Tcp mode: opaque bytes, both directions at once, faults applied per chunk.
 
+use std::collections::VecDeque;
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::outbound::Outbound;
+use super::outbound::{jitter_draw, Outbound, Plan};
 use super::{FaultsWatch, Proxy, CHUNK};
 
 /// Chunks one direction may have read but not yet written: what lets latency delay a stream without
@@ -33,54 +33,75 @@ pub(super) async fn relay(
     Ok(())
 }
 
-/// A chunk on its way from the reader to the writer of one direction.
+/// A chunk read from one side and not yet all written to the other.
 struct Chunk {
     buffer: Vec<u8>,
     len: usize,
+    sent: usize,
     arrival: Instant,
+    draw: f64,
 }
 
-/// One direction: a reader stamps chunks with their arrival, the writer lets them out under the
-/// faults, and the buffers go back to the reader (at most `IN_FLIGHT` are ever allocated).
+/// One direction, in one future: write whatever the faults let go now, then wait for the next
+/// read or the next moment something may go, whichever comes first.
+///
+/// Without faults a chunk is written as soon as it is read, with no hand-off between tasks (the
+/// fast path: one read, one write). With latency the direction keeps reading while the chunks
+/// before wait, up to `IN_FLIGHT` of them, so each chunk is delayed from its own arrival.
 async fn pump<R, W>(mut reader: R, mut outbound: Outbound<'_, W>) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (full_tx, mut full_rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
-    let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
-    let reading = async move {
-        let mut allocated = 0;
-        loop {
-            let mut buffer = match free_rx.try_recv() {
-                Ok(buffer) => buffer,
-                Err(_) if allocated < IN_FLIGHT => {
-                    allocated += 1;
-                    vec![0; CHUNK]
+    let mut queue: VecDeque<Chunk> = VecDeque::with_capacity(IN_FLIGHT);
+    let mut free: Vec<Vec<u8>> = Vec::with_capacity(IN_FLIGHT);
+    let mut ended = false;
+    loop {
+        let mut wait = None;
+        while let Some(front) = queue.front_mut() {
+            match outbound.plan(front.len - front.sent, front.arrival, front.draw) {
+                Plan::Write(len) => {
+                    outbound.write(&front.buffer[front.sent..front.sent + len]).await?;
+                    front.sent += len;
+                    if front.sent == front.len {
+                        if let Some(done) = queue.pop_front() {
+                            free.push(done.buffer);
+                        }
+                    }
                 }
-                Err(_) => match free_rx.recv().await {
-                    Some(buffer) => buffer,
-                    None => return Ok(()),
-                },
-            };
-            let len = reader.read(&mut buffer).await?;
-            if len == 0 {
-                // Dropping `full_tx` tells the writer the stream ended.
-                return Ok::<(), io::Error>(());
-            }
-            if full_tx.send(Chunk { buffer, len, arrival: Instant::now() }).await.is_err() {
-                return Ok(());
+                Plan::Wait(until) => {
+                    wait = Some(until);
+                    break;
+                }
             }
         }
-    };
-    let writing = async move {
-        while let Some(chunk) = full_rx.recv().await {
-            outbound.send(&chunk.buffer[..chunk.len], chunk.arrival).await?;
-            // Never waits: the channel holds as many buffers as were ever allocated.
-            let _ = free_tx.send(chunk.buffer).await;
+        if ended && queue.is_empty() {
+            return outbound.shutdown().await;
         }
-        outbound.shutdown().await
-    };
-    tokio::try_join!(reading, writing)?;
-    Ok(())
+        let room = !ended && queue.len() < IN_FLIGHT;
+        if room && free.is_empty() {
+            // Buffers are allocated lazily and recycled: at most IN_FLIGHT per direction.
+            free.push(vec![0; CHUNK]);
+        }
+        tokio::select! {
+            read = read_into(&mut reader, free.last_mut()), if room => {
+                let len = read?;
+                if len == 0 {
+                    ended = true;
+                } else if let Some(buffer) = free.pop() {
+                    queue.push_back(Chunk { buffer, len, sent: 0, arrival: Instant::now(), draw: jitter_draw() });
+                }
+            }
+            () = outbound.wait(wait.flatten()), if wait.is_some() => {}
+            // Not reached: with nothing to write and nothing to read the loop has returned above.
+            else => return outbound.shutdown().await,
+        }
+    }
+}
+
+async fn read_into<R: AsyncRead + Unpin>(reader: &mut R, buffer: Option<&mut Vec<u8>>) -> io::Result<usize> {
+    match buffer {
+        Some(buffer) => reader.read(buffer).await,
+        None => std::future::pending().await,
+    }
 }

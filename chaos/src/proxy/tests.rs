@@ -125,18 +125,30 @@ async fn latency_is_a_delay_not_a_cap_on_how_many_chunks_are_in_flight() {
     let (upstream, _) = echo_upstream().await;
     let (proxies, addr) = start_one(upstream, Mode::Tcp).await;
     proxies.set("p", Faults { latency_ms: 300, ..Faults::default() }).expect("set");
-    let mut stream = connect(addr).await;
-    let started = Instant::now();
+    let (mut reader, mut writer) = connect(addr).await.into_split();
+    let writing = tokio::spawn(async move {
+        let mut sent_at = Vec::new();
+        for i in 0..4u8 {
+            writer.write_all(&[i]).await.expect("write");
+            sent_at.push(Instant::now());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (sent_at, writer)
+    });
+    let mut back_at = Vec::new();
     for i in 0..4u8 {
-        stream.write_all(&[i]).await.expect("write");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).await.expect("echo");
+        assert_eq!(byte[0], i);
+        back_at.push(Instant::now());
     }
-    let mut back = [0u8; 4];
-    stream.read_exact(&mut back).await.expect("echoes");
-    let took = started.elapsed();
-    assert_eq!(back, [0, 1, 2, 3]);
-    // Each byte is 600 ms behind its sending; one chunk at a time would take 4 × 300 ms + 300 ms.
-    assert!(took >= Duration::from_millis(750) && took < Duration::from_millis(1200), "took {took:?}");
+    let (sent_at, _writer) = writing.await.expect("writer");
+    // Each byte comes back 2 × 300 ms after it was sent. Were one chunk delayed only after the one
+    // before it had left, the bytes that arrive while one waits would leave 300 ms later each.
+    for (i, (sent, back)) in sent_at.iter().zip(&back_at).enumerate() {
+        let delay = back.duration_since(*sent);
+        assert!(delay >= Duration::from_millis(600) && delay < Duration::from_millis(760), "byte {i}: {delay:?}");
+    }
 }
 
 #[tokio::test]
@@ -550,9 +562,10 @@ fn control_addresses_are_checked() {
     }
 }
 
-/// Round trips per second of 64-byte ping-pongs, direct and through a fault-free proxy.
+/// Round trips per second of 64-byte ping-pongs, direct and through a fault-free proxy, all on one
+/// thread so that the figure is the proxy's own work (not thread wake-ups, which vary with the load).
 /// `cargo test -p chaos --release -- --ignored --nocapture round_trips_per_second`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 #[ignore = "a measurement, not a check"]
 async fn round_trips_per_second_direct_and_proxied() {
     let (upstream, _) = echo_upstream().await;
