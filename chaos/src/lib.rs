@@ -15,6 +15,8 @@
 //! (`cloudcafe chaos`) drives it.
 
 pub mod aws;
+pub mod cluster;
+pub mod haproxy;
 pub mod ledger;
 pub mod process;
 pub mod proxy;
