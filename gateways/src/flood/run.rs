@@ -51,7 +51,7 @@ pub async fn run(
     acks: Arc<AckLedger>,
     recorder: Recorder,
 ) -> Result<FloodReport, FloodError> {
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let head = || async {
         match &context.journal {
             Some(j) => j.head_position().await.ok(),
@@ -143,12 +143,14 @@ pub async fn run(
     match verification.filter(|_| settings.verify) {
         None if !settings.verify => {}
         Some(v) => {
-            let verified =
-                verify(v.journal.as_ref(), &v.read_models, &acks.entries(), &VerifySettings { settle: context.settle })
-                    .await
-                    .map_err(|e| {
-                        FloodError::Unsupported(format!("verify could not run: {}", events::ErrorChain(&e)))
-                    })?;
+            let verified = verify(
+                v.journal.as_ref(),
+                &v.read_models,
+                &acks.entries(),
+                &VerifySettings { settle: context.settle, ..VerifySettings::default() },
+            )
+            .await
+            .map_err(|e| FloodError::Unsupported(format!("verify could not run: {}", events::ErrorChain(&e))))?;
             invariants.extend(verified);
         }
         None => invariants.push(Check {

@@ -66,7 +66,9 @@ fn storefront(dir: &tempfile::TempDir) -> Vec<Arc<dyn Rebuildable>> {
 }
 
 async fn verify(journal: &dyn Journal, models: &[Arc<dyn Rebuildable>], acks: &[Acknowledgement]) -> Vec<Check> {
-    verify::verify(journal, models, acks, &VerifySettings { settle: SETTLE }).await.unwrap()
+    verify::verify(journal, models, acks, &VerifySettings { settle: SETTLE, ..VerifySettings::default() })
+        .await
+        .unwrap()
 }
 
 /// Appends one event to the end of `stream`, as a writer that knows its version would.
