@@ -82,12 +82,24 @@ impl fmt::Display for LogFormat {
 
 /// Installs the process-wide subscriber: lines `filter` lets through, in `format`, on stdout.
 /// Called once, by the binary, after it has read its command line.
-pub fn init(format: LogFormat, filter: EnvFilter) {
+pub fn init(format: LogFormat, filter: EnvFilter, sink: LogSink) {
     let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(false)).init(),
-        LogFormat::Json => registry.with(JsonLayer::new(std::io::stdout)).init(),
+    match (format, sink) {
+        (LogFormat::Text, LogSink::Stdout) => registry.with(tracing_subscriber::fmt::layer().with_target(false)).init(),
+        (LogFormat::Text, LogSink::Stderr) => {
+            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr)).init()
+        }
+        (LogFormat::Json, LogSink::Stdout) => registry.with(JsonLayer::new(std::io::stdout)).init(),
+        (LogFormat::Json, LogSink::Stderr) => registry.with(JsonLayer::new(std::io::stderr)).init(),
     }
+}
+
+/// Where log lines go: a server's stdout (what ECS's log driver ships), or a command's stderr, so that
+/// what the command prints on stdout (a JSON verdict, a table, a path) stays readable by a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSink {
+    Stdout,
+    Stderr,
 }
 
 /// The service a request belongs to, from its path: the aggregate or resource it addresses

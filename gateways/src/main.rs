@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, dashboard, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
+use cli::{bench, chaos, cluster, dashboard, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -59,6 +59,15 @@ enum Command {
     /// Render the CloudWatch dashboards and alarms generated from the metric catalog, or apply them.
     #[command(subcommand)]
     Dashboard(dashboard::DashboardCommand),
+    /// A local cluster as on AWS: N nodes on one PostgreSQL journal with a Redis cache, behind
+    /// HAProxy configured as the ALB, with the fault proxy between the nodes and their stores.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Chaos experiments (Chaos Toolkit JSON in chaos/experiments/) against the local cluster: list,
+    /// run with a report, and the faults, probes and load they are made of. Exit codes: 0 every
+    /// experiment held, 6 one did not.
+    #[command(subcommand)]
+    Chaos(chaos::ChaosCommand),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -70,13 +79,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Only `serve` may write JSON (it is what runs under ECS); every other subcommand talks to a person.
-    let log_format = match &cli.command {
-        Command::Serve(args) => args.log_format,
-        _ => gateways::logging::LogFormat::Text,
+    // Only `serve` may write JSON logs, on stdout (it is what runs under ECS); every other subcommand
+    // talks to a person or a program (a chaos probe's JSON verdict), so its log goes to stderr.
+    let (log_format, sink) = match &cli.command {
+        Command::Serve(args) => (args.log_format, gateways::logging::LogSink::Stdout),
+        _ => (gateways::logging::LogFormat::Text, gateways::logging::LogSink::Stderr),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    gateways::logging::init(log_format, filter);
+    gateways::logging::init(log_format, filter, sink);
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::SUCCESS),
@@ -89,6 +99,8 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args).await,
             Command::Loyalty(command) => loyalty::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Dashboard(command) => dashboard::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Cluster(command) => cluster::run(command).await.map(|()| ExitCode::SUCCESS),
+            Command::Chaos(command) => chaos::run(command).await,
         }
     });
     match result {
