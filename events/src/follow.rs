@@ -163,6 +163,10 @@ pub trait Follower: Send + Sync {
     fn stalls(&self) -> Option<&Stalls> {
         None
     }
+
+    /// Called once when [`follow`] returns: the follower sets the gauges it reports itself back to
+    /// 0 (a node that no longer follows has nothing outstanding; another node may have taken over).
+    fn stopped(&self) {}
 }
 
 /// The step of the loop that failed, for logs and the `stage` label.
@@ -294,7 +298,25 @@ async fn record_progress(journal: &dyn Journal, name: &str, page: &[RecordedEven
 
 /// Follows the journal into `follower` from its own position until `stop` changes (or its sender is
 /// gone), retrying every failed step from the same position with backoff (see the module docs).
+///
+/// When it returns, the follower's lag gauges on this node go back to 0: a singleton follower that
+/// moved to another node must not leave its last lag behind here, where `/metrics` and the
+/// dashboards' maximum across nodes would show it for ever (found by the chaos experiments: after a
+/// failover the old holder kept reporting an outbox lag of 124 events).
 pub async fn follow<F: Follower + ?Sized>(
+    journal: Arc<dyn Journal>,
+    follower: &F,
+    options: FollowOptions,
+    stop: watch::Receiver<bool>,
+) {
+    follow_until_stopped(journal, follower, options, stop).await;
+    let name = follower.name();
+    metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", name.to_owned())]).set(0.0);
+    metric::FOLLOWER_LAG_SECONDS.gauge(&[("follower", name.to_owned())]).set(0.0);
+    follower.stopped();
+}
+
+async fn follow_until_stopped<F: Follower + ?Sized>(
     journal: Arc<dyn Journal>,
     follower: &F,
     options: FollowOptions,
@@ -655,6 +677,27 @@ mod tests {
             "follower_events_total{follower=\"fake\"} 5",
             "follower_errors_total{follower=\"fake\",stage=\"handle\"} 1",
         ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_follower_that_stops_leaves_no_lag_behind_on_this_node() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                // What the node reported while it followed, before another node took over.
+                metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", "fake".to_owned())]).set(124.0);
+                metric::FOLLOWER_LAG_SECONDS.gauge(&[("follower", "fake".to_owned())]).set(3.5);
+                let (stop, stopped) = watch::channel(false);
+                stop.send(true).unwrap();
+                follow(FakeJournal::with_events(5), &FakeFollower::default(), fast(), stopped).await;
+            })
+        });
+        let text = handle.render();
+        for line in ["follower_lag_events{follower=\"fake\"} 0", "follower_lag_seconds{follower=\"fake\"} 0"] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
     }

@@ -595,6 +595,11 @@ impl Follower for Publisher {
         Ok(())
     }
 
+    /// Another node publishes now (or none): this one has no outbox lag to report.
+    fn stopped(&self) {
+        metric::OUTBOX_LAG_EVENTS.gauge(&[("destination", self.destination.clone())]).set(0.0);
+    }
+
     /// A page may wait long on a broker's retries: stopping abandons it (it is sent again later).
     fn interrupt_on_stop(&self) -> bool {
         true
