@@ -16,7 +16,8 @@
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
 #
 # ensure_schemathesis installs schemathesis (the OpenAPI fuzzer of the contract test, no server) into
-# the same virtualenv and exports CLOUDCAFE_TEST_SCHEMATHESIS.
+# the same virtualenv and exports CLOUDCAFE_TEST_SCHEMATHESIS; ensure_chaostoolkit installs Chaos
+# Toolkit (`chaos run`, for the chaos experiments) there and exports CLOUDCAFE_CHAOSTOOLKIT.
 #
 # Each emulator runs in the background (nohup), logs to .cc-local/<name>.log and keeps its PID in
 # .cc-local/<name>.pid; an emulator already running (PID alive and port answering) is reused. The
@@ -183,6 +184,21 @@ ensure_schemathesis() {
   fi
   export CLOUDCAFE_TEST_SCHEMATHESIS="$cli"
   cc_log "schemathesis ready: $("$cli" --version)"
+}
+
+# Chaos Toolkit runs the chaos experiments (chaos/experiments/*.json) for `cloudcafe chaos run`.
+CC_CHAOSTOOLKIT_VERSION=1.19.0
+ensure_chaostoolkit() {
+  cc_venv || { cc_fail_or_warn "no virtualenv for Chaos Toolkit"; return; }
+  local cli="$CC_VENV/bin/chaos"
+  if ! "$cli" --version 2>/dev/null | grep -qF "$CC_CHAOSTOOLKIT_VERSION"; then
+    cc_log "pip install chaostoolkit==$CC_CHAOSTOOLKIT_VERSION"
+    "$CC_VENV/bin/python" -m pip install -q "chaostoolkit==$CC_CHAOSTOOLKIT_VERSION" >"$CC_LOCAL/pip-chaostoolkit.log" 2>&1 || {
+      cc_fail_or_warn "Chaos Toolkit cannot be installed (see $CC_LOCAL/pip-chaostoolkit.log)"; return
+    }
+  fi
+  export CLOUDCAFE_CHAOSTOOLKIT="$cli"
+  cc_log "Chaos Toolkit ready: $("$cli" --version)"
 }
 
 # SecantusDB speaks the MongoDB wire protocol (standing in for DocumentDB), in memory.

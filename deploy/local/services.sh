@@ -89,3 +89,13 @@ ensure_chromium() {
   export CLOUDCAFE_TEST_CHROMIUM="$bin"
   cc_log "Chromium ready: $CLOUDCAFE_TEST_CHROMIUM"
 }
+
+ensure_haproxy() {
+  # The local cluster's load balancer (deploy/local/cluster.sh), configured as the ALB is.
+  if ! command -v haproxy >/dev/null 2>&1; then
+    cc_apt_install haproxy || { cc_fail_or_warn "HAProxy is not installed and cannot be installed"; return; }
+  fi
+  command -v haproxy >/dev/null 2>&1 || { cc_fail_or_warn "HAProxy installed but not on PATH"; return; }
+  export CLOUDCAFE_TEST_HAPROXY="$(command -v haproxy)"
+  cc_log "HAProxy ready: $(haproxy -v | head -1)"
+}

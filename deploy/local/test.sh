@@ -16,6 +16,8 @@ ensure_kinesalite || exit 1
 ensure_python_clients || exit 1
 ensure_schemathesis || exit 1
 ensure_chromium || exit 1
+ensure_haproxy || exit 1
+ensure_chaostoolkit || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

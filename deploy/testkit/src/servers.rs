@@ -78,3 +78,15 @@ pub fn fresh_schema(prefix: &str) -> String {
 pub fn chromium() -> Option<String> {
     switch("CLOUDCAFE_TEST_CHROMIUM")
 }
+
+/// HAProxy, the local cluster's load balancer (`deploy/local/services.sh`'s `ensure_haproxy`):
+/// `CLOUDCAFE_TEST_HAPROXY`, the path of the program.
+pub fn haproxy() -> Option<String> {
+    switch("CLOUDCAFE_TEST_HAPROXY")
+}
+
+/// Chaos Toolkit's `chaos` command (`deploy/local/emulators.sh`'s `ensure_chaostoolkit`):
+/// `CLOUDCAFE_CHAOSTOOLKIT`, the path of the program.
+pub fn chaostoolkit() -> Option<String> {
+    switch("CLOUDCAFE_CHAOSTOOLKIT")
+}

@@ -13,6 +13,7 @@ use gateways::flood::arrivals::parse_duration;
 use gateways::verify::{self, AckLedger, VerifySettings};
 
 use super::cloud::CloudModels;
+use super::serve::EventSource;
 use super::storage::StorageArgs;
 
 /// The flags of `cloudcafe verify`.
@@ -31,12 +32,30 @@ pub struct VerifyArgs {
     /// Print the checks as a JSON array of {name, passed, detail} instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where the DynamoDB and DocumentDB read models take their events from (as the nodes were
+    /// started): fed from Kinesis, they hold no journal position and are compared with a rebuild
+    /// until they equal it or --settle is over.
+    #[arg(long, value_enum, default_value_t = EventSource::Journal)]
+    pub projections_from: EventSource,
 }
 
 /// Checks every invariant and prints each check; the exit code says whether all held.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.storage.settings();
-    let acks = match &args.acks {
+    let checks = checks(&args.storage, args.acks.as_deref(), args.settle, args.projections_from).await?;
+    print(&checks, args.json)?;
+    Ok(ExitCode::from(verify::exit_code(&checks)))
+}
+
+/// Every invariant of the journal `storage` names, and every read model against a rebuild, with the
+/// ack ledger at `acks` if given (the chaos experiments' probe calls this too).
+pub async fn checks(
+    storage: &StorageArgs,
+    acks: Option<&std::path::Path>,
+    settle: Duration,
+    projections_from: EventSource,
+) -> anyhow::Result<Vec<verify::Check>> {
+    let settings = storage.settings();
+    let acks = match acks {
         Some(path) => {
             AckLedger::load(path).with_context(|| format!("cannot read the ack ledger {}", path.display()))?
         }
@@ -49,18 +68,27 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let pool = events::postgres::connect_pool(options).await?;
         models.push(Arc::new(projections::read_models::analytics::AnalyticsSink::new(pool).await?));
     }
-    models.extend(CloudModels::open(&args.storage).await?.rebuildable().into_iter().map(|(_, model)| model));
-    let checks = verify::verify(journal.as_ref(), &models, &acks, &VerifySettings { settle: args.settle })
+    let cloud: Vec<_> = CloudModels::open(storage).await?.rebuildable().into_iter().map(|(_, model)| model).collect();
+    let stream_fed = match projections_from {
+        EventSource::Kinesis => cloud.iter().map(|model| model.name().to_owned()).collect(),
+        EventSource::Journal => Vec::new(),
+    };
+    models.extend(cloud);
+    verify::verify(journal.as_ref(), &models, &acks, &VerifySettings { settle, stream_fed })
         .await
-        .context("cannot verify")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        .context("cannot verify")
+}
+
+/// Prints the checks as text lines or as a JSON array.
+pub fn print(checks: &[verify::Check], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(checks)?);
     } else {
-        for check in &checks {
+        for check in checks {
             println!("{} {}: {}", if check.passed { "PASS" } else { "FAIL" }, check.name, check.detail);
         }
     }
-    Ok(ExitCode::from(verify::exit_code(&checks)))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 mod admin_auth;
 mod api;
+#[cfg(feature = "cloud")]
+mod chaos_experiments;
 mod contract;
 mod dashboard_page;
 mod dashboards;
