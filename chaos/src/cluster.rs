@@ -141,9 +141,9 @@ pub fn wait_listening(what: &str, addr: SocketAddr, within: Duration, log: &Path
     Err(ClusterError::NotReady { what: what.into(), addr, within, log: log.display().to_string() })
 }
 
-/// A loopback address with a port nobody listens on right now.
+/// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    crate::process::free_loopback_addr().port()
 }
 
 fn run(command: &mut Command) -> Result<String, ClusterError> {

@@ -1,9 +1,9 @@
 //! A node process under test.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -44,14 +44,8 @@ impl Node {
             .spawn()
             .map_err(|source| ProcessError::Spawn { program: self.program.display().to_string(), source })?;
         self.child = Some(child);
-        let deadline = Instant::now() + ready_within;
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Err(ProcessError::NotReady(self.addr, ready_within))
+        crate::cluster::wait_listening(&self.program.display().to_string(), self.addr, ready_within, Path::new("-"))
+            .map_err(|_| ProcessError::NotReady(self.addr, ready_within))
     }
 
     /// SIGKILL: no shutdown hook runs, no buffer is flushed.
