@@ -275,19 +275,18 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
 
     // Each survivor shows every catalog metric of the parts every node runs, and nothing the catalog
     // does not declare. The followers' own metrics (stalls, the outbox's) are on whichever survivor
-    // took over the singleton followers, so those are checked over the survivors together.
+    // took over the singleton followers, and a payment's duration only on the processor SQS handed
+    // its request to (one long poll can take every message of a short run), so those are checked
+    // over the survivors together.
     use events::metric::Emitter;
     let mut all = String::new();
     for node in &survivors {
         let mut conn = HttpConnection::new(*node);
         let text = String::from_utf8(conn.request("GET", "/metrics", &[], b"").await.unwrap().body).unwrap();
-        crate::metrics_export::check_catalog(
-            &text,
-            &[Emitter::Postgres, Emitter::KinesisConsumer, Emitter::PaymentProcessor],
-        );
+        crate::metrics_export::check_catalog(&text, &[Emitter::Postgres, Emitter::KinesisConsumer]);
         all.push_str(&text);
     }
-    crate::metrics_export::check_catalog(&all, &[Emitter::Node, Emitter::Outbox]);
+    crate::metrics_export::check_catalog(&all, &[Emitter::Node, Emitter::Outbox, Emitter::PaymentProcessor]);
 
     // The journal holds each acknowledged order once.
     let options = PgOptions::new(cluster.pg_url.clone()).with_schema(cluster.schema.clone());
