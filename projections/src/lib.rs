@@ -198,6 +198,16 @@ pub trait Rebuildable: Sink {
 
     /// Drops the shadow, leaving the live model as it is.
     async fn discard_shadow(&self) -> Result<(), SinkError>;
+
+    /// A new, empty shadow held in this process's memory that folds events into the same canonical
+    /// rows as the store's own shadow, when the model has one (`None` otherwise). `verify` compares
+    /// with it instead of writing a shadow to the store: it costs no request, and it can be brought
+    /// up to the journal's head again while a stream-fed model is still converging. It holds every
+    /// row, so it is for checks the size of what `verify` folds anyway, not for replaying a
+    /// production history (that is [`Rebuildable::shadow`]'s).
+    fn memory_shadow(&self) -> Option<Arc<dyn Sink>> {
+        None
+    }
 }
 
 /// A sink whose every write is conditional on the version of the stream it comes from, so that it

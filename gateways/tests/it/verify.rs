@@ -179,3 +179,58 @@ async fn a_row_deleted_from_the_storefront_fails_the_comparison_with_a_rebuild()
     assert!(models.detail.contains("c2"), "{}", models.detail);
     assert!(checks.iter().filter(|c| c.name != READ_MODELS).all(|c| c.passed), "{checks:#?}");
 }
+
+/// The DynamoDB tables, fed as a Kinesis consumer would feed them (no journal position to wait
+/// for), compare equal with the rebuild `verify` keeps in memory, and an item changed behind the
+/// sink's back is named once the settle time is over.
+#[cfg(feature = "cloud")]
+#[actix_rt::test]
+async fn an_item_changed_in_a_stream_fed_dynamodb_model_fails_the_comparison_with_the_rebuild_in_memory() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use projections::read_models::dynamo::DynamoSink;
+    use projections::Sink;
+
+    let Some(endpoint) = testkit::servers::dynamodb_endpoint() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let ledger = AckLedger::in_memory();
+    let orders = place_orders(&node, &ledger).await;
+    let client = testkit::aws::dynamodb_client(&endpoint).await;
+    let names = testkit::aws::fresh_table_names();
+    let sink = Arc::new(DynamoSink::open(client.clone(), names.clone()).await.unwrap());
+    let settings = VerifySettings { settle: SETTLE, stream_fed: vec![sink.name().to_owned()] };
+    // Feeds the sink the journal while verify waits, as a consumer catching up would.
+    let feed = {
+        let (journal, sink) = (node.journal.clone(), sink.clone());
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let page = journal.read_all(0, 100_000).await.unwrap();
+                sink.apply(&page).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let models: Vec<Arc<dyn Rebuildable>> = vec![sink.clone()];
+    let checks = verify::verify(node.journal.as_ref(), &models, &ledger.entries(), &settings).await.unwrap();
+    assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+    assert!(check(&checks, READ_MODELS).detail.contains("dynamodb-read-models: equal"), "{checks:#?}");
+    feed.abort();
+
+    let changed = orders[0].to_string();
+    client
+        .update_item()
+        .table_name(names.active_orders(1))
+        .key("order_id", AttributeValue::S(changed.clone()))
+        .update_expression("SET #s = :s")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("placed".into()))
+        .send()
+        .await
+        .unwrap();
+    let short = VerifySettings { settle: Duration::from_secs(3), ..settings };
+    let checks = verify::verify(node.journal.as_ref(), &models, &ledger.entries(), &short).await.unwrap();
+    let models = check(&checks, READ_MODELS);
+    assert!(!models.passed);
+    assert!(models.detail.contains("dynamodb-read-models: 1 rows differ"), "{}", models.detail);
+    assert!(models.detail.contains(&changed), "{}", models.detail);
+}

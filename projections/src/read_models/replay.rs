@@ -11,6 +11,7 @@
 //! does, so a model that went past a parked event still compares equal with its rebuild.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use events::envelope::{BrokenLink, GENESIS_HASH};
@@ -127,7 +128,7 @@ struct Reader<'a> {
     applied: u64,
     progress: &'a mut (dyn FnMut(Progress) + Send),
     /// The model's parked events, applied as their park records (as the runner does).
-    parks: Parks,
+    parks: &'a Parks,
 }
 
 impl Reader<'_> {
@@ -148,7 +149,7 @@ impl Reader<'_> {
         if position >= until {
             return Ok(position);
         }
-        let (journal, page_size, parks) = (self.journal, self.page_size, &self.parks);
+        let (journal, page_size, parks) = (self.journal, self.page_size, self.parks);
         let mut read = Some(journal.read_all(position, page_size).await?);
         let mut verified: Option<Vec<RecordedEvent>> = None;
         loop {
@@ -199,13 +200,14 @@ impl Reader<'_> {
 pub async fn verify_journal(journal: &dyn Journal, after: u64, page_size: usize) -> Result<u64, ReplayError> {
     let head = journal.head_position().await?;
     let mut verifier = ChainVerifier::default();
+    let none_parked = Parks::default();
     let mut reader = Reader {
         journal,
         page_size: page_size.max(1),
         started: Instant::now(),
         applied: 0,
         progress: &mut |_| {},
-        parks: Parks::default(),
+        parks: &none_parked,
     };
     reader.apply_until(&Discard { position: std::sync::atomic::AtomicU64::new(after) }, head, Some(&mut verifier)).await
 }
@@ -286,8 +288,14 @@ pub async fn rebuild(
     let resumed_from = bulk.position().await?;
     let mut verifier = ChainVerifier::default();
     let parks = Parks::load(journal, target.name()).await?;
-    let mut reader =
-        Reader { journal, page_size: options.page_size.max(1), started: Instant::now(), applied: 0, progress, parks };
+    let mut reader = Reader {
+        journal,
+        page_size: options.page_size.max(1),
+        started: Instant::now(),
+        applied: 0,
+        progress,
+        parks: &parks,
+    };
     let head = journal.head_position().await?;
     reader.apply_until(bulk.as_ref(), head, Some(&mut verifier)).await?;
     drop(bulk);
@@ -310,25 +318,113 @@ pub async fn rebuild(
         }
     }
     let applied = reader.applied;
-    let (live_rows, shadow_rows) = (target.canonical_rows().await?, shadow.canonical_rows().await?);
+    match compare(target, shadow.as_ref()).await? {
+        Ok(fingerprint) => {
+            if options.dry_run {
+                target.discard_shadow().await?;
+                return Ok(ReplayOutcome::Equal { fingerprint, resumed_from, applied });
+            }
+            target.promote_shadow().await?;
+            Ok(ReplayOutcome::Promoted { fingerprint, resumed_from, applied })
+        }
+        Err((live, shadow, differences)) => {
+            let promote = options.accept_differences && !options.dry_run;
+            if promote {
+                target.promote_shadow().await?;
+            } else if options.dry_run {
+                target.discard_shadow().await?;
+            }
+            Ok(ReplayOutcome::Differs { live, shadow, differences, promoted: promote })
+        }
+    }
+}
+
+/// The live model's and the shadow's canonical rows: their fingerprint when equal, else both
+/// fingerprints and the rows that differ.
+type Compared = Result<Fingerprint, (Fingerprint, Fingerprint, Vec<Difference>)>;
+
+async fn compare(live: &dyn Sink, shadow: &dyn Sink) -> Result<Compared, SinkError> {
+    let (live_rows, shadow_rows) = (live.canonical_rows().await?, shadow.canonical_rows().await?);
     let (live_print, shadow_print) =
         (Fingerprint::of(&mut live_rows.clone()), Fingerprint::of(&mut shadow_rows.clone()));
     if live_print == shadow_print {
-        if options.dry_run {
-            target.discard_shadow().await?;
-            return Ok(ReplayOutcome::Equal { fingerprint: live_print, resumed_from, applied });
+        return Ok(Ok(live_print));
+    }
+    Ok(Err((live_print, shadow_print, differences(live_rows, shadow_rows))))
+}
+
+/// A dry-run rebuild into the model's shadow in memory ([`Rebuildable::memory_shadow`]) that is kept
+/// between comparisons: each [`MemoryRebuild::compare`] folds only what the journal gained since the
+/// last one. `verify` uses it to look at a model fed from a stream (which converges some time after
+/// the journal) as often as needed, where a rebuild into the store would start from position 0
+/// each time. The hash chains are verified and the parked events skipped as [`rebuild`] does.
+pub struct MemoryRebuild {
+    shadow: Arc<dyn Sink>,
+    verifier: ChainVerifier,
+    parks: Parks,
+    page_size: usize,
+    applied: u64,
+}
+
+impl MemoryRebuild {
+    /// `None` when `target` has no shadow in memory.
+    pub async fn start(
+        journal: &dyn Journal,
+        target: &dyn Rebuildable,
+        page_size: usize,
+    ) -> Result<Option<Self>, ReplayError> {
+        let Some(shadow) = target.memory_shadow() else { return Ok(None) };
+        let parks = Parks::load(journal, target.name()).await?;
+        Ok(Some(MemoryRebuild {
+            shadow,
+            verifier: ChainVerifier::default(),
+            parks,
+            page_size: page_size.max(1),
+            applied: 0,
+        }))
+    }
+
+    /// Brings the shadow up to the journal's head and compares it with `target`. With
+    /// `at_live_position`, both sides are first brought to one position as [`rebuild`] does (for a
+    /// model that follows the journal and records its position); without it (a stream-fed model,
+    /// whose position says nothing of what it holds) the shadow goes to the head and the rows are
+    /// compared as they are. Never changes what `target` holds beyond what its own runner would.
+    pub async fn compare(
+        &mut self,
+        journal: &dyn Journal,
+        target: &dyn Rebuildable,
+        at_live_position: bool,
+    ) -> Result<ReplayOutcome, ReplayError> {
+        let mut reader = Reader {
+            journal,
+            page_size: self.page_size,
+            started: Instant::now(),
+            applied: 0,
+            progress: &mut |_| {},
+            parks: &self.parks,
+        };
+        let shadow = self.shadow.as_ref();
+        let head = journal.head_position().await?;
+        reader.apply_until(shadow, head, Some(&mut self.verifier)).await?;
+        if at_live_position {
+            for _ in 0..5 {
+                let (live_at, shadow_at) = (target.position().await?, shadow.position().await?);
+                if live_at == shadow_at {
+                    break;
+                }
+                if live_at > shadow_at {
+                    reader.apply_until(shadow, live_at, Some(&mut self.verifier)).await?;
+                } else {
+                    reader.apply_until(target, shadow_at, None).await?;
+                }
+            }
         }
-        target.promote_shadow().await?;
-        return Ok(ReplayOutcome::Promoted { fingerprint: shadow_print, resumed_from, applied });
+        self.applied += reader.applied;
+        Ok(match compare(target, shadow).await? {
+            Ok(fingerprint) => ReplayOutcome::Equal { fingerprint, resumed_from: 0, applied: self.applied },
+            Err((live, shadow, differences)) => ReplayOutcome::Differs { live, shadow, differences, promoted: false },
+        })
     }
-    let differences = differences(live_rows, shadow_rows);
-    let promote = options.accept_differences && !options.dry_run;
-    if promote {
-        target.promote_shadow().await?;
-    } else if options.dry_run {
-        target.discard_shadow().await?;
-    }
-    Ok(ReplayOutcome::Differs { live: live_print, shadow: shadow_print, differences, promoted: promote })
 }
 
 #[cfg(test)]

@@ -325,6 +325,11 @@ impl Rebuildable for DynamoSink {
         }
         Ok(())
     }
+
+    /// The same writes applied to maps ([`super::MemoryTables`]).
+    fn memory_shadow(&self) -> Option<Arc<dyn Sink>> {
+        Some(Arc::new(super::MemoryTables::new()))
+    }
 }
 
 /// The tables the sink creates, each with its key schema.

@@ -31,7 +31,7 @@
 //! out to be gone (another process promoted).
 //!
 //! The module's parts: `generations` (table generations and promotion), `plan` (a page as the
-//! writes to make, pure), `codec` (items to and from attribute maps), `queries` (what the gateways
+//! writes to make, pure), `memory` (the same writes applied to maps: the shadow `verify` compares with), `codec` (items to and from attribute maps), `queries` (what the gateways
 //! ask). The DynamoDB helpers that are not about these models (creating a keyed table,
 //! scanning one) are in [`crate::aws::dynamodb`].
 
@@ -50,6 +50,7 @@ use uuid::Uuid;
 
 use self::codec::{n, num, s};
 use self::generations::TableKind;
+pub use self::memory::MemoryTables;
 use self::plan::{plan, Write};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::read_models::PositionWrite;
@@ -57,6 +58,7 @@ use crate::{CanonicalRow, Sink, SinkError};
 
 mod codec;
 mod generations;
+mod memory;
 mod plan;
 mod queries;
 

@@ -14,16 +14,7 @@ impl DynamoSink {
     pub(super) async fn canonical_rows_of(&self, generation: u64) -> Result<Vec<CanonicalRow>, SinkError> {
         let orders = self.names().active_orders(generation);
         let inventory = self.names().store_inventory(generation);
-        let mut rows = Vec::new();
-        for item in self.scan(&orders).await? {
-            rows.push(canonical_order(&active_order(&item, &orders)?));
-        }
-        for item in self.scan(&inventory).await? {
-            let level = stock_level(&item, &inventory)?;
-            let key = format!("store-inventory/{}/{}", level.store_id, level.sku);
-            rows.push(CanonicalRow { key, ..canonical::stock(&level) });
-        }
-        Ok(rows)
+        canonical_rows(&self.scan(&orders).await?, &orders, &self.scan(&inventory).await?, &inventory)
     }
 
     /// One order, strongly consistent.
@@ -115,4 +106,23 @@ impl DynamoSink {
     pub(super) async fn scan(&self, table: &str) -> Result<Vec<Item>, SinkError> {
         scan_all(self.client(), table).await.map_err(|failure| self.failed(failure))
     }
+}
+
+/// The canonical rows of the items of `active-orders` and `store-inventory` (tables named for errors).
+pub(super) fn canonical_rows<'a>(
+    orders: impl IntoIterator<Item = &'a Item>,
+    orders_table: &str,
+    inventory: impl IntoIterator<Item = &'a Item>,
+    inventory_table: &str,
+) -> Result<Vec<CanonicalRow>, SinkError> {
+    let mut rows = Vec::new();
+    for item in orders {
+        rows.push(canonical_order(&active_order(item, orders_table)?));
+    }
+    for item in inventory {
+        let level = stock_level(item, inventory_table)?;
+        let key = format!("store-inventory/{}/{}", level.store_id, level.sku);
+        rows.push(CanonicalRow { key, ..canonical::stock(&level) });
+    }
+    Ok(rows)
 }
