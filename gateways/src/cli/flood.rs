@@ -68,9 +68,12 @@ pub struct FloodArgs {
     /// Skip the verify step (the report says it was skipped).
     #[arg(long)]
     pub no_verify: bool,
-    /// The seed of the scenario's random choices.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    /// The seed of the scenario's random choices (its orders' ids among them). Default: a fresh
+    /// one each run, printed and kept in the report, so that a second flood on the same journal
+    /// places new orders; repeat a run's seed on a fresh journal to repeat the run (on the same
+    /// journal its orders are already there, and the nodes answer them from their idempotency keys).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -107,20 +110,22 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
         }
         None => AckLedger::in_memory(),
     });
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{}: seed {seed}", args.scenario);
     let mut storage = args.storage.clone();
     storage.no_seed = true;
     let settings = FloodSettings {
         load,
         timeout: operation_timeout(storage.settings().host.command_timeout),
         max_in_flight: args.max_in_flight,
-        seed: args.seed,
+        seed,
         thresholds,
         progress: !args.quiet,
         verify: !args.no_verify,
         flags: serde_json::json!({
             "scenario": args.scenario, "rate": args.rate, "duration_s": args.duration.map(|d| d.as_secs_f64()),
             "stages": args.stages, "concurrency": args.concurrency, "scale": args.scale, "target": args.target,
-            "seed": args.seed, "thresholds": args.thresholds,
+            "seed": seed, "thresholds": args.thresholds,
         }),
     };
 
@@ -187,7 +192,7 @@ async fn flood_actors(
     let context_of = |node: &Arc<Node>| Context {
         target: Arc::new(ActorTarget::of_node(node, journal_name.clone(), Some(metrics.clone()))) as Arc<dyn Target>,
         scale: args.scale,
-        seed: args.seed,
+        seed: settings.seed,
         journal: Some(node.journal.clone()),
         batch: Some((node.cafe.clone(), node.storefront.clone())),
         analytics: node.analytics.clone(),
@@ -266,7 +271,7 @@ async fn flood_http(
     let context = Context {
         target,
         scale: args.scale,
-        seed: args.seed,
+        seed: settings.seed,
         journal: journal.as_ref().map(|(j, _)| j.clone()),
         batch,
         analytics,
