@@ -78,6 +78,7 @@ fn assert_held(reports: &Path, expected: &[String], run: &Output) {
     assert_eq!(&names, expected, "every experiment ran");
     for summary in &done {
         let name = summary["experiment"].as_str().unwrap_or_default();
+        eprintln!("{name}: took {} s", summary["took_s"]);
         assert!(summary["held"] == true, "{name} did not hold:\n{}", serde_json::to_string_pretty(summary).unwrap());
         assert!(summary["requests"].as_u64().unwrap_or(0) > 0, "{name}: the load sent nothing");
         assert!(summary["verify"].as_array().is_some_and(|c| c.len() >= 5), "{name}: verify ran every check");
@@ -114,8 +115,7 @@ fn every_experiment_holds_under_load_and_an_unreverted_fault_is_a_deviation() {
     assert!(local.len() >= 8 && aws.len() >= 2, "{local:?} {aws:?}");
     let work = tempfile::tempdir().expect("a temp dir");
 
-    // The experiments that break the AWS parts, on a cluster that runs them (a fresh journal: each
-    // verify rebuilds the Kinesis-fed DynamoDB models on the emulator, which is slow).
+    // The experiments that break the AWS parts, on a cluster that runs them.
     let dir = work.path().join("aws-cluster");
     let _down = Down(dir.clone());
     cluster_up(&dir, Some([&dynamodb, &kinesis, &sqs]));
@@ -132,6 +132,46 @@ fn every_experiment_holds_under_load_and_an_unreverted_fault_is_a_deviation() {
     let reports = work.path().join("reports");
     let run = chaos_run(&dir, &experiments, &["--all"], &reports, &chaostoolkit);
     assert_held(&reports, &local, &run);
+
+    // The cache probe sees a stale answer: a menu entry rewritten in Redis with another price (as a
+    // refill racing an invalidation would leave it) is reported until it is gone.
+    let redis_cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &cluster.redis_port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let cache_agrees = || {
+        cloudcafe()
+            .args(["chaos", "probe", "--cluster"])
+            .arg(&dir)
+            .args(["cache-agrees", "--within", "1s"])
+            .output()
+            .expect("chaos probe cache-agrees")
+    };
+    let agreed = cache_agrees();
+    assert!(agreed.status.success(), "{}", String::from_utf8_lossy(&agreed.stdout));
+    // (Every cached menu is rewritten: entries of an older cache epoch may still be there.)
+    let keys = redis_cli(&["--scan", "--pattern", "*menu:items"]);
+    let mut rewritten = Vec::new();
+    for key in keys.lines() {
+        let Ok(mut menu) = serde_json::from_str::<serde_json::Value>(&redis_cli(&["GET", key])) else { continue };
+        let Some(price) = menu[0]["price_cents"].as_i64() else { continue };
+        menu[0]["price_cents"] = (price + 1).into();
+        assert_eq!(redis_cli(&["SET", key, &menu.to_string(), "KEEPTTL"]), "OK");
+        rewritten.push(key.to_owned());
+    }
+    assert!(!rewritten.is_empty(), "the menu is cached: {keys:?}");
+    let stale = cache_agrees();
+    assert_eq!(stale.status.code(), Some(1), "a stale menu is reported: {}", String::from_utf8_lossy(&stale.stdout));
+    assert!(String::from_utf8_lossy(&stale.stdout).contains("the menu"), "{}", String::from_utf8_lossy(&stale.stdout));
+    for key in &rewritten {
+        redis_cli(&["DEL", key]);
+    }
+    let agreed = cache_agrees();
+    assert!(agreed.status.success(), "{}", String::from_utf8_lossy(&agreed.stdout));
 
     // An experiment whose method removes the orders rule and never restores it: the hypothesis after
     // the method must deviate, the run must say so (exit 6), and the rollback must still restore it.

@@ -68,6 +68,15 @@ pub enum Probe {
         #[arg(long)]
         drive: Option<String>,
     },
+    /// What the cache answers is what the read model holds: the menu and the loyalty balances of up to
+    /// --customers customers, read through every node (the cached path) and straight from the
+    /// storefront, agree, waiting up to --within for an invalidation in flight.
+    CacheAgrees {
+        #[arg(long, default_value_t = 50)]
+        customers: usize,
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        within: Duration,
+    },
     /// The payment dead-letter queue holds at most --max messages (a cluster with the AWS parts).
     DeadLetters {
         #[arg(long, default_value_t = 0)]
@@ -186,6 +195,24 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
             let ok = requests > 0.0 && share <= max_share && max_p99_ms.is_none_or(|max| p99 <= max);
             within(ok, format!("{errors} of {requests} requests failed ({:.2} %), p99 {p99:.1} ms", share * 100.0))
         }
+        Probe::CacheAgrees { customers, within: wait } => {
+            let settings = cluster_storage(&cluster).settings();
+            let (_, storefront) =
+                gateways::node::open_stores(&settings.storage).await.context("cannot open the storefront")?;
+            let deadline = Instant::now() + wait;
+            loop {
+                let (checked, disagreements) = cache_disagreements(&cluster, storefront.as_ref(), customers).await?;
+                if disagreements.is_empty() || Instant::now() >= deadline {
+                    let what = if disagreements.is_empty() {
+                        format!("every node answers the menu and {checked} customers' points as the read model holds them")
+                    } else {
+                        format!("answers that differ from the read model: {}", disagreements.join("; "))
+                    };
+                    return within(disagreements.is_empty(), what);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
         Probe::CacheHitRate { min_rate, r#for, drive } => {
             let before = cache_counts(&cluster).await;
             let deadline = Instant::now() + r#for;
@@ -255,6 +282,74 @@ async fn get(addr: SocketAddr, path: &str) -> Option<HttpResponse> {
 
 fn balancer_addr(cluster: &Cluster) -> anyhow::Result<SocketAddr> {
     cluster.balancer_url.trim_start_matches("http://").parse().context("the balancer's URL is not host:port")
+}
+
+/// Where a node's answer (through its cache) differs from the storefront: the menu, and the points
+/// and tier of the first `customers` loyalty accounts. Answers how many accounts were compared, and
+/// what differs (empty when everything agrees).
+async fn cache_disagreements(
+    cluster: &Cluster,
+    storefront: &dyn projections::read_models::storefront::StorefrontQueries,
+    customers: usize,
+) -> anyhow::Result<(usize, Vec<String>)> {
+    type MenuRow = (String, String, String, i64, bool);
+    let mut menu: Vec<MenuRow> = storefront
+        .menu()
+        .await?
+        .into_iter()
+        .map(|i| (i.item_id, i.name, i.category, i.price_cents, i.retired))
+        .collect();
+    menu.sort();
+    let mut balances = Vec::new();
+    for customer in storefront.loyalty_customers(None, customers).await? {
+        let balance = storefront.loyalty(&customer).await?;
+        balances.push((customer, balance.map(|b| (b.points.max(0), b.tier))));
+    }
+    let mut out = Vec::new();
+    for node in &cluster.nodes {
+        let name = &node.name;
+        let Some(answer) = get(node.listen, "/api/menu/items").await.filter(|r| r.status == 200) else {
+            out.push(format!("{name}: the menu did not answer 200"));
+            continue;
+        };
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).context("the menu is not JSON")?;
+        let mut served: Vec<MenuRow> = json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                let text = |k: &str| i[k].as_str().unwrap_or_default().to_owned();
+                (
+                    text("item_id"),
+                    text("name"),
+                    text("category"),
+                    i["price_cents"].as_i64().unwrap_or(-1),
+                    i["retired"] == true,
+                )
+            })
+            .collect();
+        served.sort();
+        if served != menu {
+            out.push(format!(
+                "{name}: the menu ({} items) differs from the read model's ({} items)",
+                served.len(),
+                menu.len()
+            ));
+        }
+        for (customer, expected) in &balances {
+            let Some((points, tier)) = expected else { continue };
+            let answer = get(node.listen, &format!("/api/loyalty/{customer}")).await.filter(|r| r.status == 200);
+            let json: serde_json::Value =
+                answer.and_then(|r| serde_json::from_slice(&r.body).ok()).unwrap_or(serde_json::Value::Null);
+            if json["points"].as_i64() != Some(*points) || json["tier"].as_str() != Some(tier.as_str()) {
+                out.push(format!(
+                    "{name}: {customer} answered {} points ({}), the read model holds {points} ({tier})",
+                    json["points"], json["tier"]
+                ));
+            }
+        }
+    }
+    Ok((balances.len(), out))
 }
 
 /// The cache hits and misses every node has counted so far.

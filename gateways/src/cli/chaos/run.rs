@@ -241,6 +241,9 @@ pub struct Summary {
     /// Chaos Toolkit's status: completed, failed, aborted, interrupted.
     pub status: String,
     pub deviated: bool,
+    /// How long the whole experiment took (hypothesis, method, hypothesis, rollbacks), from Chaos
+    /// Toolkit's journal.
+    pub took_s: Option<f64>,
     pub before: Vec<ProbeResult>,
     pub after: Vec<ProbeResult>,
     /// Seconds from the load's start to the fault's injection, and how long the fault was in.
@@ -358,6 +361,7 @@ impl Summary {
             run_dir: run_dir.to_owned(),
             status,
             deviated,
+            took_s: journal["duration"].as_f64(),
             before,
             after,
             fault_at_s: fault_at,
@@ -379,10 +383,11 @@ impl Summary {
     pub fn markdown(&self) -> String {
         let secs = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into());
         let mut md = format!(
-            "# {} — {}\n\n**{}** (Chaos Toolkit: {}, deviated: {}; rollbacks {})\n\n",
+            "# {} — {}\n\n**{}** in {} (Chaos Toolkit: {}, deviated: {}; rollbacks {})\n\n",
             self.experiment,
             self.title,
             if self.held { "HELD" } else { "DID NOT HOLD" },
+            secs(self.took_s),
             self.status,
             self.deviated,
             if self.rollbacks_succeeded { "done" } else { "FAILED" }
@@ -421,13 +426,14 @@ impl Summary {
 fn table(summaries: &[Summary]) -> String {
     let secs = |v: Option<f64>| v.map(|s| format!("{s:.1}")).unwrap_or_else(|| "—".into());
     let mut t = String::from(
-        "| experiment | held | detect (s) | recover (s) | requests | failed during the fault | verify |\n|---|---|---|---|---|---|---|\n",
+        "| experiment | held | took (s) | detect (s) | recover (s) | requests | failed during the fault | verify |\n|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         t += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.experiment,
             if s.held { "yes" } else { "NO" },
+            secs(s.took_s),
             secs(s.time_to_detect_s),
             secs(s.time_to_recover_s),
             s.requests,
