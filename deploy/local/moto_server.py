@@ -1,4 +1,4 @@
-"""moto's server, with its DynamoDB requests applied one at a time.
+"""moto's server, with its DynamoDB requests applied one at a time and its SQS deletes under the queue's lock.
 
 `moto_server` runs werkzeug with one thread per connection, and moto's DynamoDB backend changes its
 tables (plain dicts of dicts) without a lock. Writes that reach it at once can race: a CI run lost
@@ -10,6 +10,14 @@ This serves the same application, but a request whose `X-Amz-Target` names Dynam
 (first come, first served) for its whole handling. Other services stay concurrent: an SQS
 `ReceiveMessage` long poll waits up to 20 s and must not hold up the `SendMessage` that ends it.
 moto is bound by Python's GIL anyway, so the lock costs little throughput.
+
+SQS has a race of its own: `Queue.delete_message` rebuilds the queue's message list from a copy
+and assigns it back without the lock `add_message` takes, so a message sent while another is being
+deleted can vanish after SendMessage answered with its id. The broker-outage chaos experiment found
+it: once the brokers answered again, the outbox's backlog went out while three payment processors
+deleted what they had handled, and one acknowledged payment request was never delivered (its
+MessageId in the publisher's log, no ReceiveMessage ever returning it, the queue empty). Real SQS
+keeps what it acknowledged, so here `delete_message` takes the same lock (`serial_sqs_deletes`).
 
 `GET /cloudcafe/serial-dynamodb` answers 200 so that deploy/local/emulators.sh can tell this server
 from a plain `moto_server` it must not reuse.
@@ -74,6 +82,21 @@ def serial_dynamodb(app):
     return serve
 
 
+def serial_sqs_deletes():
+    """Makes moto's `Queue.delete_message` hold the queue's `_messages_lock` (a `Condition` over an
+    `RLock`, which `add_message` holds while it appends), so that its copy-and-assign of the message
+    list cannot drop a message appended meanwhile."""
+    from moto.sqs import models
+
+    unlocked = models.Queue.delete_message
+
+    def delete_message(self, receipt_handle):
+        with self._messages_lock:
+            return unlocked(self, receipt_handle)
+
+    models.Queue.delete_message = delete_message
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -81,6 +104,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs (SQS queues) from it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serial_sqs_deletes()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serial_dynamodb(app), threaded=True, request_handler=MotoRequestHandler)
 

@@ -205,6 +205,7 @@ impl PaymentProcessor {
             // One customer's messages in order; customers concurrently.
             let mut groups: HashMap<String, Vec<Message>> = HashMap::new();
             for m in messages {
+                tracing::debug!(message_id = ?m.message_id(), "payment request received");
                 let group = m
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
@@ -303,8 +304,9 @@ impl PaymentProcessor {
             trace_id = %request.correlation_id,
             customer_id = %request.customer_id,
         );
+        let event_id = request.event_id;
         let status = self.decide_and_record(request).instrument(span.clone()).await?;
-        span.in_scope(|| tracing::debug!(status, "payment request handled"));
+        span.in_scope(|| tracing::debug!(status, %event_id, "payment request handled"));
         Ok(status)
     }
 

@@ -173,6 +173,7 @@ impl Bus for SqsBus {
         let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < batch.len());
         for ok in answer.successful() {
             if let Some(i) = index(ok.id()) {
+                tracing::debug!(event_id = %batch[i].event_id, message_id = ok.message_id(), "payment request enqueued");
                 outcomes[i] = Some(EntryOutcome::Accepted);
             }
         }
