@@ -2,6 +2,7 @@
 
 mod analytics;
 mod cache;
+mod cache_tls;
 #[cfg(all(feature = "kinesis", feature = "sqs", feature = "dynamodb"))]
 mod consumer;
 #[cfg(feature = "documentdb")]
