@@ -966,14 +966,18 @@ mod tls_param_tests {
 
     #[test]
     fn sslmode_and_sslrootcert_leave_the_url_and_other_parameters_stay() {
-        let (url, mode, ca) =
-            take_tls_params("postgres://app@db:5432/cafe?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem")
-                .unwrap();
+        let (url, mode, ca) = take_tls_params(
+            "postgres://app@db:5432/cafe?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
         assert_eq!(url, "postgres://app@db:5432/cafe?application_name=x");
         assert_eq!(mode, Some(SslMode::VerifyFull));
         assert_eq!(ca, Some(PathBuf::from("/etc/ca.pem")));
         let (url, mode, ca) = take_tls_params("host=db user=app sslmode=verify-ca sslrootcert=/ca.pem").unwrap();
-        assert_eq!((url.as_str(), mode, ca), ("host=db user=app", Some(SslMode::VerifyCa), Some(PathBuf::from("/ca.pem"))));
+        assert_eq!(
+            (url.as_str(), mode, ca),
+            ("host=db user=app", Some(SslMode::VerifyCa), Some(PathBuf::from("/ca.pem")))
+        );
         assert!(take_tls_params("postgres://db/cafe?sslmode=sometimes").is_err());
     }
 
@@ -982,12 +986,16 @@ mod tls_param_tests {
         let mode = |options: &PgOptions| pg_config(options).map(|(config, _)| config.get_ssl_mode());
         use tokio_postgres::config::SslMode as Driver;
         assert_eq!(mode(&PgOptions::new("postgres://postgres@127.0.0.1:5432/postgres")).unwrap(), Driver::Prefer);
-        assert_eq!(mode(&PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable")).unwrap(), Driver::Disable);
+        assert_eq!(
+            mode(&PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable")).unwrap(),
+            Driver::Disable
+        );
         let explicit = PgSecurity { tls: PgTls { mode: Some(SslMode::Require), ca_file: None }, password: None };
         let options = PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable").with_security(explicit);
         assert_eq!(mode(&options).unwrap(), Driver::Require);
         // Elsewhere, verify-full: with a CA file that does not exist, the error names the file.
-        let e = pg_config(&PgOptions::new("postgres://app:pw@db.example.com/cafe?sslrootcert=/nonexistent.pem")).unwrap_err();
+        let e = pg_config(&PgOptions::new("postgres://app:pw@db.example.com/cafe?sslrootcert=/nonexistent.pem"))
+            .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("/nonexistent.pem") && !text.contains("pw@"), "{text}");
     }

@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn a_url_keeps_its_user_and_host_and_loses_its_password() {
-        assert_eq!(redact("postgres://app:s3cr%40t@db.example.com:5432/cafe"), "postgres://app:***@db.example.com:5432/cafe");
+        assert_eq!(
+            redact("postgres://app:s3cr%40t@db.example.com:5432/cafe"),
+            "postgres://app:***@db.example.com:5432/cafe"
+        );
         assert_eq!(redact("rediss://:token@cache:6379/0"), "rediss://:***@cache:6379/0");
         assert_eq!(
             redact("mongodb://cafe:pw@docdb:27017/?tls=true&replicaSet=rs0"),
@@ -161,10 +164,16 @@ mod tests {
 
     #[test]
     fn key_value_passwords_and_query_passwords_are_hidden() {
-        assert_eq!(redact("host=db user=app password=hunter2 dbname=cafe"), "host=db user=app password=*** dbname=cafe");
+        assert_eq!(
+            redact("host=db user=app password=hunter2 dbname=cafe"),
+            "host=db user=app password=*** dbname=cafe"
+        );
         assert_eq!(redact("host=db password='two words' port=5432"), "host=db password=*** port=5432");
         assert_eq!(redact("host=db PASSWORD = x"), "host=db PASSWORD = ***");
-        assert_eq!(redact("postgres://db/cafe?user=app&password=pw&sslmode=require"), "postgres://db/cafe?user=app&password=***&sslmode=require");
+        assert_eq!(
+            redact("postgres://db/cafe?user=app&password=pw&sslmode=require"),
+            "postgres://db/cafe?user=app&password=***&sslmode=require"
+        );
         assert_eq!(redact("sslpassword=k"), "sslpassword=***");
     }
 

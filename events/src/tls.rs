@@ -175,9 +175,11 @@ pub fn client_config(mode: SslMode, ca_file: Option<&Path>) -> Result<Option<Arc
                 .build()
                 .map_err(TlsError::Verifier)?,
         )),
-        (SslMode::VerifyFull, _) => WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(ca_file)?), provider)
-            .build()
-            .map_err(TlsError::Verifier)?,
+        (SslMode::VerifyFull, _) => {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(ca_file)?), provider)
+                .build()
+                .map_err(TlsError::Verifier)?
+        }
     };
     let config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
     Ok(Some(Arc::new(config)))

@@ -26,7 +26,11 @@ fn skipped<T>(what: &str) -> Option<T> {
 }
 
 fn found(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn run(command: &mut Command) {
@@ -139,7 +143,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A private PostgreSQL (trust authentication, `fsync=off`) listening on 127.0.0.1 only: with
+/// A private PostgreSQL (trust authentication unless a password is given, `fsync=off`) listening
+/// on 127.0.0.1 only: with
 /// `ssl=on` and the [`TestCa`]'s server certificate ([`PrivatePostgres::start_tls`], which takes
 /// plain connections too: the client's sslmode decides), or without TLS at all
 /// ([`PrivatePostgres::start_plain`]; the machine's own server has Debian's `ssl=on`).
@@ -152,15 +157,20 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     /// `None` (skipped) without a PostgreSQL server under `/usr/lib/postgresql/*/bin`.
     pub fn start_tls(ca: &TestCa) -> Option<PrivatePostgres> {
-        Self::start(Some(ca))
+        Self::start(Some(ca), None)
+    }
+
+    /// With TLS, and role `postgres` authenticated over TCP by `password` (SCRAM-SHA-256).
+    pub fn start_tls_with_password(ca: &TestCa, password: &str) -> Option<PrivatePostgres> {
+        Self::start(Some(ca), Some(password))
     }
 
     /// `None` (skipped) without a PostgreSQL server under `/usr/lib/postgresql/*/bin`.
     pub fn start_plain() -> Option<PrivatePostgres> {
-        Self::start(None)
+        Self::start(None, None)
     }
 
-    fn start(ca: Option<&TestCa>) -> Option<PrivatePostgres> {
+    fn start(ca: Option<&TestCa>, password: Option<&str>) -> Option<PrivatePostgres> {
         let Some(bin_dir) = find_pg_bin_dir() else {
             return skipped("a PostgreSQL server (/usr/lib/postgresql/*/bin/initdb)");
         };
@@ -179,11 +189,22 @@ impl PrivatePostgres {
             }
             None => "-c ssl=off".to_owned(),
         };
+        let auth = match password {
+            Some(password) => {
+                std::fs::write(server.dir.join("pwfile"), password).expect("write the password file");
+                vec![
+                    "--auth-local=trust".to_owned(),
+                    "--auth-host=scram-sha-256".to_owned(),
+                    format!("--pwfile={}/pwfile", server.dir.display()),
+                ]
+            }
+            None => vec!["-A".to_owned(), "trust".to_owned()],
+        };
         if is_root() {
             // The server refuses to run as root, and reads its key only if it owns it.
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&server.dir));
         }
-        run(server.tool("initdb").arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8"]));
+        run(server.tool("initdb").arg("-D").arg(&data).args(auth).args(["-U", "postgres", "-E", "UTF8"]));
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off {ssl}",
             server.port,

@@ -7,7 +7,7 @@ use events::error_chain;
 use events::postgres::{connect_pool, PgOptions, PgSecurity, PgTls};
 use events::tls::SslMode;
 use testkit::servers;
-use testkit::tls::{TestCa, PrivatePostgres, CERT_HOST};
+use testkit::tls::{PrivatePostgres, TestCa, CERT_HOST};
 
 fn options(url: &str, mode: SslMode, ca_file: Option<&Path>) -> PgOptions {
     let tls = PgTls { mode: Some(mode), ca_file: ca_file.map(Path::to_owned) };

@@ -117,9 +117,8 @@ pub fn open_redis(url: &str, settings: &CacheSettings) -> Result<redis::Client, 
     match (&settings.ca_file, tls) {
         (None, _) => redis::Client::open(info).map_err(|e| bad("cannot open Redis", e)),
         (Some(path), true) => {
-            let root_cert = std::fs::read(path).map_err(|e| {
-                CacheError::because(&format!("cannot read the Redis CA file {}", path.display()), e)
-            })?;
+            let root_cert = std::fs::read(path)
+                .map_err(|e| CacheError::because(&format!("cannot read the Redis CA file {}", path.display()), e))?;
             redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })
                 .map_err(|e| bad("cannot set TLS up for Redis", e))
         }

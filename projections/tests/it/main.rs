@@ -7,6 +7,8 @@ mod cache_tls;
 mod consumer;
 #[cfg(feature = "documentdb")]
 mod documents;
+#[cfg(feature = "documentdb")]
+mod documents_tls;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 #[cfg(all(feature = "kinesis", feature = "sqs"))]
