@@ -181,3 +181,75 @@ impl StorageArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        storage: StorageArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<StorageArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cloudcafe").chain(args.iter().copied())).map(|cli| cli.storage)
+    }
+
+    #[test]
+    fn tls_flags_and_a_password_file_fill_the_typed_settings() {
+        let file = std::env::temp_dir().join(format!("cc-pg-password-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let args = parse(&[
+            "--journal",
+            "postgres://app@db.example.com/cafe",
+            "--pg-sslmode",
+            "verify-full",
+            "--pg-ssl-root-cert",
+            "/certs/global-bundle.pem",
+            "--pg-password-file",
+            file.to_str().unwrap(),
+            "--redis-url",
+            "rediss://cache.example.com:6379",
+            "--redis-ca-file",
+            "/certs/redis-ca.pem",
+        ])
+        .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let settings = args.settings();
+        let journal = settings.storage.pg_options().unwrap();
+        let tls = PgTls { mode: Some(SslMode::VerifyFull), ca_file: Some("/certs/global-bundle.pem".into()) };
+        assert_eq!(journal.security.tls, tls);
+        assert_eq!(journal.security.password.as_ref().map(Password::expose), Some("s3cret"));
+        // The analytics model in the journal's database is reached the same way.
+        assert_eq!(settings.analytics.unwrap().security, journal.security);
+        let (_, cache) = settings.cache.unwrap();
+        assert_eq!(cache.ca_file.as_deref(), Some(Path::new("/certs/redis-ca.pem")));
+        assert!(!format!("{:?} {journal:?}", settings.storage).contains("s3cret"));
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_not_logged() {
+        let args = parse(&["--journal", "postgres://app:hunter2@db.example.com/cafe"]).unwrap();
+        let shown = format!("{:?}", args.settings().storage);
+        assert!(shown.contains("app:***@db.example.com") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_sslmode_or_an_unreadable_password_file_is_refused() {
+        let e = parse(&["--pg-sslmode", "verify"]).err().unwrap().to_string();
+        assert!(e.contains("verify-full"), "{e}");
+        let e = parse(&["--pg-password-file", "/nonexistent/password"]).err().unwrap().to_string();
+        assert!(e.contains("/nonexistent/password"), "{e}");
+    }
+
+    #[test]
+    fn a_password_can_come_from_the_environment() {
+        let var = format!("CLOUDCAFE_TEST_PASSWORD_{}", uuid::Uuid::new_v4().simple());
+        assert_eq!(password_from_env(&var), None);
+        std::env::set_var(&var, "from-secrets-manager");
+        assert_eq!(password_from_env(&var).as_ref().map(Password::expose), Some("from-secrets-manager"));
+        std::env::remove_var(&var);
+    }
+}
