@@ -48,7 +48,7 @@ async fn the_cache_speaks_tls_to_a_server_it_trusts_and_only_to_that() {
 async fn a_ca_file_without_rediss_and_passwords_in_errors_are_refused() {
     let settings =
         CacheSettings { ca_file: Some("/etc/ssl/certs/ca-certificates.crt".into()), ..CacheSettings::default() };
-    let e = open_redis("redis://:hunter2@127.0.0.1:6379", &settings).err().expect("refused");
+    let e = open_redis("redis://:hunter2@127.0.0.1:6379", &settings).expect_err("refused");
     let text = error_chain(&e);
     assert!(text.contains("rediss://") && !text.contains("hunter2"), "{text}");
 }
