@@ -192,7 +192,10 @@ pub fn take_tls_params(url: &str) -> Result<(String, Option<SslMode>, Option<Pat
                 }
             }
         }
+    } else if !url.contains("sslmode") && !url.contains("sslrootcert") {
+        url.to_owned()
     } else {
+        // Rebuilt from its words only when it names one of them: quoted values keep their spaces otherwise.
         let mut kept = Vec::new();
         for pair in url.split_whitespace() {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
