@@ -54,8 +54,10 @@ pub mod follow;
 pub mod journal;
 pub mod metric;
 pub mod postgres;
+pub mod secret;
 pub mod singleton;
 pub mod sqlite;
+pub mod tls;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -18,6 +18,7 @@
 //! their positions back, so positions have no holes either.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
-use tokio_postgres::{error::SqlState, NoTls};
+use tokio_postgres::error::SqlState;
+
+use crate::secret::{redact, Password};
+use crate::tls::{PgTlsConnector, SslMode, TlsError};
 
 use crate::envelope::{RecordedEvent, GENESIS_HASH};
 use crate::journal::{
@@ -34,11 +38,15 @@ use crate::journal::{
 };
 
 /// How to reach a PostgreSQL database and which schema to use in it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgOptions {
+    /// A URL (`postgres://user@host:port/db?sslmode=verify-full&sslrootcert=/path`) or libpq's
+    /// `key=value` form. A password in it works, but [`PgSecurity::password`] keeps it out of sight.
     pub url: String,
     /// Tables live in this schema (created if absent); `None` uses the connection's default.
     pub schema: Option<String>,
+    /// TLS and the password, kept apart from the URL text.
+    pub security: PgSecurity,
     pub pool_size: usize,
     /// Writer tasks committing batches concurrently.
     pub writers: usize,
@@ -48,11 +56,45 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
 }
 
+/// How a connection to PostgreSQL is secured: TLS, and a password given apart from the URL (from a
+/// file or the environment), which wins over one in the URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PgSecurity {
+    pub tls: PgTls,
+    pub password: Option<Password>,
+}
+
+/// TLS to PostgreSQL. Unset fields fall back to the URL's `sslmode` and `sslrootcert`, then to
+/// [`SslMode::default_for`] the host (`prefer` on this machine, `verify-full` elsewhere) and the
+/// system's roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PgTls {
+    pub mode: Option<SslMode>,
+    /// The CA bundle (PEM) the server's chain must end at, e.g. the RDS global bundle.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("security", &self.security)
+            .field("pool_size", &self.pool_size)
+            .field("writers", &self.writers)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("queue_depth", &self.queue_depth)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
         PgOptions {
             url: url.into(),
             schema: None,
+            security: PgSecurity::default(),
             pool_size: 16,
             writers: 4,
             max_batch_events: 2000,
@@ -64,23 +106,141 @@ impl PgOptions {
         self.schema = Some(schema.into());
         self
     }
+    pub fn with_security(mut self, security: PgSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The URL with its password hidden, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// The driver's configuration and TLS connector for `options`: the URL's `sslmode` and
+/// `sslrootcert` (which tokio-postgres refuses or does not know) are taken out and applied here,
+/// and the password from [`PgSecurity`] is put into the parsed configuration, never into text.
+pub fn pg_config(options: &PgOptions) -> Result<(tokio_postgres::Config, PgTlsConnector), StoreError> {
+    let bad = |reason: String| StoreError::Invalid(format!("PostgreSQL URL {}: {reason}", options.redacted_url()));
+    let (url, url_mode, url_ca_file) = take_tls_params(&options.url).map_err(|e| bad(e.to_string()))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| bad(format!("{e}")))?;
+    config.connect_timeout(options.connect_timeout);
+    if let Some(password) = &options.security.password {
+        config.password(password.expose());
+    }
+    let mode = options.security.tls.mode.or(url_mode).unwrap_or_else(|| default_mode(&config));
+    let ca_file = options.security.tls.ca_file.clone().or(url_ca_file);
+    config.ssl_mode(match mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+    });
+    let tls = PgTlsConnector::new(mode, ca_file.as_deref()).map_err(|e| bad(crate::error_chain(&e)))?;
+    Ok((config, tls))
+}
+
+/// The default for the hosts the configuration names: `prefer` only when every one is local.
+fn default_mode(config: &tokio_postgres::Config) -> SslMode {
+    let addrs: Vec<String> = config.get_hostaddrs().iter().map(|a| a.to_string()).collect();
+    let hosts: Vec<String> = if addrs.is_empty() {
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.to_string_lossy().into_owned(),
+            })
+            .collect()
+    } else {
+        addrs
+    };
+    if hosts.iter().all(|h| SslMode::default_for(h) == SslMode::Prefer) {
+        SslMode::Prefer
+    } else {
+        SslMode::VerifyFull
+    }
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters, and their values. Both the URL form
+/// (`?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem`) and the `key=value` form are read.
+pub fn take_tls_params(url: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), TlsError> {
+    let (mut mode, mut ca_file) = (None, None);
+    let mut take = |key: &str, value: String| -> Result<bool, TlsError> {
+        match key {
+            "sslmode" => mode = Some(value.parse::<SslMode>()?),
+            "sslrootcert" => ca_file = Some(PathBuf::from(value)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&') {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(key, percent_decode(value))? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else if !url.contains("sslmode") && !url.contains("sslrootcert") {
+        url.to_owned()
+    } else {
+        // Rebuilt from its words only when it names one of them: quoted values keep their spaces otherwise.
+        let mut kept = Vec::new();
+        for pair in url.split_whitespace() {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if !take(key, value.trim_matches('\'').to_owned())? {
+                kept.push(pair);
+            }
+        }
+        kept.join(" ")
+    };
+    Ok((rest, mode, ca_file))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A connection pool for `options`, creating the schema if it names one.
 pub async fn connect_pool(options: &PgOptions) -> Result<Pool, StoreError> {
-    let mut config: tokio_postgres::Config =
-        options.url.parse().map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
-    config.connect_timeout(options.connect_timeout);
+    let (mut config, tls) = pg_config(options)?;
     if let Some(schema) = &options.schema {
         if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(StoreError::Invalid(format!("schema name `{schema}` must be [A-Za-z0-9_]")));
         }
-        let (client, conn) = config.connect(NoTls).await.map_err(pg)?;
+        let (client, conn) = config.connect(tls.clone()).await.map_err(|e| connect_error(options, e))?;
         tokio::spawn(conn);
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(pg)?;
         config.options(format!("-c search_path={schema}"));
     }
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -89,6 +249,12 @@ pub async fn connect_pool(options: &PgOptions) -> Result<Pool, StoreError> {
         .recycle_timeout(Some(options.connect_timeout))
         .build()
         .map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// No connection to the server of `options` (refused, TLS refused, authentication failed): the
+/// reason names the server without its password; the driver's error is the cause.
+pub fn connect_error(options: &PgOptions, e: tokio_postgres::Error) -> StoreError {
+    StoreError::unavailable_because(format!("cannot connect to PostgreSQL at {}", options.redacted_url()), e)
 }
 
 /// Applies `migrations` (version, SQL) of `component` that this database has not seen, in order, each in
@@ -795,4 +961,54 @@ pub fn pg(e: tokio_postgres::Error) -> StoreError {
 /// No connection could be had from the pool; the pool's error is the cause.
 pub fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::unavailable_because("no database connection", e)
+}
+
+#[cfg(test)]
+mod tls_param_tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_leave_the_url_and_other_parameters_stay() {
+        let (url, mode, ca) = take_tls_params(
+            "postgres://app@db:5432/cafe?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://app@db:5432/cafe?application_name=x");
+        assert_eq!(mode, Some(SslMode::VerifyFull));
+        assert_eq!(ca, Some(PathBuf::from("/etc/ca.pem")));
+        let (url, mode, ca) = take_tls_params("host=db user=app sslmode=verify-ca sslrootcert=/ca.pem").unwrap();
+        assert_eq!(
+            (url.as_str(), mode, ca),
+            ("host=db user=app", Some(SslMode::VerifyCa), Some(PathBuf::from("/ca.pem")))
+        );
+        assert!(take_tls_params("postgres://db/cafe?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn the_mode_follows_the_options_then_the_url_then_the_host() {
+        let mode = |options: &PgOptions| pg_config(options).map(|(config, _)| config.get_ssl_mode());
+        use tokio_postgres::config::SslMode as Driver;
+        assert_eq!(mode(&PgOptions::new("postgres://postgres@127.0.0.1:5432/postgres")).unwrap(), Driver::Prefer);
+        assert_eq!(
+            mode(&PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable")).unwrap(),
+            Driver::Disable
+        );
+        let explicit = PgSecurity { tls: PgTls { mode: Some(SslMode::Require), ca_file: None }, password: None };
+        let options = PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable").with_security(explicit);
+        assert_eq!(mode(&options).unwrap(), Driver::Require);
+        // Elsewhere, verify-full: with a CA file that does not exist, the error names the file.
+        let e = pg_config(&PgOptions::new("postgres://app:pw@db.example.com/cafe?sslrootcert=/nonexistent.pem"))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("/nonexistent.pem") && !text.contains("pw@"), "{text}");
+    }
+
+    #[test]
+    fn the_password_goes_into_the_configuration_not_the_text() {
+        let security = PgSecurity { tls: PgTls::default(), password: Some(Password::new("from-a-file")) };
+        let options = PgOptions::new("postgres://app@127.0.0.1/cafe").with_security(security);
+        let (config, _) = pg_config(&options).unwrap();
+        assert_eq!(config.get_password(), Some(&b"from-a-file"[..]));
+        assert!(!format!("{options:?}").contains("from-a-file"));
+    }
 }

@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_postgres::NoTls;
 
-use crate::postgres::PgOptions;
+use crate::postgres::{pg_config, PgOptions};
+use crate::tls::PgTlsConnector;
 use crate::StoreError;
 
 /// The locks a cluster's nodes share.
@@ -79,17 +79,16 @@ impl Drop for LocalHeld {
 #[derive(Clone)]
 pub struct PgSingletons {
     config: tokio_postgres::Config,
+    tls: PgTlsConnector,
     scope: String,
     timeout: Duration,
 }
 
 impl PgSingletons {
     pub fn new(options: &PgOptions) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config =
-            options.url.parse().map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
-        config.connect_timeout(options.connect_timeout);
+        let (config, tls) = pg_config(options)?;
         let scope = format!("{}:{}", config.get_dbname().unwrap_or(""), options.schema.as_deref().unwrap_or("public"));
-        Ok(PgSingletons { config, scope, timeout: options.connect_timeout })
+        Ok(PgSingletons { config, tls, scope, timeout: options.connect_timeout })
     }
 }
 
@@ -108,7 +107,7 @@ impl SingletonLocks for PgSingletons {
     async fn try_acquire(&self, name: &str) -> Result<Option<Box<dyn HeldSingleton>>, StoreError> {
         let unavailable =
             |e: tokio_postgres::Error| StoreError::unavailable_because(format!("singleton lock `{name}`"), e);
-        let (client, connection) = self.config.connect(NoTls).await.map_err(unavailable)?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(unavailable)?;
         let connection = tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -14,7 +14,7 @@ use actors::saga::OrderSaga;
 use events::domain::Nutrition;
 use events::follow::{follow, FollowOptions, Follower, Stall, Stalls};
 use events::journal::sleep_or_stop;
-use events::postgres::{connect_pool, PgJournal, PgOptions};
+use events::postgres::{connect_pool, PgJournal, PgOptions, PgSecurity};
 use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
 use events::sqlite::{SqliteJournal, SqliteOptions};
 use events::{Causation, Journal};
@@ -29,12 +29,38 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Where events and read models live.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Storage {
     /// Files under a directory: `journal.db` and `readmodel.db` (SQLite, WAL).
     Embedded { data_dir: PathBuf },
-    /// Aurora PostgreSQL: journal and read model in one database (optionally one schema).
-    Postgres { url: String, schema: Option<String> },
+    /// Aurora PostgreSQL: journal and read model in one database (optionally one schema), reached
+    /// with `security` (TLS, a password kept out of the URL).
+    Postgres { url: String, schema: Option<String>, security: PgSecurity },
+}
+
+impl Storage {
+    /// The PostgreSQL options of this storage, if it is PostgreSQL.
+    pub fn pg_options(&self) -> Option<PgOptions> {
+        match self {
+            Storage::Embedded { .. } => None,
+            Storage::Postgres { url, schema, security } => Some(pg_options(url, schema, security)),
+        }
+    }
+}
+
+/// Shows a PostgreSQL URL without its password (the settings are logged when a node starts).
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Embedded { data_dir } => f.debug_struct("Embedded").field("data_dir", data_dir).finish(),
+            Storage::Postgres { url, schema, security } => f
+                .debug_struct("Postgres")
+                .field("url", &events::secret::redact(url))
+                .field("schema", schema)
+                .field("security", security)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -80,16 +106,16 @@ pub async fn open_stores(storage: &Storage) -> Result<(Arc<dyn Journal>, Arc<dyn
             Arc::new(SqliteJournal::open(data_dir, SqliteOptions::default())?),
             Arc::new(SqliteStorefront::open(data_dir)?),
         ),
-        Storage::Postgres { url, schema } => {
-            let options = pg_options(url, schema);
+        Storage::Postgres { url, schema, security } => {
+            let options = pg_options(url, schema, security);
             let journal = Arc::new(PgJournal::connect(options.clone()).await?);
             (journal, Arc::new(PgStorefront::new(connect_pool(&options).await?).await?))
         }
     })
 }
 
-fn pg_options(url: &str, schema: &Option<String>) -> PgOptions {
-    let mut options = PgOptions::new(url);
+fn pg_options(url: &str, schema: &Option<String>, security: &PgSecurity) -> PgOptions {
+    let mut options = PgOptions::new(url).with_security(security.clone());
     options.schema.clone_from(schema);
     options
 }
@@ -242,7 +268,9 @@ impl Node {
         read_models.extend(settings.extra_projections.iter().cloned());
         let singletons: Arc<dyn SingletonLocks> = match &settings.storage {
             Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
-            Storage::Postgres { url, schema } => Arc::new(PgSingletons::new(&pg_options(url, schema))?),
+            Storage::Postgres { url, schema, security } => {
+                Arc::new(PgSingletons::new(&pg_options(url, schema, security))?)
+            }
         };
         let saga = Arc::new(OrderSaga::new(cafe.clone()));
         let lock = actors::saga::CHECKPOINT.to_owned();

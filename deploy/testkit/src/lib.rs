@@ -2,6 +2,7 @@
 //!
 //! What the workspace's integration tests share, written once: the switches that say whether a
 //! server is there ([`servers`]), the Python verifier of the Kinesis wire format ([`python`]),
+//! servers that speak only TLS with a CA made at test time ([`tls`]),
 //! [`wait_until`], names no other test uses ([`names`]) and, with the `aws` feature, emulator
 //! clients and Kinesis streams that delete themselves ([`aws`]) and the journal-to-Kinesis setup the
 //! consumer tests start from ([`workload`]).
@@ -18,6 +19,7 @@ pub mod aws;
 pub mod names;
 pub mod python;
 pub mod servers;
+pub mod tls;
 #[cfg(feature = "aws")]
 pub mod workload;
 

@@ -10,6 +10,8 @@ use events::postgres::{PgJournal, PgOptions};
 use events::{ExpectedVersion, Journal};
 use testkit::servers;
 
+mod tls;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_journal_passes_the_conformance_suite() {
     let Some(url) = servers::postgres_url() else { return };

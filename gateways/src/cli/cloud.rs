@@ -78,7 +78,10 @@ mod imp {
                 out.dynamodb = Some(Arc::new(DynamoSink::open(client, names).await?));
             }
             if let Some(url) = &storage.documentdb_url {
-                let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
+                let client =
+                    projections::read_models::documents::open_documentdb(url, storage.documentdb_ca_file.as_deref())
+                        .await
+                        .context("cannot reach DocumentDB")?;
                 out.documents = Some(Arc::new(DocumentSink::open(client.database("cloudcafe")).await?));
             }
             Ok(out)
@@ -187,7 +190,9 @@ mod imp {
             targets.push(("DynamoDB (moto)".into(), Arc::new(DynamoSink::open(client, names).await?)));
         }
         if let Some(url) = &documentdb_url {
-            let client = mongodb::Client::with_uri_str(url).await.context("cannot reach DocumentDB")?;
+            let client = projections::read_models::documents::open_documentdb(url, None)
+                .await
+                .context("cannot reach DocumentDB")?;
             let db = client.database(&format!("bench_replay_{suffix}"));
             targets.push(("DocumentDB (SecantusDB)".into(), Arc::new(DocumentSink::open(db).await?)));
         }

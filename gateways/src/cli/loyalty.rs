@@ -8,7 +8,6 @@ use actors::cafe::Cafe;
 use actors::host::start_arbiters;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use events::postgres::PgOptions;
 use events::singleton::{LocalSingletons, PgSingletons, SingletonLocks};
 use events::Journal;
 use gateways::loyalty::{import_accounts, recalculate_tiers, synthetic_accounts, RecalculationReport};
@@ -111,9 +110,8 @@ async fn storefront_up_to_head(
         // One process holds an embedded data directory at a time (the journal's lock file): no
         // node runs the projection while this command has it open.
         Storage::Embedded { .. } => Arc::new(LocalSingletons::default()),
-        Storage::Postgres { url, schema } => {
-            let mut options = PgOptions::new(url.clone());
-            options.schema.clone_from(schema);
+        Storage::Postgres { .. } => {
+            let options = storage.pg_options().expect("PostgreSQL storage has PostgreSQL options");
             Arc::new(PgSingletons::new(&options)?)
         }
     };

@@ -419,8 +419,11 @@ async fn analytics_serves_minute_windows_from_the_redshift_model() {
     let Some(pg) = testkit::servers::postgres_url() else { return };
     let Some(redshift) = testkit::servers::redshift_url().await else { return };
     let mut settings = NodeSettings::embedded("unused");
-    settings.storage =
-        gateways::node::Storage::Postgres { url: pg, schema: Some(testkit::servers::fresh_schema("api")) };
+    settings.storage = gateways::node::Storage::Postgres {
+        url: pg,
+        schema: Some(testkit::servers::fresh_schema("api")),
+        security: Default::default(),
+    };
     settings.analytics =
         Some(events::postgres::PgOptions::new(redshift).with_schema(testkit::servers::fresh_schema("api_rs")));
     settings.seed_demo = true;
@@ -671,8 +674,11 @@ async fn ids_in_paths_are_checked_before_they_reach_a_store() {
 async fn on_postgres_a_nul_in_an_id_is_a_400_not_an_outage() {
     let Some(pg) = testkit::servers::postgres_url() else { return };
     let mut settings = NodeSettings::embedded("unused");
-    settings.storage =
-        gateways::node::Storage::Postgres { url: pg, schema: Some(testkit::servers::fresh_schema("api_ids")) };
+    settings.storage = gateways::node::Storage::Postgres {
+        url: pg,
+        schema: Some(testkit::servers::fresh_schema("api_ids")),
+        security: Default::default(),
+    };
     settings.seed_demo = true;
     let node = Node::start(settings).await.unwrap();
     assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(10)).await);

@@ -52,7 +52,11 @@ async fn postgres_node() -> Option<Node> {
     let pg = testkit::servers::postgres_url()?;
     let redshift = testkit::servers::redshift_url().await?;
     let mut settings = NodeSettings::embedded("unused");
-    settings.storage = Storage::Postgres { url: pg, schema: Some(testkit::servers::fresh_schema("limits")) };
+    settings.storage = Storage::Postgres {
+        url: pg,
+        schema: Some(testkit::servers::fresh_schema("limits")),
+        security: Default::default(),
+    };
     settings.analytics =
         Some(events::postgres::PgOptions::new(redshift).with_schema(testkit::servers::fresh_schema("limits_rs")));
     settings.seed_demo = true;

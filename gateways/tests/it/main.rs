@@ -25,4 +25,5 @@ mod stale_state;
 mod stalls;
 #[cfg(feature = "cloud")]
 mod three_nodes;
+mod tls_stores;
 mod verify;

@@ -55,7 +55,8 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unprojectable_event_stalls_the_postgres_storefront_visibly_until_it_is_parked() {
     let Some(url) = testkit::servers::postgres_url() else { return };
-    let storage = Storage::Postgres { url, schema: Some(testkit::servers::fresh_schema("stall")) };
+    let storage =
+        Storage::Postgres { url, schema: Some(testkit::servers::fresh_schema("stall")), security: Default::default() };
     let (journal, store) = open_stores(&storage).await.unwrap();
     let customer = format!("stall-{}", Uuid::new_v4().simple());
     let first = append_order(journal.as_ref(), &customer, 450).await;
@@ -145,8 +146,13 @@ async fn the_real_binary_reports_a_stall_and_projections_park_unblocks_it() {
     let mut node = Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr);
     node.start(Duration::from_secs(30)).expect("node starts");
 
-    let (journal, _) =
-        open_stores(&Storage::Postgres { url: url.clone(), schema: Some(schema.clone()) }).await.unwrap();
+    let (journal, _) = open_stores(&Storage::Postgres {
+        url: url.clone(),
+        schema: Some(schema.clone()),
+        security: Default::default(),
+    })
+    .await
+    .unwrap();
     let customer = format!("cli-{}", Uuid::new_v4().simple());
     let poison = append_order(journal.as_ref(), &customer, TOO_MUCH).await;
     wait_until("/admin/projections shows the stall", || async {

@@ -11,14 +11,15 @@
 
 use events::metric;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bb8_redis::RedisConnectionManager;
+use events::secret::{redact, Password};
 use events::{DomainEvent, RecordedEvent};
-use redis::Script;
+use redis::{IntoConnectionInfo, Script};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{CanonicalRow, Sink, SinkError};
@@ -49,6 +50,11 @@ pub struct CacheSettings {
     pub tombstone: Duration,
     /// The longest any Redis call may take before the read falls through.
     pub timeout: Duration,
+    /// The CA bundle (PEM) a `rediss://` server's certificate must chain to; `None` trusts the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The AUTH password (an ElastiCache token), given apart from the URL; wins over one in it.
+    pub password: Option<Password>,
 }
 
 impl Default for CacheSettings {
@@ -59,6 +65,8 @@ impl Default for CacheSettings {
             loyalty_ttl: Duration::from_secs(60),
             tombstone: Duration::from_secs(2),
             timeout: Duration::from_millis(250),
+            ca_file: None,
+            password: None,
         }
     }
 }
@@ -66,7 +74,7 @@ impl Default for CacheSettings {
 const TOMBSTONE: &str = "~";
 
 pub struct ReadCache {
-    pool: bb8::Pool<RedisConnectionManager>,
+    pool: bb8::Pool<RedisConnections>,
     settings: CacheSettings,
     degraded: AtomicBool,
     read: Script,
@@ -89,10 +97,65 @@ impl CacheError {
     }
 }
 
+/// The one way this crate opens Redis: `url` is `redis://` or `rediss://` (TLS, over rustls;
+/// ElastiCache in transit encryption, MemoryDB), whose server certificate must chain to
+/// `settings.ca_file` or, without one, to the system's roots and be for the URL's host. The
+/// password of `settings` goes into the parsed connection info, never into text; errors show the
+/// URL without its password.
+pub fn open_redis(url: &str, settings: &CacheSettings) -> Result<redis::Client, CacheError> {
+    let bad = |reason: &str, e: redis::RedisError| CacheError::because(&format!("{reason} ({})", redact(url)), e);
+    let mut info = url.into_connection_info().map_err(|e| bad("bad Redis URL", e))?;
+    if let Some(password) = &settings.password {
+        let redis_settings = info.redis_settings().clone().set_password(password.expose());
+        info = info.set_redis_settings(redis_settings);
+    }
+    let tls = url.starts_with("rediss://");
+    if tls {
+        // The driver builds its rustls configuration from the process' default provider.
+        events::tls::crypto_provider();
+    }
+    match (&settings.ca_file, tls) {
+        (None, _) => redis::Client::open(info).map_err(|e| bad("cannot open Redis", e)),
+        (Some(path), true) => {
+            let root_cert = std::fs::read(path)
+                .map_err(|e| CacheError::because(&format!("cannot read the Redis CA file {}", path.display()), e))?;
+            redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })
+                .map_err(|e| bad("cannot set TLS up for Redis", e))
+        }
+        (Some(path), false) => Err(CacheError {
+            reason: format!("a Redis CA file ({}) needs a rediss:// URL, not {}", path.display(), redact(url)),
+            cause: None,
+        }),
+    }
+}
+
+/// The pool's connections: multiplexed connections of one [`redis::Client`] from [`open_redis`].
+#[derive(Clone)]
+pub struct RedisConnections {
+    client: redis::Client,
+}
+
+impl bb8::ManageConnection for RedisConnections {
+    type Connection = redis::aio::MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        self.client.get_multiplexed_async_connection().await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        redis::cmd("PING").query_async::<()>(conn).await
+    }
+
+    fn has_broken(&self, _: &mut Self::Connection) -> bool {
+        false
+    }
+}
+
 impl ReadCache {
     /// Connects lazily: an unreachable Redis at start leaves the cache degraded, not the node down.
     pub async fn connect(url: &str, settings: CacheSettings) -> Result<Self, CacheError> {
-        let manager = RedisConnectionManager::new(url).map_err(|e| CacheError::because("bad Redis URL", e))?;
+        let manager = RedisConnections { client: open_redis(url, &settings)? };
         for m in [&metric::CACHE_HITS, &metric::CACHE_MISSES, &metric::CACHE_ERRORS, &metric::CACHE_BYPASSED] {
             m.register(metric::NO_LABELS);
         }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use events::domain::{Cents, Nutrition, OrderLine};
+use events::secret::redact;
 use events::RecordedEvent;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
@@ -541,6 +542,35 @@ fn int(d: &Document, field: &str, collection: &str) -> Result<Cents, SinkError> 
 /// Versions and positions are stored as BSON int64.
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The DocumentDB (MongoDB wire protocol) client for `url`, the one way the node opens it.
+/// `ca_file` (PEM; the RDS global bundle for DocumentDB) turns TLS on and is what the server's
+/// chain must end at; without it the URL's own `tls` and `tlsCAFile` apply. Errors show the URL
+/// without its password.
+pub async fn open_documentdb(url: &str, ca_file: Option<&std::path::Path>) -> Result<mongodb::Client, SinkError> {
+    let options = documentdb_options(url, ca_file).await?;
+    mongodb::Client::with_options(options).map_err(|e| unavailable(&format!("open DocumentDB at {}", redact(url)), e))
+}
+
+/// The client options [`open_documentdb`] uses.
+pub async fn documentdb_options(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<mongodb::options::ClientOptions, SinkError> {
+    // The driver's parse errors may quote the URL: only their redacted text is kept.
+    let mut options = mongodb::options::ClientOptions::parse(url).await.map_err(|e| {
+        SinkError::unavailable(format!("bad DocumentDB URL {}: {}", redact(url), redact(&e.to_string())))
+    })?;
+    if let Some(path) = ca_file {
+        let mut tls = match options.tls.take() {
+            Some(mongodb::options::Tls::Enabled(tls)) => tls,
+            _ => mongodb::options::TlsOptions::default(),
+        };
+        tls.ca_file_path = Some(path.to_owned());
+        options.tls = Some(mongodb::options::Tls::Enabled(tls));
+    }
+    Ok(options)
 }
 
 fn unavailable(what: &str, e: mongodb::error::Error) -> SinkError {

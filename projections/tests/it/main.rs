@@ -2,10 +2,13 @@
 
 mod analytics;
 mod cache;
+mod cache_tls;
 #[cfg(all(feature = "kinesis", feature = "sqs", feature = "dynamodb"))]
 mod consumer;
 #[cfg(feature = "documentdb")]
 mod documents;
+#[cfg(feature = "documentdb")]
+mod documents_tls;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 #[cfg(all(feature = "kinesis", feature = "sqs"))]
