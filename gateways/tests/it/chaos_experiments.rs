@@ -70,9 +70,15 @@ fn chaos_run(cluster: &Path, experiments: &Path, which: &[&str], reports: &Path,
         .expect("chaos run")
 }
 
-/// Every summary under `reports` held, and they are the experiments `expected` names.
-fn assert_held(reports: &Path, expected: &[String], run: &Output) {
+/// Every summary under `reports` held, and they are the experiments `expected` names. When one did
+/// not, the balancer's log (it logs only what failed) is printed first: the cluster's directory is
+/// gone once the test ends.
+fn assert_held(reports: &Path, expected: &[String], run: &Output, cluster: &Path) {
     eprintln!("{}", String::from_utf8_lossy(&run.stdout));
+    if !run.status.success() {
+        let log = std::fs::read_to_string(cluster.join("haproxy.log")).unwrap_or_default();
+        eprintln!("haproxy.log (failed requests only):\n{log}");
+    }
     let done = summaries(reports);
     let names: Vec<String> = done.iter().filter_map(|s| s["experiment"].as_str().map(str::to_owned)).collect();
     assert_eq!(&names, expected, "every experiment ran");
@@ -122,7 +128,7 @@ fn every_experiment_holds_under_load_and_an_unreverted_fault_is_a_deviation() {
     let reports = work.path().join("aws-reports");
     let names: Vec<&str> = aws.iter().map(String::as_str).collect();
     let run = chaos_run(&dir, &experiments, &names, &reports, &chaostoolkit);
-    assert_held(&reports, &aws, &run);
+    assert_held(&reports, &aws, &run, &dir);
     drop(_down);
 
     // Every other experiment on a cluster of its own: `--all` skips what needs the AWS parts.
@@ -131,7 +137,7 @@ fn every_experiment_holds_under_load_and_an_unreverted_fault_is_a_deviation() {
     let cluster = cluster_up(&dir, None);
     let reports = work.path().join("reports");
     let run = chaos_run(&dir, &experiments, &["--all"], &reports, &chaostoolkit);
-    assert_held(&reports, &local, &run);
+    assert_held(&reports, &local, &run, &dir);
 
     // The cache probe sees a stale answer: a menu entry rewritten in Redis with another price (as a
     // refill racing an invalidation would leave it) is reported until it is gone.
