@@ -62,12 +62,18 @@ pub struct UpArgs {
     pub serve_args: Vec<String>,
 }
 
+/// The nodes' Kinesis shard lease timeout (`serve --lease-timeout-ms`).
+const CLUSTER_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs a `cloudcafe cluster` subcommand.
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Up(args) => {
             let cluster = tokio::task::spawn_blocking(move || up(&args)).await??;
             wait_all_up(&cluster, Duration::from_secs(30)).await?;
+            if cluster.aws.is_some() {
+                wait_leases_settled(&cluster, Duration::from_secs(90)).await?;
+            }
             println!("cluster up: {} nodes behind {}", cluster.nodes.len(), cluster.balancer_url);
             println!("export CLOUDCAFE_CLUSTER={}", cluster.dir.display());
             println!("export LB={}", cluster.balancer_url);
@@ -238,7 +244,7 @@ fn start(args: &UpArgs, started: &mut Started) -> anyhow::Result<Cluster> {
                     "--lease-table-prefix",
                     &aws.lease_table_prefix,
                     "--lease-timeout-ms",
-                    "10000",
+                    &CLUSTER_LEASE_TIMEOUT.as_millis().to_string(),
                     "--worker-id",
                     &name,
                 ]
@@ -333,6 +339,29 @@ pub async fn wait_all_up(cluster: &Cluster, within: Duration) -> anyhow::Result<
             bail!("the load balancer does not see every node up: {servers:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the nodes' Kinesis consumers have shared out the shard leases: the first node up
+/// takes every lease and the others steal their share, and a node learns it lost one only at its
+/// next renewal. Until that settles a lease changes hands with no fault at all, which an
+/// experiment's "no lease lost or stolen" would count against its fault. Settled: some lease was
+/// taken, and no lease changed hands for a whole lease timeout.
+async fn wait_leases_settled(cluster: &Cluster, within: Duration) -> anyhow::Result<()> {
+    let name = events::metric::CONSUMER_LEASE_CHANGES.name;
+    let deadline = Instant::now() + within;
+    let (mut last, mut since) = (f64::NAN, Instant::now());
+    loop {
+        let changes = crate::cli::chaos::probe::metric_sum(cluster, name, &[]).await;
+        if changes != last {
+            (last, since) = (changes, Instant::now());
+        } else if changes > 0.0 && since.elapsed() >= CLUSTER_LEASE_TIMEOUT {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the nodes' shard leases still change hands after {} s ({changes} changes)", within.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

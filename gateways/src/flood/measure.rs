@@ -21,7 +21,8 @@ const HIGHEST_US: u64 = 3_600_000_000;
 const MAX_SECONDS: usize = 86_400;
 
 /// How one request ended. Error kinds are short stable labels: "503 unavailable", "429 busy",
-/// "409 conflict", "400 bad request", "404 not found", "500 internal", "timeout", "connection",
+/// "409 conflict", "400 bad request", "404 not found", "500 internal", "timeout", "connection: <what
+/// broke>" (e.g. "connection: connection closed" for an end of stream before the answer),
 /// "rejected" ...
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -558,7 +558,9 @@ impl Target for HttpTarget {
         let response = sent.map_err(|e| match e.kind() {
             // Refused before anything was sent: nothing reached the node.
             std::io::ErrorKind::ConnectionRefused => Failure::refused("connection refused"),
-            _ => Failure::unknown("connection"),
+            // What broke, as the OS or the client put it (a reset, an early end of the stream, an
+            // answer that does not parse): the kinds tell apart what a report would otherwise lump.
+            _ => Failure::unknown(format!("connection: {e}")),
         })?;
         match response.status {
             200..=299 => Ok(Answer {

@@ -8,7 +8,7 @@
 //! stores; `render aws` writes each experiment's AWS plan.
 
 mod faults;
-mod probe;
+pub(crate) mod probe;
 mod run;
 
 use std::path::PathBuf;

@@ -204,7 +204,9 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
                 let (checked, disagreements) = cache_disagreements(&cluster, storefront.as_ref(), customers).await?;
                 if disagreements.is_empty() || Instant::now() >= deadline {
                     let what = if disagreements.is_empty() {
-                        format!("every node answers the menu and {checked} customers' points as the read model holds them")
+                        format!(
+                            "every node answers the menu and {checked} customers' points as the read model holds them"
+                        )
                     } else {
                         format!("answers that differ from the read model: {}", disagreements.join("; "))
                     };
@@ -239,7 +241,7 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
 
 /// The sum over every node of a metric's series whose labels include `labels` (a node that does not
 /// answer counts 0).
-async fn metric_sum(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) async fn metric_sum(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut sum = 0.0;
     for node in &cluster.nodes {
         let Some(response) = get(node.listen, "/metrics").await else { continue };
