@@ -166,7 +166,9 @@ pub struct Postgres {
     pub log: PathBuf,
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL's tools then run as `postgres`: the server refuses
+/// root).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
@@ -187,7 +189,7 @@ impl Postgres {
     }
 
     /// A PostgreSQL tool, run as `postgres` when this process is root (the server refuses root).
-    fn tool(&self, name: &str) -> Command {
+    pub fn tool(&self, name: &str) -> Command {
         let path = self.bin_dir.join(name);
         if is_root() {
             let mut c = Command::new("runuser");

@@ -6,10 +6,12 @@
 //! Each `start` returns `None`, saying the test is skipped, only when a binary it needs is not
 //! installed; under `CI=true` that is a failure, as with the switches in [`crate::servers`].
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chaos::cluster::{free_port, is_root, Postgres};
 
 use crate::under_ci;
 
@@ -51,19 +53,10 @@ fn scratch_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; a server started right after takes it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
-}
-
 fn wait_listening(what: &str, port: u16, within: Duration, log: &Path) {
-    let deadline = Instant::now() + within;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            panic!("{what} did not listen on {addr}: {}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if let Err(e) = chaos::cluster::wait_listening(what, addr, within, log) {
+        panic!("{e}: {}", std::fs::read_to_string(log).unwrap_or_default());
     }
 }
 
@@ -136,13 +129,6 @@ impl Drop for TestCa {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 /// A private PostgreSQL (trust authentication unless a password is given, `fsync=off`) listening
 /// on 127.0.0.1 only: with
 /// `ssl=on` and the [`TestCa`]'s server certificate ([`PrivatePostgres::start_tls`], which takes
@@ -150,7 +136,8 @@ fn is_root() -> bool {
 /// ([`PrivatePostgres::start_plain`]; the machine's own server has Debian's `ssl=on`).
 pub struct PrivatePostgres {
     dir: PathBuf,
-    bin_dir: PathBuf,
+    /// The server as the chaos cluster runs its own (binaries, data directory, port, log).
+    server: Postgres,
     pub port: u16,
 }
 
@@ -171,12 +158,14 @@ impl PrivatePostgres {
     }
 
     fn start(ca: Option<&TestCa>, password: Option<&str>) -> Option<PrivatePostgres> {
-        let Some(bin_dir) = find_pg_bin_dir() else {
+        let Some(bin_dir) = Postgres::find_bin_dir() else {
             return skipped("a PostgreSQL server (/usr/lib/postgresql/*/bin/initdb)");
         };
         let dir = scratch_dir("cc-tls-pg");
-        let server = PrivatePostgres { dir, bin_dir, port: free_port() };
-        let data = server.dir.join("data");
+        let port = free_port();
+        let (data, log) = (dir.join("data"), dir.join("server.log"));
+        let server =
+            PrivatePostgres { server: Postgres { bin_dir, data_dir: data.clone(), port, log: log.clone() }, dir, port };
         let ssl = match ca {
             Some(ca) => {
                 std::fs::copy(&ca.cert_file, server.dir.join("server.pem")).expect("copy the certificate");
@@ -204,27 +193,22 @@ impl PrivatePostgres {
             // The server refuses to run as root, and reads its key only if it owns it.
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&server.dir));
         }
-        run(server.tool("initdb").arg("-D").arg(&data).args(auth).args(["-U", "postgres", "-E", "UTF8"]));
+        run(server.server.tool("initdb").arg("-D").arg(&data).args(auth).args(["-U", "postgres", "-E", "UTF8"]));
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off {ssl}",
             server.port,
             server.dir.display()
         );
-        let log = server.dir.join("server.log");
-        run(server.tool("pg_ctl").arg("-D").arg(&data).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]));
+        run(server
+            .server
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &options, "-w", "start"]));
         wait_listening("the private PostgreSQL", server.port, Duration::from_secs(20), &log);
         Some(server)
-    }
-
-    fn tool(&self, name: &str) -> Command {
-        let path = self.bin_dir.join(name);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
     }
 
     /// `postgres://postgres@HOST:PORT/postgres?hostaddr=127.0.0.1`: the connection goes to this
@@ -236,23 +220,9 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        if data.join("postmaster.pid").exists() {
-            let _ = self.tool("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).output();
-        }
+        let _ = self.server.stop("immediate");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn find_pg_bin_dir() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, bin)| bin.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
 }
 
 fn set_mode(path: &Path, mode: u32) {
