@@ -12,6 +12,11 @@ use tokio::net::TcpStream;
 pub struct HttpConnection {
     addr: SocketAddr,
     stream: Option<BufReader<TcpStream>>,
+    /// The last request failed on a connection an earlier request had used, before any byte of
+    /// its answer: the peer had closed the idle connection as the request went out (RFC 9112 §9.3.1).
+    stale_on_last: bool,
+    /// An `Authorization` value sent on every request that does not carry its own.
+    authorization: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,7 +37,20 @@ impl HttpResponse {
 
 impl HttpConnection {
     pub fn new(addr: SocketAddr) -> Self {
-        HttpConnection { addr, stream: None }
+        HttpConnection { addr, stream: None, stale_on_last: false, authorization: None }
+    }
+
+    /// A connection that sends `Authorization: Bearer <token>` on every request without its own.
+    pub fn with_bearer(addr: SocketAddr, token: &str) -> Self {
+        HttpConnection { authorization: Some(format!("Bearer {token}")), ..Self::new(addr) }
+    }
+
+    /// Whether the last request failed because the kept-alive connection had been closed under it:
+    /// the request did not reach the peer's application, or its answer was lost with the
+    /// connection, so a client may send it again on a new connection if it is safe to repeat
+    /// (a GET, or a command with an idempotency key).
+    pub fn last_failed_on_stale_connection(&self) -> bool {
+        self.stale_on_last
     }
 
     /// Sends one request, reconnecting first if the previous connection was closed.
@@ -43,14 +61,18 @@ impl HttpConnection {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<HttpResponse> {
-        if self.stream.is_none() {
+        self.stale_on_last = false;
+        let reused = self.stream.is_some();
+        if !reused {
             let s = TcpStream::connect(self.addr).await?;
             s.set_nodelay(true)?;
             self.stream = Some(BufReader::new(s));
         }
-        let result = self.exchange(method, path, headers, body).await;
+        let mut answered = false;
+        let result = self.exchange(method, path, headers, body, &mut answered).await;
         if result.is_err() {
             self.stream = None;
+            self.stale_on_last = reused && !answered;
         }
         result
     }
@@ -61,6 +83,7 @@ impl HttpConnection {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
+        answered: &mut bool,
     ) -> std::io::Result<HttpResponse> {
         let stream = self.stream.as_mut().expect("connected");
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
@@ -69,6 +92,11 @@ impl HttpConnection {
         }
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(authorization) = &self.authorization {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                head.push_str(&format!("Authorization: {authorization}\r\n"));
+            }
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
@@ -80,6 +108,7 @@ impl HttpConnection {
         if stream.read_line(&mut line).await? == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
         }
+        *answered = true;
         let status: u16 =
             line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad status line"))?;
         let mut headers = Vec::new();

@@ -88,6 +88,11 @@ pub async fn run(
     let (sent, beside) = futures::join!(arrivals, scenario.beside(context, &flow));
     // The arrivals' own time: what ran beside them (the loyalty batch) may end later.
     let drove = sent.ended.duration_since(recorder.started());
+    let resent = flow.target.resent_requests();
+    if resent > 0 {
+        // Not failures (each went through on its second connection), but a report says they happened.
+        recorder.figure("requests_resent_on_a_new_connection", resent as f64, "requests");
+    }
     let head_after = head().await;
     if let (Some(before), Some(after)) = (head_before, head_after) {
         let committed = after.saturating_sub(before) as f64;

@@ -4,7 +4,7 @@
 //! acknowledged (an [`Acknowledgement`] for the ack ledger), or why it failed.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -188,6 +188,10 @@ pub trait Target: Send + Sync {
     }
     /// Every projection's lag, as the node (or the first node that answers) reports it.
     async fn projection_lag(&self) -> Result<Vec<Lag>, String>;
+    /// Requests the driver sent twice because the connection closed under the first try.
+    fn resent_requests(&self) -> u64 {
+        0
+    }
     /// The menu as each node serves it (one entry per node).
     async fn served_menus(&self) -> Result<Vec<(String, Vec<ServedItem>)>, String>;
     /// The actors' activations as the nodes' own metrics count them (`actor_activation_seconds`).
@@ -407,6 +411,9 @@ pub struct HttpTarget {
     connections: Semaphore,
     /// A bearer token for the routes that need one (`/admin/*`).
     token: Option<String>,
+    /// Requests sent a second time, on a new connection, because the kept-alive one they went out
+    /// on had been closed under them (see [`HttpTarget::send`]).
+    resent: AtomicU64,
 }
 
 /// A target URL that cannot be driven.
@@ -491,10 +498,23 @@ impl HttpTarget {
                 idle: Mutex::new(Vec::new()),
             });
         }
-        Ok(HttpTarget { nodes, next: AtomicUsize::new(0), connections: Semaphore::new(max_connections.max(1)), token })
+        Ok(HttpTarget {
+            nodes,
+            next: AtomicUsize::new(0),
+            connections: Semaphore::new(max_connections.max(1)),
+            token,
+            resent: AtomicU64::new(0),
+        })
     }
 
     /// One request to one node, on a pooled connection (returned to the pool only after a whole answer).
+    ///
+    /// A kept-alive connection can be closed by the server or a balancer just as a request goes out
+    /// on it; the request then fails before any byte of an answer. As browsers and HTTP libraries
+    /// do (RFC 9112 §9.3.1), a `repeatable` request (a GET, or a command carrying an idempotency
+    /// key, which a node answers once however often it arrives) is sent once more on a new
+    /// connection, and counted. Any other failure, and any failure on a new connection, is the
+    /// request's own.
     async fn send(
         &self,
         node: &NodeConnections,
@@ -502,6 +522,7 @@ impl HttpTarget {
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
+        repeatable: bool,
     ) -> std::io::Result<HttpResponse> {
         let _slot = self.connections.acquire().await.map_err(std::io::Error::other)?;
         let pooled = node.idle.lock().expect("pool").pop();
@@ -511,7 +532,13 @@ impl HttpTarget {
         if let Some(b) = &bearer {
             all.push(("Authorization", b));
         }
-        let response = connection.request(method, path, &all, body).await?;
+        let response = match connection.request(method, path, &all, body).await {
+            Err(_) if repeatable && connection.last_failed_on_stale_connection() => {
+                self.resent.fetch_add(1, Ordering::Relaxed);
+                connection.request(method, path, &all, body).await?
+            }
+            answer => answer?,
+        };
         node.idle.lock().expect("pool").push(connection);
         Ok(response)
     }
@@ -554,7 +581,8 @@ impl Target for HttpTarget {
             _ => None,
         };
         let headers: Vec<(&str, &str)> = key.iter().map(|k| ("Idempotency-Key", k.as_str())).collect();
-        let sent = self.send(self.pick(), method, &path, &headers, &body).await;
+        let repeatable = method == "GET" || key.is_some();
+        let sent = self.send(self.pick(), method, &path, &headers, &body, repeatable).await;
         let response = sent.map_err(|e| match e.kind() {
             // Refused before anything was sent: nothing reached the node.
             std::io::ErrorKind::ConnectionRefused => Failure::refused("connection refused"),
@@ -573,6 +601,10 @@ impl Target for HttpTarget {
         }
     }
 
+    fn resent_requests(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
     async fn projection_lag(&self) -> Result<Vec<Lag>, String> {
         #[derive(Deserialize)]
         struct Projections {
@@ -580,7 +612,7 @@ impl Target for HttpTarget {
         }
         let mut failures = Vec::new();
         for node in &self.nodes {
-            match self.send(node, "GET", "/admin/projections", &[], b"").await {
+            match self.send(node, "GET", "/admin/projections", &[], b"", true).await {
                 Ok(r) if r.status == 200 => {
                     return serde_json::from_slice::<Projections>(&r.body)
                         .map(|p| p.projections)
@@ -600,8 +632,10 @@ impl Target for HttpTarget {
         }
         let mut menus = Vec::new();
         for node in &self.nodes {
-            let r =
-                self.send(node, "GET", "/api/menu/items", &[], b"").await.map_err(|e| format!("{}: {e}", node.url))?;
+            let r = self
+                .send(node, "GET", "/api/menu/items", &[], b"", true)
+                .await
+                .map_err(|e| format!("{}: {e}", node.url))?;
             if r.status != 200 {
                 return Err(format!("{}: GET /api/menu/items answered {}", node.url, r.status));
             }
@@ -619,7 +653,8 @@ impl Target for HttpTarget {
     async fn activation_seconds(&self) -> Result<Activations, String> {
         let mut figures = Activations::default();
         for node in &self.nodes {
-            let r = self.send(node, "GET", "/metrics", &[], b"").await.map_err(|e| format!("{}: {e}", node.url))?;
+            let r =
+                self.send(node, "GET", "/metrics", &[], b"", true).await.map_err(|e| format!("{}: {e}", node.url))?;
             figures.add_prometheus(&String::from_utf8_lossy(&r.body));
         }
         Ok(figures)
@@ -629,4 +664,70 @@ impl Target for HttpTarget {
 /// How long a flood waits for one operation before counting it as a timeout.
 pub const fn operation_timeout(command_timeout: Duration) -> Duration {
     Duration::from_millis(command_timeout.as_millis() as u64 + 2_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers one request per connection and then closes it without saying so
+    /// (no `Connection: close`): the next request on the kept-alive connection meets a closed one.
+    async fn closing_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"points":0}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    // Dropped: closed under the client's pooled connection.
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    #[tokio::test]
+    async fn a_repeatable_request_on_a_connection_closed_under_it_goes_again_on_a_new_one() {
+        let (url, requests) = closing_server().await;
+        let target = HttpTarget::connect(&[url], 1, None).await.unwrap();
+        let read = Operation::LoyaltyBalance { customer_id: "c-1".into() };
+        target.execute(&read).await.expect("first read");
+        // Give the server's close time to arrive, as it had in the floods that met it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        target.execute(&read).await.expect("the read went again on a new connection");
+        assert_eq!(target.resent_requests(), 1);
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "the closed connection's try never reached the server");
+    }
+
+    #[tokio::test]
+    async fn a_command_without_an_idempotency_key_is_not_sent_twice() {
+        let (url, requests) = closing_server().await;
+        let target = HttpTarget::connect(&[url], 1, None).await.unwrap();
+        let restock = Operation::Restock { store_id: "s-1".into(), sku: "latte".into(), quantity: 5 };
+        target.execute(&restock).await.expect("first restock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let failure = target.execute(&restock).await.expect_err("a restock cannot be known to be safe to repeat");
+        assert_eq!(failure.kind, "connection: connection closed");
+        assert!(failure.maybe_applied, "a request lost with its connection may have been applied");
+        assert_eq!(target.resent_requests(), 0);
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
 }
