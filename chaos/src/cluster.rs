@@ -302,6 +302,7 @@ pub struct Cluster {
     /// The journal reached directly, for checks that must not go through an injected fault.
     pub journal_direct: String,
     pub redis_url: String,
+    /// An admin bearer token from the cluster's signing key (`auth/signing-key.pem` in its directory).
     pub admin_token: String,
     pub nodes: Vec<NodeProcess>,
     /// Seconds a draining node keeps its connections (the ALB's deregistration delay, scaled down).

@@ -8,6 +8,7 @@
 //!
 //! Architecture Invariant: handlers translate HTTP to use cases and back; they decide nothing.
 
+pub mod auth;
 pub mod bench;
 pub mod cloudwatch;
 pub mod flood;
@@ -41,7 +42,9 @@ pub fn app(
     >,
 > {
     // The request span wraps the recording too, so that what telemetry logs carries the trace id.
+    // `nosniff` on every answer: a browser never guesses a JSON error body to be HTML or script.
     App::new()
+        .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
         .wrap(from_fn(telemetry::record_request))
         .wrap(from_fn(logging::request_span))
         .configure(http::configure(state))

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{bench, chaos, cluster, dashboard, demo, dlq, flood, loyalty, projections, replay, serve, storage, verify};
+use cli::{
+    bench, chaos, cluster, dashboard, demo, dlq, flood, loyalty, projections, replay, serve, storage, token, verify,
+};
 
 /// The command line of `cloudcafe`.
 #[derive(Parser)]
@@ -68,6 +70,9 @@ enum Command {
     /// experiment held, 6 one did not.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Bearer tokens from the node's local signing key: `cloudcafe token issue --role customer --sub alice`.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// mimalloc rather than the C library's malloc: replay and the projections allocate and free
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Command::Dashboard(command) => dashboard::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Cluster(command) => cluster::run(command).await.map(|()| ExitCode::SUCCESS),
             Command::Chaos(command) => chaos::run(command).await,
+            Command::Token(command) => token::run(command).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

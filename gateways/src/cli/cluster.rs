@@ -77,7 +77,11 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             println!("cluster up: {} nodes behind {}", cluster.nodes.len(), cluster.balancer_url);
             println!("export CLOUDCAFE_CLUSTER={}", cluster.dir.display());
             println!("export LB={}", cluster.balancer_url);
-            println!("# the admin token is in {}/cluster.json (admin_token)", cluster.dir.display());
+            println!(
+                "# an admin bearer token is in {}/cluster.json (admin_token); more: cloudcafe token issue --auth-key-file {}/auth/signing-key.pem …",
+                cluster.dir.display(),
+                cluster.dir.display()
+            );
             Ok(())
         }
         ClusterCommand::Down(args) => {
@@ -139,7 +143,18 @@ fn start(args: &UpArgs, started: &mut Started) -> anyhow::Result<Cluster> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let program = std::env::current_exe().context("cannot find this program")?.display().to_string();
-    let token = gateways::http::auth::generate_admin_token();
+    // One signing key for every node (as one Cognito user pool serves every task), and an admin
+    // token from it for the floods, probes and experiments that drive the cluster.
+    let key_file = dir.join("auth").join("signing-key.pem");
+    let key = gateways::auth::LocalKey::load_or_create(&key_file)?;
+    let token = key.issue(
+        gateways::auth::token::LOCAL_ISSUER,
+        gateways::auth::token::DEFAULT_AUDIENCE,
+        "cluster-operator",
+        gateways::auth::Role::Admin,
+        None,
+        Duration::from_secs(7 * 86_400),
+    );
 
     // The journal's server, fresh: an experiment's verify must judge this cluster's history only.
     let pg_dir = dir.join("postgres");
@@ -252,7 +267,7 @@ fn start(args: &UpArgs, started: &mut Started) -> anyhow::Result<Cluster> {
             );
         }
         argv.extend(args.serve_args.iter().cloned());
-        let env = BTreeMap::from([("CLOUDCAFE_ADMIN_TOKEN".to_owned(), token.clone())]);
+        let env = BTreeMap::from([("CLOUDCAFE_AUTH_KEY_FILE".to_owned(), key_file.display().to_string())]);
         let process = started.process(Managed::spawn(argv, env, dir.join(format!("{name}.log")))?);
         // The first node creates the tables and seeds the demo menu alone.
         if i == 1 {

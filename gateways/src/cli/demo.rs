@@ -1,8 +1,11 @@
 //! `cloudcafe demo`: a node on a free port, a few orders placed over HTTP, and how they ended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gateways::auth::token::{DEFAULT_AUDIENCE, LOCAL_ISSUER};
+use gateways::auth::{LocalKey, Role, Verifier};
 use gateways::http::ApiSettings;
 use gateways::load::HttpConnection;
 use gateways::node::Node;
@@ -27,32 +30,44 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let mut settings = args.settings();
     settings.seed_demo = true;
     let node = Node::start(settings).await.context("cannot start the node")?;
-    let (server, addr) =
-        start_server(&node, "127.0.0.1:0".parse()?, Some(1), &ApiSettings::default(), Vec::new()).await?;
+    // A throwaway signing key: every request carries its customer's token, as a client's would.
+    let key = LocalKey::generate()?;
+    let api = ApiSettings { auth: Some(Arc::new(Verifier::local(&key, DEFAULT_AUDIENCE))), ..ApiSettings::default() };
+    let bearer = |customer: &str| {
+        let token = key.issue(LOCAL_ISSUER, DEFAULT_AUDIENCE, customer, Role::Customer, None, Duration::from_secs(600));
+        format!("Bearer {token}")
+    };
+    let (server, addr) = start_server(&node, "127.0.0.1:0".parse()?, Some(1), &api, Vec::new()).await?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    println!("CloudCafe demo node listening on http://{addr}\n");
+    println!("CloudCafe demo node listening on http://{addr} (each request carries its customer's bearer token)\n");
     let mut client = HttpConnection::new(addr);
     let mut placed = Vec::new();
     for (customer, store, items) in ORDERS {
         let body = format!(r#"{{"customer_id":"{customer}","store_id":"{store}","items":{items}}}"#);
         println!("POST /api/orders {body}");
-        let r = client.request("POST", "/api/orders", &[], body.as_bytes()).await?;
+        let auth = bearer(customer);
+        let r = client.request("POST", "/api/orders", &[("Authorization", &auth)], body.as_bytes()).await?;
         println!("  -> {} {}\n", r.status, String::from_utf8_lossy(&r.body));
         if r.status == 201 {
-            placed.push(r.json()["order_id"].as_str().unwrap_or_default().to_owned());
+            placed.push((customer, r.json()["order_id"].as_str().unwrap_or_default().to_owned()));
         }
     }
+    let body = r#"{"customer_id":"alice","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}"#;
+    println!("POST /api/orders {body}   (with bob's token)");
+    let r = client.request("POST", "/api/orders", &[("Authorization", &bearer("bob"))], body.as_bytes()).await?;
+    println!("  -> {} {}\n", r.status, String::from_utf8_lossy(&r.body));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for id in placed {
-        let r = client.request("GET", &format!("/api/orders/{id}"), &[], b"").await?;
+    for (customer, id) in placed {
+        let auth = bearer(customer);
+        let r = client.request("GET", &format!("/api/orders/{id}"), &[("Authorization", &auth)], b"").await?;
         let o = r.json();
         println!(
             "GET /api/orders/{id} -> {} status={} total={} {}",
             r.status, o["status"], o["total_amount"], o["cancel_reason"]
         );
     }
-    let r = client.request("GET", "/api/loyalty/alice", &[], b"").await?;
+    let r = client.request("GET", "/api/loyalty/alice", &[("Authorization", &bearer("alice"))], b"").await?;
     println!("GET /api/loyalty/alice -> {}", String::from_utf8_lossy(&r.body));
     handle.stop(true).await;
     Ok(())

@@ -46,8 +46,9 @@ pub struct FloodArgs {
     /// Drive running nodes over HTTP instead (http://host:port, comma-separated, or one load balancer).
     #[arg(long, value_delimiter = ',')]
     pub target: Vec<String>,
-    /// A bearer token for the nodes' admin routes (with --target).
-    #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN")]
+    /// A bearer token sent on every request (with --target): an admin's acts for every customer and
+    /// store the scenario drives (`cloudcafe token issue --role admin --sub flood`).
+    #[arg(long, env = "CLOUDCAFE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Write report.json, report.html and the ack ledger (acks.jsonl) here.
     #[arg(long)]

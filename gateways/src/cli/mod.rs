@@ -1,11 +1,12 @@
 //! The `cloudcafe` subcommands, in the style of cargo's `src/bin/cargo/commands/`: one module per
 //! subcommand holding its clap arguments and its body ([`serve`], [`demo`], [`replay`], [`bench`],
-//! [`dlq`], [`projections`], [`flood`], [`dashboard`], [`cluster`], [`chaos`]), the argument group several of them share ([`storage`]), and the one place where a build
+//! [`dlq`], [`projections`], [`flood`], [`dashboard`], [`cluster`], [`chaos`], [`token`]), the argument groups several of them share ([`storage`], [`auth`]), and the one place where a build
 //! with the AWS clients and a build without them part ways ([`cloud`]).
 //!
 //! Architecture Invariant: only the binary reads flags and the environment; these modules turn them
 //! into the libraries' typed settings and hand built clients to the libraries.
 
+pub mod auth;
 pub mod bench;
 pub mod chaos;
 pub mod cloud;
@@ -19,4 +20,5 @@ pub mod projections;
 pub mod replay;
 pub mod serve;
 pub mod storage;
+pub mod token;
 pub mod verify;

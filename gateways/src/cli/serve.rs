@@ -10,12 +10,12 @@ use anyhow::Context;
 use clap::Args;
 use gateways::cloudwatch::history::History;
 use gateways::cloudwatch::{emf, sample};
-use gateways::http::auth as admin;
 use gateways::http::{ApiSettings, ApiState};
 use gateways::node::Node;
 use gateways::telemetry;
 use tokio::sync::{broadcast, watch};
 
+use super::auth::AuthArgs;
 use super::cloud::{self, CloudModels, StreamFed};
 use super::storage::StorageArgs;
 
@@ -41,14 +41,8 @@ pub struct ServeArgs {
     /// Milliseconds a connection's first request head may take to arrive before 408.
     #[arg(long, default_value_t = 5000)]
     pub head_timeout_ms: u64,
-    /// The bearer token every `/admin/` route requires (`Authorization: Bearer <token>`; at least 16
-    /// visible ASCII characters). Without it or --admin-token-file, the node generates one at start
-    /// and prints it once on stderr. A flag shows in `ps`: prefer the environment or the file.
-    #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
-    pub admin_token: Option<String>,
-    /// A file whose first line is the admin token (as a secrets manager mounts it).
-    #[arg(long, env = "CLOUDCAFE_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// How log lines are written: `text` for a terminal, or `json`, one object per line with
     /// `timestamp`, `level`, `service`, `trace_id` (the command's correlation id), `customer_id` and
     /// `message`, for CloudWatch Logs Insights. Which lines: `RUST_LOG` (default `info`).
@@ -171,8 +165,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.messaging.payment_queue.is_some() {
         settings.payment.authorizer = actors::cafe::Authorizer::PaymentProcessor;
     }
-    // Before the node starts: a bad token is refused before anything is opened.
-    let admin_token = admin_token(&args)?;
+    // Before the node starts: bad auth settings are refused before anything is opened.
+    let auth = args.auth.verifier(&args.storage.data_dir, args.listen)?;
+    if let Some(verifier) = &auth {
+        verifier.prefetch().await;
+    }
     let node = Node::start(settings).await.context("cannot start the node")?;
     let stream_fed = cloud::start_messaging(&args.messaging, &args.storage, &node, &models).await?;
     // One ticker samples the node's metrics for everything that reads the samples (each sample drains
@@ -186,13 +183,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         head_timeout: Duration::from_millis(args.head_timeout_ms),
-        admin_token: Some(admin_token),
+        auth,
         history,
     };
     let (stop_export, export_stopped) = watch::channel(false);
     let export = start_export(&args.metrics, &samples, export_stopped).await?;
     let (server, addr) = start_server(&node, args.listen, args.workers, &api, stream_fed).await?;
     tracing::info!(%addr, storage = ?args.storage.settings().storage, "serving the CloudCafe API");
+    match (args.auth.auth, &args.auth.jwks_url) {
+        (super::auth::AuthMode::Off, _) => tracing::warn!("--auth off: every route is open"),
+        (_, Some(url)) => tracing::info!(%url, "bearer tokens are verified with the identity provider's JWKS"),
+        (_, None) => tracing::info!(
+            key = %args.auth.key.path(&args.storage.data_dir).display(),
+            "bearer tokens: TOKEN=$(cloudcafe token issue --role customer --sub alice --data-dir {}), then \
+             curl -H \"Authorization: Bearer $TOKEN\" …",
+            args.storage.data_dir.display()
+        ),
+    }
     let served = server.await.context("server failed");
     let _ = stop_export.send(true);
     if let Some(export) = export {
@@ -229,28 +236,6 @@ async fn start_export(
             cloud::start_put_metric_data(metrics, environment, interval, samples.subscribe(), stop).await
         }
     }
-}
-
-/// The node's admin token: `--admin-token` (or `CLOUDCAFE_ADMIN_TOKEN`), the first line of
-/// `--admin-token-file`, or else a fresh one, printed once on stderr with `eprintln!`, not through
-/// `tracing`: the log (stdout) is what gets shipped to aggregation and kept, and a secret does not
-/// belong there; a deployment sets the token (ECS injects it from Secrets Manager) and prints none.
-fn admin_token(args: &ServeArgs) -> anyhow::Result<String> {
-    let token = match (&args.admin_token, &args.admin_token_file) {
-        (Some(token), _) => token.clone(),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
-            text.lines().next().unwrap_or_default().trim_end().to_owned()
-        }
-        (None, None) => {
-            let token = admin::generate_admin_token();
-            eprintln!("admin token: {token}");
-            return Ok(token);
-        }
-    };
-    admin::check_admin_token(&token).context("refusing the admin token")?;
-    Ok(token)
 }
 
 /// How long a connection answered before its body was read is drained before it is closed.

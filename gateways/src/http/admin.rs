@@ -91,7 +91,7 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     description = "Each read model's position in the journal's global order and how far it trails the head, \
         measured now from the journal and each read model's stored position; `stalled` names the event a \
         projection cannot apply (see `cloudcafe projections park`), or is null.",
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Every projection, the journal-fed ones first", body = ProjectionsJson),
         (status = 401, response = Unauthorized),

@@ -176,7 +176,7 @@ pub(super) async fn page() -> HttpResponse {
     description = "Every widget of the overview dashboard, each line evaluated over the samples this node keeps \
         (one point per sample, as CloudWatch would over a period of one sample). Lines of AWS service metrics are \
         marked `aws_only` and have no points: only CloudWatch has them.",
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The widgets and their points", body = DashboardJson),
         (status = 401, response = Unauthorized),
@@ -235,7 +235,7 @@ const PAGE: &str = r##"<!doctype html>
 <body data-errors="0" data-refreshes="0">
 <header><h1 id="title">CloudCafe dashboard</h1><span id="status">loading…</span></header>
 <form id="login" hidden>
-  <label for="token">This node's admin token (<code>cloudcafe serve --admin-token</code>, or the one it printed at start)</label>
+  <label for="token">An admin bearer token (<code>cloudcafe token issue --role admin --sub you</code>)</label>
   <input id="token" type="password" autocomplete="off" spellcheck="false">
   <button type="submit">Show the dashboard</button>
   <p>Or open <code>/admin/dashboard#token=&lt;token&gt;</code>: the part after <code>#</code> never leaves the browser.</p>

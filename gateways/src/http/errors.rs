@@ -53,15 +53,18 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 401 with `WWW-Authenticate: Bearer`: an `/admin/` route asked without the node's admin token.
-    /// One answer whether the header was missing, malformed or held another token: a client learns
-    /// nothing about which part was wrong.
-    #[error("this route needs the node's admin token: `Authorization: Bearer <token>`")]
+    /// 401 with `WWW-Authenticate: Bearer`: a route that needs a token asked without a valid one.
+    /// One answer whether the header was missing, malformed, expired, foreign or badly signed: a
+    /// client learns nothing about which part was wrong.
+    #[error("this route needs a valid bearer token: `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// 403: the token is valid, and its role does not allow this.
+    #[error("the token's role does not allow this")]
+    Forbidden,
 }
 
 /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
-pub(super) const ADMIN_CHALLENGE: &str = "Bearer realm=\"cloudcafe-admin\"";
+pub(super) const CHALLENGE: &str = "Bearer realm=\"cloudcafe\"";
 
 /// The JSON body of every error.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -92,7 +95,7 @@ impl ApiError {
             | ApiError::NotFound { field, .. }
             | ApiError::Conflict { field, .. } => field.as_deref(),
             ApiError::UnsupportedMediaType => Some("Content-Type"),
-            ApiError::Unauthorized => Some("Authorization"),
+            ApiError::Unauthorized | ApiError::Forbidden => Some("Authorization"),
             _ => None,
         }
     }
@@ -112,6 +115,7 @@ impl ResponseError for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -129,7 +133,7 @@ impl ResponseError for ApiError {
                 response.force_close();
             }
             ApiError::Unauthorized => {
-                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(ADMIN_CHALLENGE)));
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE)));
             }
             _ => {}
         }
@@ -260,7 +264,7 @@ mod tests {
     async fn unauthorized_challenges_for_a_bearer_token_and_names_the_header() {
         let response = ApiError::Unauthorized.error_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).unwrap(), r#"Bearer realm="cloudcafe-admin""#);
+        assert_eq!(response.headers().get(header::WWW_AUTHENTICATE).unwrap(), r#"Bearer realm="cloudcafe""#);
         let body: serde_json::Value = serde_json::from_slice(&to_bytes(response.into_body()).await.unwrap()).unwrap();
         assert_eq!(body["field"], "Authorization");
     }

@@ -113,6 +113,7 @@ pub(super) async fn restock(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: RestockBody = json_body(&req, payload, &state).await?;
+    super::auth::require(&req, &state, crate::auth::Access::Store(&body.store_id))?;
     let _permit = admit(&state)?;
     let causation = crate::logging::command_causation();
     let stock = state.cafe.restock(&body.store_id, &body.sku, body.quantity, causation).await?;

@@ -11,9 +11,10 @@
 //! `Retry-After` when the node is saturated or a store does not answer, 500 for a fault inside.
 //! `extractors` reads bodies, paths and queries into typed input.
 //!
-//! Every route under `/admin/` needs the node's admin token (`auth`): [`configure`] wraps each such
-//! resource of [`routes`] in the check, so none can be added without it; the one exception is the
-//! dashboard page's shell, which holds no data ([`auth::OPEN_ADMIN_PAGES`]). The rest is open.
+//! Every route but the menu listing, the health checks, `/metrics`, this document and the
+//! dashboard's data-less page shell needs a bearer token (`auth`): each route of [`routes`] names
+//! its [`auth::Guard`], and [`configure`] wraps every resource in the check, so none can be added
+//! without saying what it needs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,7 @@ mod wire;
 
 pub use orders::order_id_for_key;
 
+pub use auth::Guard;
 pub use errors::ApiError;
 
 /// What the handlers share.
@@ -74,11 +76,10 @@ pub struct ApiState {
     pub read_models: Vec<Arc<dyn projections::Rebuildable>>,
     /// The floods started through `/admin/stress`.
     pub stress: stress::StressRuns,
-    /// The bearer token every `/admin/` route requires ([`auth`]); `None` leaves them open. `cloudcafe
-    /// serve` always sets one (given, or generated at start); a state built in process for tests or
-    /// the embedded demo (`ApiSettings::default()`) has none, since nothing outside the process can
-    /// reach it there.
-    pub admin_token: Option<Arc<str>>,
+    /// What checks bearer tokens ([`auth`]); `None` leaves every route open. `cloudcafe serve` sets
+    /// one unless `--auth off` (loopback only); a state built in process for tests or the embedded
+    /// demo (`ApiSettings::default()`) has none, since nothing outside the process can reach it.
+    pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The node's recent metric samples, which `/admin/dashboard` draws (empty unless a ticker
     /// feeds it: `cloudcafe serve` does, [`History::follow`]).
     pub history: Arc<History>,
@@ -97,13 +98,13 @@ pub struct ApiSettings {
     /// How long a connection's first request head may take to arrive before 408 (actix's
     /// `client_request_timeout`).
     pub head_timeout: Duration,
-    /// The bearer token of the `/admin/` routes (see [`ApiState::admin_token`]); `None`: open.
-    pub admin_token: Option<String>,
+    /// What checks bearer tokens (see [`ApiState::auth`]); `None`: open.
+    pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The samples the dashboard page draws; the default is an empty history nothing feeds.
     pub history: Arc<History>,
 }
 
-/// Everything but the admin token, which a `{:?}` in a log line must not show.
+/// Every setting; the verifier shows its issuer and keys' origin, never a key.
 impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSettings")
@@ -111,7 +112,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("max_in_flight", &self.max_in_flight)
             .field("body_timeout", &self.body_timeout)
             .field("head_timeout", &self.head_timeout)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
             .field("history", &self.history)
             .finish()
     }
@@ -124,7 +125,7 @@ impl Default for ApiSettings {
             max_in_flight: 4096,
             body_timeout: Duration::from_secs(5),
             head_timeout: Duration::from_secs(5),
-            admin_token: None,
+            auth: None,
             history: Arc::default(),
         }
     }
@@ -143,8 +144,8 @@ impl ApiState {
         state
     }
 
-    /// The state for a cafe and a storefront alone: no analytics, cache or projections. The admin
-    /// routes are open unless `settings` give a token.
+    /// The state for a cafe and a storefront alone: no analytics, cache or projections. Every route
+    /// is open unless `settings` give a verifier.
     pub fn from_parts(
         cafe: Arc<actors::cafe::Cafe>,
         storefront: Arc<dyn StorefrontQueries>,
@@ -166,61 +167,92 @@ impl ApiState {
             stream_fed: Vec::new(),
             read_models: Vec::new(),
             stress: stress::StressRuns::default(),
-            admin_token: settings.admin_token.as_deref().map(Arc::from),
+            auth: settings.auth.clone(),
             history: settings.history.clone(),
         })
     }
 }
 
-/// Every route of the API: its path and the handler of each method it serves. [`configure`]
-/// registers exactly these, and the OpenAPI document is checked against exactly these
-/// ([`route_table`]), so a route cannot be added without being documented.
-fn routes() -> Vec<(&'static str, Vec<(Method, actix_web::Route)>)> {
+/// Each method a path serves: what it needs of its caller, and its handler.
+type Methods = Vec<(Method, Guard, actix_web::Route)>;
+
+/// Every route of the API: its path, and each method it serves with what the method needs of its
+/// caller and its handler. [`configure`] registers exactly these, and the OpenAPI document is
+/// checked against exactly these ([`route_table`]), so a route cannot be added without being
+/// documented and guarded.
+fn routes() -> Vec<(&'static str, Methods)> {
+    use Guard::*;
     vec![
-        ("/health", vec![(Method::GET, web::to(admin::health))]),
-        ("/ready", vec![(Method::GET, web::to(admin::ready))]),
-        ("/metrics", vec![(Method::GET, web::to(admin::metrics))]),
-        ("/openapi.json", vec![(Method::GET, web::to(openapi::document))]),
-        ("/api/orders", vec![(Method::POST, web::to(orders::place_order))]),
-        ("/api/orders/{order_id}", vec![(Method::GET, web::to(orders::get_order))]),
-        ("/api/customers/{customer_id}/orders", vec![(Method::GET, web::to(orders::customer_orders))]),
-        ("/api/inventory/stores/{store_id}/items/{sku}", vec![(Method::GET, web::to(inventory::get_stock))]),
-        ("/api/inventory/restock", vec![(Method::POST, web::to(inventory::restock))]),
-        ("/api/loyalty/{customer_id}", vec![(Method::GET, web::to(loyalty::get_loyalty))]),
-        ("/api/payments/{order_id}", vec![(Method::GET, web::to(payments::get_payment))]),
+        ("/health", vec![(Method::GET, Public, web::to(admin::health))]),
+        ("/ready", vec![(Method::GET, Public, web::to(admin::ready))]),
+        ("/metrics", vec![(Method::GET, Public, web::to(admin::metrics))]),
+        ("/openapi.json", vec![(Method::GET, Public, web::to(openapi::document))]),
+        ("/api/orders", vec![(Method::POST, InHandler, web::to(orders::place_order))]),
+        ("/api/orders/{order_id}", vec![(Method::GET, InHandler, web::to(orders::get_order))]),
+        (
+            "/api/customers/{customer_id}/orders",
+            vec![(Method::GET, CustomerInPath("customer_id"), web::to(orders::customer_orders))],
+        ),
+        (
+            "/api/inventory/stores/{store_id}/items/{sku}",
+            vec![(Method::GET, StoreInPath("store_id"), web::to(inventory::get_stock))],
+        ),
+        ("/api/inventory/restock", vec![(Method::POST, InHandler, web::to(inventory::restock))]),
+        (
+            "/api/loyalty/{customer_id}",
+            vec![(Method::GET, CustomerInPath("customer_id"), web::to(loyalty::get_loyalty))],
+        ),
+        ("/api/payments/{order_id}", vec![(Method::GET, InHandler, web::to(payments::get_payment))]),
         (
             "/api/menu/items",
-            vec![(Method::GET, web::to(menu::list_menu)), (Method::POST, web::to(menu::publish_menu_item))],
+            vec![
+                (Method::GET, Public, web::to(menu::list_menu)),
+                (Method::POST, Admin, web::to(menu::publish_menu_item)),
+            ],
         ),
-        ("/api/menu/items/{item_id}/price", vec![(Method::POST, web::to(menu::change_price))]),
-        ("/api/menu/items/{item_id}/retire", vec![(Method::POST, web::to(menu::retire))]),
-        ("/api/analytics/stores/{store_id}/minutes", vec![(Method::GET, web::to(analytics::store_minutes))]),
-        ("/api/stores/{store_id}", vec![(Method::GET, web::to(stores::get_store))]),
-        ("/admin/stores", vec![(Method::POST, web::to(stores::open_store))]),
-        ("/admin/stores/{store_id}/close", vec![(Method::POST, web::to(stores::close_store))]),
-        ("/admin/projections", vec![(Method::GET, web::to(admin::projections))]),
-        ("/admin/stress/{id}", vec![(Method::POST, web::to(stress::start)), (Method::GET, web::to(stress::show))]),
-        ("/admin/dashboard", vec![(Method::GET, web::to(dashboard::page))]),
-        ("/admin/dashboard/data", vec![(Method::GET, web::to(dashboard::data))]),
+        ("/api/menu/items/{item_id}/price", vec![(Method::POST, Admin, web::to(menu::change_price))]),
+        ("/api/menu/items/{item_id}/retire", vec![(Method::POST, Admin, web::to(menu::retire))]),
+        (
+            "/api/analytics/stores/{store_id}/minutes",
+            vec![(Method::GET, StoreInPath("store_id"), web::to(analytics::store_minutes))],
+        ),
+        ("/api/stores/{store_id}", vec![(Method::GET, SignedIn, web::to(stores::get_store))]),
+        ("/admin/stores", vec![(Method::POST, Admin, web::to(stores::open_store))]),
+        ("/admin/stores/{store_id}/close", vec![(Method::POST, Admin, web::to(stores::close_store))]),
+        ("/admin/projections", vec![(Method::GET, Admin, web::to(admin::projections))]),
+        (
+            "/admin/stress/{id}",
+            vec![(Method::POST, Admin, web::to(stress::start)), (Method::GET, Admin, web::to(stress::show))],
+        ),
+        // A browser navigating to a page cannot send a header: the page is a shell that holds no
+        // data, reads the token from its URL's fragment and sends it on its data requests.
+        ("/admin/dashboard", vec![(Method::GET, Public, web::to(dashboard::page))]),
+        ("/admin/dashboard/data", vec![(Method::GET, Admin, web::to(dashboard::data))]),
     ]
+}
+
+/// Every `(path, method)` the API serves with its guard, paths as templates.
+pub fn route_guards() -> Vec<(&'static str, Method, Guard)> {
+    routes().into_iter().flat_map(|(path, methods)| methods.into_iter().map(move |(m, g, _)| (path, m, g))).collect()
 }
 
 /// Every `(path, method)` the API serves, paths as templates (`/api/orders/{order_id}`).
 pub fn route_table() -> Vec<(&'static str, Method)> {
-    routes().into_iter().flat_map(|(path, methods)| methods.into_iter().map(move |(m, _)| (path, m))).collect()
+    route_guards().into_iter().map(|(path, method, _)| (path, method)).collect()
 }
 
 /// Every route of the API on `state`; a path no route matches is 404, a method a path does not
-/// serve is 405 with `Allow` naming the methods it does. Every resource under
-/// [`auth::ADMIN_PREFIX`] but the [`auth::OPEN_ADMIN_PAGES`] is wrapped, its 405 included, in
-/// [`auth::require_admin_token`].
+/// serve is 405 with `Allow` naming the methods it does. Every resource is wrapped in
+/// [`auth::check`] with its method's guard; a method the path does not serve gets the strictest of
+/// its methods' guards before its 405 (so a route's existence is no easier to learn than its data).
 pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::from(state));
         for (path, methods) in routes() {
-            let allow = methods.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+            let allow = methods.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+            let guards: Vec<(Method, Guard)> = methods.iter().map(|(m, g, _)| (m.clone(), *g)).collect();
             let mut resource = web::resource(path);
-            for (method, route) in methods {
+            for (method, _, route) in methods {
                 resource = resource.route(route.method(method));
             }
             let not_allowed = move || {
@@ -228,12 +260,25 @@ pub fn configure(state: Arc<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 async move { errors::method_not_allowed(&allow) }
             };
             let resource = resource.default_service(web::to(not_allowed));
-            if auth::needs_admin_token(path) {
-                cfg.service(resource.wrap(from_fn(auth::require_admin_token)));
-            } else {
-                cfg.service(resource);
-            }
+            cfg.service(resource.wrap(from_fn(move |req: actix_web::dev::ServiceRequest, next| {
+                let guard = guards
+                    .iter()
+                    .find(|(m, _)| m == req.method())
+                    .map(|(_, g)| *g)
+                    .unwrap_or_else(|| strictest(guards.iter().map(|(_, g)| *g)));
+                auth::check(guard, req, next)
+            })));
         }
         cfg.default_service(web::to(errors::no_route));
     }
+}
+
+/// The guard that asks the most of a caller among `guards`: an admin, else any verified caller,
+/// else none.
+fn strictest(guards: impl Iterator<Item = Guard>) -> Guard {
+    guards.fold(Guard::Public, |acc, g| match (acc, g) {
+        (Guard::Admin, _) | (_, Guard::Admin) => Guard::Admin,
+        (Guard::Public, Guard::Public) => Guard::Public,
+        _ => Guard::SignedIn,
+    })
 }

@@ -17,8 +17,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
 use super::schema::{
-    ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+    ErrorJson, Forbidden, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
 };
+use super::Guard;
 use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payments, stores, stress};
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
@@ -33,11 +34,13 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
             Every error answer has the JSON body `{\"error\": \"...\", \"field\": \"...\"|null}`. 4xx: nothing was \
             written. 503 (with `Retry-After`) means only \"unavailable, retry\". A path no route matches is 404; a \
             method a path does not serve is 405 with `Allow` listing the ones it does.\n\n\
-            Every `/admin/` route needs the node's admin token (`Authorization: Bearer <token>`, security scheme \
-            `admin_token`): `cloudcafe serve --admin-token` or `CLOUDCAFE_ADMIN_TOKEN`, or the one the node prints \
-            at start when none is given. Without it they answer 401 with `WWW-Authenticate`. The one exception is \
-            the page `/admin/dashboard`, which holds no data: it reads the token from its URL's fragment and sends it \
-            on its data requests.",
+            Every route but the menu listing, the health checks, `/metrics`, this document and the page \
+            `/admin/dashboard` needs a bearer token (JWT, security scheme `bearer`): from the node's local key \
+            (`cloudcafe token issue --role customer --sub alice`) or from the configured identity provider (Amazon \
+            Cognito). Without a valid one: 401 with `WWW-Authenticate`. Roles: a customer acts on their own orders, \
+            payments and loyalty (another customer's answer 404, as if they did not exist); staff restock and read \
+            their own store's inventory and analytics; an admin may do everything, and alone uses the menu's \
+            commands and `/admin/*`. A role that does not allow a route: 403.",
         license(name = "MIT"),
     ),
     paths(
@@ -68,9 +71,9 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
     ),
     components(
         schemas(ErrorJson),
-        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable, Unauthorized),
+        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable, Unauthorized, Forbidden),
     ),
-    modifiers(&AdminTokenScheme),
+    modifiers(&BearerScheme),
     tags(
         (name = "orders", description = "Placing orders and reading them back"),
         (name = "menu", description = "The menu"),
@@ -84,22 +87,54 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
 )]
 pub struct ApiDoc;
 
-/// The name of the admin plane's security scheme, as the `/admin/` operations' `security` names it.
-pub const ADMIN_SECURITY_SCHEME: &str = "admin_token";
+/// The name of the bearer-token security scheme, as every guarded operation's `security` names it.
+pub const SECURITY_SCHEME: &str = "bearer";
 
-/// Adds the `admin_token` HTTP bearer scheme that the `/admin/` operations require (`auth`).
-struct AdminTokenScheme;
+/// Adds the `bearer` HTTP scheme (JWT) that every guarded operation requires (`auth`).
+struct BearerScheme;
 
-impl utoipa::Modify for AdminTokenScheme {
+impl utoipa::Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
-            .description(Some("The node's admin token: `cloudcafe serve --admin-token`, or printed at start"))
+            .bearer_format("JWT")
+            .description(Some(
+                "A JWT from the node's local key (`cloudcafe token issue`) or the configured identity provider",
+            ))
             .build();
         openapi
             .components
             .get_or_insert_with(Default::default)
-            .add_security_scheme(ADMIN_SECURITY_SCHEME, SecurityScheme::Http(scheme));
+            .add_security_scheme(SECURITY_SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// Writes each route's guard into its operation: the `security` requirement and the answers a
+/// refusal gives (401; 403 where a role can be refused; 404 where another customer's resource is
+/// hidden; 503 when the identity provider's keys cannot be fetched), from the route table itself.
+fn apply_guards(doc: &mut Value) {
+    let reference = |name: &str| serde_json::json!({ "$ref": format!("#/components/responses/{name}") });
+    for (path, method, guard) in super::route_guards() {
+        let op = &mut doc["paths"][path][method.as_str().to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        if guard == Guard::Public {
+            continue;
+        }
+        op["security"] = serde_json::json!([{ SECURITY_SCHEME: [] }]);
+        let responses = &mut op["responses"];
+        responses["401"] = reference("Unauthorized");
+        if !matches!(guard, Guard::SignedIn | Guard::CustomerInPath(_)) {
+            responses["403"] = reference("Forbidden");
+        }
+        if matches!(guard, Guard::CustomerInPath(_) | Guard::InHandler) && responses.get("404").is_none() {
+            responses["404"] = serde_json::json!({
+                "description": "Another customer's resource, answered as if it did not exist",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+            });
+        }
+        if responses.get("503").is_none() {
+            responses["503"] = reference("Unavailable");
+        }
     }
 }
 
@@ -129,6 +164,7 @@ pub fn document_json() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        apply_guards(&mut doc);
         for (schema, property, keyword, value) in LIMITS {
             let target = &mut doc["components"]["schemas"][*schema]["properties"][*property];
             assert!(target.is_object(), "LIMITS names {schema}.{property}, which the document does not have");
@@ -208,24 +244,23 @@ mod tests {
     }
 
     #[test]
-    fn every_admin_operation_requires_the_admin_token_and_declares_401() {
+    fn every_guarded_operation_requires_the_bearer_token_and_declares_401() {
         let doc = document_json();
-        assert_eq!(doc["components"]["securitySchemes"][ADMIN_SECURITY_SCHEME]["scheme"], "bearer");
-        let mut admin_ops = 0;
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for (method, op) in item.as_object().unwrap() {
-                let secured = op["security"].to_string().contains(ADMIN_SECURITY_SCHEME);
-                if super::super::auth::needs_admin_token(path) {
-                    admin_ops += 1;
-                    assert!(secured, "{method} {path}: no `security` naming {ADMIN_SECURITY_SCHEME}");
-                    let unauthorized = op["responses"]["401"].to_string();
-                    assert!(unauthorized.contains("Unauthorized"), "{method} {path}: no 401 answer");
-                } else {
-                    assert!(!secured, "{method} {path} is open, yet documented as needing the admin token");
-                }
+        assert_eq!(doc["components"]["securitySchemes"][SECURITY_SCHEME]["scheme"], "bearer");
+        let mut guarded = 0;
+        for (path, method, guard) in super::super::route_guards() {
+            let op = &doc["paths"][path][method.as_str().to_ascii_lowercase()];
+            let secured = op["security"].to_string().contains(SECURITY_SCHEME);
+            if guard == Guard::Public {
+                assert!(!secured, "{method} {path} is open, yet documented as needing a token");
+                assert!(op["responses"].get("401").is_none(), "{method} {path} is open, yet documents 401");
+            } else {
+                guarded += 1;
+                assert!(secured, "{method} {path}: no `security` naming {SECURITY_SCHEME}");
+                assert!(op["responses"]["401"].to_string().contains("Unauthorized"), "{method} {path}: no 401 answer");
             }
         }
-        assert!(admin_ops >= 3, "only {admin_ops} admin operations documented");
+        assert!(guarded >= 15, "only {guarded} guarded operations");
     }
 
     #[test]

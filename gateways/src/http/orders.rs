@@ -16,6 +16,7 @@ use super::extractors::{admit, json_body, parse_uuid, path_id};
 use super::schema::{ErrorJson, Internal, PayloadTooLarge, RequestTimeout, Unavailable, UnsupportedMediaType};
 use super::wire::{amount, timestamp};
 use super::ApiState;
+use crate::auth::Access;
 
 /// Orders placed with the same key by the same customer are one order.
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_0c0a_fe00_4d1e_9a11_0000_0000_0001);
@@ -202,6 +203,7 @@ async fn take_order(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: PlaceOrderBody = json_body(&req, payload, &state).await?;
+    super::auth::require(&req, &state, crate::auth::Access::Customer(&body.customer_id))?;
     let _permit = admit(&state)?;
     let fresh_order_id = req.headers().get("idempotency-key").is_none();
     let order_id = match req.headers().get("idempotency-key") {
@@ -264,15 +266,26 @@ async fn take_order(
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn get_order(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get_order(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let order_id = parse_uuid(&path, "order_id")?;
+    let missing = || ApiError::not_found(format!("order {order_id} does not exist"));
+    // Another customer's order is answered as one that does not exist.
+    let visible = |customer_id: &str| super::auth::permit(&req, &state, Access::Customer(customer_id)).is_ok();
     if let Some(view) = state.storefront.order(order_id).await? {
-        return Ok(HttpResponse::Ok().json(OrderJson::from(view)));
+        return if visible(&view.customer_id) {
+            Ok(HttpResponse::Ok().json(OrderJson::from(view)))
+        } else {
+            Err(missing())
+        };
     }
     // Not projected yet: the order's own actor is authoritative (read-your-writes after a 201).
     match state.cafe.order(order_id).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(OrderJson::from(order))),
-        None => Err(ApiError::not_found(format!("order {order_id} does not exist"))),
+        Some(order) if visible(&order.customer_id) => Ok(HttpResponse::Ok().json(OrderJson::from(order))),
+        _ => Err(missing()),
     }
 }
 

@@ -72,8 +72,23 @@ impl PaymentJson {
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn get_payment(path: web::Path<String>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get_payment(
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
     let order_id = parse_uuid(&path, "order_id")?;
+    // Whose payment it is: the order's customer, from the order's actor (only asked when the caller
+    // is not one who may read every payment). Another customer's is answered as none.
+    let missing = || ApiError::not_found(format!("no payment for order {order_id}"));
+    if super::auth::permit(&req, &state, crate::auth::Access::Admin).is_err() {
+        let owner = state.cafe.order(order_id).await?.map(|o| o.customer_id);
+        let visible =
+            owner.is_some_and(|c| super::auth::permit(&req, &state, crate::auth::Access::Customer(&c)).is_ok());
+        if !visible {
+            return Err(missing());
+        }
+    }
     let payment = state
         .cafe
         .payment(order_id)

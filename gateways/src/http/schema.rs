@@ -96,20 +96,33 @@ impl<'r> ToResponse<'r> for Unavailable {
     }
 }
 
-/// 401 with `WWW-Authenticate`: an `/admin/` route asked without the node's admin token.
+/// 401 with `WWW-Authenticate`: a route that needs a token asked without a valid one.
 pub(super) struct Unauthorized;
 
 impl<'r> ToResponse<'r> for Unauthorized {
     fn response() -> (&'r str, RefOr<Response>) {
         let challenge = HeaderBuilder::new()
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-            .description(Some("`Bearer realm=\"cloudcafe-admin\"`"))
+            .description(Some("`Bearer realm=\"cloudcafe\"`"))
             .build();
         let r = error_response(
-            "The `Authorization: Bearer <token>` header is missing, malformed or holds another token than the node's \
-             admin token (`--admin-token`); nothing was read or written",
+            "The `Authorization: Bearer <token>` header is missing, malformed, or holds a token that is expired, not \
+             yet valid, for another issuer or audience, or not signed by a known key; nothing was read or written",
         )
         .header("WWW-Authenticate", challenge);
         ("Unauthorized", r.build().into())
+    }
+}
+
+/// 403: a valid token whose role does not allow this.
+pub(super) struct Forbidden;
+
+impl<'r> ToResponse<'r> for Forbidden {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let r = error_response(
+            "The token is valid, and its role does not allow this (a customer on the admin plane, staff of another \
+             store); nothing was read or written",
+        );
+        ("Forbidden", r.build().into())
     }
 }

@@ -77,7 +77,7 @@ impl From<Store> for StoreJson {
     summary = "Open a store",
     description = "Opens (or reopens) a store: orders and restocks are taken only for an open store.",
     request_body = OpenStoreBody,
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The store was already open under this name; nothing was written", body = StoreJson,
             headers(("Location" = String, description = "`/api/stores/{store_id}`"))),
@@ -121,7 +121,7 @@ pub(super) async fn open_store(
     description = "Closes a store: later orders and restocks for it are 422.",
     params(("store_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
     request_body = CloseStoreBody,
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The store, closed", body = StoreJson),
         (status = 404, description = "No store was ever opened with this id", body = ErrorJson),

@@ -164,7 +164,7 @@ fn unprocessable(message: &str, field: &str) -> ApiError {
     // Not an enum of the names on purpose: a fuzzer that draws valid names would start real floods.
     params(("id" = String, Path, description = "The scenario: morning-rush, restock-storm, loyalty-batch, menu-sync, cold-start-avalanche or query-storm (else 404)")),
     request_body = StartBody,
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 202, description = "Started; poll `Location`", body = RunJson,
             headers(("Location" = String, description = "`/admin/stress/{run_id}`"))),
@@ -267,7 +267,7 @@ pub(super) async fn start(
     tag = "operations",
     summary = "A stress run's figures and report",
     params(("id" = Uuid, Path, description = "The run id `POST /admin/stress/{id}` answered")),
-    security(("admin_token" = [])),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The run", body = RunJson),
         (status = 400, description = "Not a run id", body = ErrorJson),

@@ -14,7 +14,7 @@ use gateways::http::{ApiSettings, ApiState};
 use gateways::telemetry::metrics_handle;
 use serde_json::{json, Value};
 
-use crate::admin_auth::TEST_ADMIN_TOKEN;
+use crate::security::{admin_bearer, key_file};
 
 /// Generated cases per operation in each phase (about 200 per operation in all, 2,500 requests,
 /// 75 s against a debug build); the seed makes a failure reproducible.
@@ -35,8 +35,8 @@ fn a_live_node_answers_only_what_its_openapi_document_declares() {
         "2",
         "--data-dir",
         &data_dir,
-        "--admin-token",
-        TEST_ADMIN_TOKEN,
+        "--auth-key-file",
+        key_file(),
     ]
     .map(String::from)
     .to_vec();
@@ -54,7 +54,7 @@ fn a_live_node_answers_only_what_its_openapi_document_declares() {
         .args(["--checks", "all"])
         // On every request: the `/admin/` operations need it (their `security` names the bearer scheme),
         // and the `ignored_auth` check of `all` sends them without it too, expecting 401.
-        .args(["--header", &format!("Authorization: Bearer {TEST_ADMIN_TOKEN}")])
+        .args(["--header", &format!("Authorization: {}", admin_bearer())])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
         // One worker: hypothesis on CPython 3.11 can fail inside `ast.parse` when two threads

@@ -23,7 +23,7 @@ use gateways::load::HttpConnection;
 use gateways::telemetry::metrics_handle;
 use serde_json::{json, Value as Json};
 
-use crate::admin_auth::TEST_ADMIN_TOKEN;
+use crate::security::{admin_bearer, admin_client, admin_token, key_file};
 
 /// Whether a line plots only metrics that a node on the embedded journal records (so a flood on
 /// such a node must give it points); AWS lines and those of parts it does not run (Kinesis, SQS,
@@ -62,7 +62,7 @@ async fn the_page_is_open_and_holds_no_data_while_its_data_needs_the_token() {
             value: Value::Count(10.0),
         }],
     }));
-    let api = ApiSettings { admin_token: Some(TEST_ADMIN_TOKEN.into()), history, ..ApiSettings::default() };
+    let api = ApiSettings { history, ..crate::security::guarded() };
     let app = web_test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &api))).await;
 
     let res = web_test::call_service(&app, web_test::TestRequest::get().uri("/admin/dashboard").to_request()).await;
@@ -77,7 +77,8 @@ async fn the_page_is_open_and_holds_no_data_while_its_data_needs_the_token() {
         assert!(!page.contains(&widget.title), "the shell shows data: {}", widget.title);
     }
 
-    for refused in [None, Some("Bearer not-the-admin-token-at-all"), Some(TEST_ADMIN_TOKEN)] {
+    let token = admin_token();
+    for refused in [None, Some("Bearer not-a-token-at-all"), Some(token.as_str())] {
         let mut req = web_test::TestRequest::get().uri("/admin/dashboard/data");
         if let Some(value) = refused {
             req = req.insert_header(("Authorization", value));
@@ -87,9 +88,8 @@ async fn the_page_is_open_and_holds_no_data_while_its_data_needs_the_token() {
         assert!(res.headers().contains_key("www-authenticate"));
     }
 
-    let req = web_test::TestRequest::get()
-        .uri("/admin/dashboard/data")
-        .insert_header(("Authorization", format!("Bearer {TEST_ADMIN_TOKEN}")));
+    let req =
+        web_test::TestRequest::get().uri("/admin/dashboard/data").insert_header(("Authorization", admin_bearer()));
     let res = web_test::call_service(&app, req.to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let data: Json = serde_json::from_slice(&web_test::read_body(res).await).unwrap();
@@ -176,18 +176,17 @@ fn dump_dom(chromium: &str, url: &str, profile: &Path) -> (String, String) {
 /// A short flood on `addr`: a stress run inside the node, and orders and reads over HTTP from a few
 /// clients for about `seconds`.
 async fn flood(addr: std::net::SocketAddr, seconds: u64) {
-    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let bearer = admin_bearer();
     let admin = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
     let stress = json!({"duration_seconds": seconds, "rate": 50, "scale": 0.002}).to_string();
-    let started =
-        HttpConnection::new(addr).request("POST", "/admin/stress/morning-rush", &admin, stress.as_bytes()).await;
+    let started = admin_client(addr).request("POST", "/admin/stress/morning-rush", &admin, stress.as_bytes()).await;
     let started = started.expect("the node answers");
     assert_eq!(started.status, 202, "{}", String::from_utf8_lossy(&started.body));
 
     let until = Instant::now() + Duration::from_secs(seconds);
     let clients = (0..4).map(|client| {
         tokio::spawn(async move {
-            let mut http = HttpConnection::new(addr);
+            let mut http = admin_client(addr);
             let json = [("Content-Type", "application/json")];
             let mut placed = 0;
             let mut i = 0;
@@ -232,8 +231,8 @@ fn every_widget_of_the_nodes_own_metrics_draws_in_a_browser() {
         "2",
         "--data-dir",
         &data_dir,
-        "--admin-token",
-        TEST_ADMIN_TOKEN,
+        "--auth-key-file",
+        key_file(),
         "--metrics-sample-ms",
         "200",
     ]
@@ -251,7 +250,7 @@ fn every_widget_of_the_nodes_own_metrics_draws_in_a_browser() {
         assert_eq!(res.status, 401, "the data needs the token over the wire too");
     });
 
-    let url = format!("http://{addr}/admin/dashboard#token={TEST_ADMIN_TOKEN}");
+    let url = format!("http://{addr}/admin/dashboard#token={}", admin_token());
     let (dom, log) = dump_dom(&chromium, &url, &dir.path().join("profile"));
     node.kill().expect("stop the node");
 

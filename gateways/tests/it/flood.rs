@@ -155,7 +155,8 @@ fn a_flood_drives_a_serve_process_over_http() {
     let Some(url) = servers::postgres_url() else { return };
     let schema = testkit::servers::fresh_schema("flood_http");
     let addr = free_loopback_addr();
-    let token = "flood-test-admin-token";
+    let token = crate::security::admin_token();
+    let token = token.as_str();
     let args: Vec<String> = [
         "serve",
         "--listen",
@@ -167,8 +168,8 @@ fn a_flood_drives_a_serve_process_over_http() {
         "--pg-schema",
         &schema,
         "--no-seed",
-        "--admin-token",
-        token,
+        "--auth-key-file",
+        crate::security::key_file(),
     ]
     .iter()
     .map(|s| s.to_string())

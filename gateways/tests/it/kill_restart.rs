@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use chaos::ledger::AckLedger;
 use chaos::process::{free_loopback_addr, Node};
-use gateways::load::HttpConnection;
 
 fn node(storage: &[String]) -> Node {
     let addr = free_loopback_addr();
     let mut args = vec!["serve".to_string(), "--listen".into(), addr.to_string(), "--workers".into(), "2".into()];
+    args.extend(["--auth-key-file".to_string(), crate::security::key_file().to_string()]);
     args.extend_from_slice(storage);
     Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr)
 }
@@ -18,7 +18,7 @@ fn node(storage: &[String]) -> Node {
 async fn place(addr: std::net::SocketAddr, key: &str, customer: &str) -> Option<u16> {
     let body =
         format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = crate::security::admin_client(addr);
     conn.request("POST", "/api/orders", &[("Idempotency-Key", key)], body.as_bytes()).await.ok().map(|r| r.status)
 }
 
@@ -34,7 +34,7 @@ fn customer_of(base: &str, key: &str) -> String {
 async fn orders_of(addr: std::net::SocketAddr, base: &str) -> Vec<String> {
     let mut all = Vec::new();
     for w in 0..WRITERS {
-        let mut conn = HttpConnection::new(addr);
+        let mut conn = crate::security::admin_client(addr);
         let path = format!("/api/customers/{base}-{w}/orders?limit=500");
         let r = conn.request("GET", &path, &[], b"").await.expect("list");
         assert_eq!(r.status, 200);
@@ -49,7 +49,7 @@ async fn order_id_for(addr: std::net::SocketAddr, key: &str, customer: &str) -> 
     // Re-sending the same keyed request is how a client learns the order id; it never creates a second order.
     let body =
         format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = crate::security::admin_client(addr);
     let r = conn.request("POST", "/api/orders", &[("Idempotency-Key", key)], body.as_bytes()).await.expect("replay");
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     r.json()["order_id"].as_str().unwrap().to_owned()

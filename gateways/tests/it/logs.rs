@@ -12,8 +12,6 @@ use chaos::process::free_loopback_addr;
 use gateways::load::HttpConnection;
 use serde_json::{json, Value};
 
-const ADMIN_TOKEN: &str = "logs-test-admin-token-0123456789";
-
 /// A `cloudcafe serve` whose stdout is read line by line into `lines`; killed when dropped.
 struct Served {
     child: Child,
@@ -32,7 +30,7 @@ impl Served {
             .arg("--data-dir")
             .arg(data.path())
             .env("RUST_LOG", rust_log)
-            .env("CLOUDCAFE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("CLOUDCAFE_AUTH_KEY_FILE", crate::security::key_file())
             .env_remove("CLOUDCAFE_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -63,7 +61,7 @@ impl Served {
 
     async fn post(&self, path: &str, body: Value) -> gateways::load::HttpResponse {
         let body = serde_json::to_vec(&body).unwrap();
-        let mut conn = HttpConnection::new(self.addr);
+        let mut conn = crate::security::admin_client(self.addr);
         let response = conn.request("POST", path, &[("Content-Type", "application/json")], &body).await.expect(path);
         assert_eq!(response.status, 201, "{path}: {}", String::from_utf8_lossy(&response.body));
         response

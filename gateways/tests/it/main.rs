@@ -3,7 +3,6 @@
 //! within the staleness bound, the payment processor and three nodes on one log (the last two need
 //! the `cloud` feature and the emulators).
 
-mod admin_auth;
 mod api;
 #[cfg(feature = "cloud")]
 mod chaos_experiments;
@@ -21,6 +20,7 @@ mod metrics_export;
 mod payments;
 mod raw_http;
 mod replay;
+mod security;
 mod stale_state;
 mod stalls;
 #[cfg(feature = "cloud")]

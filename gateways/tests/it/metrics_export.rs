@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use chaos::process::{free_loopback_addr, Node};
 use events::metric::{self, Emitter, Kind};
-use gateways::load::HttpConnection;
 use serde_json::Value;
 use testkit::names::short_id;
 use testkit::wait_until;
 
-use crate::admin_auth::TEST_ADMIN_TOKEN;
+use crate::security::{admin_bearer, admin_client, key_file};
 
 /// Every metric family a Prometheus text names, with the base name of a histogram's series.
 pub fn families(prometheus: &str) -> BTreeSet<String> {
@@ -49,9 +48,9 @@ pub fn check_catalog(prometheus: &str, emitters: &[Emitter]) {
 }
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
-    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let bearer = admin_bearer();
     let auth = [("Authorization", bearer.as_str())];
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = admin_client(addr);
     let r = conn.request(method, path, &auth, body.as_bytes()).await.expect("the node answers");
     (r.status, r.body)
 }
@@ -97,8 +96,8 @@ fn serve_args(addr: SocketAddr, dir: &Path, extra: &[&str]) -> Vec<String> {
         "1",
         "--data-dir",
         dir.to_str().unwrap(),
-        "--admin-token",
-        TEST_ADMIN_TOKEN,
+        "--auth-key-file",
+        key_file(),
         "--metrics-sample-ms",
         "200",
         "--cloudwatch-interval-secs",

@@ -22,6 +22,8 @@ fn serve(dir: &tempfile::TempDir, extra: &[&str]) -> Node {
         "2".into(),
         "--data-dir".into(),
         dir.path().display().to_string(),
+        "--auth-key-file".into(),
+        crate::security::key_file().into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut node = Node::new(env!("CARGO_BIN_EXE_cloudcafe"), args, addr);
@@ -171,7 +173,8 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let node = serve(&dir, &[]);
     let addr = node.addr;
-    let mut conn = HttpConnection::new(addr);
+    // An admin's token: the made-up methods reach the routing (405/404), not the 401 before it.
+    let mut conn = crate::security::admin_client(addr);
     let hostile = |round: usize| {
         let mut requests = Vec::new();
         for i in 0..2_000 {
@@ -209,14 +212,16 @@ async fn bodies_sent_a_byte_at_a_time_are_cut_off_and_do_not_starve_orders() {
     let node = serve(&dir, &["--max-in-flight", "16", "--body-timeout-ms", "2000"]);
     let addr = node.addr;
     let body = br#"{"customer_id":"slow","store_id":"store-1","items":[{"item_id":"latte","quantity":1}]}"#;
+    let authorization = crate::security::admin_bearer();
 
     // 20 clients send an order's head, then its body a byte every 100 ms (it would take 9 s).
     let mut tricklers = Vec::new();
     for _ in 0..20 {
+        let authorization = authorization.clone();
         tricklers.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             let head = format!(
-                "POST /api/orders HTTP/1.1\r\nHost: cafe\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "POST /api/orders HTTP/1.1\r\nHost: cafe\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             stream.write_all(head.as_bytes()).await.unwrap();
@@ -247,7 +252,7 @@ async fn bodies_sent_a_byte_at_a_time_are_cut_off_and_do_not_starve_orders() {
 
     // Meanwhile, normal orders are placed: none is refused for lack of room.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = crate::security::admin_client(addr);
     for i in 0..20 {
         let order = format!(
             r#"{{"customer_id":"fast-{i}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#

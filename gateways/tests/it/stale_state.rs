@@ -12,7 +12,6 @@ use chaos::process::{free_loopback_addr, Node};
 use events::domain::streams;
 use events::postgres::{PgJournal, PgOptions};
 use events::Journal;
-use gateways::load::HttpConnection;
 use serde_json::Value;
 use testkit::names::short_id;
 use testkit::{servers, wait_until};
@@ -37,6 +36,8 @@ fn serve(url: &str, schema: &str) -> Node {
         "1.0",
         "--fraud-rounds",
         "10",
+        "--auth-key-file",
+        crate::security::key_file(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -45,7 +46,7 @@ fn serve(url: &str, schema: &str) -> Node {
 }
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = crate::security::admin_client(addr);
     let r = conn.request(method, path, &[], body.as_bytes()).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     (r.status, if r.body.is_empty() { Value::Null } else { r.json() })
 }
@@ -166,7 +167,7 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
 
     // Each node reports how far its freshness follower trails the journal.
     for node in [a, b, c] {
-        let mut conn = HttpConnection::new(node);
+        let mut conn = crate::security::admin_client(node);
         let metrics = conn.request("GET", "/metrics", &[], b"").await.unwrap();
         let text = String::from_utf8_lossy(&metrics.body);
         let lag = text

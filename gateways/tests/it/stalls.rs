@@ -11,7 +11,6 @@ use chaos::process::{free_loopback_addr, Node};
 use events::domain::{OrderLine, OrderPlaced};
 use events::follow::Stalls;
 use events::{AppendRequest, Causation, ExpectedVersion, Journal, NewEvent};
-use gateways::load::HttpConnection;
 use gateways::node::{open_stores, Storage};
 use gateways::parks::{park, ParkError, ParkRequest};
 use projections::read_models::replay::{rebuild, ReplayOptions, ReplayOutcome};
@@ -19,7 +18,7 @@ use projections::read_models::runner::ProjectionRunner;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::admin_auth::TEST_ADMIN_TOKEN;
+use crate::security::{admin_client, key_file};
 
 /// More cents than `DECIMAL(10,2)` holds (its largest is 99,999,999.99).
 const TOO_MUCH: i64 = 1_000_000_000_000;
@@ -122,8 +121,7 @@ fn cloudcafe(args: &[&str]) -> std::process::Output {
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
-    let r = HttpConnection::new(addr).request("GET", path, &[("Authorization", &bearer)], b"").await.expect("GET");
+    let r = admin_client(addr).request("GET", path, &[], b"").await.expect("GET");
     assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
     r.json()
 }
@@ -139,7 +137,7 @@ async fn the_real_binary_reports_a_stall_and_projections_park_unblocks_it() {
     let addr = free_loopback_addr();
     let storage = ["--journal", url.as_str(), "--pg-schema", schema.as_str()];
     let mut args: Vec<String> =
-        ["serve", "--listen", &addr.to_string(), "--workers", "2", "--admin-token", TEST_ADMIN_TOKEN]
+        ["serve", "--listen", &addr.to_string(), "--workers", "2", "--auth-key-file", key_file()]
             .map(String::from)
             .to_vec();
     args.extend(storage.iter().map(|s| s.to_string()));
@@ -167,7 +165,7 @@ async fn the_real_binary_reports_a_stall_and_projections_park_unblocks_it() {
 
     let body =
         format!(r#"{{"customer_id":"{customer}","store_id":"store-1","items":[{{"item_id":"latte","quantity":1}}]}}"#);
-    let placed = HttpConnection::new(addr).request("POST", "/api/orders", &[], body.as_bytes()).await.unwrap();
+    let placed = admin_client(addr).request("POST", "/api/orders", &[], body.as_bytes()).await.unwrap();
     assert_eq!(placed.status, 201, "{}", String::from_utf8_lossy(&placed.body));
     let order_id = placed.json()["order_id"].as_str().unwrap().to_owned();
     let orders_path = format!("/api/customers/{customer}/orders");

@@ -14,7 +14,6 @@ use chaos::process::{free_loopback_addr, Node};
 use events::domain::streams;
 use events::postgres::{PgJournal, PgOptions};
 use events::{DomainEvent, Journal};
-use gateways::load::HttpConnection;
 use gateways::payments::PaymentLedger;
 use projections::bus::leases::LeaseTable;
 use projections::read_models::dynamo::{DynamoSink, TableNames};
@@ -25,7 +24,7 @@ use testkit::names::short_id;
 use testkit::python::{python_with_boto3, verify_kinesis_with_python};
 use testkit::{servers, wait_until};
 
-use crate::admin_auth::TEST_ADMIN_TOKEN;
+use crate::security::{admin_bearer, admin_client, key_file};
 
 const STOCK: i64 = 60;
 
@@ -96,8 +95,8 @@ async fn cluster() -> Option<Cluster> {
                 "3000",
                 "--worker-id",
                 &format!("node-{i}"),
-                "--admin-token",
-                TEST_ADMIN_TOKEN,
+                "--auth-key-file",
+                key_file(),
             ]
             .iter()
             .map(|s| s.to_string())
@@ -125,7 +124,7 @@ async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Option<(u16, serde_json::Value)> {
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = admin_client(addr);
     let r = conn.request(method, path, headers, body.as_bytes()).await.ok()?;
     Some((r.status, if r.body.is_empty() { serde_json::Value::Null } else { r.json() }))
 }
@@ -152,7 +151,7 @@ async fn place(nodes: &[SocketAddr], first: usize, key: &str, ledger: &AckLedger
 
 /// The followers this node runs for the cluster (`singleton_held` on its `/metrics`).
 async fn singletons_held(addr: SocketAddr) -> BTreeSet<String> {
-    let mut conn = HttpConnection::new(addr);
+    let mut conn = admin_client(addr);
     let Ok(r) = conn.request("GET", "/metrics", &[], b"").await else { return BTreeSet::new() };
     String::from_utf8_lossy(&r.body)
         .lines()
@@ -182,7 +181,7 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     let menu = r#"{"item_id":"latte","name":"Caffè Latte","category":"coffee","price_cents":450}"#;
     assert_eq!(call(first, "POST", "/api/menu/items", &[], menu).await.unwrap().0, 201);
     let store = r#"{"store_id":"store-1","name":"CloudCafe #1"}"#;
-    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let bearer = admin_bearer();
     let admin_auth = [("Authorization", bearer.as_str())];
     assert_eq!(call(first, "POST", "/admin/stores", &admin_auth, store).await.unwrap().0, 201);
     let restock = format!(r#"{{"store_id":"store-1","sku":"latte","quantity":{STOCK}}}"#);
@@ -281,7 +280,7 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
     use events::metric::Emitter;
     let mut all = String::new();
     for node in &survivors {
-        let mut conn = HttpConnection::new(*node);
+        let mut conn = admin_client(*node);
         let text = String::from_utf8(conn.request("GET", "/metrics", &[], b"").await.unwrap().body).unwrap();
         crate::metrics_export::check_catalog(&text, &[Emitter::Postgres, Emitter::KinesisConsumer]);
         all.push_str(&text);

@@ -123,7 +123,7 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
             let addr = balancer_addr(&cluster)?;
             let deadline = Instant::now() + wait;
             loop {
-                let got = get(addr, &path).await.map(|r| r.status);
+                let got = get(addr, &path, &cluster.admin_token).await.map(|r| r.status);
                 if got == Some(status) || Instant::now() > deadline {
                     return within(got == Some(status), format!("GET {path}: {got:?} (want {status})"));
                 }
@@ -221,7 +221,7 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
             let mut failed = 0;
             while Instant::now() < deadline {
                 if let Some(path) = &drive {
-                    if get(balancer_addr(&cluster)?, path).await.is_none_or(|r| r.status != 200) {
+                    if get(balancer_addr(&cluster)?, path, &cluster.admin_token).await.is_none_or(|r| r.status != 200) {
                         failed += 1;
                     }
                 }
@@ -244,7 +244,7 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
 pub(crate) async fn metric_sum(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut sum = 0.0;
     for node in &cluster.nodes {
-        let Some(response) = get(node.listen, "/metrics").await else { continue };
+        let Some(response) = get(node.listen, "/metrics", &cluster.admin_token).await else { continue };
         sum += prometheus_sum(&String::from_utf8_lossy(&response.body), name, labels);
     }
     sum
@@ -276,9 +276,9 @@ fn cluster_storage(cluster: &Cluster) -> StorageArgs {
     Flags::parse_from(flags).storage
 }
 
-/// `GET path` on `addr`, with a 3 s budget.
-async fn get(addr: SocketAddr, path: &str) -> Option<HttpResponse> {
-    let mut connection = HttpConnection::new(addr);
+/// `GET path` on `addr` with the cluster's admin token, with a 3 s budget.
+async fn get(addr: SocketAddr, path: &str, token: &str) -> Option<HttpResponse> {
+    let mut connection = HttpConnection::with_bearer(addr, token);
     tokio::time::timeout(Duration::from_secs(3), connection.request("GET", path, &[], b"")).await.ok()?.ok()
 }
 
@@ -310,7 +310,8 @@ async fn cache_disagreements(
     let mut out = Vec::new();
     for node in &cluster.nodes {
         let name = &node.name;
-        let Some(answer) = get(node.listen, "/api/menu/items").await.filter(|r| r.status == 200) else {
+        let Some(answer) = get(node.listen, "/api/menu/items", &cluster.admin_token).await.filter(|r| r.status == 200)
+        else {
             out.push(format!("{name}: the menu did not answer 200"));
             continue;
         };
@@ -340,7 +341,9 @@ async fn cache_disagreements(
         }
         for (customer, expected) in &balances {
             let Some((points, tier)) = expected else { continue };
-            let answer = get(node.listen, &format!("/api/loyalty/{customer}")).await.filter(|r| r.status == 200);
+            let answer = get(node.listen, &format!("/api/loyalty/{customer}"), &cluster.admin_token)
+                .await
+                .filter(|r| r.status == 200);
             let json: serde_json::Value =
                 answer.and_then(|r| serde_json::from_slice(&r.body).ok()).unwrap_or(serde_json::Value::Null);
             if json["points"].as_i64() != Some(*points) || json["tier"].as_str() != Some(tier.as_str()) {
@@ -390,7 +393,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .arg("--report-dir")
         .arg(&args.report_dir)
         .args(["--no-verify", "--quiet", "--settle", "30s"])
-        .env("CLOUDCAFE_ADMIN_TOKEN", &cluster.admin_token);
+        .env("CLOUDCAFE_TOKEN", &cluster.admin_token);
     let status = tokio::task::spawn_blocking(move || flood.status()).await?.context("cannot start the flood")?;
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
 }
