@@ -76,6 +76,10 @@ pub enum Emitter {
     Export,
     /// A node exporting its metrics with `PutMetricData`.
     PutMetricData,
+    /// A node checking bearer tokens and rate limits (`serve` unless `--auth off`).
+    Auth,
+    /// A node verifying tokens with an identity provider's key set (`--jwks-url`).
+    Jwks,
 }
 
 /// One metric the code records.
@@ -790,6 +794,56 @@ metric!(
     "PutMetricData calls that failed (each is retried with backoff until its batch is dropped)."
 );
 
+// ---- Security: tokens and rate limits ----
+metric!(
+    AUTH_REFUSED,
+    "auth_refused_total",
+    Counter,
+    ["reason"],
+    "CloudCafe/Security",
+    "TokensRefused",
+    Count * 1.0,
+    [("reason", "Reason")],
+    Auth,
+    "Bearer tokens refused, by why (malformed, unknown_key, wrong_algorithm, invalid, unknown_role); the client only ever sees one 401."
+);
+metric!(
+    RATE_LIMITED,
+    "rate_limited_total",
+    Counter,
+    ["class"],
+    "CloudCafe/Security",
+    "RateLimited",
+    Count * 1.0,
+    [("class", "Class")],
+    Auth,
+    "Requests answered 429 by the rate limiter, by the caller's class (customer, staff, admin, anonymous)."
+);
+metric!(
+    RATE_LIMIT_FALLBACKS,
+    "rate_limit_fallbacks_total",
+    Counter,
+    [],
+    "CloudCafe/Security",
+    "RateLimitFallbacks",
+    Count * 1.0,
+    [],
+    Auth,
+    "Rate-limit decisions taken by the node's own buckets because the shared ones in Redis did not answer in time."
+);
+metric!(
+    JWKS_FETCHES,
+    "jwks_fetches_total",
+    Counter,
+    ["outcome"],
+    "CloudCafe/Security",
+    "JwksFetches",
+    Count * 1.0,
+    [("outcome", "Outcome")],
+    Jwks,
+    "Fetches of the identity provider's key set, by outcome (ok, failed)."
+);
+
 /// Every metric the code records.
 pub static CATALOG: &[&Metric] = &[
     &ORDER_CREATION_DURATION,
@@ -839,6 +893,10 @@ pub static CATALOG: &[&Metric] = &[
     &STRESS_ARRIVALS,
     &EXPORT_DATUMS,
     &EXPORT_FAILURES,
+    &AUTH_REFUSED,
+    &RATE_LIMITED,
+    &RATE_LIMIT_FALLBACKS,
+    &JWKS_FETCHES,
 ];
 
 macro_rules! external {

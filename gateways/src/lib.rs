@@ -22,6 +22,7 @@ pub mod node;
 pub mod parks;
 #[cfg(feature = "cloud")]
 pub mod payments;
+pub mod rate_limit;
 pub mod telemetry;
 pub mod verify;
 

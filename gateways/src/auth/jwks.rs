@@ -172,7 +172,8 @@ impl Jwks {
     async fn fetch_and_store(&self) -> Result<(), JwksError> {
         self.cached.write().expect("jwks cache").last_attempt = Some(Instant::now());
         let outcome = self.fetch().await;
-        metrics::counter!("cloudcafe_jwks_fetches_total", "outcome" => if outcome.is_ok() { "ok" } else { "failed" })
+        events::metric::JWKS_FETCHES
+            .counter(&[("outcome", if outcome.is_ok() { "ok" } else { "failed" })])
             .increment(1);
         let keys = outcome?;
         let mut cached = self.cached.write().expect("jwks cache");

@@ -87,3 +87,49 @@ impl AuthArgs {
         }
     }
 }
+
+/// How often a caller may ask.
+#[derive(Args, Clone, Debug)]
+pub struct RateLimitArgs {
+    /// A class's limit, `CLASS=RATE[:BURST]` (requests a second, and how many at once) or
+    /// `CLASS=off`; the classes are `customer`, `staff`, `admin` (per token subject) and `anonymous`
+    /// (per client address, for requests without a valid token). Repeatable. Defaults:
+    /// customer=10:20, staff=50:100, admin=off, anonymous=100:200.
+    #[arg(long = "rate-limit", env = "CLOUDCAFE_RATE_LIMITS", value_delimiter = ',')]
+    pub rate_limits: Vec<String>,
+    /// No rate limits at all.
+    #[arg(long, conflicts_with = "rate_limits")]
+    pub no_rate_limits: bool,
+    /// The client's address is the last `X-Forwarded-For` entry, as the ALB appends it (only behind
+    /// a balancer that does: otherwise a client could choose its own address).
+    #[arg(long, env = "CLOUDCAFE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+impl RateLimitArgs {
+    /// The limiter: its buckets in the node's Redis when it has one (`cache`), shared by every node,
+    /// else in the process.
+    pub fn limiter(
+        &self,
+        cache: Option<&(String, projections::read_models::cache::CacheSettings)>,
+    ) -> anyhow::Result<Option<Arc<gateways::rate_limit::RateLimiter>>> {
+        use gateways::rate_limit::{redis::RedisBuckets, RateLimiter, RateLimits};
+        if self.no_rate_limits {
+            return Ok(None);
+        }
+        let mut limits = RateLimits::default();
+        for spec in &self.rate_limits {
+            limits.set(spec).map_err(|e| anyhow::anyhow!("--rate-limit {e}"))?;
+        }
+        let limiter = match cache {
+            Some((url, settings)) => {
+                let client = projections::read_models::cache::open_redis(url, settings)?;
+                let buckets = Arc::new(RedisBuckets::new(client, &settings.namespace));
+                // A request waits at most this for Redis before the node's own buckets decide.
+                RateLimiter::shared(limits, buckets, std::time::Duration::from_millis(50))
+            }
+            None => RateLimiter::local(limits),
+        };
+        Ok(Some(Arc::new(limiter)))
+    }
+}

@@ -15,7 +15,7 @@ use gateways::node::Node;
 use gateways::telemetry;
 use tokio::sync::{broadcast, watch};
 
-use super::auth::AuthArgs;
+use super::auth::{AuthArgs, RateLimitArgs};
 use super::cloud::{self, CloudModels, StreamFed};
 use super::storage::StorageArgs;
 
@@ -43,6 +43,8 @@ pub struct ServeArgs {
     pub head_timeout_ms: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
     /// How log lines are written: `text` for a terminal, or `json`, one object per line with
     /// `timestamp`, `level`, `service`, `trace_id` (the command's correlation id), `customer_id` and
     /// `message`, for CloudWatch Logs Insights. Which lines: `RUST_LOG` (default `info`).
@@ -167,6 +169,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Before the node starts: bad auth settings are refused before anything is opened.
     let auth = args.auth.verifier(&args.storage.data_dir, args.listen)?;
+    let rate_limiter = args.rate_limits.limiter(settings.cache.as_ref())?;
     if let Some(verifier) = &auth {
         verifier.prefetch().await;
     }
@@ -184,6 +187,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         head_timeout: Duration::from_millis(args.head_timeout_ms),
         auth,
+        rate_limiter,
+        trust_forwarded_for: args.rate_limits.trust_forwarded_for,
         history,
     };
     let (stop_export, export_stopped) = watch::channel(false);

@@ -28,6 +28,7 @@ use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 use super::errors::ApiError;
 use super::ApiState;
 use crate::auth::{authorize, Access, Denial, Principal};
+use crate::rate_limit::{Caller, Decision};
 
 /// What a route needs of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +70,53 @@ fn refusal(denial: Denial) -> ApiError {
     }
 }
 
+/// Paths the rate limiter does not see: the balancer's health checks and the metrics scrape.
+pub const UNLIMITED_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
+
+/// Whether the route of this path template is outside the rate limits.
+pub fn is_unlimited(path: &str) -> bool {
+    UNLIMITED_PATHS.contains(&path)
+}
+
+/// The client's address: the connection's peer, or behind a balancer that appends it (the ALB) the
+/// last `X-Forwarded-For` entry. Earlier entries are whatever the client wrote, and never trusted.
+fn client_address(req: &ServiceRequest, trust_forwarded_for: bool) -> Option<std::net::IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).last();
+        if let Some(ip) = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|ip| ip.trim().parse().ok()) {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// Takes a token from the caller's bucket: the verified principal's, else the client address's.
+async fn limit(req: &ServiceRequest, state: &ApiState) -> Result<(), ApiError> {
+    let Some(limiter) = state.rate_limiter.as_ref() else { return Ok(()) };
+    if req.match_pattern().is_some_and(|p| is_unlimited(&p)) {
+        return Ok(());
+    }
+    let principal = req.extensions().get::<Principal>().cloned();
+    let caller = match (&principal, client_address(req, state.trust_forwarded_for)) {
+        (Some(p), _) => Caller::Signed(p),
+        (None, Some(ip)) => Caller::Anonymous(ip),
+        (None, None) => return Ok(()),
+    };
+    match limiter.admit(caller).await {
+        Decision::Allowed => Ok(()),
+        Decision::Limited(wait) => Err(ApiError::TooManyRequests(wait)),
+    }
+}
+
+fn state(req: &ServiceRequest) -> Result<&ApiState, ApiError> {
+    req.app_data::<web::Data<ApiState>>()
+        .map(|s| s.get_ref())
+        .ok_or_else(|| ApiError::Internal("the API state is not registered".into()))
+}
+
 /// Whether the request may go on, and as whom.
 async fn decide(req: &ServiceRequest, guard: Guard) -> Result<(), ApiError> {
-    let state = req
-        .app_data::<web::Data<ApiState>>()
-        .ok_or_else(|| ApiError::Internal("the API state is not registered".into()))?;
+    let state = state(req)?;
     let Some(verifier) = state.auth.as_ref() else {
         return Ok(());
     };
@@ -85,7 +128,7 @@ async fn decide(req: &ServiceRequest, guard: Guard) -> Result<(), ApiError> {
         Ok(p) => p,
         Err(e) if e.is_unavailable() => return Err(ApiError::Unavailable(Box::new(e))),
         Err(e) => {
-            metrics::counter!("cloudcafe_auth_refused_total", "reason" => refused_reason(&e)).increment(1);
+            events::metric::AUTH_REFUSED.counter(&[("reason", refused_reason(&e))]).increment(1);
             tracing::debug!(reason = %e, "bearer token refused");
             return Err(ApiError::Unauthorized);
         }
@@ -119,7 +162,14 @@ pub(super) async fn check<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let mut response = match decide(&req, guard).await {
+    // The limit first when the token was refused too: a client spraying bad tokens is slowed down
+    // like any other.
+    let decided = decide(&req, guard).await;
+    let limited = match state(&req) {
+        Ok(state) => limit(&req, state).await,
+        Err(e) => Err(e),
+    };
+    let mut response = match limited.and(decided) {
         // Answered here, not returned as an `Err`: the request metrics around the app count it.
         Err(e) => req.into_response(e.error_response()).map_into_right_body(),
         Ok(()) => next.call(req).await?.map_into_left_body(),

@@ -61,6 +61,14 @@ pub enum ApiError {
     /// 403: the token is valid, and its role does not allow this.
     #[error("the token's role does not allow this")]
     Forbidden,
+    /// 429 with `Retry-After`: the caller is over their rate limit.
+    #[error("too many requests: retry after {} s", retry_after_secs(*.0))]
+    TooManyRequests(std::time::Duration),
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After` has no fractions).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
@@ -116,6 +124,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -134,6 +143,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE)));
+            }
+            ApiError::TooManyRequests(wait) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(retry_after_secs(*wait))));
             }
             _ => {}
         }

@@ -80,6 +80,11 @@ pub struct ApiState {
     /// one unless `--auth off` (loopback only); a state built in process for tests or the embedded
     /// demo (`ApiSettings::default()`) has none, since nothing outside the process can reach it.
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// The rate limits ([`crate::rate_limit`]); `None`: none.
+    pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
+    /// Whether the client's address is the last `X-Forwarded-For` entry (behind an ALB, which
+    /// appends the address it saw) rather than the connection's peer.
+    pub trust_forwarded_for: bool,
     /// The node's recent metric samples, which `/admin/dashboard` draws (empty unless a ticker
     /// feeds it: `cloudcafe serve` does, [`History::follow`]).
     pub history: Arc<History>,
@@ -100,6 +105,10 @@ pub struct ApiSettings {
     pub head_timeout: Duration,
     /// What checks bearer tokens (see [`ApiState::auth`]); `None`: open.
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// See [`ApiState::rate_limiter`].
+    pub rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
+    /// See [`ApiState::trust_forwarded_for`].
+    pub trust_forwarded_for: bool,
     /// The samples the dashboard page draws; the default is an empty history nothing feeds.
     pub history: Arc<History>,
 }
@@ -113,6 +122,8 @@ impl std::fmt::Debug for ApiSettings {
             .field("body_timeout", &self.body_timeout)
             .field("head_timeout", &self.head_timeout)
             .field("auth", &self.auth)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("history", &self.history)
             .finish()
     }
@@ -126,6 +137,8 @@ impl Default for ApiSettings {
             body_timeout: Duration::from_secs(5),
             head_timeout: Duration::from_secs(5),
             auth: None,
+            rate_limiter: None,
+            trust_forwarded_for: false,
             history: Arc::default(),
         }
     }
@@ -168,6 +181,8 @@ impl ApiState {
             read_models: Vec::new(),
             stress: stress::StressRuns::default(),
             auth: settings.auth.clone(),
+            rate_limiter: settings.rate_limiter.clone(),
+            trust_forwarded_for: settings.trust_forwarded_for,
             history: settings.history.clone(),
         })
     }

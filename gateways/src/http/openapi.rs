@@ -17,7 +17,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
 use super::schema::{
-    ErrorJson, Forbidden, Internal, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+    ErrorJson, Forbidden, Internal, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized, Unavailable,
+    UnsupportedMediaType,
 };
 use super::Guard;
 use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payments, stores, stress};
@@ -71,7 +72,7 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
     ),
     components(
         schemas(ErrorJson),
-        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable, Unauthorized, Forbidden),
+        responses(PayloadTooLarge, UnsupportedMediaType, RequestTimeout, Internal, Unavailable, Unauthorized, Forbidden, TooManyRequests),
     ),
     modifiers(&BearerScheme),
     tags(
@@ -111,12 +112,16 @@ impl utoipa::Modify for BearerScheme {
 
 /// Writes each route's guard into its operation: the `security` requirement and the answers a
 /// refusal gives (401; 403 where a role can be refused; 404 where another customer's resource is
-/// hidden; 503 when the identity provider's keys cannot be fetched), from the route table itself.
+/// hidden; 503 when the identity provider's keys cannot be fetched; 429 on every route the rate
+/// limiter sees), from the route table itself.
 fn apply_guards(doc: &mut Value) {
     let reference = |name: &str| serde_json::json!({ "$ref": format!("#/components/responses/{name}") });
     for (path, method, guard) in super::route_guards() {
         let op = &mut doc["paths"][path][method.as_str().to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} is not documented");
+        if !super::auth::is_unlimited(path) {
+            op["responses"]["429"] = reference("TooManyRequests");
+        }
         if guard == Guard::Public {
             continue;
         }

@@ -114,6 +114,25 @@ impl<'r> ToResponse<'r> for Unauthorized {
     }
 }
 
+/// 429 with `Retry-After`: over the caller's rate limit.
+pub(super) struct TooManyRequests;
+
+impl<'r> ToResponse<'r> for TooManyRequests {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+        let retry_after = HeaderBuilder::new()
+            .schema(Some(seconds))
+            .description(Some("Seconds until the caller's bucket has a token again"))
+            .build();
+        let r = error_response(
+            "Over the rate limit of the caller (per token subject and role, or per client address without a token); \
+             nothing was read or written",
+        )
+        .header("Retry-After", retry_after);
+        ("TooManyRequests", r.build().into())
+    }
+}
+
 /// 403: a valid token whose role does not allow this.
 pub(super) struct Forbidden;
 

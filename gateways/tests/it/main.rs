@@ -18,6 +18,7 @@ mod loyalty;
 mod metrics_export;
 #[cfg(feature = "cloud")]
 mod payments;
+mod rate_limit;
 mod raw_http;
 mod replay;
 mod security;
