@@ -57,11 +57,79 @@ pub struct PgOptions {
 }
 
 /// How a connection to PostgreSQL is secured: TLS, and a password given apart from the URL (from a
-/// file or the environment), which wins over one in the URL.
+/// file or the environment), which wins over one in the URL; or a source asked for a fresh password
+/// at every new connection (IAM database authentication), which wins over both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PgSecurity {
     pub tls: PgTls,
     pub password: Option<Password>,
+    pub password_source: Option<SharedPasswordSource>,
+}
+
+/// A password that changes: asked again for every new connection (an Aurora IAM authentication
+/// token is valid for 15 minutes, and only when a connection is made).
+#[async_trait::async_trait]
+pub trait PasswordSource: Send + Sync {
+    async fn password(&self) -> Result<Password, crate::Cause>;
+}
+
+/// A [`PasswordSource`] to share between pools; equal only to itself, and never printed.
+#[derive(Clone)]
+pub struct SharedPasswordSource(pub Arc<dyn PasswordSource>);
+
+impl std::fmt::Debug for SharedPasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<password source>")
+    }
+}
+
+impl PartialEq for SharedPasswordSource {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedPasswordSource {}
+
+/// Puts the source's current password into `config`. A source that fails leaves the configuration
+/// as it is: the server then refuses the connection, which the caller reports as unavailable.
+async fn fresh_password(config: &mut tokio_postgres::Config, source: Option<&SharedPasswordSource>) {
+    if let Some(source) = source {
+        match source.0.password().await {
+            Ok(password) => {
+                config.password(password.expose());
+            }
+            Err(e) => tracing::warn!(detail = %crate::ErrorChain(&*e), "no password from the password source"),
+        }
+    }
+}
+
+/// The pool's way to connect when the password comes from a [`PasswordSource`].
+struct SourcedConnect {
+    tls: PgTlsConnector,
+    source: SharedPasswordSource,
+}
+
+impl deadpool_postgres::Connect for SourcedConnect {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let (tls, mut config) = (self.tls.clone(), pg_config.clone());
+        Box::pin(async move {
+            fresh_password(&mut config, Some(&self.source)).await;
+            let (client, connection) = config.connect(tls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(detail = %e, "PostgreSQL connection error");
+                }
+            });
+            Ok((client, task))
+        })
+    }
 }
 
 /// TLS to PostgreSQL. Unset fields fall back to the URL's `sslmode` and `sslrootcert`, then to
@@ -235,12 +303,18 @@ pub async fn connect_pool(options: &PgOptions) -> Result<Pool, StoreError> {
         if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(StoreError::Invalid(format!("schema name `{schema}` must be [A-Za-z0-9_]")));
         }
-        let (client, conn) = config.connect(tls.clone()).await.map_err(|e| connect_error(options, e))?;
+        let mut first = config.clone();
+        fresh_password(&mut first, options.security.password_source.as_ref()).await;
+        let (client, conn) = first.connect(tls.clone()).await.map_err(|e| connect_error(options, e))?;
         tokio::spawn(conn);
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(pg)?;
         config.options(format!("-c search_path={schema}"));
     }
-    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match &options.security.password_source {
+        None => Manager::from_config(config, tls, recycling),
+        Some(source) => Manager::from_connect(config, SourcedConnect { tls, source: source.clone() }, recycling),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -993,7 +1067,8 @@ mod tls_param_tests {
             mode(&PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable")).unwrap(),
             Driver::Disable
         );
-        let explicit = PgSecurity { tls: PgTls { mode: Some(SslMode::Require), ca_file: None }, password: None };
+        let explicit =
+            PgSecurity { tls: PgTls { mode: Some(SslMode::Require), ca_file: None }, ..PgSecurity::default() };
         let options = PgOptions::new("postgres://postgres@127.0.0.1/postgres?sslmode=disable").with_security(explicit);
         assert_eq!(mode(&options).unwrap(), Driver::Require);
         // Elsewhere, verify-full: with a CA file that does not exist, the error names the file.
@@ -1005,7 +1080,7 @@ mod tls_param_tests {
 
     #[test]
     fn the_password_goes_into_the_configuration_not_the_text() {
-        let security = PgSecurity { tls: PgTls::default(), password: Some(Password::new("from-a-file")) };
+        let security = PgSecurity { password: Some(Password::new("from-a-file")), ..PgSecurity::default() };
         let options = PgOptions::new("postgres://app@127.0.0.1/cafe").with_security(security);
         let (config, _) = pg_config(&options).unwrap();
         assert_eq!(config.get_password(), Some(&b"from-a-file"[..]));

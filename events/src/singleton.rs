@@ -80,6 +80,7 @@ impl Drop for LocalHeld {
 pub struct PgSingletons {
     config: tokio_postgres::Config,
     tls: PgTlsConnector,
+    password_source: Option<crate::postgres::SharedPasswordSource>,
     scope: String,
     timeout: Duration,
 }
@@ -88,7 +89,8 @@ impl PgSingletons {
     pub fn new(options: &PgOptions) -> Result<Self, StoreError> {
         let (config, tls) = pg_config(options)?;
         let scope = format!("{}:{}", config.get_dbname().unwrap_or(""), options.schema.as_deref().unwrap_or("public"));
-        Ok(PgSingletons { config, tls, scope, timeout: options.connect_timeout })
+        let password_source = options.security.password_source.clone();
+        Ok(PgSingletons { config, tls, password_source, scope, timeout: options.connect_timeout })
     }
 }
 
@@ -107,7 +109,13 @@ impl SingletonLocks for PgSingletons {
     async fn try_acquire(&self, name: &str) -> Result<Option<Box<dyn HeldSingleton>>, StoreError> {
         let unavailable =
             |e: tokio_postgres::Error| StoreError::unavailable_because(format!("singleton lock `{name}`"), e);
-        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(unavailable)?;
+        let mut config = self.config.clone();
+        if let Some(source) = &self.password_source {
+            if let Ok(password) = source.0.password().await {
+                config.password(password.expose());
+            }
+        }
+        let (client, connection) = config.connect(self.tls.clone()).await.map_err(unavailable)?;
         let connection = tokio::spawn(async move {
             let _ = connection.await;
         });

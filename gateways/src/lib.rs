@@ -23,6 +23,8 @@ pub mod parks;
 #[cfg(feature = "cloud")]
 pub mod payments;
 pub mod rate_limit;
+#[cfg(feature = "cloud")]
+pub mod rds_iam;
 pub mod telemetry;
 pub mod verify;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use events::error_chain;
-use events::postgres::{connect_pool, PgOptions, PgSecurity, PgTls};
+use events::postgres::{connect_pool, PasswordSource, PgOptions, PgSecurity, PgTls, SharedPasswordSource};
 use events::tls::SslMode;
 use testkit::servers;
 use testkit::tls::{PrivatePostgres, TestCa, CERT_HOST};
@@ -12,7 +12,9 @@ use testkit::tls::{PrivatePostgres, TestCa, CERT_HOST};
 fn options(url: &str, mode: SslMode, ca_file: Option<&Path>) -> PgOptions {
     let tls = PgTls { mode: Some(mode), ca_file: ca_file.map(Path::to_owned) };
     // A schema makes `connect_pool` connect at once (to create it), so refusals show here.
-    PgOptions::new(url).with_schema(servers::fresh_schema("tls")).with_security(PgSecurity { tls, password: None })
+    PgOptions::new(url)
+        .with_schema(servers::fresh_schema("tls"))
+        .with_security(PgSecurity { tls, ..PgSecurity::default() })
 }
 
 /// Whether the pool's connection is encrypted, as the server sees it.
@@ -86,4 +88,51 @@ async fn require_refuses_a_server_without_tls() {
     let refused = refusal(&options(&url, SslMode::Require, None)).await;
     assert!(refused.contains("TLS"), "{refused}");
     assert!(!encrypted(&PgOptions::new(url).with_schema(servers::fresh_schema("tls"))).await);
+}
+
+/// A password that the test rotates, as IAM authentication tokens rotate; counts how often it is asked.
+struct Rotating {
+    current: std::sync::Mutex<String>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl PasswordSource for Rotating {
+    async fn password(&self) -> Result<events::secret::Password, events::Cause> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(events::secret::Password::new(self.current.lock().unwrap().clone()))
+    }
+}
+
+/// `--pg-iam-auth`'s plumbing against a real server that checks passwords (SCRAM): the pool asks
+/// its password source at every new connection, so a rotated password (an IAM token that expired)
+/// is used by the next connection while the open ones go on; a source with a wrong one is refused.
+#[tokio::test]
+async fn a_password_source_is_asked_at_every_new_connection() {
+    let Some(ca) = TestCa::generate() else { return };
+    let Some(server) = PrivatePostgres::start_tls_with_password(&ca, "first-password") else { return };
+    let source = std::sync::Arc::new(Rotating { current: "first-password".to_owned().into(), asked: 0.into() });
+    let security = PgSecurity {
+        tls: PgTls { mode: Some(SslMode::VerifyFull), ca_file: Some(ca.ca_file.clone()) },
+        password: None,
+        password_source: Some(SharedPasswordSource(source.clone())),
+    };
+    let options = PgOptions::new(server.url_as(CERT_HOST)).with_schema("rotating").with_security(security);
+    let pool = connect_pool(&options).await.unwrap();
+    let first = pool.get().await.unwrap();
+    first.batch_execute("ALTER ROLE postgres PASSWORD 'second-password'").await.unwrap();
+    *source.current.lock().unwrap() = "second-password".to_owned();
+    let asked = source.asked.load(std::sync::atomic::Ordering::SeqCst);
+
+    // A second connection while the first is held: made with the new password.
+    let second = pool.get().await.expect("a new connection with the rotated password");
+    second.query_one("SELECT 1", &[]).await.unwrap();
+    first.query_one("SELECT 1", &[]).await.expect("the open connection goes on");
+    assert_eq!(source.asked.load(std::sync::atomic::Ordering::SeqCst), asked + 1);
+
+    // A source that gives a wrong password: the next connection is refused, and says why.
+    *source.current.lock().unwrap() = "not-the-password".to_owned();
+    let Err(e) = pool.get().await else { panic!("a wrong password was taken") };
+    let text = error_chain(&e);
+    assert!(text.contains("password authentication failed") && !text.contains("not-the-password"), "{text}");
 }

@@ -61,6 +61,14 @@ mod imp {
         aws_sdk_sqs::Client::new(&AwsSettings::new(endpoint.clone()).sdk_config().await)
     }
 
+    /// With `--pg-iam-auth`: IAM authentication tokens for the journal's user, made at every new
+    /// connection with the default AWS credentials ([`gateways::rds_iam`]).
+    pub fn pg_password_source(storage: &StorageArgs) -> Option<events::postgres::SharedPasswordSource> {
+        let url = storage.journal.as_ref().filter(|_| storage.pg_iam_auth)?;
+        let auth = gateways::rds_iam::RdsIamAuth::for_url(url, AwsSettings::new(None));
+        Some(events::postgres::SharedPasswordSource(Arc::new(auth)))
+    }
+
     /// The DynamoDB and DocumentDB read models asked for.
     #[derive(Default)]
     pub struct CloudModels {
@@ -78,10 +86,14 @@ mod imp {
                 out.dynamodb = Some(Arc::new(DynamoSink::open(client, names).await?));
             }
             if let Some(url) = &storage.documentdb_url {
-                let client =
-                    projections::read_models::documents::open_documentdb(url, storage.documentdb_ca_file.as_deref())
-                        .await
-                        .context("cannot reach DocumentDB")?;
+                let password = storage.documentdb_password();
+                let client = projections::read_models::documents::open_documentdb_with(
+                    url,
+                    storage.documentdb_ca_file.as_deref(),
+                    password.as_ref(),
+                )
+                .await
+                .context("cannot reach DocumentDB")?;
                 out.documents = Some(Arc::new(DocumentSink::open(client.database("cloudcafe")).await?));
             }
             Ok(out)
@@ -307,16 +319,34 @@ mod imp {
     use crate::cli::storage::StorageArgs;
 
     const NO_CLOUD_MODELS: &str = "this build has no DynamoDB/DocumentDB read models: rebuild with `--features cloud`";
+    const NO_IAM_AUTH: &str = "--pg-iam-auth signs tokens with the AWS SDK: rebuild with `--features cloud`";
+
+    /// The password source `--pg-iam-auth` asks for, which this build cannot make: one that says so
+    /// at every connection (`serve` refuses to start with the flag, through [`CloudModels::open`]).
+    pub fn pg_password_source(storage: &StorageArgs) -> Option<events::postgres::SharedPasswordSource> {
+        struct Unsupported;
+        #[async_trait::async_trait]
+        impl events::postgres::PasswordSource for Unsupported {
+            async fn password(&self) -> Result<events::secret::Password, events::Cause> {
+                Err(Arc::new(std::io::Error::other(NO_IAM_AUTH)))
+            }
+        }
+        storage.pg_iam_auth.then(|| events::postgres::SharedPasswordSource(Arc::new(Unsupported)))
+    }
 
     /// No DynamoDB or DocumentDB read models: this build has none.
     #[derive(Default)]
     pub struct CloudModels;
 
     impl CloudModels {
-        /// None, or an error if `storage` asks for any.
+        /// None, or an error if `storage` asks for any (or for IAM authentication, which needs the
+        /// AWS SDK too).
         pub async fn open(storage: &StorageArgs) -> anyhow::Result<Self> {
             if storage.dynamodb_env.is_some() || storage.documentdb_url.is_some() {
                 anyhow::bail!(NO_CLOUD_MODELS);
+            }
+            if storage.pg_iam_auth {
+                anyhow::bail!(NO_IAM_AUTH);
             }
             Ok(CloudModels)
         }

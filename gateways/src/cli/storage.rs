@@ -39,6 +39,11 @@ pub struct StorageArgs {
     /// else the URL's password.
     #[arg(long, env = "CLOUDCAFE_PG_PASSWORD_FILE", value_parser = password_file)]
     pub pg_password_file: Option<Password>,
+    /// The journal's password is an IAM database authentication token (Aurora, RDS), made at every
+    /// new connection with the AWS credentials of the default chain (the ECS task role) for the
+    /// URL's user (`GRANT rds_iam TO user`); TLS is required. Needs a build with `--features cloud`.
+    #[arg(long, env = "CLOUDCAFE_PG_IAM_AUTH", conflicts_with = "pg_password_file")]
+    pub pg_iam_auth: bool,
     /// Payments whose fraud score (uniform in [0,1)) is at or above this are declined.
     #[arg(long, default_value_t = 0.95)]
     pub decline_threshold: f64,
@@ -96,6 +101,18 @@ pub struct StorageArgs {
     /// The CA bundle (PEM) of the DocumentDB cluster (the RDS global bundle); turns TLS on.
     #[arg(long, env = "CLOUDCAFE_DOCUMENTDB_CA_FILE")]
     pub documentdb_ca_file: Option<PathBuf>,
+    /// A file whose first line is the DocumentDB user's password. Without it, the environment
+    /// variable CLOUDCAFE_DOCUMENTDB_PASSWORD, else the URL's password.
+    #[arg(long, env = "CLOUDCAFE_DOCUMENTDB_PASSWORD_FILE", value_parser = password_file)]
+    pub documentdb_password_file: Option<Password>,
+}
+
+impl StorageArgs {
+    /// The DocumentDB password given apart from the URL, if any.
+    #[cfg_attr(not(feature = "cloud"), allow(dead_code))] // only a build with DocumentDB reads it
+    pub fn documentdb_password(&self) -> Option<Password> {
+        self.documentdb_password_file.clone().or_else(|| password_from_env("CLOUDCAFE_DOCUMENTDB_PASSWORD"))
+    }
 }
 
 /// `--*-password-file`: the password itself, read once when the flags are parsed. The error names
@@ -167,6 +184,7 @@ impl StorageArgs {
         PgSecurity {
             tls: PgTls { mode: self.pg_sslmode, ca_file: self.pg_ssl_root_cert.clone() },
             password: self.pg_password_file.clone().or_else(|| password_from_env("CLOUDCAFE_PG_PASSWORD")),
+            password_source: super::cloud::pg_password_source(self),
         }
     }
 
@@ -178,6 +196,7 @@ impl StorageArgs {
                 .analytics_password_file
                 .clone()
                 .or_else(|| password_from_env("CLOUDCAFE_ANALYTICS_PASSWORD")),
+            password_source: None,
         }
     }
 }

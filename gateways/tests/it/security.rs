@@ -119,6 +119,9 @@ async fn every_route_but_the_open_ones_needs_a_token_and_says_so_the_same_way() 
     for (template, method, guard) in route_guards() {
         let path = concrete(template);
         let answer = call(&app, test::TestRequest::default().method(method.clone()).uri(&path)).await;
+        // Every answer, refusals included: no content sniffing, no server version.
+        assert_eq!(answer.2.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+        assert!(answer.2.get("server").is_none(), "{method} {path} names its server");
         if guard == Guard::Public {
             assert_ne!(answer.0, StatusCode::UNAUTHORIZED, "{method} {path} is open: {}", answer.1);
             continue;

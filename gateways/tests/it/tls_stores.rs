@@ -22,6 +22,7 @@ fn verified(ca: &TestCa, password: Option<&str>) -> PgSecurity {
     PgSecurity {
         tls: PgTls { mode: Some(SslMode::VerifyFull), ca_file: Some(ca.ca_file.clone()) },
         password: password.map(Password::new),
+        password_source: None,
     }
 }
 

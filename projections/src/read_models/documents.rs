@@ -549,8 +549,36 @@ fn to_i64(v: u64) -> i64 {
 /// chain must end at; without it the URL's own `tls` and `tlsCAFile` apply. Errors show the URL
 /// without its password.
 pub async fn open_documentdb(url: &str, ca_file: Option<&std::path::Path>) -> Result<mongodb::Client, SinkError> {
-    let options = documentdb_options(url, ca_file).await?;
+    open_documentdb_with(url, ca_file, None).await
+}
+
+/// [`open_documentdb`], with the user's password given apart from the URL (a mounted secret, or
+/// what ECS injects from Secrets Manager); it wins over one in the URL.
+pub async fn open_documentdb_with(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    password: Option<&events::secret::Password>,
+) -> Result<mongodb::Client, SinkError> {
+    let mut options = documentdb_options(url, ca_file).await?;
+    if let Some(password) = password {
+        with_password(&mut options, password)
+            .map_err(|reason| SinkError::unavailable(format!("{reason} ({})", redact(url))))?;
+    }
     mongodb::Client::with_options(options).map_err(|e| unavailable(&format!("open DocumentDB at {}", redact(url)), e))
+}
+
+/// Sets the password of the URL's user; a URL without a user has no one to give it to.
+pub fn with_password(
+    options: &mut mongodb::options::ClientOptions,
+    password: &events::secret::Password,
+) -> Result<(), String> {
+    let credential = options
+        .credential
+        .as_mut()
+        .filter(|c| c.username.is_some())
+        .ok_or_else(|| "a DocumentDB password needs a user in the URL (mongodb://USER@host/)".to_owned())?;
+    credential.password = Some(password.expose().to_owned());
+    Ok(())
 }
 
 /// The client options [`open_documentdb`] uses.

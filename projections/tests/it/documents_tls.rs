@@ -43,3 +43,20 @@ async fn the_ca_file_reaches_the_wire() {
     let tls = open_documentdb(&quick, Some(&ca.ca_file)).await.unwrap();
     assert!(tls.database("admin").run_command(doc! { "ping": 1 }).await.is_err(), "a plain server passed for TLS");
 }
+
+/// A password from a file or the environment goes to the URL's user, and wins over the URL's own.
+#[tokio::test]
+async fn a_password_given_apart_goes_to_the_urls_user() {
+    use projections::read_models::documents::with_password;
+    let secret = events::secret::Password::new("from-secrets-manager");
+    let mut options = documentdb_options("mongodb://cafe:old@docdb.example.com:27017/", None).await.unwrap();
+    with_password(&mut options, &secret).unwrap();
+    let credential = options.credential.as_ref().unwrap();
+    assert_eq!(
+        (credential.username.as_deref(), credential.password.as_deref()),
+        (Some("cafe"), Some("from-secrets-manager"))
+    );
+    let mut anonymous = documentdb_options("mongodb://docdb.example.com:27017/", None).await.unwrap();
+    let refused = with_password(&mut anonymous, &secret).unwrap_err();
+    assert!(refused.contains("needs a user") && !refused.contains("from-secrets-manager"), "{refused}");
+}
