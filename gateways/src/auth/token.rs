@@ -222,11 +222,16 @@ impl LocalKey {
     /// The key in `path`.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|cause| KeyError::Read { path: path.to_owned(), cause })?;
-        let format = || KeyError::Format { path: path.to_owned() };
-        let body = text.trim().strip_prefix(PEM_BEGIN).and_then(|t| t.strip_suffix(PEM_END)).ok_or_else(format)?;
+        Self::from_pem(&text).ok_or_else(|| KeyError::Format { path: path.to_owned() })
+    }
+
+    /// The key in `text`, an Ed25519 key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as this
+    /// module, OpenSSL or Terraform's `tls_private_key` write it; `None` if it is not one.
+    pub fn from_pem(text: &str) -> Option<Self> {
+        let body = text.trim().strip_prefix(PEM_BEGIN).and_then(|t| t.strip_suffix(PEM_END))?;
         let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| format())?;
-        Self::from_pkcs8(&der).ok_or_else(format)
+        let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        Self::from_pkcs8(&der)
     }
 
     /// The key in `path`, made there first (readable by its owner only) if the file is absent.
@@ -459,6 +464,21 @@ mod tests {
 
     fn b64(json: &serde_json::Value) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    }
+
+    #[test]
+    fn a_key_written_by_openssl_or_terraform_is_read_from_its_pem_text() {
+        // `openssl genpkey -algorithm ed25519`: PKCS#8 v1 without the public key, as Terraform's
+        // tls_private_key (private_key_pem_pkcs8) writes it, the form a deployment keeps in Secrets
+        // Manager and gives the nodes as CLOUDCAFE_AUTH_KEY.
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEv88+OH17YEONrF8JIRqxMAKCLhHA20k7DFSRI88+ZJ\n-----END PRIVATE KEY-----\n";
+        let key = LocalKey::from_pem(pem).expect("an Ed25519 PKCS#8 key");
+        let again = LocalKey::from_pem(&pem.replace('\n', "\r\n")).expect("the same key with CRLF line ends");
+        assert_eq!(key.kid(), again.kid());
+        let token = key.issue(LOCAL_ISSUER, DEFAULT_AUDIENCE, "ops", Role::Admin, None, Duration::from_secs(60));
+        assert_eq!(block(Verifier::local(&again, DEFAULT_AUDIENCE).verify(&token)).unwrap(), Principal::admin("ops"));
+        assert!(LocalKey::from_pem("not a key").is_none());
+        assert!(LocalKey::from_pem(&pem.replace("MC4C", "MC5C")).is_none());
     }
 
     #[test]

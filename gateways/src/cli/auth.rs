@@ -21,6 +21,11 @@ pub enum AuthMode {
     Off,
 }
 
+/// The environment variable that may hold the signing key itself (PKCS#8 PEM), as ECS injects a
+/// Secrets Manager value: every task of a deployment verifies with the same key. It takes precedence
+/// over --auth-key-file.
+pub const AUTH_KEY_ENV: &str = "CLOUDCAFE_AUTH_KEY";
+
 /// Where the local signing key is.
 #[derive(Args, Clone, Debug)]
 pub struct KeyArgs {
@@ -33,6 +38,24 @@ pub struct KeyArgs {
 impl KeyArgs {
     pub fn path(&self, data_dir: &Path) -> PathBuf {
         self.auth_key_file.clone().unwrap_or_else(|| data_dir.join("auth").join("signing-key.pem"))
+    }
+
+    /// The key given in the environment ([`AUTH_KEY_ENV`]), if any.
+    pub fn given_in_env(&self) -> anyhow::Result<Option<LocalKey>> {
+        match std::env::var(AUTH_KEY_ENV) {
+            Ok(pem) if !pem.trim().is_empty() => LocalKey::from_pem(&pem)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("{AUTH_KEY_ENV} does not hold an Ed25519 key as PKCS#8 PEM")),
+            _ => Ok(None),
+        }
+    }
+
+    /// The key: the environment's, else the file's (made there first if absent).
+    pub fn load_or_create(&self, data_dir: &Path) -> anyhow::Result<LocalKey> {
+        match self.given_in_env()? {
+            Some(key) => Ok(key),
+            None => Ok(LocalKey::load_or_create(&self.path(data_dir))?),
+        }
     }
 }
 
@@ -76,8 +99,7 @@ impl AuthArgs {
                 }
                 (Some(_), None) => anyhow::bail!("--jwks-url needs --jwt-issuer"),
                 (None, _) => {
-                    let path = self.key.path(data_dir);
-                    let key = LocalKey::load_or_create(&path)?;
+                    let key = self.key.load_or_create(data_dir)?;
                     if self.jwt_issuer.as_deref().is_some_and(|i| i != LOCAL_ISSUER) {
                         anyhow::bail!("the local key issues tokens as `{LOCAL_ISSUER}`; --jwt-issuer is for --jwks-url");
                     }

@@ -119,13 +119,13 @@ pub struct MessagingArgs {
     #[arg(long, env = "CLOUDCAFE_PAYMENT_QUEUE")]
     pub payment_queue: Option<String>,
     /// The payment queue's dead-letter queue (a message moves there after 3 receives).
-    #[arg(long, default_value = "payment-requests-dlq.fifo")]
+    #[arg(long, env = "CLOUDCAFE_PAYMENT_DLQ", default_value = "payment-requests-dlq.fifo")]
     pub payment_dlq: String,
     /// An SQS endpoint to use instead of AWS (an emulator; static test credentials).
     #[arg(long, env = "CLOUDCAFE_SQS_ENDPOINT")]
     pub sqs_endpoint: Option<String>,
     /// The DynamoDB table of processed payments.
-    #[arg(long, default_value = "payments")]
+    #[arg(long, env = "CLOUDCAFE_PAYMENTS_TABLE", default_value = "payments")]
     pub payments_table: String,
     /// Seconds a receive of payment requests waits for messages (long polling, at most 20).
     #[arg(long, default_value_t = 20)]
@@ -135,10 +135,10 @@ pub struct MessagingArgs {
     #[arg(long, default_value_t = 30)]
     pub payment_visibility_secs: u64,
     /// Where the DynamoDB and DocumentDB read models take their events from.
-    #[arg(long, value_enum, default_value_t = EventSource::Journal)]
+    #[arg(long, value_enum, env = "CLOUDCAFE_PROJECTIONS_FROM", default_value_t = EventSource::Journal)]
     pub projections_from: EventSource,
     /// Prefix of the lease tables of the Kinesis consumers (one table per read model).
-    #[arg(long, default_value = "cloudcafe-leases")]
+    #[arg(long, env = "CLOUDCAFE_LEASE_TABLE_PREFIX", default_value = "cloudcafe-leases")]
     pub lease_table_prefix: String,
     /// A lease not renewed for this long is taken over by another node.
     #[arg(long, default_value_t = 10_000)]
@@ -198,6 +198,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match (args.auth.auth, &args.auth.jwks_url) {
         (super::auth::AuthMode::Off, _) => tracing::warn!("--auth off: every route is open"),
         (_, Some(url)) => tracing::info!(%url, "bearer tokens are verified with the identity provider's JWKS"),
+        (_, None) if std::env::var_os(super::auth::AUTH_KEY_ENV).is_some() => tracing::info!(
+            "bearer tokens are verified with the key in {}: `cloudcafe token issue --auth-key-file FILE` with that key issues them",
+            super::auth::AUTH_KEY_ENV
+        ),
         (_, None) => tracing::info!(
             key = %args.auth.key.path(&args.storage.data_dir).display(),
             "bearer tokens: TOKEN=$(cloudcafe token issue --role customer --sub alice --data-dir {}), then \
@@ -243,6 +247,11 @@ async fn start_export(
     }
 }
 
+/// How long in-flight requests get after SIGTERM (or SIGINT) before the server closes their
+/// connections; the deployment's load balancer drains a node for longer, and ECS waits longer still
+/// before SIGKILL (deploy/terraform/locals.tf, checked by a test).
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
 /// How long a connection answered before its body was read is drained before it is closed.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -266,7 +275,7 @@ pub async fn start_server(
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?
-        .shutdown_timeout(5);
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
     if let Some(w) = workers {
         server = server.workers(w.max(1));
     }

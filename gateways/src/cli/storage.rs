@@ -111,7 +111,7 @@ impl StorageArgs {
     /// The DocumentDB password given apart from the URL, if any.
     #[cfg_attr(not(feature = "cloud"), allow(dead_code))] // only a build with DocumentDB reads it
     pub fn documentdb_password(&self) -> Option<Password> {
-        self.documentdb_password_file.clone().or_else(|| password_from_env("CLOUDCAFE_DOCUMENTDB_PASSWORD"))
+        self.documentdb_password_file.clone().or_else(|| password_from_env(DOCUMENTDB_PASSWORD_ENV))
     }
 }
 
@@ -120,6 +120,16 @@ impl StorageArgs {
 fn password_file(path: &str) -> Result<Password, String> {
     Password::from_file(Path::new(path)).map_err(|e| format!("cannot read the password file {path}: {e}"))
 }
+
+/// The environment variables that carry a secret's value itself (as ECS injects Secrets Manager
+/// values), not a flag's: the stores' passwords here and the token signing key (`cli/auth.rs`).
+pub const PG_PASSWORD_ENV: &str = "CLOUDCAFE_PG_PASSWORD";
+pub const ANALYTICS_PASSWORD_ENV: &str = "CLOUDCAFE_ANALYTICS_PASSWORD";
+pub const REDIS_PASSWORD_ENV: &str = "CLOUDCAFE_REDIS_PASSWORD";
+pub const DOCUMENTDB_PASSWORD_ENV: &str = "CLOUDCAFE_DOCUMENTDB_PASSWORD";
+#[cfg_attr(not(all(test, feature = "cloud")), allow(dead_code))] // the deployment test reads it
+pub const SECRET_ENV: &[&str] =
+    &[PG_PASSWORD_ENV, ANALYTICS_PASSWORD_ENV, REDIS_PASSWORD_ENV, DOCUMENTDB_PASSWORD_ENV, super::auth::AUTH_KEY_ENV];
 
 /// A password from the environment (`var`), as ECS injects Secrets Manager values; empty is none.
 fn password_from_env(var: &str) -> Option<Password> {
@@ -167,10 +177,7 @@ impl StorageArgs {
             cache: self.redis_url.clone().map(|url| {
                 let settings = CacheSettings {
                     ca_file: self.redis_ca_file.clone(),
-                    password: self
-                        .redis_password_file
-                        .clone()
-                        .or_else(|| password_from_env("CLOUDCAFE_REDIS_PASSWORD")),
+                    password: self.redis_password_file.clone().or_else(|| password_from_env(REDIS_PASSWORD_ENV)),
                     ..CacheSettings::default()
                 };
                 (url, settings)
@@ -183,7 +190,7 @@ impl StorageArgs {
     pub fn pg_security(&self) -> PgSecurity {
         PgSecurity {
             tls: PgTls { mode: self.pg_sslmode, ca_file: self.pg_ssl_root_cert.clone() },
-            password: self.pg_password_file.clone().or_else(|| password_from_env("CLOUDCAFE_PG_PASSWORD")),
+            password: self.pg_password_file.clone().or_else(|| password_from_env(PG_PASSWORD_ENV)),
             password_source: super::cloud::pg_password_source(self),
         }
     }
@@ -192,10 +199,7 @@ impl StorageArgs {
     fn analytics_security(&self) -> PgSecurity {
         PgSecurity {
             tls: PgTls { mode: self.analytics_sslmode, ca_file: self.analytics_ssl_root_cert.clone() },
-            password: self
-                .analytics_password_file
-                .clone()
-                .or_else(|| password_from_env("CLOUDCAFE_ANALYTICS_PASSWORD")),
+            password: self.analytics_password_file.clone().or_else(|| password_from_env(ANALYTICS_PASSWORD_ENV)),
             password_source: None,
         }
     }

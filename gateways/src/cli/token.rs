@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use gateways::auth::token::{parse_ttl, DEFAULT_AUDIENCE, LOCAL_ISSUER};
-use gateways::auth::{LocalKey, Role};
+use gateways::auth::Role;
 
 use super::auth::KeyArgs;
 
@@ -47,7 +47,10 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 anyhow::bail!("--store is for staff tokens");
             }
             let path = args.key.path(&args.data_dir);
-            let key = LocalKey::load_or_create(&path).with_context(|| format!("the signing key {}", path.display()))?;
+            let key = args
+                .key
+                .load_or_create(&args.data_dir)
+                .with_context(|| format!("the signing key ({} or {})", super::auth::AUTH_KEY_ENV, path.display()))?;
             let token = key.issue(LOCAL_ISSUER, &args.audience, &args.sub, args.role, args.store.as_deref(), args.ttl);
             println!("{token}");
             Ok(())

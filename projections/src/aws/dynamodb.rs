@@ -83,8 +83,16 @@ pub async fn wait_until_active(client: &Client, table: &str) -> Result<(), AwsFa
 }
 
 /// Creates a table with one string hash key `key` (on-demand capacity) if absent, and waits until
-/// it is `ACTIVE`: the small bookkeeping tables (shard leases, the payments ledger).
+/// it is `ACTIVE`: the small bookkeeping tables (shard leases, the payments ledger). A table that
+/// exists is only described, so a deployment that creates these tables itself (Terraform) need not
+/// grant `CreateTable` on them.
 pub async fn ensure_keyed_table(client: &Client, table: &str, key: &str) -> Result<(), AwsFailure> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => return Ok(()),
+        Ok(_) => return wait_until_active(client, table).await,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(classify(table, e)),
+    }
     let created = client
         .create_table()
         .table_name(table)
