@@ -201,6 +201,39 @@ ensure_chaostoolkit() {
   cc_log "Chaos Toolkit ready: $("$cli" --version)"
 }
 
+# The offline checks of the deployment as code (deploy/local/iac_checks.sh): checkov (its own
+# virtualenv: it pins many packages the emulators' virtualenv also holds) with the HCL parser it
+# ships (bc-python-hcl2), and HashiCorp's HCL formatter compiled to WebAssembly (@cdktf/hcl-tools,
+# what `terraform fmt` runs), since no Terraform binary can be downloaded here.
+CC_CHECKOV_VERSION=3.3.30
+CC_HCL_TOOLS_VERSION=0.21.0
+ensure_iac_tools() {
+  local venv="$CC_LOCAL/iac-venv"
+  if ! "$venv/bin/checkov" --version 2>/dev/null | grep -qxF "$CC_CHECKOV_VERSION"; then
+    local python
+    python=$(command -v python3 || command -v python) || { cc_fail_or_warn "no python3 for checkov"; return; }
+    mkdir -p "$CC_LOCAL"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >/dev/null || { cc_fail_or_warn "no virtualenv for checkov"; return; }
+    cc_log "pip install checkov==$CC_CHECKOV_VERSION"
+    "$venv/bin/python" -m pip install -q "checkov==$CC_CHECKOV_VERSION" >"$CC_LOCAL/pip-checkov.log" 2>&1 || {
+      cc_fail_or_warn "checkov cannot be installed (see $CC_LOCAL/pip-checkov.log)"; return
+    }
+  fi
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+    cc_fail_or_warn "node and npm are needed for the HCL formatter"; return
+  }
+  if ! grep -qF "\"version\": \"$CC_HCL_TOOLS_VERSION\"" "$CC_NODE/node_modules/@cdktf/hcl-tools/package.json" 2>/dev/null; then
+    cc_log "npm install @cdktf/hcl-tools@$CC_HCL_TOOLS_VERSION"
+    mkdir -p "$CC_NODE"
+    (cd "$CC_NODE" && npm install --no-audit --no-fund --silent "@cdktf/hcl-tools@$CC_HCL_TOOLS_VERSION") \
+      >"$CC_LOCAL/npm-hcl-tools.log" 2>&1 || {
+      cc_fail_or_warn "@cdktf/hcl-tools cannot be installed (see $CC_LOCAL/npm-hcl-tools.log)"; return
+    }
+  fi
+  export CLOUDCAFE_CHECKOV="$venv/bin/checkov" CLOUDCAFE_IAC_PYTHON="$venv/bin/python" CLOUDCAFE_NODE_PATH="$CC_NODE/node_modules"
+  cc_log "deployment checks ready: checkov $("$venv/bin/checkov" --version), @cdktf/hcl-tools $CC_HCL_TOOLS_VERSION"
+}
+
 # SecantusDB speaks the MongoDB wire protocol (standing in for DocumentDB), in memory.
 ensure_secantusdb() {
   local port=$CC_SECANTUS_PORT

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: starts (installing if needed) the servers and the AWS
 # emulators the tests need, then format check, clippy with warnings as errors on every feature and on
 # the default features, the release build of the README's run command, and every test of the
-# workspace with every feature (the AWS and DocumentDB adapters are features).
+# workspace with every feature (the AWS and DocumentDB adapters are features); between them, the
+# offline checks of deploy/terraform and the Dockerfile (deploy/local/iac_checks.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
@@ -18,9 +19,12 @@ ensure_schemathesis || exit 1
 ensure_chromium || exit 1
 ensure_haproxy || exit 1
 ensure_chaostoolkit || exit 1
+ensure_iac_tools || exit 1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
+echo "== deployment as code: terraform fmt, parse, checkov (deploy/local/iac_checks.sh)"
+bash deploy/local/iac_checks.sh
 echo "== cargo clippy -D warnings (every feature)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo clippy -D warnings (default features: the build the README runs)"

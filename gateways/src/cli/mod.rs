@@ -22,3 +22,7 @@ pub mod serve;
 pub mod storage;
 pub mod token;
 pub mod verify;
+
+// deploy/terraform and the Dockerfile against the binary's flags, names and routes.
+#[cfg(all(test, feature = "cloud"))]
+mod deployment_tests;
