@@ -24,6 +24,8 @@ locals {
     store_inventory_tables = "cloudcafe-store-inventory-${var.environment}-g"
     ecr_repository         = "cloudcafe"
     log_group              = "/ecs/cloudcafe-${var.environment}"
+    fis_role               = "cloudcafe-fis-${var.environment}"
+    fis_log_group          = "/aws/fis/cloudcafe-${var.environment}"
   }
 
   # The read models the Kinesis consumers feed, by the name the code gives them; one lease table each.

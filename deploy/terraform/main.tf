@@ -122,6 +122,17 @@ module "compute" {
   jwt_audience             = var.jwt_audience
 }
 
+module "chaos" {
+  source = "./modules/chaos"
+
+  environment        = var.environment
+  aws_region         = var.aws_region
+  account_id         = local.account_id
+  names              = local.names
+  kms_key_arn        = module.data.kms_key_arn
+  log_retention_days = var.log_retention_days
+}
+
 module "observability" {
   source = "./modules/observability"
 

@@ -182,6 +182,19 @@ fn the_names_are_the_ones_the_code_uses() {
         assert_eq!(n[key], code, "local.names.{key}");
     }
     assert!(dashboards.load_balancer.starts_with(&format!("app/{}/", n["load_balancer"])));
+    // What the chaos plans' FIS templates run as and log to, and the tags they find targets by.
+    assert!(plans.fis_role_arn.ends_with(&format!(":role/{}", n["fis_role"])), "{}", plans.fis_role_arn);
+    assert_eq!(n["fis_log_group"], plans.fis_log_group);
+    let cache = attr(labelled(&module("modules/data"), "module", &["cache"]).body(), "tags").to_string();
+    assert!(
+        cache.contains("Component") && cache.contains("\"cache\""),
+        "the cache is not tagged for the chaos plans: {cache}"
+    );
+    let network = module("modules/network");
+    let brokers = labelled(&network, "resource", &["aws_vpc_endpoint", "brokers"]).body();
+    let services = attr(brokers, "for_each").to_string();
+    assert!(services.contains("kinesis-streams") && services.contains("\"sqs\""), "{services}");
+    assert!(attr(brokers, "tags").to_string().contains("\"broker-endpoint\""), "the broker endpoints are not tagged");
     assert_eq!(n["offsets_table"], tables.offsets());
     assert_eq!(format!("{}1", n["active_orders_tables"]), tables.active_orders(1));
     assert_eq!(format!("{}1", n["store_inventory_tables"]), tables.store_inventory(1));

@@ -503,22 +503,8 @@ async fn tokens_from_an_identity_provider_follow_its_key_rotation_and_fail_close
 #[tokio::test]
 async fn serve_makes_a_key_that_token_issue_signs_with() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = chaos::process::free_loopback_addr();
     let bin = env!("CARGO_BIN_EXE_cloudcafe");
-    let mut child = std::process::Command::new(bin)
-        .args(["serve", "--listen", &addr.to_string(), "--workers", "1", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("CLOUDCAFE_AUTH")
-        .env_remove("CLOUDCAFE_AUTH_KEY_FILE")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    testkit::wait_until("the node answers", Duration::from_secs(30), || async {
-        status(addr, "/health", None).await == Some(200)
-    })
-    .await;
+    let (mut child, addr) = serve_with_auth_defaults(dir.path(), None).await;
     let key = dir.path().join("auth").join("signing-key.pem");
     assert!(key.exists(), "no key at {}", key.display());
     let issue = |role: &str, sub: &str| {
@@ -555,9 +541,82 @@ async fn serve_makes_a_key_that_token_issue_signs_with() {
     );
 }
 
+/// `cloudcafe serve` on a free loopback port with no auth flags (and `CLOUDCAFE_AUTH_KEY` = `key`
+/// when given), once it answers `/health`.
+async fn serve_with_auth_defaults(
+    dir: &std::path::Path,
+    key: Option<&str>,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let addr = chaos::process::free_loopback_addr();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cloudcafe"));
+    command
+        .args(["serve", "--listen", &addr.to_string(), "--workers", "1", "--data-dir"])
+        .arg(dir)
+        .env_remove("CLOUDCAFE_AUTH")
+        .env_remove("CLOUDCAFE_AUTH_KEY_FILE")
+        .env_remove("CLOUDCAFE_AUTH_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(pem) = key {
+        command.env("CLOUDCAFE_AUTH_KEY", pem);
+    }
+    let child = command.spawn().unwrap();
+    testkit::wait_until("the node answers", Duration::from_secs(30), || async {
+        status(addr, "/health", None).await == Some(200)
+    })
+    .await;
+    (child, addr)
+}
+
 /// The status of `GET path` on `addr`, with `token` as the bearer when given; None if it did not answer.
 async fn status(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
     HttpConnection::new(addr).request("GET", path, &headers, b"").await.ok().map(|r| r.status)
+}
+
+/// A deployment gives every node the same key in `CLOUDCAFE_AUTH_KEY` (a Secrets Manager value, as
+/// Terraform's `tls_private_key` writes it): tokens it signs are taken, others are not, the node
+/// writes no key of its own, `token issue` signs with the same variable, and a value that is not a
+/// key stops the node at start with a message naming the variable, never the value.
+#[tokio::test]
+async fn serve_takes_its_signing_key_from_the_environment() {
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEv88+OH17YEONrF8JIRqxMAKCLhHA20k7DFSRI88+ZJ\n-----END PRIVATE KEY-----\n";
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cloudcafe");
+    let (mut child, addr) = serve_with_auth_defaults(dir.path(), Some(PEM)).await;
+    let deployment_key = LocalKey::from_pem(PEM).unwrap();
+    let minute = Duration::from_secs(60);
+    let ours = deployment_key.issue(LOCAL_ISSUER, DEFAULT_AUDIENCE, "alice", Role::Customer, None, minute);
+    let foreign = test_key().key.issue(LOCAL_ISSUER, DEFAULT_AUDIENCE, "alice", Role::Customer, None, minute);
+    let issued = std::process::Command::new(bin)
+        .args(["token", "issue", "--role", "customer", "--sub", "alice", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CLOUDCAFE_AUTH_KEY_FILE")
+        .env("CLOUDCAFE_AUTH_KEY", PEM)
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let issued = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let answers = [
+        status(addr, "/api/loyalty/alice", Some(&ours)).await,
+        status(addr, "/api/loyalty/alice", Some(&issued)).await,
+        status(addr, "/api/loyalty/alice", Some(&foreign)).await,
+    ];
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answers, [Some(200), Some(200), Some(401)]);
+    assert!(!dir.path().join("auth").exists(), "the node wrote a key of its own");
+
+    let refused = std::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CLOUDCAFE_AUTH")
+        .env("CLOUDCAFE_AUTH_KEY", "s3cret-but-not-a-key")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("CLOUDCAFE_AUTH_KEY") && !stderr.contains("s3cret"), "{stderr}");
 }

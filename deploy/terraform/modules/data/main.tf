@@ -194,6 +194,9 @@ module "cache" {
 
   snapshot_retention_limit = 1
   apply_immediately        = false
+
+  # How the chaos plans' FIS templates find the replication group (memorydb-restart).
+  tags = { Component = "cache" }
 }
 
 # ---- DocumentDB: the menu and order documents ----
