@@ -53,6 +53,7 @@ module "data" {
   cache_nodes                = var.cache_nodes
   documentdb_instance_class  = var.documentdb_instance_class
   documentdb_instances       = var.documentdb_instances
+  analytics_on_redshift      = var.analytics_on_redshift
   redshift_node_type         = var.redshift_node_type
   redshift_nodes             = var.redshift_nodes
   deletion_protection        = var.deletion_protection
@@ -107,7 +108,7 @@ module "compute" {
   journal_url              = "postgres://${module.data.journal_user}@${module.data.aurora_endpoint}:5432/${module.data.journal_database}"
   redis_url                = "rediss://${module.data.redis_endpoint}:6379"
   documentdb_url           = "mongodb://${module.data.documentdb_user}@${module.data.documentdb_endpoint}:27017/?replicaSet=rs0&readPreference=secondaryPreferred&retryWrites=false"
-  analytics_url            = "postgres://${module.data.redshift_user}@${module.data.redshift_endpoint}:5439/${module.data.redshift_database}"
+  analytics_url            = var.analytics_on_redshift ? "postgres://${module.data.redshift_user}@${module.data.redshift_endpoint}:5439/${module.data.redshift_database}" : null
   auth_key_secret_arn      = module.data.auth_key_secret_arn
   redis_secret_arn         = module.data.redis_secret_arn
   documentdb_secret_arn    = module.data.documentdb_secret_arn

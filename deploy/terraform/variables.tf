@@ -119,6 +119,12 @@ variable "documentdb_instances" {
   default     = 2
 }
 
+variable "analytics_on_redshift" {
+  description = "Keep the analytics model in its own Redshift cluster. False: the nodes keep it in the journal's database (schema cloudcafe_analytics), which saves the largest line of a small deployment's bill."
+  type        = bool
+  default     = true
+}
+
 variable "redshift_node_type" {
   description = "Redshift node type."
   type        = string

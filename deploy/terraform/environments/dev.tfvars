@@ -14,9 +14,9 @@ cache_node_type           = "cache.t4g.small"
 cache_nodes               = 1
 documentdb_instance_class = "db.t4g.medium"
 documentdb_instances      = 1
-redshift_node_type        = "ra3.large"
-redshift_nodes            = 1
-kinesis_shards            = 1
+# The analytics model in the journal's database: no Redshift cluster (the largest line of the bill).
+analytics_on_redshift = false
+kinesis_shards        = 1
 
 log_retention_days  = 7
 deletion_protection = false

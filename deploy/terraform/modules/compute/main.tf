@@ -25,9 +25,6 @@ locals {
       CLOUDCAFE_PG_SSL_ROOT_CERT = local.rds_ca_bundle
       CLOUDCAFE_PG_IAM_AUTH      = "true"
 
-      CLOUDCAFE_ANALYTICS_URL     = var.analytics_url
-      CLOUDCAFE_ANALYTICS_SSLMODE = "verify-full"
-
       CLOUDCAFE_REDIS_URL = var.redis_url
 
       CLOUDCAFE_DYNAMODB_ENV       = var.environment
@@ -44,13 +41,19 @@ locals {
       # Behind the ALB the client's address is the last X-Forwarded-For entry.
       CLOUDCAFE_TRUST_FORWARDED_FOR = "true"
     },
-    var.jwks_url == null ? {} : {
+    # Without a Redshift cluster the analytics model lives in the journal's database.
+    # (tomap on both sides: a conditional's two objects must have one type.)
+    var.analytics_url == null ? tomap({}) : tomap({
+      CLOUDCAFE_ANALYTICS_URL     = var.analytics_url
+      CLOUDCAFE_ANALYTICS_SSLMODE = "verify-full"
+    }),
+    var.jwks_url == null ? tomap({}) : tomap({
       CLOUDCAFE_JWKS_URL   = var.jwks_url
       CLOUDCAFE_JWT_ISSUER = var.jwt_issuer
-    },
-    var.jwt_audience == null ? {} : {
+    }),
+    var.jwt_audience == null ? tomap({}) : tomap({
       CLOUDCAFE_JWT_AUDIENCE = var.jwt_audience
-    },
+    }),
   )
 
   # Secrets Manager values ECS injects as environment variables at the task's start.
@@ -58,9 +61,9 @@ locals {
     {
       CLOUDCAFE_REDIS_PASSWORD      = var.redis_secret_arn
       CLOUDCAFE_DOCUMENTDB_PASSWORD = var.documentdb_secret_arn
-      CLOUDCAFE_ANALYTICS_PASSWORD  = var.redshift_secret_arn
     },
-    var.jwks_url == null ? { CLOUDCAFE_AUTH_KEY = var.auth_key_secret_arn } : {},
+    var.redshift_secret_arn == null ? tomap({}) : tomap({ CLOUDCAFE_ANALYTICS_PASSWORD = var.redshift_secret_arn }),
+    var.jwks_url == null ? tomap({ CLOUDCAFE_AUTH_KEY = var.auth_key_secret_arn }) : tomap({}),
   )
 }
 

@@ -95,7 +95,9 @@ variable "documentdb_url" {
 }
 
 variable "analytics_url" {
-  type = string
+  description = "The Redshift cluster's URL; null: the analytics model stays in the journal's database."
+  type        = string
+  default     = null
 }
 
 variable "auth_key_secret_arn" {
@@ -111,7 +113,8 @@ variable "documentdb_secret_arn" {
 }
 
 variable "redshift_secret_arn" {
-  type = string
+  type    = string
+  default = null
 }
 
 variable "aurora_master_secret_arn" {

@@ -267,6 +267,8 @@ resource "random_password" "redshift" {
 }
 
 module "redshift" {
+  count = var.analytics_on_redshift ? 1 : 0
+
   #checkov:skip=CKV_TF_1:a registry module pinned to one exact release; the registry serves each release as an immutable tag, and a git commit source would lose its version checks
   source  = "terraform-aws-modules/redshift/aws"
   version = "6.0.0"
@@ -310,39 +312,37 @@ resource "tls_private_key" "auth" {
 }
 
 locals {
-  # What each secret holds, and the variable ECS injects it as.
-  secrets = {
-    auth-key = {
-      description = "The key CloudCafe nodes verify bearer tokens with (CLOUDCAFE_AUTH_KEY)"
-      value       = tls_private_key.auth.private_key_pem_pkcs8
-    }
-    redis-auth-token = {
-      description = "ElastiCache AUTH token (CLOUDCAFE_REDIS_PASSWORD)"
-      value       = random_password.redis.result
-    }
-    documentdb-password = {
-      description = "DocumentDB password (CLOUDCAFE_DOCUMENTDB_PASSWORD)"
-      value       = random_password.documentdb.result
-    }
-    redshift-password = {
-      description = "Redshift password (CLOUDCAFE_ANALYTICS_PASSWORD)"
-      value       = random_password.redshift.result
-    }
+  # The secrets the nodes are given, by name: what each is for (and the variable ECS injects it as),
+  # and apart from it, its value. for_each takes only the names: Terraform refuses sensitive values
+  # (the generated passwords and key) in a for_each.
+  secret_descriptions = merge(
+    {
+      auth-key            = "The key CloudCafe nodes verify bearer tokens with (CLOUDCAFE_AUTH_KEY)"
+      redis-auth-token    = "ElastiCache AUTH token (CLOUDCAFE_REDIS_PASSWORD)"
+      documentdb-password = "DocumentDB password (CLOUDCAFE_DOCUMENTDB_PASSWORD)"
+    },
+    var.analytics_on_redshift ? tomap({ redshift-password = "Redshift password (CLOUDCAFE_ANALYTICS_PASSWORD)" }) : tomap({}),
+  )
+  secret_values = {
+    auth-key            = tls_private_key.auth.private_key_pem_pkcs8
+    redis-auth-token    = random_password.redis.result
+    documentdb-password = random_password.documentdb.result
+    redshift-password   = random_password.redshift.result
   }
 }
 
 resource "aws_secretsmanager_secret" "node" {
   #checkov:skip=CKV2_AWS_57:the nodes read their secrets at start, so a rotation is a new value plus a new deployment (README, "Deploying to AWS"); a new signing key also ends every token the old one issued
-  for_each = local.secrets
+  for_each = local.secret_descriptions
 
   name        = "cloudcafe/${var.environment}/${each.key}"
-  description = each.value.description
+  description = each.value
   kms_key_id  = aws_kms_key.data.arn
 }
 
 resource "aws_secretsmanager_secret_version" "node" {
-  for_each = local.secrets
+  for_each = local.secret_descriptions
 
   secret_id     = aws_secretsmanager_secret.node[each.key].id
-  secret_string = each.value.value
+  secret_string = local.secret_values[each.key]
 }

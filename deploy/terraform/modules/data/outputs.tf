@@ -51,7 +51,7 @@ output "documentdb_secret_arn" {
 }
 
 output "redshift_endpoint" {
-  value = module.redshift.cluster_hostname
+  value = try(module.redshift[0].cluster_hostname, null)
 }
 
 output "redshift_database" {
@@ -63,7 +63,7 @@ output "redshift_user" {
 }
 
 output "redshift_secret_arn" {
-  value = aws_secretsmanager_secret.node["redshift-password"].arn
+  value = try(aws_secretsmanager_secret.node["redshift-password"].arn, null)
 }
 
 output "auth_key_secret_arn" {

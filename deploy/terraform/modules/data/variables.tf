@@ -76,6 +76,10 @@ variable "documentdb_instances" {
   type = number
 }
 
+variable "analytics_on_redshift" {
+  type = bool
+}
+
 variable "redshift_node_type" {
   type = string
 }

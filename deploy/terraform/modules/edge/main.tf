@@ -37,10 +37,11 @@ module "alb" {
   # The nodes' own timeouts (5 s for a head, 5 s for a body) end slow requests first.
   idle_timeout = 60
 
-  access_logs = var.access_logs_bucket == null ? {} : {
+  # No bucket, no access logs (an empty map is the module's "off").
+  access_logs = var.access_logs_bucket == null ? tomap({}) : tomap({
     bucket  = var.access_logs_bucket
-    enabled = true
-  }
+    enabled = "true"
+  })
 
   listeners = {
     http-redirect = {
