@@ -40,14 +40,23 @@ impl KeyArgs {
         self.auth_key_file.clone().unwrap_or_else(|| data_dir.join("auth").join("signing-key.pem"))
     }
 
+    /// Whether the key is given in the environment ([`AUTH_KEY_ENV`] set and not blank).
+    pub fn is_in_env() -> bool {
+        Self::env_pem().is_some()
+    }
+
+    fn env_pem() -> Option<String> {
+        std::env::var(AUTH_KEY_ENV).ok().filter(|pem| !pem.trim().is_empty())
+    }
+
     /// The key given in the environment ([`AUTH_KEY_ENV`]), if any.
     pub fn given_in_env(&self) -> anyhow::Result<Option<LocalKey>> {
-        match std::env::var(AUTH_KEY_ENV) {
-            Ok(pem) if !pem.trim().is_empty() => LocalKey::from_pem(&pem)
-                .map(Some)
-                .ok_or_else(|| anyhow::anyhow!("{AUTH_KEY_ENV} does not hold an Ed25519 key as PKCS#8 PEM")),
-            _ => Ok(None),
-        }
+        Self::env_pem()
+            .map(|pem| {
+                LocalKey::from_pem(&pem)
+                    .ok_or_else(|| anyhow::anyhow!("{AUTH_KEY_ENV} does not hold an Ed25519 key as PKCS#8 PEM"))
+            })
+            .transpose()
     }
 
     /// The key: the environment's, else the file's (made there first if absent).

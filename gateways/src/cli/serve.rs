@@ -198,7 +198,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match (args.auth.auth, &args.auth.jwks_url) {
         (super::auth::AuthMode::Off, _) => tracing::warn!("--auth off: every route is open"),
         (_, Some(url)) => tracing::info!(%url, "bearer tokens are verified with the identity provider's JWKS"),
-        (_, None) if std::env::var_os(super::auth::AUTH_KEY_ENV).is_some() => tracing::info!(
+        (_, None) if super::auth::KeyArgs::is_in_env() => tracing::info!(
             "bearer tokens are verified with the key in {}: `cloudcafe token issue --auth-key-file FILE` with that key issues them",
             super::auth::AUTH_KEY_ENV
         ),

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
 };
@@ -82,18 +83,33 @@ pub async fn wait_until_active(client: &Client, table: &str) -> Result<(), AwsFa
     }
 }
 
-/// Creates a table with one string hash key `key` (on-demand capacity) if absent, and waits until
-/// it is `ACTIVE`: the small bookkeeping tables (shard leases, the payments ledger). A table that
-/// exists is only described, so a deployment that creates these tables itself (Terraform) need not
-/// grant `CreateTable` on them.
-pub async fn ensure_keyed_table(client: &Client, table: &str, key: &str) -> Result<(), AwsFailure> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(out) if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => return Ok(()),
-        Ok(_) => return wait_until_active(client, table).await,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+/// Creates `table` with `create` (the `CreateTable` request, not yet sent) if it is absent, and
+/// waits until it is `ACTIVE` (at once on emulators, seconds on AWS). A table that exists is only
+/// described, so a deployment that creates its tables itself (Terraform) need not grant
+/// `CreateTable` on them; another process creating it first is fine.
+pub async fn ensure_table(client: &Client, table: &str, create: CreateTableFluentBuilder) -> Result<(), AwsFailure> {
+    let status = match client.describe_table().table_name(table).send().await {
+        Ok(out) => out.table.and_then(|t| t.table_status),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            match create.send().await {
+                Ok(out) => out.table_description.and_then(|t| t.table_status),
+                // Another process created it first.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => None,
+                Err(e) => return Err(classify(table, e)),
+            }
+        }
         Err(e) => return Err(classify(table, e)),
+    };
+    if status == Some(TableStatus::Active) {
+        return Ok(());
     }
-    let created = client
+    wait_until_active(client, table).await
+}
+
+/// Creates a table with one string hash key `key` (on-demand capacity) if absent, and waits until
+/// it is `ACTIVE`: the small bookkeeping tables (shard leases, the payments ledger).
+pub async fn ensure_keyed_table(client: &Client, table: &str, key: &str) -> Result<(), AwsFailure> {
+    let create = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
@@ -110,14 +126,6 @@ pub async fn ensure_keyed_table(client: &Client, table: &str, key: &str) -> Resu
                 .key_type(KeyType::Hash)
                 .build()
                 .expect("complete key schema"),
-        )
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        // Another process created it first.
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(classify(table, e)),
-    }
-    wait_until_active(client, table).await
+        );
+    ensure_table(client, table, create).await
 }

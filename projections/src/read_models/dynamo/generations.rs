@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::codec::{n, num, s, Item};
 use super::{built, DynamoSink, Target, CUSTOMER_INDEX, EXPIRES_AT, NAME};
-use crate::aws::dynamodb::wait_until_active;
+use crate::aws::dynamodb::ensure_table;
 use crate::aws::{classify, FailureKind};
 use crate::read_models::PositionWrite;
 use crate::{Rebuildable, Sink, SinkError};
@@ -134,21 +134,7 @@ impl DynamoSink {
     /// AWS); for `active-orders`, also switches its TTL on.
     pub(super) async fn ensure_table(&self, table: &str, kind: TableKind) -> Result<(), SinkError> {
         let client = self.client();
-        let status = match client.describe_table().table_name(table).send().await {
-            Ok(out) => out.table.and_then(|t| t.table_status),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
-                match kind.create(client, table)?.send().await {
-                    Ok(out) => out.table_description.and_then(|t| t.table_status),
-                    // Another process created it first.
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => None,
-                    Err(e) => return Err(self.fail(table, e)),
-                }
-            }
-            Err(e) => return Err(self.fail(table, e)),
-        };
-        if status != Some(TableStatus::Active) {
-            wait_until_active(client, table).await.map_err(|failure| self.failed(failure))?;
-        }
+        ensure_table(client, table, kind.create(client, table)?).await.map_err(|failure| self.failed(failure))?;
         if let TableKind::ActiveOrders = kind {
             let ttl = client.describe_time_to_live().table_name(table).send().await.map_err(|e| self.fail(table, e))?;
             let enabled = ttl.time_to_live_description.is_some_and(|d| {
