@@ -247,6 +247,17 @@ impl Cafe {
         Ok(done.state.unwrap_or_default())
     }
 
+    /// Releases an order's authorization, as its [`PaymentVoidRequested`] asked; answers the payment
+    /// as it stands. A void carried out before decides nothing new.
+    ///
+    /// [`PaymentVoidRequested`]: events::domain::PaymentVoidRequested
+    pub async fn void_payment(&self, order_id: Uuid, causation: Causation) -> Result<Payment, CafeError> {
+        let options = ExecuteOptions { new_stream: false, return_state: true };
+        let done =
+            self.payments.execute_with(&streams::payment(order_id), PaymentCommand::Void, causation, options).await?;
+        Ok(done.state.unwrap_or_default())
+    }
+
     pub async fn restock(
         &self,
         store_id: &str,

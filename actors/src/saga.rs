@@ -5,7 +5,14 @@
 //!                                        │                         PaymentCaptured ─► OrderPaid
 //!                                        └─ out of stock ─► OrderCancelled          OrderPaid ─► settle stock, accrue points
 //! PaymentDeclined ─► OrderCancelled ─► release reserved stock
+//!                    OrderCancelled ─► void an authorized payment ◄─ PaymentAuthorized (order already cancelled)
+//!                                      PaymentVoidRequested ─► PaymentVoided (here when the saga authorizes;
+//!                                                              else the payment processor, from the queue)
 //! ```
+//!
+//! No hold is left behind: whichever comes second of an order's cancellation and its payment's
+//! authorization asks for the void, so an authorization that lands after the order was cancelled
+//! (the payment processor scores orders while the saga reserves their stock) is released too.
 //!
 //! Within a reaction, commands that do not depend on each other go out at once (every line's
 //! reservation; every line's settlement and the points), so hot streams batch them with other
@@ -96,6 +103,7 @@ impl OrderSaga {
                 DomainEvent::PaymentAuthorized(e) => e.order_id,
                 DomainEvent::PaymentDeclined(e) => e.order_id,
                 DomainEvent::PaymentCaptured(e) => e.order_id,
+                DomainEvent::PaymentVoidRequested(e) => e.order_id,
                 _ => continue,
             };
             by_order.entry(order_id).or_default().push((event, Causation::following(recorded)));
@@ -163,11 +171,15 @@ impl OrderSaga {
                 }
             }
             DomainEvent::PaymentAuthorized(e) => {
-                // An order cancelled meanwhile (out of stock) is not charged: the authorization lapses.
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
-                if order.status != OrderStatus::Placed {
-                    tracing::debug!(order_id = %e.order_id, status = ?order.status, "authorized payment not captured");
-                    return Ok(());
+                match order.status {
+                    OrderStatus::Placed => {}
+                    // Cancelled meanwhile (out of stock): not charged, and the hold is released.
+                    OrderStatus::Cancelled => {
+                        let reason = order.cancel_reason.clone().unwrap_or_else(|| "order_cancelled".into());
+                        return self.request_void(e.order_id, reason, causation).await;
+                    }
+                    _ => return Ok(()), // captured before: this is a replay
                 }
                 settle(
                     cafe.payments
@@ -190,7 +202,22 @@ impl OrderSaga {
                     let command = InventoryCommand::Release { order_id: e.order_id };
                     async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
                 });
-                futures::future::join_all(releases).await.into_iter().collect()
+                // A payment authorized before the cancellation is voided; one authorized after it is
+                // voided when its authorization is reacted to (above).
+                let void = self.request_void(e.order_id, e.reason.clone(), causation);
+                let (released, voided) = futures::join!(futures::future::join_all(releases), void);
+                released.into_iter().collect::<Result<(), Retry>>()?;
+                voided
+            }
+            DomainEvent::PaymentVoidRequested(e) => {
+                if cafe.payment_policy.authorizer != Authorizer::Saga {
+                    return Ok(()); // the payment processor voids it, from the payment-request queue
+                }
+                settle(
+                    cafe.payments
+                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Void, causation, QUIET)
+                        .await,
+                )
             }
             DomainEvent::OrderPaid(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
@@ -214,6 +241,14 @@ impl OrderSaga {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl OrderSaga {
+    /// Asks for the order's payment to be voided; nothing happens unless it holds an authorization.
+    async fn request_void(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
+        let command = PaymentCommand::RequestVoid { reason };
+        settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
     }
 }
 

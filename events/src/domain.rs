@@ -90,6 +90,25 @@ pub struct PaymentCaptured {
     pub amount_cents: Cents,
 }
 
+/// An authorization that must not be captured (its order was cancelled) is to be released: asked of
+/// whoever settles payments (the payment processor, or the saga when it authorizes), which answers
+/// with [`PaymentVoided`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentVoidRequested {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+    pub reason: String,
+}
+
+/// The authorization is released: no money is held for the order any more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentVoided {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+}
+
 // ---- Inventory (one stream per store and SKU) ---------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +359,8 @@ domain_events! {
     PaymentAuthorized = 1,
     PaymentDeclined = 1,
     PaymentCaptured = 1,
+    PaymentVoidRequested = 1,
+    PaymentVoided = 1,
     StockRestocked = 1,
     StockReserved = 1,
     StockReleased = 1,

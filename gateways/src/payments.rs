@@ -5,7 +5,14 @@
 //! payment-requests.fifo ─► PaymentProcessor ─► Payment actor (fraud score) ─► PaymentAuthorized | PaymentDeclined
 //!   (long poll; group = customer)     │                                           │ (journal)
 //!                                     └─► DynamoDB `payments` (one item per request)   └─► order saga captures, or cancels
+//!
+//! a void request (kind = void) ─► PaymentProcessor ─► Payment actor ─► PaymentVoided
+//!                                     └─► DynamoDB `payments` (status `voided`, keyed on the PaymentVoidRequested id)
 //! ```
+//!
+//! A void is asked for by the saga (`PaymentVoidRequested`) when an order is cancelled while its
+//! payment holds an authorization; the outbox sends it here like an order's authorization, in the
+//! customer's message group, so it is handled after that authorization.
 //!
 //! - **Receiving**: long polling (`WaitTimeSeconds`), up to 10 messages a call. FIFO groups are
 //!   customers; a call's messages of one customer are handled one after another, different
@@ -36,7 +43,7 @@ use events::journal::sleep_or_stop;
 use events::Causation;
 use projections::aws::dynamodb::{ensure_keyed_table, scan_all};
 use projections::aws::{classify, AwsFailure, FailureKind};
-use projections::bus::sqs::PaymentRequest;
+use projections::bus::sqs::{PaymentRequest, PaymentRequestKind};
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -55,7 +62,7 @@ pub struct PaymentRecord {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    /// `authorized`, `declined` or `captured`.
+    /// What the request came to: `authorized` or `declined` for an authorization, `voided` for a void.
     pub status: String,
     pub fraud_score: f64,
     pub processed_at_us: i64,
@@ -313,17 +320,17 @@ impl PaymentProcessor {
     /// [`Self::process`] once the request is read.
     async fn decide_and_record(&self, request: PaymentRequest) -> Result<&'static str, PaymentError> {
         let causation = Causation { correlation_id: request.correlation_id, causation_id: Some(request.event_id) };
-        let payment = self
-            .cafe
-            .authorize_payment(
-                &AuthorizePayment {
+        let payment = match request.kind {
+            PaymentRequestKind::Authorize => {
+                let authorize = AuthorizePayment {
                     order_id: request.order_id,
                     customer_id: request.customer_id.clone(),
                     amount_cents: request.amount_cents,
-                },
-                causation,
-            )
-            .await?;
+                };
+                self.cafe.authorize_payment(&authorize, causation).await?
+            }
+            PaymentRequestKind::Void => self.cafe.void_payment(request.order_id, causation).await?,
+        };
         let status = status_name(&payment);
         let record = PaymentRecord {
             event_id: request.event_id,
@@ -347,6 +354,8 @@ fn status_name(payment: &Payment) -> &'static str {
         PaymentStatus::Authorized => "authorized",
         PaymentStatus::Declined => "declined",
         PaymentStatus::Captured => "captured",
+        PaymentStatus::VoidRequested => "void_requested",
+        PaymentStatus::Voided => "voided",
     }
 }
 

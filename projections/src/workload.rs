@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use events::domain::{
     streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderCancelled, OrderLine, OrderPaid,
-    OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PointsAccrued, StockReleased, StockReserved,
-    StockRestocked, StockSettled, Tier, TierChanged,
+    OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided,
+    PointsAccrued, StockReleased, StockReserved, StockRestocked, StockSettled, Tier, TierChanged,
 };
 use events::{Causation, DomainEvent, NewEvent, RecordedEvent};
 use uuid::Uuid;
@@ -31,7 +31,8 @@ pub fn journal(events: Vec<(String, DomainEvent)>) -> Vec<RecordedEvent> {
 
 /// A small chain's day: a menu, restocks, orders paid and cancelled, stock, payments, points, tiers.
 /// Order `i` goes to store `s2` when `i % 3 == 0` (else `s1`), from customer `c{i % 13}`, and is
-/// declined when `i % 5 == 4`.
+/// declined when `i % 5 == 4`; when `i % 35 == 7` it is authorized, then cancelled, and its
+/// authorization voided.
 pub fn a_day_of_orders(orders: u32) -> Vec<RecordedEvent> {
     history(orders, &["s1", "s2"], |i| if i % 3 == 0 { 1 } else { 0 }, 13)
 }
@@ -127,6 +128,23 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
             streams::payment(order_id),
             PaymentAuthorized { order_id, customer_id: customer.clone(), amount_cents: total, fraud_score: 0.2 }.into(),
         ));
+        if i % 35 == 7 {
+            let reason = "out_of_stock:latte".to_owned();
+            log.push((streams::order(order_id), OrderCancelled { order_id, reason: reason.clone() }.into()));
+            let customer_id = customer.clone();
+            let asked = PaymentVoidRequested { order_id, customer_id, amount_cents: total, reason };
+            log.push((streams::payment(order_id), asked.into()));
+            let voided = PaymentVoided { order_id, customer_id: customer.clone(), amount_cents: total };
+            log.push((streams::payment(order_id), voided.into()));
+            for l in &lines {
+                log.push((
+                    streams::inventory(store, &l.item_id),
+                    StockReleased { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }
+                        .into(),
+                ));
+            }
+            continue;
+        }
         log.push((streams::payment(order_id), PaymentCaptured { order_id, amount_cents: total }.into()));
         log.push((streams::order(order_id), OrderPaid { order_id, amount_cents: total }.into()));
         for l in &lines {

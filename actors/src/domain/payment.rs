@@ -1,11 +1,24 @@
-//! A payment for one order: authorized or declined on a fraud score, then captured.
+//! A payment for one order: authorized or declined on a fraud score, then captured; or, when its
+//! order is cancelled before the capture, voided, so that no hold is left on the customer's card.
+//!
+//! ```text
+//! None ─Authorize─► Authorized ─Capture─► Captured
+//!  │                   │
+//!  │                   └─RequestVoid─► VoidRequested ─Void─► Voided
+//!  └─Authorize─► Declined
+//! ```
+//!
+//! A void is asked for ([`PaymentVoidRequested`]) and then carried out ([`PaymentVoided`]) by
+//! whoever settles payments, like the authorization: the payment processor when payments go through
+//! the payment queue, else the saga.
 
-use events::domain::{Cents, PaymentAuthorized, PaymentCaptured, PaymentDeclined};
+use events::domain::{Cents, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided};
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::limits::{self, Invalid};
 use super::{Decider, Rejection};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,12 +28,19 @@ pub enum PaymentStatus {
     Authorized,
     Declined,
     Captured,
+    /// Its order was cancelled: the authorization is to be released (still held until [`Self::Voided`]).
+    VoidRequested,
+    /// The authorization was released; nothing is held.
+    Voided,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     pub status: PaymentStatus,
     pub order_id: Uuid,
+    /// Kept since the authorization (snapshots taken before it was kept read as empty).
+    #[serde(default)]
+    pub customer_id: String,
     pub amount_cents: Cents,
     pub fraud_score: f64,
 }
@@ -36,21 +56,41 @@ pub enum PaymentCommand {
         decline_threshold: f64,
     },
     Capture,
+    /// The order will not be charged: ask for the authorization to be released. Nothing to do for a
+    /// payment that holds nothing (none, declined, already voided or asked).
+    RequestVoid {
+        reason: String,
+    },
+    /// Release the authorization, as asked by [`PaymentCommand::RequestVoid`].
+    Void,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
+    /// A value outside the domain's limits ([`super::limits`]).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("amount must be positive")]
     NonPositiveAmount,
     #[error("a declined payment cannot be captured")]
     CannotCaptureDeclined,
     #[error("no payment was authorized")]
     NotAuthorized,
+    #[error("the payment's order was cancelled: it is voided, not captured")]
+    CannotCaptureVoided,
+    #[error("a captured payment cannot be voided; refund it")]
+    CannotVoidCaptured,
+    #[error("no void was asked for this payment")]
+    VoidNotRequested,
 }
 
 impl Rejection for PaymentError {
     fn field(&self) -> Option<String> {
-        matches!(self, PaymentError::NonPositiveAmount).then(|| "amount_cents".into())
+        match self {
+            PaymentError::Invalid(i) => Some(i.field.clone()),
+            PaymentError::NonPositiveAmount => Some("amount_cents".into()),
+            _ => None,
+        }
     }
     fn is_not_found(&self) -> bool {
         matches!(self, PaymentError::NotAuthorized)
@@ -112,8 +152,39 @@ impl Decider for PaymentDecider {
                 PaymentStatus::None => Err(PaymentError::NotAuthorized),
                 PaymentStatus::Declined => Err(PaymentError::CannotCaptureDeclined),
                 PaymentStatus::Captured => Ok(vec![]),
+                PaymentStatus::VoidRequested | PaymentStatus::Voided => Err(PaymentError::CannotCaptureVoided),
                 PaymentStatus::Authorized => {
                     Ok(vec![PaymentCaptured { order_id: payment.order_id, amount_cents: payment.amount_cents }.into()])
+                }
+            },
+            PaymentCommand::RequestVoid { reason } => {
+                limits::check_text("reason", reason, limits::MAX_REASON_CHARS)?;
+                match payment.status {
+                    PaymentStatus::Captured => Err(PaymentError::CannotVoidCaptured),
+                    PaymentStatus::None
+                    | PaymentStatus::Declined
+                    | PaymentStatus::VoidRequested
+                    | PaymentStatus::Voided => Ok(vec![]),
+                    PaymentStatus::Authorized => Ok(vec![PaymentVoidRequested {
+                        order_id: payment.order_id,
+                        customer_id: payment.customer_id.clone(),
+                        amount_cents: payment.amount_cents,
+                        reason: reason.clone(),
+                    }
+                    .into()]),
+                }
+            }
+            PaymentCommand::Void => match payment.status {
+                PaymentStatus::Voided => Ok(vec![]),
+                PaymentStatus::VoidRequested => Ok(vec![PaymentVoided {
+                    order_id: payment.order_id,
+                    customer_id: payment.customer_id.clone(),
+                    amount_cents: payment.amount_cents,
+                }
+                .into()]),
+                PaymentStatus::Captured => Err(PaymentError::CannotVoidCaptured),
+                PaymentStatus::None | PaymentStatus::Declined | PaymentStatus::Authorized => {
+                    Err(PaymentError::VoidNotRequested)
                 }
             },
         }
@@ -124,16 +195,20 @@ impl Decider for PaymentDecider {
             DomainEvent::PaymentAuthorized(e) => {
                 payment.status = PaymentStatus::Authorized;
                 payment.order_id = e.order_id;
+                payment.customer_id = e.customer_id.clone();
                 payment.amount_cents = e.amount_cents;
                 payment.fraud_score = e.fraud_score;
             }
             DomainEvent::PaymentDeclined(e) => {
                 payment.status = PaymentStatus::Declined;
                 payment.order_id = e.order_id;
+                payment.customer_id = e.customer_id.clone();
                 payment.amount_cents = e.amount_cents;
                 payment.fraud_score = e.fraud_score;
             }
             DomainEvent::PaymentCaptured(_) => payment.status = PaymentStatus::Captured,
+            DomainEvent::PaymentVoidRequested(_) => payment.status = PaymentStatus::VoidRequested,
+            DomainEvent::PaymentVoided(_) => payment.status = PaymentStatus::Voided,
             _ => {}
         }
         payment
@@ -212,6 +287,78 @@ mod tests {
         given_no_history::<PaymentDecider>()
             .when(PaymentCommand::Capture)
             .then_rejected(|e| *e == PaymentError::NotAuthorized);
+    }
+
+    fn void_requested() -> DomainEvent {
+        PaymentVoidRequested {
+            order_id: Uuid::from_u128(1),
+            customer_id: "c1".into(),
+            amount_cents: 900,
+            reason: "out_of_stock:latte".into(),
+        }
+        .into()
+    }
+    fn voided() -> DomainEvent {
+        PaymentVoided { order_id: Uuid::from_u128(1), customer_id: "c1".into(), amount_cents: 900 }.into()
+    }
+    fn request_void() -> PaymentCommand {
+        PaymentCommand::RequestVoid { reason: "out_of_stock:latte".into() }
+    }
+
+    #[test]
+    fn an_authorization_whose_order_is_cancelled_is_asked_to_be_voided_once() {
+        given::<PaymentDecider>([authorized()]).when(request_void()).then([void_requested()]);
+        given::<PaymentDecider>([authorized(), void_requested()]).when(request_void()).then_nothing_happens();
+        given::<PaymentDecider>([authorized(), void_requested(), voided()]).when(request_void()).then_nothing_happens();
+    }
+
+    #[test]
+    fn a_payment_that_holds_nothing_needs_no_void() {
+        given_no_history::<PaymentDecider>().when(request_void()).then_nothing_happens();
+        given::<PaymentDecider>([declined()]).when(request_void()).then_nothing_happens();
+    }
+
+    #[test]
+    fn a_captured_payment_is_not_voided() {
+        let captured = PaymentCaptured { order_id: Uuid::from_u128(1), amount_cents: 900 }.into();
+        given::<PaymentDecider>([authorized(), captured])
+            .when(request_void())
+            .then_rejected(|e| *e == PaymentError::CannotVoidCaptured);
+    }
+
+    #[test]
+    fn a_requested_void_is_carried_out_once() {
+        given::<PaymentDecider>([authorized(), void_requested()]).when(PaymentCommand::Void).then([voided()]);
+        given::<PaymentDecider>([authorized(), void_requested(), voided()])
+            .when(PaymentCommand::Void)
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn nothing_is_voided_that_was_not_asked_for() {
+        given::<PaymentDecider>([authorized()])
+            .when(PaymentCommand::Void)
+            .then_rejected(|e| *e == PaymentError::VoidNotRequested);
+        given_no_history::<PaymentDecider>()
+            .when(PaymentCommand::Void)
+            .then_rejected(|e| *e == PaymentError::VoidNotRequested);
+    }
+
+    #[test]
+    fn a_payment_being_voided_is_never_captured() {
+        given::<PaymentDecider>([authorized(), void_requested()])
+            .when(PaymentCommand::Capture)
+            .then_rejected(|e| *e == PaymentError::CannotCaptureVoided);
+        given::<PaymentDecider>([authorized(), void_requested(), voided()])
+            .when(PaymentCommand::Capture)
+            .then_rejected(|e| *e == PaymentError::CannotCaptureVoided);
+    }
+
+    #[test]
+    fn a_voided_payment_is_not_authorized_again() {
+        given::<PaymentDecider>([authorized(), void_requested(), voided()])
+            .when(authorize(0.1, 0.9))
+            .then_nothing_happens();
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::cafe::{Cafe, CafeError, PaymentPolicy, PlaceOrder};
+use actors::cafe::{AuthorizePayment, Authorizer, Cafe, CafeError, PaymentPolicy, PlaceOrder};
 use actors::domain::menu::MenuCommand;
 use actors::domain::order::{Order, OrderStatus};
+use actors::domain::payment::PaymentStatus;
 use actors::host::{start_arbiters, HostOptions};
 use actors::saga::OrderSaga;
 use events::domain::streams;
@@ -158,6 +159,69 @@ async fn an_out_of_stock_order_is_cancelled() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(cafe.stock("s1", "latte").await.unwrap().available, 1, "the latte reserved first was released");
+}
+
+async fn payment_status(cafe: &Cafe, order_id: Uuid, until: PaymentStatus) -> PaymentStatus {
+    for _ in 0..500 {
+        let status = cafe.payment(order_id).await.unwrap().map(|p| p.status).unwrap_or_default();
+        if status == until {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cafe.payment(order_id).await.unwrap().map(|p| p.status).unwrap_or_default()
+}
+
+fn authorization(request: &PlaceOrder, amount_cents: i64) -> AuthorizePayment {
+    AuthorizePayment { order_id: request.order_id, customer_id: request.customer_id.clone(), amount_cents }
+}
+
+#[actix_rt::test]
+async fn an_authorization_that_lands_before_the_cancellation_is_voided_by_the_saga() {
+    // As with a payment processor that scores an order before the saga finds its stock short.
+    let dir = tempfile::tempdir().unwrap();
+    let cafe = cafe_on(journal(&dir), HostOptions::default(), 1.0);
+    seed(&cafe, "bagel", 250, "s1", 0).await;
+    let request = order("s1", &[("bagel", 2)]);
+    cafe.place_order(request.clone(), Causation::new_root()).await.unwrap();
+    let authorized = cafe.authorize_payment(&authorization(&request, 500), Causation::new_root()).await.unwrap();
+    assert_eq!(authorized.status, PaymentStatus::Authorized);
+
+    let _saga = start_saga(&cafe);
+    assert_eq!(settled(&cafe, request.order_id).await.status, OrderStatus::Cancelled);
+    assert_eq!(payment_status(&cafe, request.order_id, PaymentStatus::Voided).await, PaymentStatus::Voided);
+    let history = cafe.journal.read_stream(&streams::payment(request.order_id), 0, 100).await.unwrap();
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["PaymentAuthorized", "PaymentVoidRequested", "PaymentVoided"], "asked once, voided once");
+}
+
+#[actix_rt::test]
+async fn with_a_payment_processor_an_authorization_after_the_cancellation_is_asked_to_be_voided() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    let policy = PaymentPolicy { fraud_rounds: 10, decline_threshold: 1.0, authorizer: Authorizer::PaymentProcessor };
+    let cafe = Arc::new(Cafe::new(journal, HostOptions::default(), policy, start_arbiters(2)));
+    let _saga = start_saga(&cafe);
+    seed(&cafe, "bagel", 250, "s1", 0).await;
+    let request = order("s1", &[("bagel", 2)]);
+    cafe.place_order(request.clone(), Causation::new_root()).await.unwrap();
+    assert_eq!(settled(&cafe, request.order_id).await.status, OrderStatus::Cancelled);
+    // The processor authorizes late: the saga asks for the void and leaves it to the processor.
+    cafe.authorize_payment(&authorization(&request, 500), Causation::new_root()).await.unwrap();
+    let asked = payment_status(&cafe, request.order_id, PaymentStatus::VoidRequested).await;
+    assert_eq!(asked, PaymentStatus::VoidRequested);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        payment_status(&cafe, request.order_id, PaymentStatus::VoidRequested).await,
+        PaymentStatus::VoidRequested
+    );
+    // The processor carries it out, once.
+    let voided = cafe.void_payment(request.order_id, Causation::new_root()).await.unwrap();
+    assert_eq!(voided.status, PaymentStatus::Voided);
+    let again = cafe.void_payment(request.order_id, Causation::new_root()).await.unwrap();
+    assert_eq!(again.status, PaymentStatus::Voided);
+    let history = cafe.journal.read_stream(&streams::payment(request.order_id), 0, 100).await.unwrap();
+    assert_eq!(history.len(), 3, "authorized, void asked, voided");
 }
 
 #[actix_rt::test]

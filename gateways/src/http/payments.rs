@@ -20,6 +20,10 @@ enum PaymentStatusJson {
     Authorized,
     Declined,
     Captured,
+    /// The order was cancelled; the authorization is being released (still held).
+    VoidRequested,
+    /// The authorization was released: nothing is held.
+    Voided,
 }
 
 impl From<PaymentStatus> for PaymentStatusJson {
@@ -29,6 +33,8 @@ impl From<PaymentStatus> for PaymentStatusJson {
             PaymentStatus::Authorized => PaymentStatusJson::Authorized,
             PaymentStatus::Declined => PaymentStatusJson::Declined,
             PaymentStatus::Captured => PaymentStatusJson::Captured,
+            PaymentStatus::VoidRequested => PaymentStatusJson::VoidRequested,
+            PaymentStatus::Voided => PaymentStatusJson::Voided,
         }
     }
 }
@@ -108,5 +114,7 @@ mod tests {
         assert_eq!(wire(PaymentStatus::Authorized), "authorized");
         assert_eq!(wire(PaymentStatus::Declined), "declined");
         assert_eq!(wire(PaymentStatus::Captured), "captured");
+        assert_eq!(wire(PaymentStatus::VoidRequested), "void_requested");
+        assert_eq!(wire(PaymentStatus::Voided), "voided");
     }
 }

@@ -85,6 +85,22 @@ async fn wait_until_settled(node: &Node, orders: &[Uuid], within: Duration) {
     }
 }
 
+/// Sends `request` to `queue` again, as SQS would deliver it again after its deduplication window;
+/// answers the queue's URL.
+async fn send_again(e: &Emulators, queue: &str, request: &PaymentRequest) -> String {
+    let queue_url = gateways::payments::queue_url(&e.sqs, queue).await.unwrap();
+    e.sqs
+        .send_message()
+        .queue_url(&queue_url)
+        .message_body(serde_json::to_string(request).unwrap())
+        .message_group_id(&request.customer_id)
+        .message_deduplication_id(format!("again-{}", request.event_id))
+        .send()
+        .await
+        .unwrap();
+    queue_url
+}
+
 fn cloudcafe(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cloudcafe")).args(args).output().expect("run cloudcafe");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -110,21 +126,28 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
     orders.extend([big, too_big]);
     wait_until_settled(&node, &orders, Duration::from_secs(60)).await;
 
+    // Every order's payment is out of the processor's hands: authorized ones captured or voided.
+    wait_until_no_hold(&node, &orders, Duration::from_secs(60)).await;
     let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let mut voided = 0;
+    for id in &orders {
+        voided += usize::from(node.cafe.payment(*id).await.unwrap().unwrap().status == PaymentStatus::Voided);
+    }
     let wait_for_ledger = Instant::now() + Duration::from_secs(30);
     let mut payments = ledger.all().await.unwrap();
-    while payments.len() < orders.len() && Instant::now() < wait_for_ledger {
+    while payments.len() < orders.len() + voided && Instant::now() < wait_for_ledger {
         tokio::time::sleep(Duration::from_millis(200)).await;
         payments = ledger.all().await.unwrap();
     }
-    assert_eq!(payments.len(), orders.len(), "one ledger item per payment request");
+    assert_eq!(payments.len(), orders.len() + voided, "one ledger item per payment request, one per void");
     let paid_orders: BTreeSet<Uuid> = payments.values().map(|p| p.order_id).collect();
     assert_eq!(paid_orders, orders.iter().copied().collect::<BTreeSet<_>>());
     let mut short = Vec::new();
     for id in &orders {
         let order = node.cafe.order(*id).await.unwrap().unwrap();
         let payment = node.cafe.payment(*id).await.unwrap().expect("every order got a payment decision");
-        let record = payments.values().find(|p| p.order_id == *id).unwrap();
+        let records: Vec<_> = payments.values().filter(|p| p.order_id == *id).collect();
+        let record = records.iter().find(|r| r.status != "voided").unwrap();
         assert_eq!(record.fraud_score, payment.fraud_score);
         match (order.status, order.cancel_reason.as_deref()) {
             (OrderStatus::Paid, _) => assert_eq!(payment.status, PaymentStatus::Captured),
@@ -132,8 +155,15 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
             (OrderStatus::Cancelled, Some(reason)) if reason.starts_with("out_of_stock") => {
                 short.push(*id);
                 // The processor may have authorized or declined it (the fraud score decides); it
-                // never captured it.
-                assert_ne!(payment.status, PaymentStatus::Captured, "a cancelled order is never charged");
+                // never captured it, and an authorization was released.
+                match payment.status {
+                    PaymentStatus::Declined => assert_eq!(records.len(), 1),
+                    PaymentStatus::Voided => {
+                        assert_eq!(record.status, "authorized");
+                        assert_eq!(records.iter().filter(|r| r.status == "voided").count(), 1, "voided once");
+                    }
+                    other => panic!("a cancelled order's payment ended {other:?}"),
+                }
             }
             other => panic!("order {id} ended {other:?}"),
         }
@@ -145,16 +175,7 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
     // A request delivered again (after SQS's deduplication window) changes nothing.
     let placed = node.journal.read_stream(&streams::order(orders[0]), 0, usize::MAX).await.unwrap();
     let request = sqs::payment_request(&placed[0]).unwrap().unwrap();
-    let queue_url = gateways::payments::queue_url(&e.sqs, &queue).await.unwrap();
-    e.sqs
-        .send_message()
-        .queue_url(&queue_url)
-        .message_body(serde_json::to_string(&request).unwrap())
-        .message_group_id(&request.customer_id)
-        .message_deduplication_id(format!("again-{}", request.event_id))
-        .send()
-        .await
-        .unwrap();
+    let queue_url = send_again(&e, &queue, &request).await;
     let payment_stream = streams::payment(orders[0]);
     let before = node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len();
     let head = node.journal.head_position().await.unwrap();
@@ -182,7 +203,93 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
         "no new payment event"
     );
     assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
-    assert_eq!(ledger.all().await.unwrap().len(), orders.len(), "no new ledger item");
+    assert_eq!(ledger.all().await.unwrap().len(), orders.len() + voided, "no new ledger item");
+}
+
+/// Waits until no order's payment holds money it should not: every cancelled order's payment
+/// declined, voided or never made, and nothing waiting for a void.
+async fn wait_until_no_hold(node: &Node, orders: &[Uuid], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut held = Vec::new();
+        for id in orders {
+            let cancelled = node.cafe.order(*id).await.unwrap().unwrap().status == OrderStatus::Cancelled;
+            let status = node.cafe.payment(*id).await.unwrap().map(|p| p.status);
+            if cancelled && matches!(status, Some(PaymentStatus::Authorized | PaymentStatus::VoidRequested)) {
+                held.push((*id, status));
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} cancelled orders still hold money: {held:?}", held.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn no_hold_is_left_behind_when_orders_are_cancelled_for_want_of_stock() {
+    let Some(e) = emulators().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
+    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
+    messaging::start(&node, settings).await.unwrap();
+
+    // 30 orders of 100 lattes for the 1,000 in stock, placed at once: two thirds are cancelled while
+    // the processor scores them, most of those after it authorized them.
+    let customers: Vec<String> = (0..30).map(|i| format!("rush-{i}")).collect();
+    let placing = customers.iter().map(|c| place(&node, c, 100));
+    let orders: Vec<Uuid> = futures::future::join_all(placing).await;
+    wait_until_settled(&node, &orders, Duration::from_secs(90)).await;
+    wait_until_no_hold(&node, &orders, Duration::from_secs(90)).await;
+
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let (mut paid, mut voided, mut declined) = (0, Vec::new(), 0);
+    for id in &orders {
+        let order = node.cafe.order(*id).await.unwrap().unwrap();
+        let payment = node.cafe.payment(*id).await.unwrap().expect("every order was scored");
+        match (order.status, payment.status) {
+            (OrderStatus::Paid, PaymentStatus::Captured) => paid += 1,
+            (OrderStatus::Cancelled, PaymentStatus::Voided) => voided.push(*id),
+            (OrderStatus::Cancelled, PaymentStatus::Declined) => declined += 1,
+            other => panic!("order {id} ended {other:?}"),
+        }
+    }
+    // 1,000 lattes cover ten orders of 100; a declined one held its lattes while others were refused.
+    assert!((5..=10).contains(&paid), "{paid} paid");
+    assert!(
+        voided.len() >= 8,
+        "most cancelled orders had been authorized: {} voided, {declined} declined",
+        voided.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let voids = loop {
+        let all = ledger.all().await.unwrap();
+        let voids: Vec<_> = all.into_values().filter(|r| r.status == "voided").collect();
+        if voids.len() >= voided.len() || Instant::now() > deadline {
+            break voids;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut recorded: Vec<Uuid> = voids.iter().map(|r| r.order_id).collect();
+    recorded.sort();
+    voided.sort();
+    assert_eq!(recorded, voided, "each void recorded in the ledger once");
+
+    // A void request delivered again (after SQS's deduplication window) changes nothing.
+    let payment_stream = streams::payment(voided[0]);
+    let history = node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap();
+    let asked = history.iter().find(|r| r.event_type == "PaymentVoidRequested").expect("the void was asked");
+    let request = sqs::payment_request(asked).unwrap().unwrap();
+    assert_eq!(request.kind, sqs::PaymentRequestKind::Void);
+    send_again(&e, &queue, &request).await;
+    let head = node.journal.head_position().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len(), history.len());
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
+    let voids_after = ledger.all().await.unwrap().into_values().filter(|r| r.status == "voided").count();
+    assert_eq!(voids_after, voided.len(), "no second ledger item for the void");
 }
 
 #[actix_web::test]

@@ -95,7 +95,7 @@ async fn orders_settled_by_the_saga_pass_every_check_against_a_ledger_read_back_
     for c in &checks {
         assert!(c.passed, "{c:#?}");
     }
-    assert_eq!(checks.len(), 7, "{checks:#?}");
+    assert_eq!(checks.len(), 8, "{checks:#?}");
     assert_eq!(verify::exit_code(&checks), 0);
     assert!(check(&checks, ACKNOWLEDGED).detail.starts_with("14 acknowledgements checked (14 answered"));
     assert!(check(&checks, ORDERS_ENDED).detail.starts_with("14 orders: "), "{}", check(&checks, ORDERS_ENDED).detail);

@@ -1,5 +1,6 @@
-//! The SQS FIFO adapter of the bus port: one payment request per `OrderPlaced` to
-//! `payment-requests.fifo`, for the payment processor.
+//! The SQS FIFO adapter of the bus port: the payment processor's work to `payment-requests.fifo`:
+//! one request to authorize per `OrderPlaced`, and one to void per `PaymentVoidRequested` (an
+//! authorization whose order was cancelled).
 //!
 //! ## The message
 //!
@@ -9,8 +10,11 @@
 //!   (UUIDs hyphenated, amounts in cents, times in microseconds since the Unix epoch). JSON rather
 //!   than the MessagePack envelope because a payment processor needs these few fields, not the
 //!   order's lines or the hash chain, and SQS bodies are text.
+//!   A void carries `"kind":"void"` (a request without `kind` is an authorization, as every request
+//!   was before voids), the `PaymentVoidRequested` event's id, and in `placed_at_us` the time the
+//!   void was asked for (its `store_id` is empty: the payment does not know the store).
 //! - **`MessageGroupId`** = customer id: one customer's payments are processed one at a time, in
-//!   order; different customers in parallel.
+//!   order (an order's void after its authorization); different customers in parallel.
 //! - **`MessageDeduplicationId`** = event id: a request sent twice within SQS's five-minute window
 //!   is stored once; outside it the event id in the body lets the processor deduplicate.
 //! - `SendMessageBatch` carries at most 10 messages and at most one per customer (see
@@ -47,10 +51,24 @@ pub const MAX_BYTES_PER_REQUEST: usize = 256 * 1024;
 /// The longest message group id.
 pub const MAX_GROUP_ID_CHARS: usize = 128;
 
-/// What the payment processor receives for each placed order.
+/// What the processor is asked to do with an order's payment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentRequestKind {
+    /// Score the order's payment and authorize or decline it.
+    #[default]
+    Authorize,
+    /// Release the order's authorization: the order was cancelled before the capture.
+    Void,
+}
+
+/// What the payment processor receives for each placed order, and for each void.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRequest {
-    /// The `OrderPlaced` event's id: the processor deduplicates on it.
+    #[serde(default)]
+    pub kind: PaymentRequestKind,
+    /// The id of the event that asked (`OrderPlaced`, `PaymentVoidRequested`): the processor
+    /// deduplicates on it.
     pub event_id: Uuid,
     pub order_id: Uuid,
     pub customer_id: String,
@@ -59,6 +77,7 @@ pub struct PaymentRequest {
     pub stream_id: String,
     pub global_position: u64,
     pub correlation_id: Uuid,
+    /// When the order was placed (a void: when the void was asked for).
     pub placed_at_us: i64,
 }
 
@@ -77,7 +96,7 @@ impl SqsSettings {
     }
 }
 
-/// Publishes a [`PaymentRequest`] per `OrderPlaced` to an SQS FIFO queue.
+/// Publishes a [`PaymentRequest`] per `OrderPlaced` and per `PaymentVoidRequested` to an SQS FIFO queue.
 pub struct SqsBus {
     client: Client,
     queue_url: String,
@@ -103,26 +122,36 @@ impl SqsBus {
     }
 }
 
-/// The payment request an event gives rise to: one per `OrderPlaced`, none for other events.
+/// The payment request an event gives rise to: one per `OrderPlaced` (authorize) and per
+/// `PaymentVoidRequested` (void), none for other events.
 pub fn payment_request(event: &RecordedEvent) -> Result<Option<PaymentRequest>, BusError> {
-    if event.event_type != "OrderPlaced" {
-        return Ok(None);
-    }
-    let placed = match event.decode() {
-        Ok(DomainEvent::OrderPlaced(placed)) => placed,
-        Ok(other) => return Err(BusError::refused(format!("OrderPlaced decoded as {}", other.event_type()))),
-        Err(e) => return Err(BusError::refused_because("OrderPlaced does not decode", e)),
+    let kind = match event.event_type.as_str() {
+        "OrderPlaced" => PaymentRequestKind::Authorize,
+        "PaymentVoidRequested" => PaymentRequestKind::Void,
+        _ => return Ok(None),
+    };
+    let decoded =
+        event.decode().map_err(|e| BusError::refused_because(format!("{} does not decode", event.event_type), e))?;
+    let (order_id, customer_id, store_id, amount_cents, at_us) = match decoded {
+        DomainEvent::OrderPlaced(p) => (p.order_id, p.customer_id, p.store_id, p.total_cents, p.placed_at_us),
+        DomainEvent::PaymentVoidRequested(v) => {
+            (v.order_id, v.customer_id, String::new(), v.amount_cents, event.recorded_at_us)
+        }
+        other => {
+            return Err(BusError::refused(format!("{} decoded as {}", event.event_type, other.event_type())));
+        }
     };
     Ok(Some(PaymentRequest {
+        kind,
         event_id: event.event_id,
-        order_id: placed.order_id,
-        customer_id: placed.customer_id,
-        store_id: placed.store_id,
-        amount_cents: placed.total_cents,
+        order_id,
+        customer_id,
+        store_id,
+        amount_cents,
         stream_id: event.stream_id.clone(),
         global_position: event.global_position,
         correlation_id: event.correlation_id,
-        placed_at_us: placed.placed_at_us,
+        placed_at_us: at_us,
     }))
 }
 

@@ -259,8 +259,9 @@ async fn drain(client: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Received> {
     out
 }
 
-/// Every `OrderPlaced` of `journal` arrived exactly once as its payment request, grouped by customer,
-/// deduplicated by event id, each customer's requests in journal order.
+/// Every `OrderPlaced` and `PaymentVoidRequested` of `journal` arrived exactly once as its payment
+/// request, grouped by customer, deduplicated by event id, each customer's requests in journal order
+/// (an order's void after its authorization).
 fn assert_payment_requests(received: &[Received], journal: &[RecordedEvent]) {
     let expected: HashMap<Uuid, PaymentRequest> =
         journal.iter().filter_map(|e| sqs::payment_request(e).unwrap()).map(|p| (p.event_id, p)).collect();
@@ -317,6 +318,9 @@ async fn every_event_reaches_kinesis_and_every_order_reaches_sqs_once() {
     assert_eq!(delivery.records, all.len(), "without failures every event is sent once: {delivery:?}");
     let shards: HashSet<&str> = records.iter().map(|r| r.shard_id.as_str()).collect();
     assert_eq!(shards.len(), 4, "the streams spread over the 4 shards");
+    let voids =
+        all.iter().filter_map(|e| sqs::payment_request(e).unwrap()).filter(|r| r.kind == sqs::PaymentRequestKind::Void);
+    assert_eq!(voids.count(), 5, "the day's voided authorizations go to the processor too");
     assert_payment_requests(&drain(&emu.sqs, &queues.queue_url).await, &all);
     eprintln!("published {} events to Kinesis, {} requests to SQS", all.len(), to_sqs.stats().published);
 
