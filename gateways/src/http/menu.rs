@@ -4,12 +4,13 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::domain::limits;
 use actors::domain::menu::{MenuCommand, MenuItem};
 use events::domain::{Cents, Nutrition};
 use projections::read_models::cache::CacheKey;
 use projections::read_models::storefront::MenuItemView;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
 use super::extractors::{admit, json_body, path_id};
@@ -129,27 +130,89 @@ impl From<MenuItem> for MenuItemJson {
     }
 }
 
-/// `GET /api/menu/items`: every item of the storefront's menu, retired ones included.
+/// The `?category=` of the menu listing.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct MenuFilter {
+    /// Only the items of this category (exactly as published, e.g. `coffee`); every item when left out.
+    #[param(max_length = 50)]
+    category: Option<String>,
+}
+
+/// The storefront's menu, through the Redis cache when the node has one (5 minutes, and dropped by
+/// the storefront projection when a menu event changes it).
+async fn cached_menu(state: &ApiState) -> Result<Vec<MenuItemView>, ApiError> {
+    let load = || state.storefront.menu();
+    Ok(match &state.cache {
+        Some(cache) => cache.get_or_load(&CacheKey::MenuItems, load).await?,
+        None => load().await?,
+    })
+}
+
+/// `GET /api/menu/items?category=`: the storefront's menu, retired items included.
 #[utoipa::path(
     get,
     path = "/api/menu/items",
     tag = "menu",
     summary = "List the menu",
     description = "Reads the storefront read model (through the Redis cache when the node has one): every item, \
-        retired ones included. It trails the journal by the projection's lag.",
+        retired ones included, or only one category's. It trails the journal by the projection's lag.",
+    params(MenuFilter),
     responses(
         (status = 200, description = "The menu", body = MenuJson),
+        (status = 400, description = "A bad `category` (blank, too long, control characters) or an unknown parameter", body = ErrorJson),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn list_menu(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let load = || state.storefront.menu();
-    let items = match &state.cache {
-        Some(cache) => cache.get_or_load(&CacheKey::MenuItems, load).await?,
-        None => load().await?,
-    };
-    Ok(HttpResponse::Ok().json(MenuJson { items: items.into_iter().map(MenuItemJson::from).collect() }))
+pub(super) async fn list_menu(
+    query: Result<web::Query<MenuFilter>, actix_web::Error>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    // `category` is text: the only way the query fails is a parameter it does not know (or twice).
+    let filter = query.map_err(|_| ApiError::bad("unknown or repeated query parameter: only category", "query"))?;
+    if let Some(category) = &filter.category {
+        limits::check_text("category", category, limits::MAX_CATEGORY_CHARS)
+            .map_err(|invalid| ApiError::bad(invalid.to_string(), "category"))?;
+    }
+    let items = cached_menu(&state).await?;
+    let items = items.into_iter().filter(|i| filter.category.as_ref().is_none_or(|c| *c == i.category));
+    Ok(HttpResponse::Ok().json(MenuJson { items: items.map(MenuItemJson::from).collect() }))
+}
+
+/// `GET /api/menu/items/{item_id}`: one item, retired or not.
+#[utoipa::path(
+    get,
+    path = "/api/menu/items/{item_id}",
+    tag = "menu",
+    summary = "Read a menu item",
+    description = "Reads the storefront read model (through the Redis cache when the node has one); an item \
+        published but not yet projected is read from its actor.",
+    params(("item_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
+    responses(
+        (status = 200, description = "The item", body = MenuItemJson),
+        (status = 400, description = "A bad `item_id`", body = ErrorJson),
+        (status = 404, description = "No such item was ever published", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn get_menu_item(
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let item_id = path_id(&path, "item_id")?;
+    if let Some(item) = cached_menu(&state).await?.into_iter().find(|i| i.item_id == item_id) {
+        return Ok(HttpResponse::Ok().json(MenuItemJson::from(item)));
+    }
+    match state.cafe.menu_item(item_id).await? {
+        Some(item) => Ok(HttpResponse::Ok().json(MenuItemJson::from(item))),
+        None => Err(ApiError::NotFound {
+            message: format!("menu item `{item_id}` was never published"),
+            field: Some("item_id".into()),
+        }),
+    }
 }
 
 /// `POST /api/menu/items`: 201 with the item as published.
@@ -251,6 +314,60 @@ pub(super) async fn change_price(
         response.insert_header(h);
     }
     Ok(response.json(MenuItemJson::from(changed.state)))
+}
+
+/// `PUT /api/menu/items/{item_id}/price`: the same as the `POST`, under the plans' method.
+#[utoipa::path(
+    put,
+    path = "/api/menu/items/{item_id}/price",
+    tag = "menu",
+    summary = "Set a menu item's price",
+    description = "The same as `POST` on this path: re-prices a published item; the same price again changes nothing (200).",
+    params(("item_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
+    request_body = PriceBody,
+    responses(
+        (status = 200, description = "The item at its new price", body = MenuItemJson),
+        (status = 400, description = "A bad `item_id`; malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 404, description = "No such item was ever published", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Refused by the domain: a price out of bounds, or the item is retired", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn set_price(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    change_price(req, path, payload, state).await
+}
+
+/// `DELETE /api/menu/items/{item_id}`: retires the item (the same as `POST …/retire`).
+#[utoipa::path(
+    delete,
+    path = "/api/menu/items/{item_id}",
+    tag = "menu",
+    summary = "Retire a menu item",
+    description = "The same as `POST /api/menu/items/{item_id}/retire`: the item stays listed (as retired, its \
+        history intact) and can no longer be ordered; retiring it again changes nothing. No body.",
+    params(("item_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "1-64 letters, digits, `-` or `_` (else 400)")),
+    responses(
+        (status = 200, description = "The item, retired", body = MenuItemJson),
+        (status = 400, description = "A bad `item_id`", body = ErrorJson),
+        (status = 404, description = "No such item was ever published", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn delete_menu_item(
+    path: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    retire(path, state).await
 }
 
 /// `POST /api/menu/items/{item_id}/retire`: 200 with the item, retired (again, if it was).

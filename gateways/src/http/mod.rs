@@ -11,7 +11,7 @@
 //! `Retry-After` when the node is saturated or a store does not answer, 500 for a fault inside.
 //! `extractors` reads bodies, paths and queries into typed input.
 //!
-//! Every route but the menu listing, the health checks, `/metrics`, this document and the
+//! Every route but the menu's reads, the health checks, `/metrics`, this document and the
 //! dashboard's data-less page shell needs a bearer token (`auth`): each route of [`routes`] names
 //! its [`auth::Guard`], and [`configure`] wraps every resource in the check, so none can be added
 //! without saying what it needs.
@@ -209,6 +209,10 @@ fn routes() -> Vec<(&'static str, Methods)> {
             vec![(Method::GET, CustomerInPath("customer_id"), web::to(orders::customer_orders))],
         ),
         (
+            "/api/inventory/stores/{store_id}",
+            vec![(Method::GET, StoreInPath("store_id"), web::to(inventory::store_stock))],
+        ),
+        (
             "/api/inventory/stores/{store_id}/items/{sku}",
             vec![(Method::GET, StoreInPath("store_id"), web::to(inventory::get_stock))],
         ),
@@ -225,7 +229,17 @@ fn routes() -> Vec<(&'static str, Methods)> {
                 (Method::POST, Admin, web::to(menu::publish_menu_item)),
             ],
         ),
-        ("/api/menu/items/{item_id}/price", vec![(Method::POST, Admin, web::to(menu::change_price))]),
+        (
+            "/api/menu/items/{item_id}",
+            vec![
+                (Method::GET, Public, web::to(menu::get_menu_item)),
+                (Method::DELETE, Admin, web::to(menu::delete_menu_item)),
+            ],
+        ),
+        (
+            "/api/menu/items/{item_id}/price",
+            vec![(Method::POST, Admin, web::to(menu::change_price)), (Method::PUT, Admin, web::to(menu::set_price))],
+        ),
         ("/api/menu/items/{item_id}/retire", vec![(Method::POST, Admin, web::to(menu::retire))]),
         (
             "/api/analytics/stores/{store_id}/minutes",

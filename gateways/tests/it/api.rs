@@ -324,6 +324,129 @@ async fn a_menu_item_is_repriced_and_retired_and_the_storefront_follows() {
 }
 
 #[actix_web::test]
+async fn the_menu_is_read_by_category_and_by_item_and_changed_with_put_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let get = |path: &str| test::TestRequest::get().uri(path);
+    let ids = |menu: &Value| -> Vec<String> {
+        menu["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let (s, bakery, _) = call(&app, get("/api/menu/items?category=bakery")).await;
+    assert_eq!((s, ids(&bakery)), (StatusCode::OK, vec!["blueberry-muffin".to_owned(), "croissant".to_owned()]));
+    let (_, coffee, _) = call(&app, get("/api/menu/items?category=coffee")).await;
+    assert_eq!(ids(&coffee).len(), 5, "{coffee}");
+    assert!(coffee["items"].as_array().unwrap().iter().all(|i| i["category"] == "coffee"), "{coffee}");
+    let (s, none, _) = call(&app, get("/api/menu/items?category=juice")).await;
+    assert_eq!((s, ids(&none).len()), (StatusCode::OK, 0), "an unknown category is an empty list");
+    let head = node.journal.head_position().await.unwrap();
+    for (query, field) in [
+        ("category=", "category"),
+        ("category=%20coffee", "category"),
+        ("category=co%00ffee", "category"),
+        (&*format!("category={}", "x".repeat(51)), "category"),
+        ("categry=coffee", "query"),
+    ] {
+        let (s, body, _) = call(&app, get(&format!("/api/menu/items?{query}"))).await;
+        assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "?{query}: {body}");
+    }
+
+    let (s, latte, _) = call(&app, get("/api/menu/items/latte")).await;
+    assert_eq!(
+        (s, latte["name"].as_str(), latte["price_cents"].as_i64()),
+        (StatusCode::OK, Some("Caffè Latte"), Some(450))
+    );
+    let (s, body, _) = call(&app, get("/api/menu/items/ghost")).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::NOT_FOUND, Some("item_id")), "{body}");
+    let (s, body, _) = call(&app, test::TestRequest::delete().uri("/api/menu/items/ghost")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    let put = |cents: Value| {
+        test::TestRequest::put().uri("/api/menu/items/latte/price").set_json(json!({ "price_cents": cents }))
+    };
+    let (s, body, _) = call(&app, put(json!(0))).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("price_cents")), "{body}");
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "no refusal wrote anything");
+
+    // A published item is served at once, from its actor, before the storefront has it.
+    let item = json!({"item_id": "oat-flat-white", "name": "Oat Flat White", "category": "coffee", "price_cents": 495});
+    assert_eq!(call(&app, post("/api/menu/items", item)).await.0, StatusCode::CREATED);
+    let (s, fresh, _) = call(&app, get("/api/menu/items/oat-flat-white")).await;
+    assert_eq!((s, fresh["price_cents"].as_i64()), (StatusCode::OK, Some(495)), "{fresh}");
+
+    let (s, item, _) = call(&app, put(json!(480))).await;
+    assert_eq!((s, item["price_cents"].as_i64()), (StatusCode::OK, Some(480)), "{item}");
+    let (s, item, _) = call(&app, test::TestRequest::delete().uri("/api/menu/items/oat-flat-white")).await;
+    assert_eq!((s, item["retired"].as_bool()), (StatusCode::OK, Some(true)), "{item}");
+    let (s, _, _) = call(&app, test::TestRequest::delete().uri("/api/menu/items/oat-flat-white")).await;
+    assert_eq!(s, StatusCode::OK, "retiring again changes nothing");
+    let body =
+        json!({"customer_id": "alice", "store_id": "store-1", "items": [{"item_id": "oat-flat-white", "quantity": 1}]});
+    let (s, body, _) = call(&app, post("/api/orders", body)).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("items[0].item_id")), "{body}");
+
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (_, latte, _) = call(&app, get("/api/menu/items/latte")).await;
+    assert_eq!(latte["price_cents"].as_i64(), Some(480), "the read model follows the PUT: {latte}");
+    let (_, coffee, _) = call(&app, get("/api/menu/items?category=coffee")).await;
+    let oat = coffee["items"].as_array().unwrap().iter().find(|i| i["item_id"] == "oat-flat-white").cloned();
+    assert_eq!(oat.map(|i| i["retired"].clone()), Some(json!(true)), "retired, still listed: {coffee}");
+}
+
+#[actix_web::test]
+async fn a_stores_stock_is_listed_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let (s, _, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 3}])))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Wait until the order is paid and the storefront has everything.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+        let (_, page, _) = call(&app, test::TestRequest::get().uri("/api/inventory/stores/store-1?limit=500")).await;
+        let latte = page["items"].as_array().unwrap().iter().find(|i| i["sku"] == "latte").cloned().unwrap_or_default();
+        if latte["available"] == 997 && latte["reserved"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sale never reached the store's stock: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut skus = Vec::new();
+    let mut path = "/api/inventory/stores/store-1?limit=3".to_owned();
+    loop {
+        let (s, page, _) = call(&app, test::TestRequest::get().uri(&path)).await;
+        assert_eq!((s, page["store_id"].as_str()), (StatusCode::OK, Some("store-1")), "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 3, "{page}");
+        skus.extend(items.iter().map(|i| i["sku"].as_str().unwrap().to_owned()));
+        match page["next_after"].as_str() {
+            Some(after) => path = format!("/api/inventory/stores/store-1?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    let mut menu: Vec<String> = gateways::node::DEMO_MENU.iter().map(|m| m.0.to_owned()).collect();
+    menu.sort();
+    assert_eq!(skus, menu, "every SKU once, in order, across the pages");
+    let (s, empty, _) = call(&app, test::TestRequest::get().uri("/api/inventory/stores/store-404")).await;
+    assert_eq!((s, empty["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{empty}");
+    let head = node.journal.head_position().await.unwrap();
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=x", "limit"),
+        ("after=a%00b", "after"),
+        ("page=2", "query"),
+    ] {
+        let (s, body, _) =
+            call(&app, test::TestRequest::get().uri(&format!("/api/inventory/stores/store-1?{query}"))).await;
+        assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "?{query}: {body}");
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head);
+}
+
+#[actix_web::test]
 async fn a_saturated_node_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let node = node(&dir).await;
@@ -636,6 +759,8 @@ fn id_routes(bad: &str) -> Vec<(String, &'static str)> {
         (format!("/api/customers/{bad}/orders"), "customer_id"),
         (format!("/api/loyalty/{bad}"), "customer_id"),
         (format!("/api/inventory/stores/{bad}/items/latte"), "store_id"),
+        (format!("/api/inventory/stores/{bad}"), "store_id"),
+        (format!("/api/menu/items/{bad}"), "item_id"),
         (format!("/api/inventory/stores/store-1/items/{bad}"), "sku"),
         (format!("/api/analytics/stores/{bad}/minutes"), "store_id"),
         (format!("/api/orders/{bad}"), "order_id"),

@@ -224,9 +224,12 @@ async fn each_role_reaches_its_own_resources_only() {
         ("/api/customers/alice/orders".into(), customer_reads),
         ("/api/loyalty/alice".into(), customer_reads),
         ("/api/inventory/stores/store-1/items/latte".into(), store_reads),
+        ("/api/inventory/stores/store-1".into(), store_reads),
         ("/api/analytics/stores/store-1/minutes".into(), store_reads),
         ("/api/stores/store-1".into(), [nobody, ok, ok, ok, ok, ok]),
         ("/api/menu/items".into(), [ok; 6]),
+        ("/api/menu/items?category=coffee".into(), [ok; 6]),
+        ("/api/menu/items/latte".into(), [ok; 6]),
         ("/admin/projections".into(), [nobody, forbidden, forbidden, forbidden, forbidden, ok]),
         ("/admin/dashboard/data".into(), [nobody, forbidden, forbidden, forbidden, forbidden, ok]),
     ];
@@ -265,6 +268,9 @@ async fn each_role_reaches_its_own_resources_only() {
         )
     };
     let price = || test::TestRequest::post().uri("/api/menu/items/latte/price").set_json(json!({"price_cents": 460}));
+    let set_price =
+        || test::TestRequest::put().uri("/api/menu/items/latte/price").set_json(json!({"price_cents": 470}));
+    let retire = |n: usize| test::TestRequest::delete().uri(&format!("/api/menu/items/sec-item-{n}"));
     let open = |n: usize| {
         test::TestRequest::post().uri("/admin/stores").set_json(json!({"store_id": format!("sec-{n}"), "name": "Sec"}))
     };
@@ -283,6 +289,17 @@ async fn each_role_reaches_its_own_resources_only() {
         (
             "change a price",
             Box::new(move |_| price()),
+            [S::UNAUTHORIZED, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK],
+        ),
+        (
+            "set a price",
+            Box::new(move |_| set_price()),
+            [S::UNAUTHORIZED, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK],
+        ),
+        (
+            // The admin retires the item it published above (sec-item-5).
+            "retire an item",
+            Box::new(retire),
             [S::UNAUTHORIZED, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::OK],
         ),
         (

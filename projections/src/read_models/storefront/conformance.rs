@@ -139,14 +139,30 @@ pub async fn stock_and_loyalty_follow_the_day(s: Arc<dyn Storefront>) {
     s.apply(&day).await.unwrap();
     // Replaying the tail must not add stock or points twice.
     s.apply(&day[day.len() - 40..]).await.unwrap();
-    let levels = s.stock_levels("s1").await.unwrap();
+    let levels = s.stock_levels("s1", None, 100).await.unwrap();
+    // Paged by SKU: latte, mocha, scone one at a time, then nothing.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.stock_levels("s1", after.as_deref(), 1).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert_eq!(page.len(), 1);
+        after = Some(last.sku.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, levels);
+    assert_eq!(levels.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(), ["latte", "mocha", "scone"]);
+    assert!(levels.iter().all(|l| l.store_id == "s1"));
+    assert!(s.stock_levels("nowhere", None, 10).await.unwrap().is_empty());
     let latte = levels.iter().find(|l| l.sku == "latte").expect("latte stock");
-    // s1 takes the orders with i % 3 != 0; paid ones (i % 5 != 4) keep their units sold.
-    let sold: i64 = (0..30u32).filter(|i| i % 3 != 0 && i % 5 != 4).map(|i| i64::from(1 + i % 3)).sum();
+    // s1 takes the orders with i % 3 != 0; paid ones (not declined, i % 5 != 4, nor cancelled after
+    // their authorization, i % 35 == 7) keep their units sold.
+    let paid = |i: &u32| i % 5 != 4 && i % 35 != 7;
+    let sold: i64 = (0..30u32).filter(|i| i % 3 != 0 && paid(i)).map(|i| i64::from(1 + i % 3)).sum();
     assert_eq!((latte.available, latte.reserved), (10_000 - sold, 0));
     let c0 = s.loyalty("c0").await.unwrap().expect("c0 has an account");
     let earned: i64 =
-        (0..30u32).filter(|i| i % 13 == 0 && i % 5 != 4).map(|i| (i64::from(1 + i % 3) * 475 + 325) / 100).sum();
+        (0..30u32).filter(|i| i % 13 == 0 && paid(i)).map(|i| (i64::from(1 + i % 3) * 475 + 325) / 100).sum();
     assert_eq!(c0.points, earned);
     assert!(s.loyalty("nobody").await.unwrap().is_none());
 }

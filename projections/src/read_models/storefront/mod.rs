@@ -61,7 +61,14 @@ pub trait StorefrontQueries: Send + Sync + 'static {
     async fn customer_orders(&self, customer_id: &str, limit: usize) -> Result<Vec<OrderView>, SinkError>;
     /// Every item, retired ones included, by category then id.
     async fn menu(&self) -> Result<Vec<MenuItemView>, SinkError>;
-    async fn stock_levels(&self, store_id: &str) -> Result<Vec<StockLevel>, SinkError>;
+    /// A store's stock by SKU, at most `limit` SKUs after `after` (keyset paging, as
+    /// [`Self::loyalty_customers`]).
+    async fn stock_levels(
+        &self,
+        store_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StockLevel>, SinkError>;
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError>;
     /// The customers with a loyalty account, by id, at most `limit` of them after `after` (keyset
     /// paging: pass the last id of a page to get the next; an empty page is the end). The hourly

@@ -523,10 +523,7 @@ impl PgStorefront {
             )
             .await
             .map_err(sink_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| StockLevel { store_id: r.get(0), sku: r.get(1), available: r.get(2), reserved: r.get(3) })
-            .collect())
+        Ok(rows.iter().map(stock_level).collect())
     }
 
     async fn loyalty_query(&self, customer: Option<&str>) -> Result<Vec<LoyaltyBalance>, SinkError> {
@@ -598,8 +595,23 @@ impl StorefrontQueries for PgStorefront {
             .collect())
     }
 
-    async fn stock_levels(&self, store_id: &str) -> Result<Vec<StockLevel>, SinkError> {
-        self.stock_query(Some(store_id)).await
+    async fn stock_levels(
+        &self,
+        store_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StockLevel>, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &self.q("SELECT store_id, sku, available, reserved FROM {p}store_inventory
+                     WHERE store_id = $1 AND ($2::text IS NULL OR sku > $2) ORDER BY sku LIMIT $3"),
+                &[&store_id, &after, &limit],
+            )
+            .await
+            .map_err(sink_err)?;
+        Ok(rows.iter().map(stock_level).collect())
     }
 
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError> {
@@ -619,6 +631,11 @@ impl StorefrontQueries for PgStorefront {
             .map_err(sink_err)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// A `store_inventory` row read as `store_id, sku, available, reserved`.
+fn stock_level(r: &Row) -> StockLevel {
+    StockLevel { store_id: r.get(0), sku: r.get(1), available: r.get(2), reserved: r.get(3) }
 }
 
 #[cfg(test)]

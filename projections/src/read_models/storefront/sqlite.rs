@@ -432,9 +432,28 @@ impl StorefrontQueries for SqliteStorefront {
         Ok(self.pool.run(move |c| menu_rows(c, p)).await?)
     }
 
-    async fn stock_levels(&self, store_id: &str) -> Result<Vec<StockLevel>, SinkError> {
-        let (p, store_id) = (self.prefix, store_id.to_owned());
-        Ok(self.pool.run(move |c| stock_rows(c, p, Some(&store_id))).await?)
+    async fn stock_levels(
+        &self,
+        store_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StockLevel>, SinkError> {
+        let (p, store_id, after) = (self.prefix, store_id.to_owned(), after.map(str::to_owned));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .pool
+            .run(move |c| {
+                c.prepare_cached(&sql(
+                    "SELECT store_id, sku, available, reserved FROM {p}store_inventory
+                     WHERE store_id = ?1 AND (?2 IS NULL OR sku > ?2) ORDER BY sku LIMIT ?3",
+                    p,
+                ))?
+                .query_map(params![store_id, after, limit], |r| {
+                    Ok(StockLevel { store_id: r.get(0)?, sku: r.get(1)?, available: r.get(2)?, reserved: r.get(3)? })
+                })?
+                .collect::<rusqlite::Result<Vec<StockLevel>>>()
+            })
+            .await?)
     }
 
     async fn loyalty(&self, customer_id: &str) -> Result<Option<LoyaltyBalance>, SinkError> {
