@@ -135,8 +135,14 @@ impl From<MenuItem> for MenuItemJson {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct MenuFilter {
-    /// Only the items of this category (exactly as published, e.g. `coffee`); every item when left out.
-    #[param(max_length = 50)]
+    /// Only the items of this category (exactly as published, e.g. `coffee`); every item when left
+    /// out. 1-50 characters, no control character, no whitespace at either end (else 422, as the
+    /// same text in a published item).
+    #[param(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+    )]
     category: Option<String>,
 }
 
@@ -161,7 +167,9 @@ async fn cached_menu(state: &ApiState) -> Result<Vec<MenuItemView>, ApiError> {
     params(MenuFilter),
     responses(
         (status = 200, description = "The menu", body = MenuJson),
-        (status = 400, description = "A bad `category` (blank, too long, control characters) or an unknown parameter", body = ErrorJson),
+        (status = 400, description = "An unknown or repeated query parameter", body = ErrorJson),
+        (status = 422, description = "A `category` no item could have: blank, over 50 characters, control \
+            characters, or whitespace at either end", body = ErrorJson),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
@@ -173,8 +181,10 @@ pub(super) async fn list_menu(
     // `category` is text: the only way the query fails is a parameter it does not know (or twice).
     let filter = query.map_err(|_| ApiError::bad("unknown or repeated query parameter: only category", "query"))?;
     if let Some(category) = &filter.category {
-        limits::check_text("category", category, limits::MAX_CATEGORY_CHARS)
-            .map_err(|invalid| ApiError::bad(invalid.to_string(), "category"))?;
+        // A text the domain refuses is 422, as the same text in a published item's body is.
+        limits::check_text("category", category, limits::MAX_CATEGORY_CHARS).map_err(|invalid| {
+            ApiError::Unprocessable { message: invalid.to_string(), field: Some("category".into()) }
+        })?;
     }
     let items = cached_menu(&state).await?;
     let items = items.into_iter().filter(|i| filter.category.as_ref().is_none_or(|c| *c == i.category));

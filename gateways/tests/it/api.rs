@@ -342,15 +342,18 @@ async fn the_menu_is_read_by_category_and_by_item_and_changed_with_put_and_delet
     let (s, none, _) = call(&app, get("/api/menu/items?category=juice")).await;
     assert_eq!((s, ids(&none).len()), (StatusCode::OK, 0), "an unknown category is an empty list");
     let head = node.journal.head_position().await.unwrap();
-    for (query, field) in [
-        ("category=", "category"),
-        ("category=%20coffee", "category"),
-        ("category=co%00ffee", "category"),
-        (&*format!("category={}", "x".repeat(51)), "category"),
-        ("categry=coffee", "query"),
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    for (query, status, field) in [
+        ("category=", refused, "category"),
+        ("category=%20coffee", refused, "category"),
+        ("category=co%00ffee", refused, "category"),
+        ("category=coffee%0A", refused, "category"),
+        (&*format!("category={}", "x".repeat(51)), refused, "category"),
+        ("categry=coffee", StatusCode::BAD_REQUEST, "query"),
+        ("category=coffee&category=tea", StatusCode::BAD_REQUEST, "query"),
     ] {
         let (s, body, _) = call(&app, get(&format!("/api/menu/items?{query}"))).await;
-        assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "?{query}: {body}");
+        assert_eq!((s, body["field"].as_str()), (status, Some(field)), "?{query}: {body}");
     }
 
     let (s, latte, _) = call(&app, get("/api/menu/items/latte")).await;

@@ -351,8 +351,13 @@ async fn three_nodes_share_one_log_without_overselling_or_losing_an_event_when_o
         eprintln!("verify_kinesis.py: {}", out.trim());
     }
 
+    // One authorization per order; besides them, one void per order cancelled after its authorization.
     let recorded = payments.all().await.unwrap();
-    let recorded_orders: BTreeSet<String> = recorded.values().map(|p| p.order_id.to_string()).collect();
-    assert_eq!(recorded.len(), 100);
+    let (voids, authorizations): (Vec<_>, Vec<_>) = recorded.values().partition(|p| p.status == "voided");
+    let recorded_orders: BTreeSet<String> = authorizations.iter().map(|p| p.order_id.to_string()).collect();
+    assert_eq!(authorizations.len(), 100);
     assert_eq!(recorded_orders, orders.iter().cloned().collect::<BTreeSet<_>>());
+    let voided: BTreeSet<String> = voids.iter().map(|p| p.order_id.to_string()).collect();
+    assert_eq!(voided.len(), voids.len(), "each void recorded once");
+    assert!(voided.is_subset(&recorded_orders));
 }
