@@ -121,6 +121,12 @@ impl OrderSaga {
         results.into_iter().collect()
     }
 
+    /// Asks for the order's payment to be voided; nothing happens unless it holds an authorization.
+    async fn request_void(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
+        let command = PaymentCommand::RequestVoid { reason };
+        settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
+    }
+
     async fn react(&self, event: &DomainEvent, causation: Causation) -> Result<(), Retry> {
         let cafe = &self.cafe;
         match event {
@@ -241,14 +247,6 @@ impl OrderSaga {
             }
             _ => Ok(()),
         }
-    }
-}
-
-impl OrderSaga {
-    /// Asks for the order's payment to be voided; nothing happens unless it holds an authorization.
-    async fn request_void(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
-        let command = PaymentCommand::RequestVoid { reason };
-        settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
     }
 }
 

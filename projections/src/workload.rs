@@ -46,6 +46,14 @@ pub fn flood_of_orders(orders: u32, stores: u32, customers: u32) -> Vec<Recorded
     history(orders, &names, move |i| (i % n) as usize, customers.max(1))
 }
 
+/// The saga's release of a cancelled order's reservations, line by line.
+fn release(log: &mut Vec<(String, DomainEvent)>, store: &str, order_id: Uuid, lines: &[OrderLine]) {
+    for l in lines {
+        let released = StockReleased { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity };
+        log.push((streams::inventory(store, &l.item_id), released.into()));
+    }
+}
+
 fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, customers: u32) -> Vec<RecordedEvent> {
     let mut log: Vec<(String, DomainEvent)> = Vec::new();
     let items = [("latte", "coffee", 450), ("scone", "bakery", 325), ("mocha", "coffee", 495)];
@@ -115,13 +123,7 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
                 .into(),
             ));
             log.push((streams::order(order_id), OrderCancelled { order_id, reason: "payment_declined".into() }.into()));
-            for l in &lines {
-                log.push((
-                    streams::inventory(store, &l.item_id),
-                    StockReleased { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }
-                        .into(),
-                ));
-            }
+            release(&mut log, store, order_id, &lines);
             continue;
         }
         log.push((
@@ -136,13 +138,7 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
             log.push((streams::payment(order_id), asked.into()));
             let voided = PaymentVoided { order_id, customer_id: customer.clone(), amount_cents: total };
             log.push((streams::payment(order_id), voided.into()));
-            for l in &lines {
-                log.push((
-                    streams::inventory(store, &l.item_id),
-                    StockReleased { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }
-                        .into(),
-                ));
-            }
+            release(&mut log, store, order_id, &lines);
             continue;
         }
         log.push((streams::payment(order_id), PaymentCaptured { order_id, amount_cents: total }.into()));

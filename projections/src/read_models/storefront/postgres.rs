@@ -226,7 +226,7 @@ impl Sink for PgStorefront {
         let mut rows: Vec<CanonicalRow> =
             self.with_lines(orders.iter().map(order_view).collect()).await?.iter().map(canonical::order).collect();
         rows.extend(self.menu().await?.iter().map(canonical::menu_item));
-        rows.extend(self.stock_query(None).await?.iter().map(canonical::stock));
+        rows.extend(self.all_stock().await?.iter().map(canonical::stock));
         rows.extend(self.loyalty_query(None).await?.iter().map(canonical::loyalty));
         Ok(rows)
     }
@@ -513,13 +513,13 @@ impl PgStorefront {
         Ok(orders)
     }
 
-    async fn stock_query(&self, store: Option<&str>) -> Result<Vec<StockLevel>, SinkError> {
+    /// Every store's stock, for the canonical rows (a store's own page is [`StorefrontQueries::stock_levels`]).
+    async fn all_stock(&self) -> Result<Vec<StockLevel>, SinkError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                &self.q("SELECT store_id, sku, available, reserved FROM {p}store_inventory
-                     WHERE $1::text IS NULL OR store_id = $1 ORDER BY store_id, sku"),
-                &[&store],
+                &self.q("SELECT store_id, sku, available, reserved FROM {p}store_inventory ORDER BY store_id, sku"),
+                &[],
             )
             .await
             .map_err(sink_err)?;

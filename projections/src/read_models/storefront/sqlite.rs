@@ -265,7 +265,7 @@ impl Sink for SqliteStorefront {
                     rows.push(canonical::order(&o));
                 }
                 rows.extend(menu_rows(c, p)?.iter().map(canonical::menu_item));
-                rows.extend(stock_rows(c, p, None)?.iter().map(canonical::stock));
+                rows.extend(all_stock(c, p)?.iter().map(canonical::stock));
                 rows.extend(loyalty_rows(c, p, None)?.iter().map(canonical::loyalty));
                 Ok(rows)
             })
@@ -387,13 +387,19 @@ fn menu_rows(c: &Connection, p: &str) -> rusqlite::Result<Vec<MenuItemView>> {
     .collect()
 }
 
-fn stock_rows(c: &Connection, p: &str, store: Option<&str>) -> rusqlite::Result<Vec<StockLevel>> {
+/// Every store's stock, for the canonical rows (a store's own page is [`StorefrontQueries::stock_levels`]).
+fn all_stock(c: &Connection, p: &str) -> rusqlite::Result<Vec<StockLevel>> {
     c.prepare_cached(&sql(
-        "SELECT store_id, sku, available, reserved FROM {p}store_inventory WHERE ?1 IS NULL OR store_id = ?1 ORDER BY store_id, sku",
+        "SELECT store_id, sku, available, reserved FROM {p}store_inventory ORDER BY store_id, sku",
         p,
     ))?
-    .query_map([store], |r| Ok(StockLevel { store_id: r.get(0)?, sku: r.get(1)?, available: r.get(2)?, reserved: r.get(3)? }))?
+    .query_map([], stock_level)?
     .collect()
+}
+
+/// A `store_inventory` row read as `store_id, sku, available, reserved`.
+fn stock_level(r: &rusqlite::Row<'_>) -> rusqlite::Result<StockLevel> {
+    Ok(StockLevel { store_id: r.get(0)?, sku: r.get(1)?, available: r.get(2)?, reserved: r.get(3)? })
 }
 
 fn loyalty_rows(c: &Connection, p: &str, customer: Option<&str>) -> rusqlite::Result<Vec<LoyaltyBalance>> {
@@ -448,9 +454,7 @@ impl StorefrontQueries for SqliteStorefront {
                      WHERE store_id = ?1 AND (?2 IS NULL OR sku > ?2) ORDER BY sku LIMIT ?3",
                     p,
                 ))?
-                .query_map(params![store_id, after, limit], |r| {
-                    Ok(StockLevel { store_id: r.get(0)?, sku: r.get(1)?, available: r.get(2)?, reserved: r.get(3)? })
-                })?
+                .query_map(params![store_id, after, limit], stock_level)?
                 .collect::<rusqlite::Result<Vec<StockLevel>>>()
             })
             .await?)
