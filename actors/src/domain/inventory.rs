@@ -1,6 +1,6 @@
 //! Stock of one SKU in one store: restocked, reserved for orders, released when an order is cancelled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use events::domain::{StockReleased, StockReserved, StockRestocked};
 use events::DomainEvent;
@@ -19,6 +19,25 @@ pub struct Stock {
     pub available: u64,
     /// Units held for orders that are neither paid nor cancelled, by order.
     pub reservations: BTreeMap<Uuid, u32>,
+    /// The last [`ENDED_REMEMBERED`] orders whose reservation here ended (settled or released),
+    /// oldest first. A `Reserve` for one of them is a reaction replayed late (the saga's page
+    /// handled again by a node that held the saga a moment too long, reading an order's state from
+    /// before it was paid) and changes nothing; without this it would hold the units a second time.
+    #[serde(default)]
+    pub ended: VecDeque<Uuid>,
+}
+
+/// How many ended reservations a stock stream remembers: far more than can end on one SKU of one
+/// store while two saga holders overlap (about a second).
+pub const ENDED_REMEMBERED: usize = 256;
+
+impl Stock {
+    fn end(&mut self, order_id: Uuid) {
+        if self.ended.len() == ENDED_REMEMBERED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(order_id);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +120,7 @@ impl Decider for InventoryDecider {
                 if *quantity == 0 {
                     return Err(InventoryError::NonPositiveQuantity);
                 }
-                if stock.reservations.contains_key(order_id) {
+                if stock.reservations.contains_key(order_id) || stock.ended.contains(order_id) {
                     return Ok(vec![]);
                 }
                 if u64::from(*quantity) > stock.available {
@@ -153,9 +172,10 @@ impl Decider for InventoryDecider {
             }
             DomainEvent::StockReleased(e) if stock.reservations.remove(&e.order_id).is_some() => {
                 stock.available += u64::from(e.quantity);
+                stock.end(e.order_id);
             }
-            DomainEvent::StockSettled(e) => {
-                stock.reservations.remove(&e.order_id);
+            DomainEvent::StockSettled(e) if stock.reservations.remove(&e.order_id).is_some() => {
+                stock.end(e.order_id);
             }
             _ => {}
         }
@@ -168,6 +188,7 @@ mod tests {
     use super::*;
     use crate::domain::given_when_then::{given, given_no_history};
     use crate::domain::limits::Problem;
+    use events::domain::StockSettled;
 
     fn restock(store: StoreStatus, quantity: i64) -> InventoryCommand {
         InventoryCommand::Restock { store_id: "s1".into(), sku: "latte".into(), store, quantity }
@@ -251,6 +272,40 @@ mod tests {
         given::<InventoryDecider>([restocked(3), reserved(1, 2), released])
             .when(InventoryCommand::Release { order_id: Uuid::from_u128(1) })
             .then_nothing_happens();
+    }
+
+    #[test]
+    fn a_late_reservation_for_an_order_whose_reservation_ended_changes_nothing() {
+        let settled: DomainEvent =
+            StockSettled { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(1), quantity: 2 }
+                .into();
+        let released: DomainEvent =
+            StockReleased { store_id: "s1".into(), sku: "latte".into(), order_id: Uuid::from_u128(2), quantity: 3 }
+                .into();
+        let history = [restocked(10), reserved(1, 2), reserved(2, 3), settled, released];
+        given::<InventoryDecider>(history.clone()).when(reserve(1, 2)).then_nothing_happens();
+        given::<InventoryDecider>(history).when(reserve(2, 3)).then_nothing_happens();
+    }
+
+    #[test]
+    fn a_stream_remembers_only_the_latest_ended_reservations() {
+        let mut history = vec![restocked(1000)];
+        for order in 0..=ENDED_REMEMBERED as u128 {
+            history.push(reserved(order, 1));
+            history.push(
+                StockSettled {
+                    store_id: "s1".into(),
+                    sku: "latte".into(),
+                    order_id: Uuid::from_u128(order),
+                    quantity: 1,
+                }
+                .into(),
+            );
+        }
+        let stock = given::<InventoryDecider>(history.clone()).when(reserve(1, 1)).then([]);
+        assert_eq!(stock.ended.len(), ENDED_REMEMBERED);
+        // The oldest has been forgotten: an order id is not reused, so this only bounds the state.
+        given::<InventoryDecider>(history).when(reserve(0, 1)).then([reserved(0, 1)]);
     }
 
     #[test]
