@@ -14,7 +14,7 @@ use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::limits::{self, Invalid};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyCommand, LoyaltyDecider};
 use crate::domain::menu::{MenuCommand, MenuDecider, MenuItem};
-use crate::domain::order::{Order, OrderCommand, OrderDecider, RequestedLine};
+use crate::domain::order::{Order, OrderCommand, OrderDecider, Progress, RequestedLine};
 use crate::domain::payment::{fraud_score, Payment, PaymentCommand, PaymentDecider};
 use crate::domain::store::{Store, StoreCommand, StoreDecider, StoreStatus};
 use crate::domain::Rejection;
@@ -48,6 +48,9 @@ impl Default for PaymentPolicy {
     }
 }
 
+/// How long a ready order waits for its customer by default: half an hour.
+pub const DEFAULT_PICKUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// A payment to authorize for a placed order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizePayment {
@@ -66,6 +69,10 @@ pub enum CafeError {
     /// placed): nothing was written.
     #[error("{message}")]
     NotFound { message: String, field: Option<String> },
+    /// The command contradicts the state it met (an order moved out of turn, an id reused for
+    /// other contents): nothing was written.
+    #[error("{message}")]
+    Conflict { message: String, field: Option<String> },
     /// Too much queued, or the stream too contended: retry later.
     #[error("{0}")]
     Busy(String),
@@ -89,6 +96,9 @@ impl<E: Rejection> From<CommandError<E>> for CafeError {
     fn from(e: CommandError<E>) -> Self {
         match e {
             CommandError::Rejected(r) if r.is_not_found() => CafeError::not_found(r.to_string(), r.field()),
+            CommandError::Rejected(r) if r.is_conflict() => {
+                CafeError::Conflict { message: r.to_string(), field: r.field() }
+            }
             CommandError::Rejected(r) => CafeError::Rejected { message: r.to_string(), field: r.field() },
             CommandError::Busy(s) => CafeError::Busy(format!("too many commands queued for {s}")),
             CommandError::Contended(s) => CafeError::Busy(format!("{s} is too contended")),
@@ -137,6 +147,9 @@ pub struct Cafe {
     pub menu: Registry<MenuDecider>,
     pub stores: Registry<StoreDecider>,
     pub payment_policy: PaymentPolicy,
+    /// How long a ready order waits at the counter before the pickup timer abandons it
+    /// ([`DEFAULT_PICKUP_WINDOW`] unless the node is told otherwise).
+    pub pickup_window: std::time::Duration,
     /// How far this node's actors may trust their state; shared by every registry above. Run a
     /// [`crate::freshness::FreshnessFollower`] on it, or every actor reads its stream before each message.
     pub freshness: Arc<Freshness>,
@@ -161,6 +174,7 @@ impl Cafe {
             stores: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
             journal,
             payment_policy,
+            pickup_window: DEFAULT_PICKUP_WINDOW,
             freshness,
         }
     }
@@ -202,6 +216,22 @@ impl Cafe {
         let options = ExecuteOptions { new_stream: request.fresh_order_id, return_state: true };
         let placed = self.orders.execute_with(&streams::order(request.order_id), command, causation, options).await?;
         Ok(Executed { events: placed.events, state: placed.state.unwrap_or_default(), version: placed.version })
+    }
+
+    /// Moves an order one step towards pickup, as its store's staff ask; answers the order as it
+    /// stands. The deadline of a ready order is `at_us` + [`Cafe::pickup_window`].
+    pub async fn advance_order(
+        &self,
+        order_id: Uuid,
+        to: Progress,
+        at_us: i64,
+        causation: Causation,
+    ) -> Result<Executed<Order>, CafeError> {
+        let pickup_window_us = i64::try_from(self.pickup_window.as_micros()).unwrap_or(i64::MAX);
+        let command = OrderCommand::Advance { to, at_us, pickup_window_us };
+        let options = ExecuteOptions { new_stream: false, return_state: true };
+        let done = self.orders.execute_with(&streams::order(order_id), command, causation, options).await?;
+        Ok(Executed { events: done.events, state: done.state.unwrap_or_default(), version: done.version })
     }
 
     /// Passivates every actor of every aggregate that no caller is waiting on (see

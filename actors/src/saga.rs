@@ -237,7 +237,7 @@ impl OrderSaga {
                     customer_id: order.customer_id.clone(),
                     order_id: e.order_id,
                     amount_cents: order.total_cents,
-                    order_paid: order.status == OrderStatus::Paid,
+                    order_paid: order.status.is_paid(),
                 };
                 let account = streams::loyalty(&order.customer_id);
                 let accrual = cafe.loyalty.execute_with(&account, command, causation, QUIET);

@@ -65,6 +65,45 @@ pub struct OrderCancelled {
     pub reason: String,
 }
 
+/// A paid order's preparation began: it can no longer be cancelled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPreparationStarted {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    /// Microseconds since the Unix epoch.
+    pub started_at_us: i64,
+}
+
+/// The order waits at the counter. Not picked up by `pickup_by_us`, it is [`OrderAbandoned`]: the
+/// deadline is in the event, so the timer that enforces it needs nothing but the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReadyForPickup {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub ready_at_us: i64,
+    pub pickup_by_us: i64,
+}
+
+/// The customer took the order: it is completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPickedUp {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub picked_up_at_us: i64,
+}
+
+/// Nobody took the order by its pickup deadline: it is completed as abandoned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAbandoned {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub store_id: String,
+    pub abandoned_at_us: i64,
+}
+
 // ---- Payments -----------------------------------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -356,6 +395,10 @@ domain_events! {
     OrderPlaced = 1,
     OrderPaid = 1,
     OrderCancelled = 1,
+    OrderPreparationStarted = 1,
+    OrderReadyForPickup = 1,
+    OrderPickedUp = 1,
+    OrderAbandoned = 1,
     PaymentAuthorized = 1,
     PaymentDeclined = 1,
     PaymentCaptured = 1,

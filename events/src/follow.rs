@@ -164,6 +164,11 @@ pub trait Follower: Send + Sync {
         None
     }
 
+    /// Work the follower does besides its pages while [`follow`] runs it, such as a timer that
+    /// fires when no event comes: `follow` runs it alongside the loop, on the same node (so under
+    /// the same singleton lock), and it must return once `stop` changes. The default: none.
+    async fn alongside(&self, _stop: watch::Receiver<bool>) {}
+
     /// Called once when [`follow`] returns: the follower sets the gauges it reports itself back to
     /// 0 (a node that no longer follows has nothing outstanding; another node may have taken over).
     fn stopped(&self) {}
@@ -309,7 +314,8 @@ pub async fn follow<F: Follower + ?Sized>(
     options: FollowOptions,
     stop: watch::Receiver<bool>,
 ) {
-    follow_until_stopped(journal, follower, options, stop).await;
+    let alongside = follower.alongside(stop.clone());
+    futures::join!(follow_until_stopped(journal, follower, options, stop), alongside);
     let name = follower.name();
     metric::FOLLOWER_LAG_EVENTS.gauge(&[("follower", name.to_owned())]).set(0.0);
     metric::FOLLOWER_LAG_SECONDS.gauge(&[("follower", name.to_owned())]).set(0.0);

@@ -10,6 +10,7 @@ use actors::cafe::{Cafe, PaymentPolicy};
 use actors::domain::menu::MenuCommand;
 use actors::freshness::FreshnessFollower;
 use actors::host::{start_arbiters, HostOptions};
+use actors::pickup::PickupTimer;
 use actors::saga::OrderSaga;
 use events::domain::Nutrition;
 use events::follow::{follow, FollowOptions, Follower, Stall, Stalls};
@@ -68,6 +69,8 @@ pub struct NodeSettings {
     pub storage: Storage,
     pub host: HostOptions,
     pub payment: PaymentPolicy,
+    /// How long a ready order waits for its customer before the pickup timer abandons it.
+    pub pickup_window: Duration,
     /// Threads that actors live on.
     pub actor_threads: usize,
     /// Publish a demo menu and stock when the journal is empty.
@@ -86,6 +89,7 @@ impl NodeSettings {
             storage: Storage::Embedded { data_dir: data_dir.into() },
             host: HostOptions::default(),
             payment: PaymentPolicy::default(),
+            pickup_window: actors::cafe::DEFAULT_PICKUP_WINDOW,
             actor_threads: 2,
             seed_demo: false,
             analytics: None,
@@ -233,12 +237,10 @@ impl Node {
         let (journal, store) = open_stores(&settings.storage).await?;
         let mut read_models: Vec<Arc<dyn Rebuildable>> = vec![store.clone()];
         let (storefront, sink): (Arc<dyn StorefrontQueries>, Arc<dyn Sink>) = (store.clone(), store);
-        let cafe = Arc::new(Cafe::new(
-            journal.clone(),
-            settings.host.clone(),
-            settings.payment,
-            start_arbiters(settings.actor_threads),
-        ));
+        let mut cafe =
+            Cafe::new(journal.clone(), settings.host.clone(), settings.payment, start_arbiters(settings.actor_threads));
+        cafe.pickup_window = settings.pickup_window;
+        let cafe = Arc::new(cafe);
         let (stop, stopped) = watch::channel(false);
         // On every node, not one per cluster: each node's own actors must learn what the others wrote.
         let freshness = FreshnessFollower::new(journal.clone(), cafe.freshness.clone(), settings.host.freshness_poll);
@@ -275,6 +277,9 @@ impl Node {
         let saga = Arc::new(OrderSaga::new(cafe.clone()));
         let lock = actors::saga::CHECKPOINT.to_owned();
         spawn_singleton(singletons.clone(), lock, journal.clone(), saga, FollowOptions::default(), stopped.clone());
+        let timer = Arc::new(PickupTimer::new(cafe.clone()));
+        let lock = actors::pickup::CHECKPOINT.to_owned();
+        spawn_singleton(singletons.clone(), lock, journal.clone(), timer, FollowOptions::default(), stopped.clone());
         let stalls = Stalls::default();
         for p in &projections {
             let runner = ProjectionRunner::new(journal.clone(), p.clone()).with_stalls(stalls.clone());

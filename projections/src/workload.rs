@@ -1,12 +1,14 @@
 //! Synthetic but consistent histories of a coffee chain, for benchmarks, replay tests and stress:
-//! menus, restocks, orders paid and cancelled, stock reservations, payments, points and tiers.
+//! menus, restocks, orders paid and cancelled, paid orders prepared, picked up or abandoned, stock
+//! reservations, payments, points and tiers.
 
 use std::collections::HashMap;
 
 use events::domain::{
-    streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderCancelled, OrderLine, OrderPaid,
-    OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided,
-    PointsAccrued, StockReleased, StockReserved, StockRestocked, StockSettled, Tier, TierChanged,
+    streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderAbandoned, OrderCancelled,
+    OrderLine, OrderPaid, OrderPickedUp, OrderPlaced, OrderPreparationStarted, OrderReadyForPickup, PaymentAuthorized,
+    PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided, PointsAccrued, StockReleased, StockReserved,
+    StockRestocked, StockSettled, Tier, TierChanged,
 };
 use events::{Causation, DomainEvent, NewEvent, RecordedEvent};
 use uuid::Uuid;
@@ -161,6 +163,35 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
                 streams::loyalty(&customer),
                 TierChanged { customer_id: customer.clone(), from: Tier::Green, to: Tier::Gold }.into(),
             ));
+        }
+        // A paid order's life at the counter: a quarter wait to be made, a quarter are being made,
+        // a quarter were picked up, and of the last quarter half wait at the counter, half were abandoned.
+        let stage = i % 4;
+        let (at, store_id) = (placed_at_us + 60_000_000, store.to_owned());
+        if stage >= 1 {
+            let (customer_id, store_id) = (customer.clone(), store_id.clone());
+            let started = OrderPreparationStarted { order_id, customer_id, store_id, started_at_us: at };
+            log.push((streams::order(order_id), started.into()));
+        }
+        if stage >= 2 {
+            let (customer_id, store_id) = (customer.clone(), store_id.clone());
+            let ready_at_us = at + 120_000_000;
+            let ready = OrderReadyForPickup {
+                order_id,
+                customer_id,
+                store_id,
+                ready_at_us,
+                pickup_by_us: ready_at_us + 1_800_000_000,
+            };
+            log.push((streams::order(order_id), ready.into()));
+        }
+        let customer_id = customer.clone();
+        if stage == 2 {
+            let picked = OrderPickedUp { order_id, customer_id, store_id, picked_up_at_us: at + 300_000_000 };
+            log.push((streams::order(order_id), picked.into()));
+        } else if stage == 3 && i % 8 == 7 {
+            let abandoned = OrderAbandoned { order_id, customer_id, store_id, abandoned_at_us: at + 2_000_000_000 };
+            log.push((streams::order(order_id), abandoned.into()));
         }
     }
     journal(log)

@@ -27,6 +27,11 @@ pub trait Rejection: std::error::Error + Send + Sync + 'static {
     fn is_not_found(&self) -> bool {
         false
     }
+    /// Whether the command contradicts the state it met (a 409 rather than a 422): a step out of
+    /// order, or an id reused for something else.
+    fn is_conflict(&self) -> bool {
+        false
+    }
 }
 
 /// One aggregate's decision logic, the type an actor hosts.

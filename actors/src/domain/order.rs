@@ -1,6 +1,16 @@
-//! An order: placed with priced lines, then paid or cancelled.
+//! An order: placed with priced lines, then paid or cancelled; a paid order is prepared, waits at
+//! the counter, and is picked up, or abandoned once its pickup deadline has passed.
+//!
+//! ```text
+//! placed ─► paid ─► preparing ─► ready ─┬─► completed (picked up)
+//!   │                                   └─► abandoned (the pickup timer, after the deadline)
+//!   └─► cancelled
+//! ```
 
-use events::domain::{Cents, OrderCancelled, OrderLine, OrderPaid, OrderPlaced};
+use events::domain::{
+    Cents, OrderAbandoned, OrderCancelled, OrderLine, OrderPaid, OrderPickedUp, OrderPlaced, OrderPreparationStarted,
+    OrderReadyForPickup,
+};
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,6 +25,12 @@ pub enum OrderStatus {
     NotPlaced,
     Placed,
     Paid,
+    Preparing,
+    Ready,
+    /// Picked up.
+    Completed,
+    /// Not picked up by the pickup deadline.
+    Abandoned,
     Cancelled,
 }
 
@@ -24,7 +40,60 @@ impl OrderStatus {
             OrderStatus::NotPlaced => "not_placed",
             OrderStatus::Placed => "placed",
             OrderStatus::Paid => "paid",
+            OrderStatus::Preparing => "preparing",
+            OrderStatus::Ready => "ready",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Abandoned => "abandoned",
             OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Paid, or any status a paid order moves on to.
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid
+                | OrderStatus::Preparing
+                | OrderStatus::Ready
+                | OrderStatus::Completed
+                | OrderStatus::Abandoned
+        )
+    }
+}
+
+/// The statuses store staff move a paid order through, one step at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Preparing,
+    Ready,
+    /// Picked up by the customer.
+    Completed,
+}
+
+impl Progress {
+    pub fn status(self) -> OrderStatus {
+        match self {
+            Progress::Preparing => OrderStatus::Preparing,
+            Progress::Ready => OrderStatus::Ready,
+            Progress::Completed => OrderStatus::Completed,
+        }
+    }
+
+    /// The status an order must have for staff to move it here.
+    pub fn from(self) -> OrderStatus {
+        match self {
+            Progress::Preparing => OrderStatus::Paid,
+            Progress::Ready => OrderStatus::Preparing,
+            Progress::Completed => OrderStatus::Ready,
+        }
+    }
+
+    pub fn parse(status: &str) -> Option<Progress> {
+        match status {
+            "preparing" => Some(Progress::Preparing),
+            "ready" => Some(Progress::Ready),
+            "completed" => Some(Progress::Completed),
+            _ => None,
         }
     }
 }
@@ -39,6 +108,9 @@ pub struct Order {
     pub total_cents: Cents,
     pub placed_at_us: i64,
     pub cancel_reason: Option<String>,
+    /// Set once the order is ready: when it is abandoned if nobody picks it up.
+    #[serde(default)]
+    pub pickup_by_us: Option<i64>,
 }
 
 /// A requested line with what the menu said about its item when the order was taken.
@@ -67,6 +139,18 @@ pub enum OrderCommand {
     Cancel {
         reason: String,
     },
+    /// Store staff move the order one step on. Moving it to the status it has already changes
+    /// nothing (a retried request). `pickup_window_us` sets the deadline of a `Ready`.
+    Advance {
+        to: Progress,
+        at_us: i64,
+        pickup_window_us: i64,
+    },
+    /// The pickup timer: a ready order whose deadline has passed by `now_us` is abandoned; any
+    /// other order is left as it is (picked up meanwhile, or not due yet).
+    Abandon {
+        now_us: i64,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +177,11 @@ pub enum OrderError {
     WrongAmount { paid: Cents, total: Cents },
     #[error("order is paid, it cannot be cancelled")]
     AlreadyPaid,
+    #[error("order is {0}, it is too late to cancel it")]
+    TooLateToCancel(&'static str),
+    /// Staff asked for a step the order is not at: `current` is where it is.
+    #[error("order is {current}; it cannot move to {to} (only from {from})")]
+    CannotMove { current: &'static str, to: &'static str, from: &'static str },
 }
 
 impl Rejection for OrderError {
@@ -104,11 +193,21 @@ impl Rejection for OrderError {
             }
             OrderError::UnknownStore(_) | OrderError::StoreClosed(_) => Some("store_id".into()),
             OrderError::AlreadyPlacedDifferently(_) => Some("Idempotency-Key".into()),
+            OrderError::CannotMove { .. } => Some("status".into()),
             _ => None,
         }
     }
     fn is_not_found(&self) -> bool {
         matches!(self, OrderError::NotPlaced)
+    }
+    fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            OrderError::AlreadyPlacedDifferently(_)
+                | OrderError::CannotMove { .. }
+                | OrderError::AlreadyPaid
+                | OrderError::TooLateToCancel(_)
+        )
     }
 }
 
@@ -179,7 +278,11 @@ impl Decider for OrderDecider {
             }
             OrderCommand::MarkPaid { amount_cents } => match order.status {
                 OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
-                OrderStatus::Paid => Ok(vec![]),
+                OrderStatus::Paid
+                | OrderStatus::Preparing
+                | OrderStatus::Ready
+                | OrderStatus::Completed
+                | OrderStatus::Abandoned => Ok(vec![]),
                 OrderStatus::Cancelled => Err(OrderError::CannotPay("cancelled")),
                 OrderStatus::Placed if *amount_cents != order.total_cents => {
                     Err(OrderError::WrongAmount { paid: *amount_cents, total: order.total_cents })
@@ -194,11 +297,59 @@ impl Decider for OrderDecider {
                     OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
                     OrderStatus::Cancelled => Ok(vec![]),
                     OrderStatus::Paid => Err(OrderError::AlreadyPaid),
+                    late @ (OrderStatus::Preparing
+                    | OrderStatus::Ready
+                    | OrderStatus::Completed
+                    | OrderStatus::Abandoned) => Err(OrderError::TooLateToCancel(late.as_str())),
                     OrderStatus::Placed => {
                         Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
                     }
                 }
             }
+            OrderCommand::Advance { to, at_us, pickup_window_us } => {
+                if order.status == OrderStatus::NotPlaced {
+                    return Err(OrderError::NotPlaced);
+                }
+                if order.status == to.status() {
+                    return Ok(vec![]);
+                }
+                if order.status != to.from() {
+                    return Err(OrderError::CannotMove {
+                        current: order.status.as_str(),
+                        to: to.status().as_str(),
+                        from: to.from().as_str(),
+                    });
+                }
+                let (order_id, customer_id, store_id) =
+                    (order.order_id, order.customer_id.clone(), order.store_id.clone());
+                Ok(vec![match to {
+                    Progress::Preparing => {
+                        OrderPreparationStarted { order_id, customer_id, store_id, started_at_us: *at_us }.into()
+                    }
+                    Progress::Ready => OrderReadyForPickup {
+                        order_id,
+                        customer_id,
+                        store_id,
+                        ready_at_us: *at_us,
+                        pickup_by_us: at_us.saturating_add((*pickup_window_us).max(0)),
+                    }
+                    .into(),
+                    Progress::Completed => {
+                        OrderPickedUp { order_id, customer_id, store_id, picked_up_at_us: *at_us }.into()
+                    }
+                }])
+            }
+            OrderCommand::Abandon { now_us } => match (order.status, order.pickup_by_us) {
+                (OrderStatus::NotPlaced, _) => Err(OrderError::NotPlaced),
+                (OrderStatus::Ready, Some(deadline)) if *now_us >= deadline => Ok(vec![OrderAbandoned {
+                    order_id: order.order_id,
+                    customer_id: order.customer_id.clone(),
+                    store_id: order.store_id.clone(),
+                    abandoned_at_us: *now_us,
+                }
+                .into()]),
+                _ => Ok(vec![]),
+            },
         }
     }
 
@@ -218,6 +369,13 @@ impl Decider for OrderDecider {
                 order.status = OrderStatus::Cancelled;
                 order.cancel_reason = Some(e.reason.clone());
             }
+            DomainEvent::OrderPreparationStarted(_) => order.status = OrderStatus::Preparing,
+            DomainEvent::OrderReadyForPickup(e) => {
+                order.status = OrderStatus::Ready;
+                order.pickup_by_us = Some(e.pickup_by_us);
+            }
+            DomainEvent::OrderPickedUp(_) => order.status = OrderStatus::Completed,
+            DomainEvent::OrderAbandoned(_) => order.status = OrderStatus::Abandoned,
             _ => {}
         }
         order
@@ -430,6 +588,120 @@ mod tests {
         given::<OrderDecider>([placed(), OrderPaid { order_id: id(), amount_cents: 900 }.into()])
             .when(OrderCommand::Cancel { reason: "late".into() })
             .then_rejected(|e| *e == OrderError::AlreadyPaid);
+    }
+
+    fn paid() -> DomainEvent {
+        OrderPaid { order_id: id(), amount_cents: 900 }.into()
+    }
+    fn advance(to: Progress, at_us: i64) -> OrderCommand {
+        OrderCommand::Advance { to, at_us, pickup_window_us: 600 }
+    }
+    fn preparing() -> DomainEvent {
+        OrderPreparationStarted { order_id: id(), customer_id: "c1".into(), store_id: "s1".into(), started_at_us: 10 }
+            .into()
+    }
+    fn ready() -> DomainEvent {
+        OrderReadyForPickup {
+            order_id: id(),
+            customer_id: "c1".into(),
+            store_id: "s1".into(),
+            ready_at_us: 20,
+            pickup_by_us: 620,
+        }
+        .into()
+    }
+
+    #[test]
+    fn staff_move_a_paid_order_through_preparing_and_ready_to_picked_up() {
+        given::<OrderDecider>([placed(), paid()]).when(advance(Progress::Preparing, 10)).then([preparing()]);
+        let order =
+            given::<OrderDecider>([placed(), paid(), preparing()]).when(advance(Progress::Ready, 20)).then([ready()]);
+        assert_eq!((order.status, order.pickup_by_us), (OrderStatus::Ready, Some(620)));
+        let order = given::<OrderDecider>([placed(), paid(), preparing(), ready()])
+            .when(advance(Progress::Completed, 30))
+            .then([OrderPickedUp {
+                order_id: id(),
+                customer_id: "c1".into(),
+                store_id: "s1".into(),
+                picked_up_at_us: 30,
+            }
+            .into()]);
+        assert_eq!(order.status, OrderStatus::Completed);
+        assert!(order.status.is_paid());
+    }
+
+    #[test]
+    fn asking_for_the_status_an_order_already_has_changes_nothing() {
+        given::<OrderDecider>([placed(), paid(), preparing()])
+            .when(advance(Progress::Preparing, 99))
+            .then_nothing_happens();
+        given::<OrderDecider>([placed(), paid(), preparing(), ready()])
+            .when(advance(Progress::Ready, 99))
+            .then_nothing_happens();
+    }
+
+    #[test]
+    fn a_step_out_of_order_is_a_conflict_naming_the_current_status() {
+        let refused = |current: &'static str| {
+            move |e: &OrderError| {
+                matches!(e, OrderError::CannotMove { current: c, .. } if *c == current)
+                    && e.is_conflict()
+                    && e.field().as_deref() == Some("status")
+            }
+        };
+        given::<OrderDecider>([placed()]).when(advance(Progress::Preparing, 1)).then_rejected(refused("placed"));
+        given::<OrderDecider>([placed(), paid()]).when(advance(Progress::Ready, 1)).then_rejected(refused("paid"));
+        given::<OrderDecider>([placed(), paid()]).when(advance(Progress::Completed, 1)).then_rejected(refused("paid"));
+        given::<OrderDecider>([placed(), paid(), preparing(), ready()])
+            .when(advance(Progress::Preparing, 1))
+            .then_rejected(refused("ready"));
+        let cancelled: DomainEvent = OrderCancelled { order_id: id(), reason: "payment_declined".into() }.into();
+        given::<OrderDecider>([placed(), cancelled])
+            .when(advance(Progress::Preparing, 1))
+            .then_rejected(refused("cancelled"));
+        given_no_history::<OrderDecider>().when(advance(Progress::Preparing, 1)).then_rejected(|e| e.is_not_found());
+    }
+
+    #[test]
+    fn a_ready_order_is_abandoned_only_once_its_pickup_deadline_has_passed() {
+        let history = || [placed(), paid(), preparing(), ready()];
+        given::<OrderDecider>(history()).when(OrderCommand::Abandon { now_us: 619 }).then_nothing_happens();
+        let order =
+            given::<OrderDecider>(history()).when(OrderCommand::Abandon { now_us: 620 }).then([OrderAbandoned {
+                order_id: id(),
+                customer_id: "c1".into(),
+                store_id: "s1".into(),
+                abandoned_at_us: 620,
+            }
+            .into()]);
+        assert_eq!(order.status, OrderStatus::Abandoned);
+        // Picked up before the timer came round: nothing to abandon; nor anything not ready.
+        let picked: DomainEvent =
+            OrderPickedUp { order_id: id(), customer_id: "c1".into(), store_id: "s1".into(), picked_up_at_us: 600 }
+                .into();
+        given::<OrderDecider>([placed(), paid(), preparing(), ready(), picked])
+            .when(OrderCommand::Abandon { now_us: 10_000 })
+            .then_nothing_happens();
+        given::<OrderDecider>([placed(), paid()]).when(OrderCommand::Abandon { now_us: 10_000 }).then_nothing_happens();
+        // An abandoned order cannot be picked up after all.
+        given::<OrderDecider>(
+            history().into_iter().chain([OrderAbandoned {
+                order_id: id(),
+                customer_id: "c1".into(),
+                store_id: "s1".into(),
+                abandoned_at_us: 620,
+            }
+            .into()]),
+        )
+        .when(advance(Progress::Completed, 700))
+        .then_rejected(|e| matches!(e, OrderError::CannotMove { current: "abandoned", .. }));
+    }
+
+    #[test]
+    fn an_order_in_preparation_or_later_cannot_be_cancelled() {
+        given::<OrderDecider>([placed(), paid(), preparing()])
+            .when(OrderCommand::Cancel { reason: "changed my mind".into() })
+            .then_rejected(|e| *e == OrderError::TooLateToCancel("preparing") && e.is_conflict());
     }
 
     #[test]

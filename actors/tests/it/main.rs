@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 mod batching;
 mod freshness;
+mod pickup;
 
 fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
     Arc::new(SqliteJournal::open(dir.path(), SqliteOptions::default()).unwrap())

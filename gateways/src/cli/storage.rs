@@ -50,6 +50,10 @@ pub struct StorageArgs {
     /// SHA-256 rounds per fraud score.
     #[arg(long, default_value_t = 1000)]
     pub fraud_rounds: u32,
+    /// Seconds a ready order waits at the counter before the pickup timer abandons it.
+    #[arg(long, env = "CLOUDCAFE_PICKUP_WINDOW_SECS", default_value_t = actors::cafe::DEFAULT_PICKUP_WINDOW.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    pub pickup_window_secs: u64,
     /// Snapshot a stream every N events (0: never).
     #[arg(long, default_value_t = 100)]
     pub snapshot_every: u64,
@@ -159,6 +163,7 @@ impl StorageArgs {
                 fraud_rounds: self.fraud_rounds,
                 ..PaymentPolicy::default()
             },
+            pickup_window: Duration::from_secs(self.pickup_window_secs),
             actor_threads: 2,
             seed_demo: !self.no_seed,
             analytics: match (&self.analytics_url, &self.journal) {

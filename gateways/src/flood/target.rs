@@ -232,7 +232,7 @@ impl Activations {
 
 fn cafe_failure(e: &CafeError) -> Failure {
     match e {
-        CafeError::Rejected { .. } => Failure::refused("rejected"),
+        CafeError::Rejected { .. } | CafeError::Conflict { .. } => Failure::refused("rejected"),
         CafeError::NotFound { .. } => Failure::refused("not found"),
         CafeError::Busy(_) => Failure::refused("busy"),
         // The journal did not answer in time: the append may still commit.

@@ -41,7 +41,7 @@ pub enum ApiError {
     /// 408: the body did not arrive within the node's deadline; the connection is closed.
     #[error("the request body did not arrive within {} ms", .0.as_millis())]
     BodyTimeout(std::time::Duration),
-    /// 409: an idempotency key reused with other contents.
+    /// 409: an idempotency key reused with other contents, an order moved out of turn.
     #[error("{message}")]
     Conflict { message: String, field: Option<String> },
     /// 503 with `Retry-After`: the node is saturated or a store does not answer.
@@ -156,9 +156,7 @@ impl ResponseError for ApiError {
 impl From<CafeError> for ApiError {
     fn from(e: CafeError) -> Self {
         match e {
-            CafeError::Rejected { message, field } if field.as_deref() == Some("Idempotency-Key") => {
-                ApiError::Conflict { message, field }
-            }
+            CafeError::Conflict { message, field } => ApiError::Conflict { message, field },
             CafeError::Rejected { message, field } => ApiError::Unprocessable { message, field },
             CafeError::NotFound { message, field } => ApiError::NotFound { message, field },
             CafeError::Busy(message) => ApiError::Unavailable(message.into()),
@@ -268,8 +266,9 @@ mod tests {
             (status, body["error"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("quantity must be positive"))
         );
-        let (status, _, _) = answer(CafeError::rejected("key reused", "Idempotency-Key")).await;
-        assert_eq!(status, StatusCode::CONFLICT);
+        let conflict = CafeError::Conflict { message: "order is paid".into(), field: Some("status".into()) };
+        let (status, _, body) = answer(conflict).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("status")));
     }
 
     #[actix_web::test]

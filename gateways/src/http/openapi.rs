@@ -40,13 +40,14 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
             (`cloudcafe token issue --role customer --sub alice`) or from the configured identity provider (Amazon \
             Cognito). Without a valid one: 401 with `WWW-Authenticate`. Roles: a customer acts on their own orders, \
             payments and loyalty (another customer's answer 404, as if they did not exist); staff restock and read \
-            their own store's inventory and analytics; an admin may do everything, and alone uses the menu's \
+            their own store's inventory and analytics and move its orders towards pickup; an admin may do everything, and alone uses the menu's \
             commands and `/admin/*`. A role that does not allow a route: 403.",
         license(name = "MIT"),
     ),
     paths(
         orders::place_order,
         orders::get_order,
+        orders::advance_order,
         orders::customer_orders,
         inventory::get_stock,
         inventory::store_stock,

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::cafe::PlaceOrder;
-use actors::domain::order::Order;
+use actors::domain::order::{Order, Progress};
 use events::domain::OrderLine;
 use projections::read_models::storefront::OrderView;
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,8 @@ struct OrderJson {
     order_id: Uuid,
     customer_id: String,
     store_id: String,
-    /// `placed`, `paid` or `cancelled` (`not_placed` never leaves the actor).
+    /// `placed`, `paid`, `preparing`, `ready`, `completed` (picked up), `abandoned` (not picked up
+    /// in time) or `cancelled` (`not_placed` never leaves the actor).
     #[schema(schema_with = super::schema::order_status)]
     status: String,
     total_cents: i64,
@@ -287,6 +288,74 @@ pub(super) async fn get_order(
         Some(order) if visible(&order.customer_id) => Ok(HttpResponse::Ok().json(OrderJson::from(order))),
         _ => Err(missing()),
     }
+}
+
+/// The body of `POST /api/orders/{order_id}/status`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AdvanceOrder)]
+pub(super) struct StatusBody {
+    /// The next status: `preparing` (from `paid`), `ready` (from `preparing`) or `completed`
+    /// (picked up, from `ready`); any other text is 422.
+    #[schema(schema_with = super::schema::order_progress)]
+    status: String,
+}
+
+/// `POST /api/orders/{order_id}/status`: store staff move an order one step towards pickup.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{order_id}/status",
+    tag = "orders",
+    summary = "Move an order towards pickup",
+    description = "Store staff (of the order's store) or an admin move a paid order to `preparing`, then `ready`, then \
+        `completed` when the customer picks it up. A ready order not picked up within the node's pickup window \
+        (`--pickup-window-secs`) is `abandoned` by the pickup timer. Asking for the status the order already has \
+        changes nothing (200); any other step out of turn is 409 naming the current status.",
+    params(("order_id" = Uuid, Path, description = "The order's id, a UUID (else 400)")),
+    request_body = StatusBody,
+    responses(
+        (status = 200, description = "The order at its new status", body = OrderJson),
+        (status = 400, description = "`order_id` is not a UUID; malformed JSON, a missing or mistyped field, or an unknown field", body = ErrorJson),
+        (status = 403, description = "The order's own customer, or staff of another store: only the store's staff move an order", body = ErrorJson),
+        (status = 404, description = "No order has this id (or the caller may not see it)", body = ErrorJson),
+        (status = 409, description = "The order is not at the step before this one (`field` is `status`; the message names the current status)", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`status` is not a step staff set (`field` is `status`)", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn advance_order(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = parse_uuid(&path, "order_id")?;
+    let body: StatusBody = json_body(&req, payload, &state).await?;
+    let to = Progress::parse(&body.status).ok_or_else(|| ApiError::Unprocessable {
+        message: "status must be one of preparing, ready, completed: the others are not set by staff".into(),
+        field: Some("status".into()),
+    })?;
+    let missing = || ApiError::not_found(format!("order {order_id} does not exist"));
+    let order = state.cafe.order(order_id).await?.ok_or_else(missing)?;
+    // The store's staff move it; its customer learns they may not; anyone else, that it is not there.
+    if super::auth::permit(&req, &state, Access::Store(&order.store_id)).is_err() {
+        return Err(match super::auth::permit(&req, &state, Access::Customer(&order.customer_id)) {
+            Ok(()) => ApiError::Forbidden,
+            Err(_) => missing(),
+        });
+    }
+    let _permit = admit(&state)?;
+    let causation = crate::logging::command_causation();
+    let moved = state.cafe.advance_order(order_id, to, events::envelope::now_us(), causation).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(h) = super::wire::correlation(&causation, !moved.events.is_empty()) {
+        response.insert_header(h);
+    }
+    Ok(response.json(OrderJson::from(moved.state)))
 }
 
 /// `GET /api/customers/{customer_id}/orders?limit=`: newest first, 50 unless `limit` (1-500) says.

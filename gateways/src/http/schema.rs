@@ -19,7 +19,12 @@ fn one_of(values: &[&str]) -> Object {
 
 /// An order's status as the API shows it (`not_placed` never leaves the actor).
 pub(super) fn order_status() -> Object {
-    one_of(&["placed", "paid", "cancelled"])
+    one_of(&["placed", "paid", "preparing", "ready", "completed", "abandoned", "cancelled"])
+}
+
+/// A status store staff move an order to.
+pub(super) fn order_progress() -> Object {
+    one_of(&["preparing", "ready", "completed"])
 }
 
 /// A loyalty tier.

@@ -89,6 +89,104 @@ async fn an_order_is_acknowledged_after_commit_and_ends_paid() {
     assert!(metrics.contains("http_requests_total"), "{metrics}");
 }
 
+/// Polls `GET /api/orders/{id}` until it shows `status` (the storefront, or the actor before it).
+async fn order_reaches(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error>,
+    id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (_, order, _) = call(app, test::TestRequest::get().uri(&format!("/api/orders/{id}"))).await;
+        if order["status"] == status || std::time::Instant::now() > deadline {
+            return order;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn store_staff_move_an_order_to_pickup_one_step_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let (status, order, _) =
+        call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    let to = |status: &str| post(&format!("/api/orders/{id}/status"), json!({ "status": status }));
+
+    // Not paid yet, or a step skipped: 409 naming where the order is, and nothing written.
+    let order = order_reaches(&app, &id, "paid", Duration::from_secs(10)).await;
+    assert_eq!(order["status"], "paid");
+    let head = node.journal.head_position().await.unwrap();
+    for skipped in ["ready", "completed"] {
+        let (status, body, _) = call(&app, to(skipped)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{skipped}: {body}");
+        assert_eq!(body["field"], "status");
+        assert!(body["error"].as_str().unwrap().contains("order is paid"), "{body}");
+    }
+    // Not the body's shape: 400; not a step staff set: 422; each naming the field.
+    for (body, field, expected) in [
+        (json!({"status": "cancelled"}), "status", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"status": "abandoned"}), "status", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"status": 3}), "status", StatusCode::BAD_REQUEST),
+        (json!({"status": "ready", "by": "sam"}), "by", StatusCode::BAD_REQUEST),
+        (json!({}), "status", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer, _) = call(&app, post(&format!("/api/orders/{id}/status"), body.clone())).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "refusals wrote nothing");
+
+    for step in ["preparing", "ready"] {
+        let (status, body, _) = call(&app, to(step)).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some(step)), "{body}");
+        // The same step again is a retry: 200, nothing new.
+        let head = node.journal.head_position().await.unwrap();
+        let (status, _, _) = call(&app, to(step)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(node.journal.head_position().await.unwrap(), head);
+    }
+    let (status, body, _) = call(&app, to("preparing")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("order is ready"), "{body}");
+    let (status, body, _) = call(&app, to("completed")).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("completed")), "{body}");
+    assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
+    let (_, listed, _) = call(&app, test::TestRequest::get().uri("/api/customers/alice/orders")).await;
+    assert_eq!((&listed["orders"][0]["order_id"], &listed["orders"][0]["status"]), (&json!(id), &json!("completed")));
+
+    let ghost = uuid::Uuid::now_v7();
+    let (status, body, _) = call(&app, post(&format!("/api/orders/{ghost}/status"), json!({"status": "ready"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[actix_web::test]
+async fn a_ready_order_nobody_picks_up_is_abandoned_by_the_nodes_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = NodeSettings::embedded(dir.path());
+    settings.seed_demo = true;
+    settings.payment.decline_threshold = 1.0;
+    settings.pickup_window = Duration::from_millis(500);
+    let node = Node::start(settings).await.unwrap();
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let (_, order, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(order_reaches(&app, &id, "paid", Duration::from_secs(10)).await["status"], "paid");
+    for step in ["preparing", "ready"] {
+        let (status, body, _) = call(&app, post(&format!("/api/orders/{id}/status"), json!({ "status": step }))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let order = order_reaches(&app, &id, "abandoned", Duration::from_secs(10)).await;
+    assert_eq!(order["status"], "abandoned", "{order}");
+    let (status, body, _) =
+        call(&app, post(&format!("/api/orders/{id}/status"), json!({ "status": "completed" }))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "an abandoned order is not picked up after all: {body}");
+}
+
 #[actix_web::test]
 async fn an_idempotency_key_places_an_order_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -274,8 +274,19 @@ async fn each_role_reaches_its_own_resources_only() {
     let open = |n: usize| {
         test::TestRequest::post().uri("/admin/stores").set_json(json!({"store_id": format!("sec-{n}"), "name": "Sec"}))
     };
+    let advance = {
+        let uri = format!("/api/orders/{order_id}/status");
+        move || test::TestRequest::post().uri(&uri).set_json(json!({"status": "preparing"}))
+    };
     type Request = Box<dyn Fn(usize) -> test::TestRequest>;
     let commands: Vec<(&str, Request, [StatusCode; 6])> = vec![
+        (
+            // Only the order's store moves it: its customer is told no, anyone else does not see
+            // it. (The admin asks for the status the store's staff already set: 200, nothing new.)
+            "move alice's order at store-1 to preparing",
+            Box::new(move |_| advance()),
+            [S::UNAUTHORIZED, S::FORBIDDEN, S::NOT_FOUND, S::OK, S::NOT_FOUND, S::OK],
+        ),
         (
             "restock store-1",
             Box::new(move |_| restock()),

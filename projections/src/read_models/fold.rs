@@ -90,6 +90,18 @@ pub fn changes(e: &RecordedEvent) -> Result<Option<Change>, SinkError> {
             cancel_reason: Some(c.reason),
             version,
         }),
+        DomainEvent::OrderPreparationStarted(e) => {
+            Some(Change::OrderStatus { order_id: e.order_id, status: "preparing", cancel_reason: None, version })
+        }
+        DomainEvent::OrderReadyForPickup(e) => {
+            Some(Change::OrderStatus { order_id: e.order_id, status: "ready", cancel_reason: None, version })
+        }
+        DomainEvent::OrderPickedUp(e) => {
+            Some(Change::OrderStatus { order_id: e.order_id, status: "completed", cancel_reason: None, version })
+        }
+        DomainEvent::OrderAbandoned(e) => {
+            Some(Change::OrderStatus { order_id: e.order_id, status: "abandoned", cancel_reason: None, version })
+        }
         DomainEvent::MenuItemPublished(m) => Some(Change::MenuItem {
             item: MenuItemView {
                 item_id: m.item_id,

@@ -1,8 +1,8 @@
 //! A page of events as the DynamoDB writes to make (pure: events in, writes out; no DynamoDB).
 //!
-//! The events of one item are folded into one write. An order placed and completed within the page
-//! is final (paid and cancelled end an order's stream: the order decider emits nothing after them),
-//! so it needs no condition and goes out in `BatchWriteItem`s of [`BATCH_LIMIT`]. An order placed
+//! The events of one item are folded into one write. An order placed and ended within the page is
+//! final (cancelled, completed and abandoned end an order's stream: the order decider emits nothing
+//! after them), so it needs no condition and goes out in `BatchWriteItem`s of [`BATCH_LIMIT`]. An order placed
 //! and not completed is one conditional put of the whole item; an order only completed is one
 //! conditional status update. The inventory deltas of one stock item stay in stream order, for one
 //! `UpdateItem` that adds their sum.
@@ -126,9 +126,10 @@ pub(super) fn plan<'a>(events: impl Iterator<Item = &'a RecordedEvent>) -> Resul
     Ok(batched)
 }
 
-/// Paid and cancelled end an order's stream: the order decider emits nothing after them.
+/// Cancelled, completed (picked up) and abandoned end an order's stream: the order decider emits
+/// nothing after them. A paid order is prepared next, so a redelivered page must not put it back.
 fn is_final(status: &str) -> bool {
-    matches!(status, "paid" | "cancelled")
+    matches!(status, "cancelled" | "completed" | "abandoned")
 }
 
 #[cfg(test)]
@@ -161,6 +162,11 @@ mod tests {
         (streams::order(order_id), OrderPaid { order_id, amount_cents: 450 }.into())
     }
 
+    fn cancelled(i: u128) -> (String, DomainEvent) {
+        let order_id = Uuid::from_u128(i);
+        (streams::order(order_id), OrderCancelled { order_id, reason: "declined".into() }.into())
+    }
+
     fn view(i: u128, status: &str) -> OrderView {
         OrderView {
             order_id: Uuid::from_u128(i),
@@ -184,12 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn an_order_placed_and_paid_in_one_page_is_final_and_batched_without_a_condition() {
+    fn an_order_placed_and_cancelled_in_one_page_is_final_and_batched_without_a_condition() {
+        let page = journal(vec![placed(1), cancelled(1)]);
+        let mut order = view(1, "cancelled");
+        order.cancel_reason = Some("declined".into());
+        assert_eq!(planned(&page), vec![Write::FinalOrders(vec![order_item(&order, Some(expiry(&page[1])), 2)])]);
+    }
+
+    #[test]
+    fn a_paid_order_is_not_final_it_is_prepared_next() {
         let page = journal(vec![placed(1), paid(1)]);
-        assert_eq!(
-            planned(&page),
-            vec![Write::FinalOrders(vec![order_item(&view(1, "paid"), Some(expiry(&page[1])), 2)])]
-        );
+        let item = order_item(&view(1, "paid"), Some(expiry(&page[1])), 2);
+        assert_eq!(planned(&page), vec![Write::Order { item, version: 2 }]);
     }
 
     #[test]
@@ -214,7 +226,7 @@ mod tests {
         let mut log = Vec::new();
         for i in 0..(BATCH_LIMIT as u128 + 3) {
             log.push(placed(i));
-            log.push(paid(i));
+            log.push(cancelled(i));
         }
         let writes = planned(&journal(log));
         let sizes: Vec<usize> = writes
