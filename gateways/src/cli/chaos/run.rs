@@ -262,7 +262,11 @@ pub struct Summary {
     pub verify: Value,
     pub verify_passed: bool,
     pub rollbacks_succeeded: bool,
-    /// Everything held: completed, hypotheses met, verify clean, rollbacks done.
+    /// The experiment's load ran and sent nothing, or wrote no report: how it ended, with the end of
+    /// what it printed.
+    pub load_failure: Option<String>,
+    /// Everything held: completed, hypotheses met, verify clean, rollbacks done, and the load (if
+    /// the experiment has one) sent requests.
     pub held: bool,
 }
 
@@ -353,8 +357,31 @@ impl Summary {
         let status = journal["status"].as_str().unwrap_or("unknown").to_owned();
         let deviated = journal["deviated"].as_bool().unwrap_or(true);
         let met = |p: &[ProbeResult]| !p.is_empty() && p.iter().all(|p| p.met);
-        let held =
-            status == "completed" && !deviated && met(&before) && met(&after) && verify_passed && rollbacks_succeeded;
+        let requests = m.and_then(|m| m["requests"].as_u64()).unwrap_or(0);
+        // A fault nobody was using the system through proves nothing: a load that sent nothing fails.
+        let load_failure =
+            run.iter().find(|a| arguments(a).starts_with("chaos load")).filter(|_| requests == 0).map(|a| {
+                let output = &a["output"];
+                let printed = [&output["stderr"], &output["stdout"]]
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let tail: String = printed.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+                format!(
+                    "the load sent no request (activity {}, exit {}){}",
+                    a["status"].as_str().unwrap_or("?"),
+                    output["status"],
+                    if tail.trim().is_empty() { String::new() } else { format!(": {}", tail.trim()) }
+                )
+            });
+        let held = status == "completed"
+            && !deviated
+            && met(&before)
+            && met(&after)
+            && verify_passed
+            && rollbacks_succeeded
+            && load_failure.is_none();
         Summary {
             experiment: experiment.name.clone(),
             title: experiment.title.clone(),
@@ -368,13 +395,14 @@ impl Summary {
             fault_for_s: fault_at.zip(fault_until).map(|(a, b)| b - a),
             time_to_detect_s,
             time_to_recover_s,
-            requests: m.and_then(|m| m["requests"].as_u64()).unwrap_or(0),
+            requests,
             failed_requests: m.and_then(|m| m["errors"].as_u64()).unwrap_or(0),
             failed_during_fault,
             errors_by_kind: m.map(|m| m["errors_by_kind"].clone()).unwrap_or(Value::Null),
             verify,
             verify_passed,
             rollbacks_succeeded,
+            load_failure,
             held,
         }
     }
@@ -408,6 +436,9 @@ impl Summary {
             self.failed_requests,
             self.failed_during_fault
         );
+        if let Some(failure) = &self.load_failure {
+            md += &format!("\n**The load failed**: {failure}\n");
+        }
         md += &format!("\nErrors by kind: {}\n\nverify:\n", self.errors_by_kind);
         for check in self.verify.as_array().into_iter().flatten() {
             md += &format!(

@@ -164,7 +164,24 @@ pub(crate) fn order_id(rng: &mut fastrand::Rng) -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rng.u128(..).to_le_bytes()).into_uuid()
 }
 
-/// Sends set-up commands `in_flight` at a time; every one must succeed (an idempotent repeat counts).
+/// How long a set-up command keeps being retried while the target is unavailable.
+const SET_UP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether a set-up command that failed this way is worth sending again: the target was
+/// unavailable, saturated or unreachable (a chaos experiment's fault may land while a flood is still
+/// setting up), not a refusal of the command itself.
+fn worth_retrying(kind: &str) -> bool {
+    kind.starts_with("503")
+        || kind.starts_with("429")
+        || kind.starts_with("connection")
+        || kind == "unavailable"
+        || kind == "busy"
+}
+
+/// Sends set-up commands `in_flight` at a time; every one must succeed (an idempotent repeat
+/// counts). One the target could not take now is sent again for up to [`SET_UP_PATIENCE`]: opening
+/// a store and publishing an item are idempotent, and a restock that was applied before its 503 and
+/// is applied again only adds stock, which nothing checks as exact.
 pub(crate) async fn set_up(
     target: &dyn Target,
     operations: Vec<Operation>,
@@ -172,7 +189,19 @@ pub(crate) async fn set_up(
 ) -> Result<(), FloodError> {
     let total = operations.len();
     let results: Vec<_> = futures::stream::iter(operations)
-        .map(|op| async move { target.execute(&op).await.map_err(|f| format!("{}: {}", op.name(), f.kind)) })
+        .map(|op| async move {
+            let (started, mut pause) = (Instant::now(), Duration::from_millis(200));
+            loop {
+                match target.execute(&op).await {
+                    Ok(_) => return Ok(()),
+                    Err(f) if worth_retrying(&f.kind) && started.elapsed() < SET_UP_PATIENCE => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(f) => return Err(format!("{}: {}", op.name(), f.kind)),
+                }
+            }
+        })
         .buffer_unordered(in_flight.max(1))
         .collect()
         .await;
@@ -299,5 +328,20 @@ pub(crate) fn no_silent_waits(measurements_errors: &std::collections::BTreeMap<S
         } else {
             format!("{timeouts} requests got no answer within the command timeout")
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_retrying;
+
+    #[test]
+    fn set_up_retries_what_the_target_could_not_take_now_and_not_what_it_refused() {
+        for kind in ["503 unavailable", "429 too many requests", "connection refused", "connection: reset", "busy"] {
+            assert!(worth_retrying(kind), "{kind}");
+        }
+        for kind in ["422 rejected", "400 bad request", "401 unauthorized", "409 conflict", "500 internal"] {
+            assert!(!worth_retrying(kind), "{kind}");
+        }
     }
 }
