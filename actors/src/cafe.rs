@@ -218,6 +218,32 @@ impl Cafe {
         Ok(Executed { events: placed.events, state: placed.state.unwrap_or_default(), version: placed.version })
     }
 
+    /// Gives a captured payment back, as its [`PaymentRefundRequested`] asked; answers the payment as
+    /// it stands. A refund carried out before decides nothing new.
+    ///
+    /// [`PaymentRefundRequested`]: events::domain::PaymentRefundRequested
+    pub async fn refund_payment(&self, order_id: Uuid, causation: Causation) -> Result<Payment, CafeError> {
+        let options = ExecuteOptions { new_stream: false, return_state: true };
+        let done =
+            self.payments.execute_with(&streams::payment(order_id), PaymentCommand::Refund, causation, options).await?;
+        Ok(done.state.unwrap_or_default())
+    }
+
+    /// Cancels an order for its customer while it is placed or paid (not once its preparation has
+    /// started); the saga then releases its stock and gives back its payment and points. Answers the
+    /// order as it stands; cancelling a cancelled order writes nothing.
+    pub async fn cancel_order(
+        &self,
+        order_id: Uuid,
+        reason: String,
+        causation: Causation,
+    ) -> Result<Executed<Order>, CafeError> {
+        let options = ExecuteOptions { new_stream: false, return_state: true };
+        let command = OrderCommand::Cancel { reason };
+        let done = self.orders.execute_with(&streams::order(order_id), command, causation, options).await?;
+        Ok(Executed { events: done.events, state: done.state.unwrap_or_default(), version: done.version })
+    }
+
     /// Moves an order one step towards pickup, as its store's staff ask; answers the order as it
     /// stands. The deadline of a ready order is `at_us` + [`Cafe::pickup_window`].
     pub async fn advance_order(

@@ -1,25 +1,32 @@
-//! The order saga: follows the journal and drives each order from placed to paid or cancelled.
+//! The order saga: follows the journal and drives each order from placed to paid or cancelled, and
+//! gives back what a cancelled order took.
 //!
 //! ```text
 //! OrderPlaced ─► reserve stock per line ─┬─► authorize payment ─► PaymentAuthorized ─► capture
-//!                                        │                         PaymentCaptured ─► OrderPaid
-//!                                        └─ out of stock ─► OrderCancelled          OrderPaid ─► settle stock, accrue points
-//! PaymentDeclined ─► OrderCancelled ─► release reserved stock
-//!                    OrderCancelled ─► void an authorized payment ◄─ PaymentAuthorized (order already cancelled)
-//!                                      PaymentVoidRequested ─► PaymentVoided (here when the saga authorizes;
-//!                                                              else the payment processor, from the queue)
+//!                                        │                         PaymentCaptured ─► OrderPaid ─► accrue points
+//!                                        └─ out of stock ─► OrderCancelled
+//! OrderPreparationStarted ─► settle stock (the reservation becomes a sale)
+//! PaymentDeclined ─► OrderCancelled
+//! OrderCancelled ─► release reserved stock, void an authorized payment, refund a captured one,
+//!                   revoke the points the order earned
+//! PaymentAuthorized (order already cancelled) ─► void      PaymentCaptured (order already cancelled) ─► refund
+//! PaymentVoidRequested ─► PaymentVoided, PaymentRefundRequested ─► PaymentRefunded (here when the
+//!                         saga authorizes; else the payment processor, from the queue)
 //! ```
 //!
-//! No hold is left behind: whichever comes second of an order's cancellation and its payment's
-//! authorization asks for the void, so an authorization that lands after the order was cancelled
-//! (the payment processor scores orders while the saga reserves their stock) is released too.
+//! Stock is sold when the order's preparation starts, not when it is paid: until then a customer
+//! may cancel, and the reservation is simply released.
+//!
+//! No hold is left behind and no money is kept: whichever comes second of an order's cancellation
+//! and its payment's authorization asks for the void, and of the cancellation and the capture, for
+//! the refund, so a payment that moves on after the order was cancelled is given back too.
 //!
 //! Within a reaction, commands that do not depend on each other go out at once (every line's
-//! reservation; every line's settlement and the points), so hot streams batch them with other
-//! orders' commands. Every reaction is a command that is idempotent by order id, and the saga stores its position in
-//! the journal ([`CHECKPOINT`]) only after a whole page is handled, so a crash replays reactions and
-//! changes nothing. The saga is a [`Follower`]: the loop, its retries and its metrics
-//! (`follower_*{follower="order-saga"}`) are [`events::follow`]'s.
+//! reservation; every line's release, the void or refund and the points), so hot streams batch them
+//! with other orders' commands. Every reaction is a command that is idempotent by order id, and the
+//! saga stores its position in the journal ([`CHECKPOINT`]) only after a whole page is handled, so a
+//! crash replays reactions and changes nothing. The saga is a [`Follower`]: the loop, its retries
+//! and its metrics (`follower_*{follower="order-saga"}`) are [`events::follow`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +41,7 @@ use uuid::Uuid;
 use crate::cafe::{AuthorizePayment, Authorizer, Cafe, CafeError};
 use crate::domain::inventory::{InventoryCommand, InventoryError};
 use crate::domain::loyalty::LoyaltyCommand;
-use crate::domain::order::{OrderCommand, OrderStatus};
+use crate::domain::order::{OrderCommand, OrderError, OrderStatus};
 use crate::domain::payment::PaymentCommand;
 use crate::host::{CommandError, ExecuteOptions};
 
@@ -104,6 +111,8 @@ impl OrderSaga {
                 DomainEvent::PaymentDeclined(e) => e.order_id,
                 DomainEvent::PaymentCaptured(e) => e.order_id,
                 DomainEvent::PaymentVoidRequested(e) => e.order_id,
+                DomainEvent::PaymentRefundRequested(e) => e.order_id,
+                DomainEvent::OrderPreparationStarted(e) => e.order_id,
                 _ => continue,
             };
             by_order.entry(order_id).or_default().push((event, Causation::following(recorded)));
@@ -124,6 +133,12 @@ impl OrderSaga {
     /// Asks for the order's payment to be voided; nothing happens unless it holds an authorization.
     async fn request_void(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
         let command = PaymentCommand::RequestVoid { reason };
+        settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
+    }
+
+    /// Asks for the order's payment to be refunded; nothing happens unless it was captured.
+    async fn request_refund(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
+        let command = PaymentCommand::RequestRefund { reason };
         settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
     }
 
@@ -195,7 +210,13 @@ impl OrderSaga {
             }
             DomainEvent::PaymentCaptured(e) => {
                 let command = OrderCommand::MarkPaid { amount_cents: e.amount_cents };
-                settle(cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await)
+                match cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await {
+                    // Cancelled while the payment was captured: the money goes back.
+                    Err(CommandError::Rejected(OrderError::CannotPay(_))) => {
+                        self.request_refund(e.order_id, "order_cancelled".into(), causation).await
+                    }
+                    other => settle(other),
+                }
             }
             DomainEvent::PaymentDeclined(e) => {
                 let command = OrderCommand::Cancel { reason: "payment_declined".into() };
@@ -208,12 +229,22 @@ impl OrderSaga {
                     let command = InventoryCommand::Release { order_id: e.order_id };
                     async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
                 });
-                // A payment authorized before the cancellation is voided; one authorized after it is
-                // voided when its authorization is reacted to (above).
+                // A payment authorized before the cancellation is voided, and one captured before it
+                // refunded; one that moves on after it is given back when that is reacted to (above).
+                // Each asks nothing of a payment in another state.
                 let void = self.request_void(e.order_id, e.reason.clone(), causation);
-                let (released, voided) = futures::join!(futures::future::join_all(releases), void);
+                let refund = self.request_refund(e.order_id, e.reason.clone(), causation);
+                let command = LoyaltyCommand::Revoke {
+                    customer_id: order.customer_id.clone(),
+                    order_id: e.order_id,
+                    amount_cents: order.total_cents,
+                };
+                let account = streams::loyalty(&order.customer_id);
+                let revoke = async { settle(cafe.loyalty.execute_with(&account, command, causation, QUIET).await) };
+                let (released, voided, refunded, revoked) =
+                    futures::join!(futures::future::join_all(releases), void, refund, revoke);
                 released.into_iter().collect::<Result<(), Retry>>()?;
-                voided
+                voided.and(refunded).and(revoked)
             }
             DomainEvent::PaymentVoidRequested(e) => {
                 if cafe.payment_policy.authorizer != Authorizer::Saga {
@@ -225,14 +256,19 @@ impl OrderSaga {
                         .await,
                 )
             }
+            DomainEvent::PaymentRefundRequested(e) => {
+                if cafe.payment_policy.authorizer != Authorizer::Saga {
+                    return Ok(()); // the payment processor refunds it, from the payment-request queue
+                }
+                settle(
+                    cafe.payments
+                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Refund, causation, QUIET)
+                        .await,
+                )
+            }
             DomainEvent::OrderPaid(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
-                // The sales and the points do not depend on each other: all at once.
-                let settlements = order.lines.iter().map(|line| {
-                    let stream = streams::inventory(&order.store_id, &line.item_id);
-                    let command = InventoryCommand::Settle { order_id: e.order_id };
-                    async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
-                });
+                // Points at payment; an order cancelled since earns none (or gives them back).
                 let command = LoyaltyCommand::Accrue {
                     customer_id: order.customer_id.clone(),
                     order_id: e.order_id,
@@ -240,10 +276,17 @@ impl OrderSaga {
                     order_paid: order.status.is_paid(),
                 };
                 let account = streams::loyalty(&order.customer_id);
-                let accrual = cafe.loyalty.execute_with(&account, command, causation, QUIET);
-                let (settled, accrued) = futures::join!(futures::future::join_all(settlements), accrual);
-                settled.into_iter().collect::<Result<(), Retry>>()?;
-                settle(accrued)
+                settle(cafe.loyalty.execute_with(&account, command, causation, QUIET).await)
+            }
+            DomainEvent::OrderPreparationStarted(e) => {
+                let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };
+                // The barista starts: the reserved units are sold, every line at once.
+                let settlements = order.lines.iter().map(|line| {
+                    let stream = streams::inventory(&order.store_id, &line.item_id);
+                    let command = InventoryCommand::Settle { order_id: e.order_id };
+                    async move { settle(cafe.inventory.execute_with(&stream, command, causation, QUIET).await) }
+                });
+                futures::future::join_all(settlements).await.into_iter().collect()
             }
             _ => Ok(()),
         }

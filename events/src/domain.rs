@@ -148,6 +148,25 @@ pub struct PaymentVoided {
     pub amount_cents: Cents,
 }
 
+/// A captured payment is to be given back (its order was cancelled after it was paid, or it was
+/// captured after its order's cancellation): asked of whoever settles payments, which answers with
+/// [`PaymentRefunded`]. The amount is the captured amount, all of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefundRequested {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+    pub reason: String,
+}
+
+/// The captured amount went back to the customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: Cents,
+}
+
 // ---- Inventory (one stream per store and SKU) ---------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +205,14 @@ pub struct StockSettled {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointsAccrued {
+    pub customer_id: String,
+    pub order_id: Uuid,
+    pub points: u64,
+}
+
+/// The points an order earned are taken back: the order was cancelled and refunded after it was paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsRevoked {
     pub customer_id: String,
     pub order_id: Uuid,
     pub points: u64,
@@ -404,11 +431,14 @@ domain_events! {
     PaymentCaptured = 1,
     PaymentVoidRequested = 1,
     PaymentVoided = 1,
+    PaymentRefundRequested = 1,
+    PaymentRefunded = 1,
     StockRestocked = 1,
     StockReserved = 1,
     StockReleased = 1,
     StockSettled = 1,
     PointsAccrued = 1,
+    PointsRevoked = 1,
     TierChanged = 1,
     MenuItemPublished = 2,
     MenuItemPriceChanged = 1,

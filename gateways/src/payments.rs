@@ -8,11 +8,14 @@
 //!
 //! a void request (kind = void) ─► PaymentProcessor ─► Payment actor ─► PaymentVoided
 //!                                     └─► DynamoDB `payments` (status `voided`, keyed on the PaymentVoidRequested id)
+//! a refund request (kind = refund) ─► PaymentProcessor ─► Payment actor ─► PaymentRefunded
+//!                                     └─► DynamoDB `payments` (status `refunded`, keyed on the PaymentRefundRequested id)
 //! ```
 //!
 //! A void is asked for by the saga (`PaymentVoidRequested`) when an order is cancelled while its
-//! payment holds an authorization; the outbox sends it here like an order's authorization, in the
-//! customer's message group, so it is handled after that authorization.
+//! payment holds an authorization, and a refund (`PaymentRefundRequested`) when it is cancelled after
+//! the capture; the outbox sends each here like an order's authorization, in the customer's message
+//! group, so it is handled after that authorization.
 //!
 //! - **Receiving**: long polling (`WaitTimeSeconds`), up to 10 messages a call. FIFO groups are
 //!   customers; a call's messages of one customer are handled one after another, different
@@ -62,7 +65,8 @@ pub struct PaymentRecord {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    /// What the request came to: `authorized` or `declined` for an authorization, `voided` for a void.
+    /// What the request came to: `authorized` or `declined` for an authorization, `voided` for a
+    /// void, `refunded` for a refund.
     pub status: String,
     pub fraud_score: f64,
     pub processed_at_us: i64,
@@ -330,6 +334,7 @@ impl PaymentProcessor {
                 self.cafe.authorize_payment(&authorize, causation).await?
             }
             PaymentRequestKind::Void => self.cafe.void_payment(request.order_id, causation).await?,
+            PaymentRequestKind::Refund => self.cafe.refund_payment(request.order_id, causation).await?,
         };
         let status = status_name(&payment);
         let record = PaymentRecord {
@@ -356,6 +361,8 @@ fn status_name(payment: &Payment) -> &'static str {
         PaymentStatus::Captured => "captured",
         PaymentStatus::VoidRequested => "void_requested",
         PaymentStatus::Voided => "voided",
+        PaymentStatus::RefundRequested => "refund_requested",
+        PaymentStatus::Refunded => "refunded",
     }
 }
 

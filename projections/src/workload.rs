@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use events::domain::{
     streams, MenuItemPriceChanged, MenuItemPublished, MenuItemRetired, Nutrition, OrderAbandoned, OrderCancelled,
     OrderLine, OrderPaid, OrderPickedUp, OrderPlaced, OrderPreparationStarted, OrderReadyForPickup, PaymentAuthorized,
-    PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided, PointsAccrued, StockReleased, StockReserved,
-    StockRestocked, StockSettled, Tier, TierChanged,
+    PaymentCaptured, PaymentDeclined, PaymentRefundRequested, PaymentRefunded, PaymentVoidRequested, PaymentVoided,
+    PointsAccrued, PointsRevoked, StockReleased, StockReserved, StockRestocked, StockSettled, Tier, TierChanged,
 };
 use events::{Causation, DomainEvent, NewEvent, RecordedEvent};
 use uuid::Uuid;
@@ -145,12 +145,6 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
         }
         log.push((streams::payment(order_id), PaymentCaptured { order_id, amount_cents: total }.into()));
         log.push((streams::order(order_id), OrderPaid { order_id, amount_cents: total }.into()));
-        for l in &lines {
-            log.push((
-                streams::inventory(store, &l.item_id),
-                StockSettled { store_id: store.into(), sku: l.item_id.clone(), order_id, quantity: l.quantity }.into(),
-            ));
-        }
         let earned = (total / 100) as u64;
         let before = points.get(&customer).copied().unwrap_or(0);
         points.insert(customer.clone(), before + earned);
@@ -164,14 +158,39 @@ fn history(orders: u32, stores: &[&str], store_of: impl Fn(u32) -> usize, custom
                 TierChanged { customer_id: customer.clone(), from: Tier::Green, to: Tier::Gold }.into(),
             ));
         }
-        // A paid order's life at the counter: a quarter wait to be made, a quarter are being made,
-        // a quarter were picked up, and of the last quarter half wait at the counter, half were abandoned.
+        // A paid order's life at the counter: a quarter wait to be made (an eighth of all are then
+        // cancelled by their customer and refunded), a quarter are being made, a quarter were picked
+        // up, and of the last quarter half wait at the counter, half were abandoned.
         let stage = i % 4;
         let (at, store_id) = (placed_at_us + 60_000_000, store.to_owned());
+        if i % 8 == 4 {
+            let reason = "customer_cancelled".to_owned();
+            log.push((streams::order(order_id), OrderCancelled { order_id, reason: reason.clone() }.into()));
+            release(&mut log, store, order_id, &lines);
+            let customer_id = customer.clone();
+            let asked = PaymentRefundRequested { order_id, customer_id, amount_cents: total, reason };
+            log.push((streams::payment(order_id), asked.into()));
+            let refunded = PaymentRefunded { order_id, customer_id: customer.clone(), amount_cents: total };
+            log.push((streams::payment(order_id), refunded.into()));
+            let now = before;
+            points.insert(customer.clone(), now);
+            let revoked = PointsRevoked { customer_id: customer.clone(), order_id, points: earned };
+            log.push((streams::loyalty(&customer), revoked.into()));
+            if before + earned >= 300 && now < 300 {
+                let down = TierChanged { customer_id: customer.clone(), from: Tier::Gold, to: Tier::Green };
+                log.push((streams::loyalty(&customer), down.into()));
+            }
+            continue;
+        }
         if stage >= 1 {
             let (customer_id, store_id) = (customer.clone(), store_id.clone());
             let started = OrderPreparationStarted { order_id, customer_id, store_id, started_at_us: at };
             log.push((streams::order(order_id), started.into()));
+            for l in &lines {
+                let (sku, quantity) = (l.item_id.clone(), l.quantity);
+                let settled = StockSettled { store_id: store.into(), sku, order_id, quantity };
+                log.push((streams::inventory(store, &l.item_id), settled.into()));
+            }
         }
         if stage >= 2 {
             let (customer_id, store_id) = (customer.clone(), store_id.clone());

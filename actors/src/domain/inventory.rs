@@ -1,4 +1,5 @@
-//! Stock of one SKU in one store: restocked, reserved for orders, released when an order is cancelled.
+//! Stock of one SKU in one store: restocked, reserved for orders, released when an order is
+//! cancelled, settled (sold) when its preparation starts.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -17,7 +18,7 @@ pub struct Stock {
     pub sku: String,
     /// Units free to reserve.
     pub available: u64,
-    /// Units held for orders that are neither paid nor cancelled, by order.
+    /// Units held for orders whose preparation has not started and that are not cancelled, by order.
     pub reservations: BTreeMap<Uuid, u32>,
     /// The last [`ENDED_REMEMBERED`] orders whose reservation here ended (settled or released),
     /// oldest first. A `Reserve` for one of them is a reaction replayed late (the saga's page
@@ -58,7 +59,7 @@ pub enum InventoryCommand {
     Release {
         order_id: Uuid,
     },
-    /// The order was paid: its reservation becomes a sale and is forgotten.
+    /// The order's preparation started: its reservation becomes a sale and is forgotten.
     Settle {
         order_id: Uuid,
     },

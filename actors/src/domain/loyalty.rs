@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use events::domain::{Cents, PointsAccrued, Tier, TierChanged};
+use events::domain::{Cents, PointsAccrued, PointsRevoked, Tier, TierChanged};
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,11 +39,21 @@ pub struct LoyaltyAccount {
     pub points: u64,
     pub tier: Tier,
     pub rewarded_orders: BTreeSet<Uuid>,
+    /// Rewarded orders whose points were taken back (they stay in `rewarded_orders`, so that a
+    /// replayed accrual gives nothing again).
+    #[serde(default)]
+    pub revoked_orders: BTreeSet<Uuid>,
 }
 
 impl Default for LoyaltyAccount {
     fn default() -> Self {
-        LoyaltyAccount { customer_id: String::new(), points: 0, tier: Tier::Green, rewarded_orders: BTreeSet::new() }
+        LoyaltyAccount {
+            customer_id: String::new(),
+            points: 0,
+            tier: Tier::Green,
+            rewarded_orders: BTreeSet::new(),
+            revoked_orders: BTreeSet::new(),
+        }
     }
 }
 
@@ -54,6 +64,9 @@ pub enum LoyaltyCommand {
     /// The hourly batch: bring the tier in line with the points and the thresholds. Points imported
     /// from the previous system arrive without a tier change, so until this runs their tier lags.
     Recalculate { customer_id: String },
+    /// The order was cancelled after it was paid: the points it earned (`amount_cents` is its
+    /// total, as for the accrual) are taken back, once; the tier follows the points down.
+    Revoke { customer_id: String, order_id: Uuid, amount_cents: Cents },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +88,21 @@ impl Decider for LoyaltyDecider {
         let (customer_id, order_id, amount_cents, order_paid) = match command {
             LoyaltyCommand::Accrue { customer_id, order_id, amount_cents, order_paid } => {
                 (customer_id, order_id, amount_cents, order_paid)
+            }
+            LoyaltyCommand::Revoke { customer_id, order_id, amount_cents } => {
+                if !account.rewarded_orders.contains(order_id) || account.revoked_orders.contains(order_id) {
+                    return Ok(vec![]);
+                }
+                let points = points_for(*amount_cents).min(account.points);
+                let mut events: Vec<DomainEvent> =
+                    vec![PointsRevoked { customer_id: customer_id.clone(), order_id: *order_id, points }.into()];
+                let new_tier = tier_for(account.points - points);
+                if new_tier != account.tier {
+                    events.push(
+                        TierChanged { customer_id: customer_id.clone(), from: account.tier, to: new_tier }.into(),
+                    );
+                }
+                return Ok(events);
             }
             LoyaltyCommand::Recalculate { customer_id } => {
                 let due = tier_for(account.points);
@@ -108,6 +136,10 @@ impl Decider for LoyaltyDecider {
                 account.points += e.points;
                 account.rewarded_orders.insert(e.order_id);
             }
+            DomainEvent::PointsRevoked(e) => {
+                account.points = account.points.saturating_sub(e.points);
+                account.revoked_orders.insert(e.order_id);
+            }
             DomainEvent::TierChanged(e) => account.tier = e.to,
             _ => {}
         }
@@ -130,6 +162,33 @@ mod tests {
     }
     fn accrued(order: u128, points: u64) -> DomainEvent {
         PointsAccrued { customer_id: "c1".into(), order_id: Uuid::from_u128(order), points }.into()
+    }
+
+    fn revoke(order: u128, cents: Cents) -> LoyaltyCommand {
+        LoyaltyCommand::Revoke { customer_id: "c1".into(), order_id: Uuid::from_u128(order), amount_cents: cents }
+    }
+    fn revoked(order: u128, points: u64) -> DomainEvent {
+        PointsRevoked { customer_id: "c1".into(), order_id: Uuid::from_u128(order), points }.into()
+    }
+
+    #[test]
+    fn a_refunded_order_gives_its_points_back_once_and_never_earns_them_again() {
+        let a = given::<LoyaltyDecider>([accrued(1, 12), accrued(2, 5)]).when(revoke(1, 1299)).then([revoked(1, 12)]);
+        assert_eq!(a.points, 5);
+        let history = || [accrued(1, 12), accrued(2, 5), revoked(1, 12)];
+        given::<LoyaltyDecider>(history()).when(revoke(1, 1299)).then_nothing_happens();
+        given::<LoyaltyDecider>(history()).when(accrue(1, 1299, true)).then_nothing_happens();
+        // Nothing earned, nothing to give back.
+        given::<LoyaltyDecider>([accrued(2, 5)]).when(revoke(1, 1299)).then_nothing_happens();
+    }
+
+    #[test]
+    fn the_tier_follows_the_points_down_when_they_are_taken_back() {
+        let gold: DomainEvent = TierChanged { customer_id: "c1".into(), from: Tier::Green, to: Tier::Gold }.into();
+        let a = given::<LoyaltyDecider>([accrued(1, 250), accrued(2, 60), gold])
+            .when(revoke(2, 6000))
+            .then([revoked(2, 60), TierChanged { customer_id: "c1".into(), from: Tier::Gold, to: Tier::Green }.into()]);
+        assert_eq!((a.points, a.tier), (250, Tier::Green));
     }
 
     #[test]

@@ -48,6 +48,11 @@ impl OrderStatus {
         }
     }
 
+    /// Its preparation started: its stock is sold, and it can no longer be cancelled.
+    pub fn is_made(self) -> bool {
+        matches!(self, OrderStatus::Preparing | OrderStatus::Ready | OrderStatus::Completed | OrderStatus::Abandoned)
+    }
+
     /// Paid, or any status a paid order moves on to.
     pub fn is_paid(self) -> bool {
         matches!(
@@ -175,8 +180,6 @@ pub enum OrderError {
     CannotPay(&'static str),
     #[error("paid amount {paid} differs from the order total {total}")]
     WrongAmount { paid: Cents, total: Cents },
-    #[error("order is paid, it cannot be cancelled")]
-    AlreadyPaid,
     #[error("order is {0}, it is too late to cancel it")]
     TooLateToCancel(&'static str),
     /// Staff asked for a step the order is not at: `current` is where it is.
@@ -193,7 +196,7 @@ impl Rejection for OrderError {
             }
             OrderError::UnknownStore(_) | OrderError::StoreClosed(_) => Some("store_id".into()),
             OrderError::AlreadyPlacedDifferently(_) => Some("Idempotency-Key".into()),
-            OrderError::CannotMove { .. } => Some("status".into()),
+            OrderError::CannotMove { .. } | OrderError::TooLateToCancel(_) => Some("status".into()),
             _ => None,
         }
     }
@@ -203,10 +206,7 @@ impl Rejection for OrderError {
     fn is_conflict(&self) -> bool {
         matches!(
             self,
-            OrderError::AlreadyPlacedDifferently(_)
-                | OrderError::CannotMove { .. }
-                | OrderError::AlreadyPaid
-                | OrderError::TooLateToCancel(_)
+            OrderError::AlreadyPlacedDifferently(_) | OrderError::CannotMove { .. } | OrderError::TooLateToCancel(_)
         )
     }
 }
@@ -296,14 +296,14 @@ impl Decider for OrderDecider {
                 match order.status {
                     OrderStatus::NotPlaced => Err(OrderError::NotPlaced),
                     OrderStatus::Cancelled => Ok(vec![]),
-                    OrderStatus::Paid => Err(OrderError::AlreadyPaid),
+                    // The saga gives the money, the stock and the points back.
+                    OrderStatus::Placed | OrderStatus::Paid => {
+                        Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
+                    }
                     late @ (OrderStatus::Preparing
                     | OrderStatus::Ready
                     | OrderStatus::Completed
                     | OrderStatus::Abandoned) => Err(OrderError::TooLateToCancel(late.as_str())),
-                    OrderStatus::Placed => {
-                        Ok(vec![OrderCancelled { order_id: order.order_id, reason: reason.clone() }.into()])
-                    }
                 }
             }
             OrderCommand::Advance { to, at_us, pickup_window_us } => {
@@ -577,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cancelled_order_cannot_be_paid_and_a_paid_one_cannot_be_cancelled() {
+    fn a_cancelled_order_cannot_be_paid_and_a_paid_one_can_be_cancelled_until_it_is_prepared() {
         let cancelled: DomainEvent = OrderCancelled { order_id: id(), reason: "payment_declined".into() }.into();
         given::<OrderDecider>([placed(), cancelled.clone()])
             .when(OrderCommand::MarkPaid { amount_cents: 900 })
@@ -585,9 +585,10 @@ mod tests {
         given::<OrderDecider>([placed(), cancelled])
             .when(OrderCommand::Cancel { reason: "again".into() })
             .then_nothing_happens();
-        given::<OrderDecider>([placed(), OrderPaid { order_id: id(), amount_cents: 900 }.into()])
-            .when(OrderCommand::Cancel { reason: "late".into() })
-            .then_rejected(|e| *e == OrderError::AlreadyPaid);
+        let order = given::<OrderDecider>([placed(), OrderPaid { order_id: id(), amount_cents: 900 }.into()])
+            .when(OrderCommand::Cancel { reason: "customer_cancelled".into() })
+            .then([OrderCancelled { order_id: id(), reason: "customer_cancelled".into() }.into()]);
+        assert!(!order.status.is_paid());
     }
 
     fn paid() -> DomainEvent {

@@ -1,18 +1,24 @@
 //! A payment for one order: authorized or declined on a fraud score, then captured; or, when its
-//! order is cancelled before the capture, voided, so that no hold is left on the customer's card.
+//! order is cancelled before the capture, voided, so that no hold is left on the customer's card;
+//! or, when its order is cancelled after the capture, refunded, in full and once.
 //!
 //! ```text
-//! None ─Authorize─► Authorized ─Capture─► Captured
+//! None ─Authorize─► Authorized ─Capture─► Captured ─RequestRefund─► RefundRequested ─Refund─► Refunded
 //!  │                   │
 //!  │                   └─RequestVoid─► VoidRequested ─Void─► Voided
 //!  └─Authorize─► Declined
 //! ```
 //!
-//! A void is asked for ([`PaymentVoidRequested`]) and then carried out ([`PaymentVoided`]) by
-//! whoever settles payments, like the authorization: the payment processor when payments go through
-//! the payment queue, else the saga.
+//! A void or a refund is asked for ([`PaymentVoidRequested`], [`PaymentRefundRequested`]) and then
+//! carried out ([`PaymentVoided`], [`PaymentRefunded`]) by whoever settles payments, like the
+//! authorization: the payment processor when payments go through the payment queue, else the saga.
+//! A refund gives back the captured amount: the command carries no amount, so it can be neither
+//! more than was captured nor a second one.
 
-use events::domain::{Cents, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentVoidRequested, PaymentVoided};
+use events::domain::{
+    Cents, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefundRequested, PaymentRefunded,
+    PaymentVoidRequested, PaymentVoided,
+};
 use events::DomainEvent;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +38,11 @@ pub enum PaymentStatus {
     VoidRequested,
     /// The authorization was released; nothing is held.
     Voided,
+    /// Its order was cancelled after the capture: the money is to go back (still taken until
+    /// [`Self::Refunded`]).
+    RefundRequested,
+    /// The captured amount went back.
+    Refunded,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -63,6 +74,13 @@ pub enum PaymentCommand {
     },
     /// Release the authorization, as asked by [`PaymentCommand::RequestVoid`].
     Void,
+    /// The order was cancelled after it was paid: ask for the captured amount to go back. Nothing to
+    /// do for a payment that took nothing (none, declined, authorized only, voided) or was asked already.
+    RequestRefund {
+        reason: String,
+    },
+    /// Give the captured amount back, as asked by [`PaymentCommand::RequestRefund`].
+    Refund,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +100,10 @@ pub enum PaymentError {
     CannotVoidCaptured,
     #[error("no void was asked for this payment")]
     VoidNotRequested,
+    #[error("no refund was asked for this payment")]
+    RefundNotRequested,
+    #[error("the payment is refunded: it cannot be captured again")]
+    CannotCaptureRefunded,
 }
 
 impl Rejection for PaymentError {
@@ -153,6 +175,7 @@ impl Decider for PaymentDecider {
                 PaymentStatus::Declined => Err(PaymentError::CannotCaptureDeclined),
                 PaymentStatus::Captured => Ok(vec![]),
                 PaymentStatus::VoidRequested | PaymentStatus::Voided => Err(PaymentError::CannotCaptureVoided),
+                PaymentStatus::RefundRequested | PaymentStatus::Refunded => Err(PaymentError::CannotCaptureRefunded),
                 PaymentStatus::Authorized => {
                     Ok(vec![PaymentCaptured { order_id: payment.order_id, amount_cents: payment.amount_cents }.into()])
                 }
@@ -160,7 +183,9 @@ impl Decider for PaymentDecider {
             PaymentCommand::RequestVoid { reason } => {
                 limits::check_text("reason", reason, limits::MAX_REASON_CHARS)?;
                 match payment.status {
-                    PaymentStatus::Captured => Err(PaymentError::CannotVoidCaptured),
+                    PaymentStatus::Captured | PaymentStatus::RefundRequested | PaymentStatus::Refunded => {
+                        Err(PaymentError::CannotVoidCaptured)
+                    }
                     PaymentStatus::None
                     | PaymentStatus::Declined
                     | PaymentStatus::VoidRequested
@@ -182,10 +207,46 @@ impl Decider for PaymentDecider {
                     amount_cents: payment.amount_cents,
                 }
                 .into()]),
-                PaymentStatus::Captured => Err(PaymentError::CannotVoidCaptured),
+                PaymentStatus::Captured | PaymentStatus::RefundRequested | PaymentStatus::Refunded => {
+                    Err(PaymentError::CannotVoidCaptured)
+                }
                 PaymentStatus::None | PaymentStatus::Declined | PaymentStatus::Authorized => {
                     Err(PaymentError::VoidNotRequested)
                 }
+            },
+            PaymentCommand::RequestRefund { reason } => {
+                limits::check_text("reason", reason, limits::MAX_REASON_CHARS)?;
+                match payment.status {
+                    PaymentStatus::Captured => Ok(vec![PaymentRefundRequested {
+                        order_id: payment.order_id,
+                        customer_id: payment.customer_id.clone(),
+                        amount_cents: payment.amount_cents,
+                        reason: reason.clone(),
+                    }
+                    .into()]),
+                    PaymentStatus::None
+                    | PaymentStatus::Declined
+                    | PaymentStatus::Authorized
+                    | PaymentStatus::VoidRequested
+                    | PaymentStatus::Voided
+                    | PaymentStatus::RefundRequested
+                    | PaymentStatus::Refunded => Ok(vec![]),
+                }
+            }
+            PaymentCommand::Refund => match payment.status {
+                PaymentStatus::Refunded => Ok(vec![]),
+                PaymentStatus::RefundRequested => Ok(vec![PaymentRefunded {
+                    order_id: payment.order_id,
+                    customer_id: payment.customer_id.clone(),
+                    amount_cents: payment.amount_cents,
+                }
+                .into()]),
+                PaymentStatus::None
+                | PaymentStatus::Declined
+                | PaymentStatus::Authorized
+                | PaymentStatus::Captured
+                | PaymentStatus::VoidRequested
+                | PaymentStatus::Voided => Err(PaymentError::RefundNotRequested),
             },
         }
     }
@@ -209,6 +270,8 @@ impl Decider for PaymentDecider {
             DomainEvent::PaymentCaptured(_) => payment.status = PaymentStatus::Captured,
             DomainEvent::PaymentVoidRequested(_) => payment.status = PaymentStatus::VoidRequested,
             DomainEvent::PaymentVoided(_) => payment.status = PaymentStatus::Voided,
+            DomainEvent::PaymentRefundRequested(_) => payment.status = PaymentStatus::RefundRequested,
+            DomainEvent::PaymentRefunded(_) => payment.status = PaymentStatus::Refunded,
             _ => {}
         }
         payment
@@ -359,6 +422,61 @@ mod tests {
         given::<PaymentDecider>([authorized(), void_requested(), voided()])
             .when(authorize(0.1, 0.9))
             .then_nothing_happens();
+    }
+
+    fn captured() -> DomainEvent {
+        PaymentCaptured { order_id: Uuid::from_u128(1), amount_cents: 900 }.into()
+    }
+    fn refund_requested() -> DomainEvent {
+        PaymentRefundRequested {
+            order_id: Uuid::from_u128(1),
+            customer_id: "c1".into(),
+            amount_cents: 900,
+            reason: "customer_cancelled".into(),
+        }
+        .into()
+    }
+    fn refunded() -> DomainEvent {
+        PaymentRefunded { order_id: Uuid::from_u128(1), customer_id: "c1".into(), amount_cents: 900 }.into()
+    }
+    fn request_refund() -> PaymentCommand {
+        PaymentCommand::RequestRefund { reason: "customer_cancelled".into() }
+    }
+
+    #[test]
+    fn a_captured_payment_of_a_cancelled_order_is_refunded_in_full_once() {
+        let p = given::<PaymentDecider>([authorized(), captured()]).when(request_refund()).then([refund_requested()]);
+        assert_eq!(p.status, PaymentStatus::RefundRequested);
+        given::<PaymentDecider>([authorized(), captured(), refund_requested()])
+            .when(request_refund())
+            .then_nothing_happens();
+        let p = given::<PaymentDecider>([authorized(), captured(), refund_requested()])
+            .when(PaymentCommand::Refund)
+            .then([refunded()]);
+        assert_eq!((p.status, p.amount_cents), (PaymentStatus::Refunded, 900));
+        // Once: a redelivered refund, or a new request, gives nothing back a second time.
+        let history = || [authorized(), captured(), refund_requested(), refunded()];
+        given::<PaymentDecider>(history()).when(PaymentCommand::Refund).then_nothing_happens();
+        given::<PaymentDecider>(history()).when(request_refund()).then_nothing_happens();
+        given::<PaymentDecider>(history())
+            .when(PaymentCommand::Capture)
+            .then_rejected(|e| *e == PaymentError::CannotCaptureRefunded);
+        given::<PaymentDecider>(history())
+            .when(request_void())
+            .then_rejected(|e| *e == PaymentError::CannotVoidCaptured);
+    }
+
+    #[test]
+    fn only_a_captured_payment_is_refunded_and_only_when_asked() {
+        for history in [vec![], vec![authorized()], vec![authorized(), void_requested(), voided()]] {
+            given::<PaymentDecider>(history.clone()).when(request_refund()).then_nothing_happens();
+        }
+        given::<PaymentDecider>([authorized(), captured()])
+            .when(PaymentCommand::Refund)
+            .then_rejected(|e| *e == PaymentError::RefundNotRequested);
+        given::<PaymentDecider>([authorized(), captured()])
+            .when(PaymentCommand::RequestRefund { reason: "\0".into() })
+            .then_rejected(|e| matches!(e, PaymentError::Invalid(i) if i.field == "reason"));
     }
 
     #[test]

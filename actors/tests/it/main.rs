@@ -17,6 +17,7 @@ use uuid::Uuid;
 mod batching;
 mod freshness;
 mod pickup;
+mod refunds;
 
 fn journal(dir: &tempfile::TempDir) -> Arc<dyn Journal> {
     Arc::new(SqliteJournal::open(dir.path(), SqliteOptions::default()).unwrap())

@@ -1,4 +1,5 @@
-//! `cloudcafe demo`: a node on a free port, a few orders placed over HTTP, and how they ended.
+//! `cloudcafe demo`: a node on a free port, a few orders placed over HTTP, how they ended, and one
+//! paid order cancelled and refunded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let r = client.request("POST", "/api/orders", &[("Authorization", &bearer("bob"))], body.as_bytes()).await?;
     println!("  -> {} {}\n", r.status, String::from_utf8_lossy(&r.body));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for (customer, id) in placed {
+    for (customer, id) in &placed {
         let auth = bearer(customer);
         let r = client.request("GET", &format!("/api/orders/{id}"), &[("Authorization", &auth)], b"").await?;
         let o = r.json();
@@ -69,6 +70,18 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     }
     let r = client.request("GET", "/api/loyalty/alice", &[("Authorization", &bearer("alice"))], b"").await?;
     println!("GET /api/loyalty/alice -> {}", String::from_utf8_lossy(&r.body));
+    // Bob changes his mind before the store starts on his paid order: he gets his money back.
+    if let Some((_, id)) = placed.iter().find(|(customer, _)| *customer == "bob") {
+        let auth = bearer("bob");
+        let body = r#"{"reason":"changed my mind"}"#;
+        println!("\nPOST /api/orders/{id}/cancel {body}   (bob)");
+        let path = format!("/api/orders/{id}/cancel");
+        let r = client.request("POST", &path, &[("Authorization", &auth)], body.as_bytes()).await?;
+        println!("  -> {} status={}", r.status, r.json()["status"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = client.request("GET", &format!("/api/payments/{id}"), &[("Authorization", &auth)], b"").await?;
+        println!("GET /api/payments/{id} -> {} status={}", r.status, r.json()["status"]);
+    }
     handle.stop(true).await;
     Ok(())
 }

@@ -164,7 +164,7 @@ pub const ORDER_OUTCOMES: &[&str] = &["placed", "rejected", "failed"];
 pub const COMMAND_OUTCOMES: &[&str] = &["ok", "rejected", "busy", "unavailable", "contended"];
 
 /// How the payment processor leaves a request (`PaymentRequests`' `Outcome`).
-pub const PAYMENT_OUTCOMES: &[&str] = &["authorized", "declined", "voided", "captured", "none", "failed"];
+pub const PAYMENT_OUTCOMES: &[&str] = &["authorized", "declined", "voided", "refunded", "captured", "none", "failed"];
 
 /// The period of every graph and of the rates derived from it, in seconds.
 pub const PERIOD_SECS: u32 = 60;

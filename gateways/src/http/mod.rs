@@ -205,6 +205,7 @@ fn routes() -> Vec<(&'static str, Methods)> {
         ("/api/orders", vec![(Method::POST, InHandler, web::to(orders::place_order))]),
         ("/api/orders/{order_id}", vec![(Method::GET, InHandler, web::to(orders::get_order))]),
         ("/api/orders/{order_id}/status", vec![(Method::POST, InHandler, web::to(orders::advance_order))]),
+        ("/api/orders/{order_id}/cancel", vec![(Method::POST, InHandler, web::to(orders::cancel_order))]),
         (
             "/api/customers/{customer_id}/orders",
             vec![(Method::GET, CustomerInPath("customer_id"), web::to(orders::customer_orders))],

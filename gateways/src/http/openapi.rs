@@ -48,6 +48,7 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
         orders::place_order,
         orders::get_order,
         orders::advance_order,
+        orders::cancel_order,
         orders::customer_orders,
         inventory::get_stock,
         inventory::store_stock,

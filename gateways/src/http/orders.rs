@@ -358,6 +358,68 @@ pub(super) async fn advance_order(
     Ok(response.json(OrderJson::from(moved.state)))
 }
 
+/// The body of `POST /api/orders/{order_id}/cancel`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CancelOrder)]
+pub(super) struct CancelBody {
+    /// Why, in the customer's words (at most 200 characters, no control characters; else 422).
+    /// Without it: `cancelled_by_customer`.
+    #[schema(example = "changed my mind")]
+    reason: Option<String>,
+}
+
+/// `POST /api/orders/{order_id}/cancel`: the customer cancels an order that is not being made yet.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{order_id}/cancel",
+    tag = "orders",
+    summary = "Cancel an order",
+    description = "The order's customer (or an admin) cancels it while it is `placed` or `paid`. Answers once \
+        `OrderCancelled` is committed; the order saga then releases its stock, voids its authorization or refunds \
+        its captured payment (`GET /api/payments/{order_id}` shows `refund_requested`, then `refunded`), and takes \
+        back the points it earned. Cancelling a cancelled order changes nothing (200). Once its preparation has \
+        started: 409 naming its status.",
+    params(("order_id" = Uuid, Path, description = "The order's id, a UUID (else 400)")),
+    request_body = CancelBody,
+    responses(
+        (status = 200, description = "The order, cancelled", body = OrderJson),
+        (status = 400, description = "`order_id` is not a UUID; malformed JSON, a mistyped field, or an unknown field", body = ErrorJson),
+        (status = 404, description = "No order has this id (or it is another customer's)", body = ErrorJson),
+        (status = 409, description = "The order is being made, ready or completed: too late to cancel", body = ErrorJson),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "A `reason` too long or with control characters (`field` is `reason`)", body = ErrorJson),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn cancel_order(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = parse_uuid(&path, "order_id")?;
+    let body: CancelBody = json_body(&req, payload, &state).await?;
+    let missing = || ApiError::not_found(format!("order {order_id} does not exist"));
+    let order = state.cafe.order(order_id).await?.ok_or_else(missing)?;
+    // Another customer's order (or staff's attempt) is answered as one that does not exist.
+    if super::auth::permit(&req, &state, Access::Customer(&order.customer_id)).is_err() {
+        return Err(missing());
+    }
+    let _permit = admit(&state)?;
+    let causation = crate::logging::command_causation();
+    let reason = body.reason.unwrap_or_else(|| "cancelled_by_customer".into());
+    let cancelled = state.cafe.cancel_order(order_id, reason, causation).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(h) = super::wire::correlation(&causation, !cancelled.events.is_empty()) {
+        response.insert_header(h);
+    }
+    Ok(response.json(OrderJson::from(cancelled.state)))
+}
+
 /// `GET /api/customers/{customer_id}/orders?limit=`: newest first, 50 unless `limit` (1-500) says.
 #[utoipa::path(
     get,

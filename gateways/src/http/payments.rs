@@ -24,6 +24,10 @@ enum PaymentStatusJson {
     VoidRequested,
     /// The authorization was released: nothing is held.
     Voided,
+    /// The order was cancelled after the capture; the money is being given back.
+    RefundRequested,
+    /// The captured amount was given back.
+    Refunded,
 }
 
 impl From<PaymentStatus> for PaymentStatusJson {
@@ -35,6 +39,8 @@ impl From<PaymentStatus> for PaymentStatusJson {
             PaymentStatus::Captured => PaymentStatusJson::Captured,
             PaymentStatus::VoidRequested => PaymentStatusJson::VoidRequested,
             PaymentStatus::Voided => PaymentStatusJson::Voided,
+            PaymentStatus::RefundRequested => PaymentStatusJson::RefundRequested,
+            PaymentStatus::Refunded => PaymentStatusJson::Refunded,
         }
     }
 }
@@ -116,5 +122,7 @@ mod tests {
         assert_eq!(wire(PaymentStatus::Captured), "captured");
         assert_eq!(wire(PaymentStatus::VoidRequested), "void_requested");
         assert_eq!(wire(PaymentStatus::Voided), "voided");
+        assert_eq!(wire(PaymentStatus::RefundRequested), "refund_requested");
+        assert_eq!(wire(PaymentStatus::Refunded), "refunded");
     }
 }

@@ -22,7 +22,7 @@ pub const STOCK: &str = "no stock below zero, and available = restocked − sold
 pub const LOYALTY_POINTS: &str = "loyalty points equal the paid totals per customer";
 pub const LOYALTY_TIERS: &str = "every loyalty tier matches its points";
 pub const PAYMENTS: &str = "each order has at most one captured payment, and every paid order exactly one";
-pub const HOLDS: &str = "no cancelled order's payment still holds an authorization";
+pub const HOLDS: &str = "no cancelled order's payment still holds an authorization or keeps a capture";
 pub const READ_MODELS: &str = "every read model equals a rebuild";
 
 /// How many offenders a failed check names; the rest are counted.
@@ -70,6 +70,8 @@ struct LoyaltyFacts {
     account: LoyaltyAccount,
     /// Every `PointsAccrued`: (order id, points), in journal order.
     accruals: Vec<(Uuid, u64)>,
+    /// Every `PointsRevoked`: (order id, points), in journal order.
+    revocations: Vec<(Uuid, u64)>,
 }
 
 /// The acknowledgements, grouped by stream, each with the journal's events that answer it counted.
@@ -210,13 +212,17 @@ impl Facts {
             | DomainEvent::PaymentDeclined(_)
             | DomainEvent::PaymentCaptured(_)
             | DomainEvent::PaymentVoidRequested(_)
-            | DomainEvent::PaymentVoided(_) => {
+            | DomainEvent::PaymentVoided(_)
+            | DomainEvent::PaymentRefundRequested(_)
+            | DomainEvent::PaymentRefunded(_) => {
                 let order_id = match &event {
                     DomainEvent::PaymentAuthorized(e) => e.order_id,
                     DomainEvent::PaymentDeclined(e) => e.order_id,
                     DomainEvent::PaymentCaptured(e) => e.order_id,
                     DomainEvent::PaymentVoidRequested(e) => e.order_id,
                     DomainEvent::PaymentVoided(e) => e.order_id,
+                    DomainEvent::PaymentRefundRequested(e) => e.order_id,
+                    DomainEvent::PaymentRefunded(e) => e.order_id,
                     _ => unreachable!("matched above"),
                 };
                 let facts = self.payments.entry(order_id).or_default();
@@ -256,9 +262,10 @@ impl Facts {
                     _ => {}
                 }
             }
-            DomainEvent::PointsAccrued(_) | DomainEvent::TierChanged(_) => {
+            DomainEvent::PointsAccrued(_) | DomainEvent::PointsRevoked(_) | DomainEvent::TierChanged(_) => {
                 let customer_id = match &event {
                     DomainEvent::PointsAccrued(e) => &e.customer_id,
+                    DomainEvent::PointsRevoked(e) => &e.customer_id,
                     DomainEvent::TierChanged(e) => &e.customer_id,
                     _ => unreachable!("matched above"),
                 };
@@ -266,8 +273,10 @@ impl Facts {
                     self.loyalty.insert(customer_id.clone(), LoyaltyFacts::default());
                 }
                 let facts = self.loyalty.get_mut(customer_id.as_str()).expect("inserted above");
-                if let DomainEvent::PointsAccrued(e) = &event {
-                    facts.accruals.push((e.order_id, e.points));
+                match &event {
+                    DomainEvent::PointsAccrued(e) => facts.accruals.push((e.order_id, e.points)),
+                    DomainEvent::PointsRevoked(e) => facts.revocations.push((e.order_id, e.points)),
+                    _ => {}
                 }
                 facts.account = LoyaltyDecider::evolve(std::mem::take(&mut facts.account), &event);
             }
@@ -351,6 +360,8 @@ impl Facts {
             Some(PaymentStatus::Declined) => "declined",
             Some(PaymentStatus::VoidRequested) => "void requested",
             Some(PaymentStatus::Voided) => "voided",
+            Some(PaymentStatus::RefundRequested) => "refund requested",
+            Some(PaymentStatus::Refunded) => "refunded",
             Some(PaymentStatus::None) | None if reserved.contains(&order_id) => "reserved",
             Some(PaymentStatus::None) | None => "placed",
         }
@@ -395,13 +406,13 @@ impl Facts {
     }
 
     fn stock_balances(&self) -> (Check, bool) {
-        // Sold: the lines of the paid orders, per inventory stream.
+        // Sold: the lines of the orders whose preparation started, per inventory stream.
         let mut sold: HashMap<String, u64> = HashMap::new();
-        // Streams where a paid order has two lines of the SKU (the saga reserves one line per SKU).
+        // Streams where a sold order has two lines of the SKU (the saga reserves one line per SKU).
         let mut repeated: BTreeMap<String, Uuid> = BTreeMap::new();
         for (id, facts) in &self.orders {
             let order = &facts.order;
-            if !order.status.is_paid() {
+            if !order.status.is_made() {
                 continue;
             }
             let mut seen = HashSet::new();
@@ -434,19 +445,21 @@ impl Facts {
             for order_id in &facts.reserved_again {
                 twice.push(format!("{place}: order {order_id} reserved a second time"));
             }
-            // Units held for orders not paid yet are neither available nor sold.
+            // Units held for orders not in preparation yet are neither available nor sold; a paid
+            // order holds its units until then.
             let mut held = 0u64;
             for (order_id, quantity) in &facts.stock.reservations {
                 let status = self.orders.get(order_id).map(|o| o.order.status);
                 match status {
                     Some(OrderStatus::Placed) => in_progress += 1,
+                    Some(OrderStatus::Paid) => {}
                     Some(OrderStatus::NotPlaced) | None => {
                         unknown.push(format!("{place}: {quantity} reserved for order {order_id}, never placed"))
                     }
                     Some(ended) => held_by_ended
                         .push(format!("{place}: {quantity} still reserved for {} order {order_id}", ended.as_str())),
                 }
-                if !status.is_some_and(OrderStatus::is_paid) {
+                if !status.is_some_and(OrderStatus::is_made) {
                     held += u64::from(*quantity);
                 }
             }
@@ -454,7 +467,7 @@ impl Facts {
             if available != i128::from(facts.restocked) - i128::from(sold_here) {
                 let hint = repeated
                     .get(stream)
-                    .map(|id| format!(" (paid order {id} has several lines of this SKU)"))
+                    .map(|id| format!(" (sold order {id} has several lines of this SKU)"))
                     .unwrap_or_default();
                 unbalanced.push(format!(
                     "{place}: available {}{} ≠ restocked {} − sold {}{hint}",
@@ -508,7 +521,9 @@ impl Facts {
         customers.sort_unstable();
         customers.dedup();
         let (mut wrong, mut missing) = (Vec::new(), Vec::new());
-        let (mut paid_points, mut imported_points, mut rewarded) = (0u64, 0u64, 0u64);
+        let (mut paid_points, mut imported_points, mut rewarded, mut revoked) = (0u64, 0u64, 0u64, 0u64);
+        // Accruals of orders cancelled since, not yet revoked: the saga takes them back next.
+        let mut unrevoked = Vec::new();
         let no_facts = LoyaltyFacts::default();
         for customer in customers {
             let facts = self.loyalty.get(customer).unwrap_or(&no_facts);
@@ -518,6 +533,17 @@ impl Facts {
                 let entry = accrued.entry(*order_id).or_default();
                 entry.0 += 1;
                 entry.1 += points;
+            }
+            // A revocation takes back the whole accrual of its order (its order was refunded).
+            for (order_id, points) in &facts.revocations {
+                match accrued.get(order_id) {
+                    Some((1, got)) if got == points => {
+                        accrued.remove(order_id);
+                        revoked += 1;
+                    }
+                    _ => wrong
+                        .push(format!("{customer}: {points} points revoked for order {order_id}, not what it accrued")),
+                }
             }
             let imported = accrued.remove(&import).map_or(0, |(_, points)| points);
             imported_points += imported;
@@ -537,11 +563,21 @@ impl Facts {
             // What is left was accrued for an order that is not one of this customer's paid orders.
             let mut strays: Vec<_> = accrued.into_iter().collect();
             strays.sort();
+            let mut unrevoked_points = 0;
             for (order_id, (_, points)) in strays {
-                let status = self.orders.get(&order_id).map_or("unknown", |o| o.order.status.as_str());
-                wrong.push(format!("{customer}: {points} points for {status} order {order_id}"));
+                let status = self.orders.get(&order_id).map(|o| o.order.status);
+                let line = format!(
+                    "{customer}: {points} points for {} order {order_id}",
+                    status.map_or("unknown", OrderStatus::as_str)
+                );
+                if status == Some(OrderStatus::Cancelled) {
+                    unrevoked_points += points;
+                    unrevoked.push(line);
+                } else {
+                    wrong.push(line);
+                }
             }
-            if facts.account.points != owed + imported {
+            if facts.account.points != owed + imported + unrevoked_points {
                 wrong.push(format!(
                     "{customer}: {} points, paid orders earn {owed} + {imported} imported",
                     facts.account.points
@@ -549,13 +585,14 @@ impl Facts {
             }
         }
         let summary = format!(
-            "{} customers: {} points for {} paid orders, {} imported",
+            "{} customers: {} points for {} paid orders, {} imported, {} revoked",
             n(self.loyalty.len()),
             n(paid_points),
             n(rewarded),
-            n(imported_points)
+            n(imported_points),
+            n(revoked)
         );
-        if wrong.is_empty() && missing.is_empty() {
+        if wrong.is_empty() && missing.is_empty() && unrevoked.is_empty() {
             return (pass(LOYALTY_POINTS, summary), false);
         }
         let mut problems = Vec::new();
@@ -565,8 +602,13 @@ impl Facts {
         if !missing.is_empty() {
             problems.push(format!("{} not accrued: {}", n(missing.len()), listed(&missing)));
         }
-        // A paid order's points follow it through the saga: missing ones may still come.
-        (fail(LOYALTY_POINTS, format!("{}; {summary}", problems.join("; "))), !missing.is_empty())
+        if !unrevoked.is_empty() {
+            problems.push(format!("{} not revoked: {}", n(unrevoked.len()), listed(&unrevoked)));
+        }
+        // A paid order's points follow it through the saga, and a cancelled one's revocation:
+        // missing ones may still come.
+        let moving = !missing.is_empty() || !unrevoked.is_empty();
+        (fail(LOYALTY_POINTS, format!("{}; {summary}", problems.join("; "))), moving)
     }
 
     fn loyalty_tiers(&self) -> Check {
@@ -604,11 +646,12 @@ impl Facts {
         }
     }
 
-    /// A cancelled order's payment holds nothing: never authorized, declined, or voided. One still
-    /// authorized or whose void is asked but not yet done keeps the check failing and `moving` (the
-    /// saga and the processor are expected to release it), so verify waits for it.
+    /// A cancelled order's payment holds nothing: never authorized, declined, voided, or refunded. One
+    /// still authorized or captured, or whose void or refund is asked but not yet done, keeps the
+    /// check failing and `moving` (the saga and the processor are expected to give it back), so
+    /// verify waits for it.
     fn holds_released(&self) -> (Check, bool) {
-        let (mut voided, mut held) = (0u64, Vec::new());
+        let (mut voided, mut refunded, mut held) = (0u64, 0u64, Vec::new());
         let mut cancelled: Vec<(&Uuid, &OrderFacts)> =
             self.orders.iter().filter(|(_, o)| o.order.status == OrderStatus::Cancelled).collect();
         cancelled.sort_by_key(|(id, _)| **id);
@@ -618,10 +661,17 @@ impl Facts {
                 Some(PaymentStatus::Authorized) => held.push(format!("order {order_id}: payment still authorized")),
                 Some(PaymentStatus::VoidRequested) => held.push(format!("order {order_id}: void asked, not done")),
                 Some(PaymentStatus::Captured) => held.push(format!("order {order_id}: payment captured")),
+                Some(PaymentStatus::RefundRequested) => held.push(format!("order {order_id}: refund asked, not done")),
+                Some(PaymentStatus::Refunded) => refunded += 1,
                 Some(PaymentStatus::None | PaymentStatus::Declined) | None => {}
             }
         }
-        let summary = format!("{} cancelled orders: {} authorizations voided", n(cancelled.len()), n(voided));
+        let summary = format!(
+            "{} cancelled orders: {} authorizations voided, {} payments refunded",
+            n(cancelled.len()),
+            n(voided),
+            n(refunded)
+        );
         if held.is_empty() {
             return (pass(HOLDS, summary), false);
         }
@@ -710,9 +760,9 @@ pub(crate) fn n(count: impl TryInto<u64>) -> String {
 mod tests {
     use super::*;
     use events::domain::{
-        OrderCancelled, OrderLine, OrderPaid, OrderPlaced, PaymentAuthorized, PaymentCaptured, PaymentDeclined,
-        PaymentVoidRequested, PaymentVoided, PointsAccrued, StockReleased, StockReserved, StockRestocked, StockSettled,
-        TierChanged,
+        OrderCancelled, OrderLine, OrderPaid, OrderPlaced, OrderPreparationStarted, PaymentAuthorized, PaymentCaptured,
+        PaymentDeclined, PaymentVoidRequested, PaymentVoided, PointsAccrued, StockReleased, StockReserved,
+        StockRestocked, StockSettled, TierChanged,
     };
     use events::{Causation, NewEvent};
 
@@ -781,7 +831,8 @@ mod tests {
             }
         }
 
-        /// The saga's whole happy path after `placed`: reserve, authorize, capture, pay, settle, accrue.
+        /// The saga's whole happy path after `placed`: reserve, authorize, capture, pay, accrue, and
+        /// the store's start of the preparation, which settles the stock.
         fn pay(&mut self, placed: &RecordedEvent) {
             let DomainEvent::OrderPlaced(p) = placed.decode().unwrap() else { panic!("not a placed order") };
             self.reserve(placed);
@@ -800,11 +851,18 @@ mod tests {
             );
             let paid = OrderPaid { order_id: p.order_id, amount_cents: p.total_cents };
             let paid = self.react(&streams::order(p.order_id), paid, &captured);
+            self.accrue(&p.customer_id, p.order_id, points_for(p.total_cents), &paid);
+            let started = OrderPreparationStarted {
+                order_id: p.order_id,
+                customer_id: p.customer_id.clone(),
+                store_id: p.store_id.clone(),
+                started_at_us: 1,
+            };
+            let started = self.react(&streams::order(p.order_id), started, &paid);
             for (sku, quantity) in Self::reservations(&p) {
                 let e = StockSettled { store_id: "s1".into(), sku: sku.clone(), order_id: p.order_id, quantity };
-                self.react(&streams::inventory("s1", &sku), e, &paid);
+                self.react(&streams::inventory("s1", &sku), e, &started);
             }
-            self.accrue(&p.customer_id, p.order_id, points_for(p.total_cents), &paid);
         }
 
         fn accrue(&mut self, customer: &str, order_id: Uuid, points: u64, cause: &RecordedEvent) {
@@ -881,7 +939,7 @@ mod tests {
         assert_eq!(j.checks.len(), 7);
         assert_eq!(check(&j, ORDERS_ENDED).detail, "2 orders: 1 paid, 1 cancelled");
         assert_eq!(check(&j, STOCK).detail, "2 SKUs at 1 stores: 15 restocked, 3 sold, none below zero");
-        assert_eq!(check(&j, LOYALTY_POINTS).detail, "1 customers: 13 points for 1 paid orders, 0 imported");
+        assert_eq!(check(&j, LOYALTY_POINTS).detail, "1 customers: 13 points for 1 paid orders, 0 imported, 0 revoked");
         assert!(check(&j, ACKNOWLEDGED).detail.starts_with("2 acknowledgements checked (2 answered"));
     }
 
@@ -933,8 +991,9 @@ mod tests {
         for c in &j.checks {
             assert!(c.passed, "{c:?}");
         }
-        assert_eq!(check(&j, ORDERS_ENDED).detail, "3,000 orders: 2,314 paid, 686 cancelled");
-        assert_eq!(check(&j, HOLDS).detail, "686 cancelled orders: 86 authorizations voided");
+        // Of the 2,314 paid, 290 were cancelled by their customer and refunded.
+        assert_eq!(check(&j, ORDERS_ENDED).detail, "3,000 orders: 2,024 paid, 976 cancelled");
+        assert_eq!(check(&j, HOLDS).detail, "976 cancelled orders: 86 authorizations voided, 290 payments refunded");
     }
 
     #[test]
@@ -976,7 +1035,7 @@ mod tests {
     }
 
     #[test]
-    fn a_paid_order_not_yet_settled_nor_rewarded_is_still_moving() {
+    fn a_paid_order_not_yet_rewarded_is_still_moving_and_one_being_made_is_sold_next() {
         let mut h = History::default();
         h.restock("latte", 10);
         let a = h.place(1, "ann", &[("latte", 4)]);
@@ -991,15 +1050,28 @@ mod tests {
         };
         let auth = h.react(&payment, auth, &a);
         let captured = h.react(&payment, PaymentCaptured { order_id: p.order_id, amount_cents: p.total_cents }, &auth);
-        h.react(&a.stream_id, OrderPaid { order_id: p.order_id, amount_cents: p.total_cents }, &captured);
+        let paid = h.react(&a.stream_id, OrderPaid { order_id: p.order_id, amount_cents: p.total_cents }, &captured);
         let j = h.judge(&[]);
         assert!(j.moving);
         assert!(check(&j, ORDERS_ENDED).passed);
         assert!(check(&j, PAYMENTS).passed);
+        // A paid order waiting for the store holds its units: not available, not sold yet.
         let stock = check(&j, STOCK);
-        assert!(stock.detail.contains("still reserved for paid order"), "{}", stock.detail);
+        assert!(stock.passed && stock.detail.ends_with("10 restocked, 0 sold, none below zero"), "{stock:?}");
         let points = check(&j, LOYALTY_POINTS);
         assert!(points.detail.contains("not accrued"), "{}", points.detail);
+        // Its preparation started: the saga is to sell the units, and until it has, verify waits.
+        let started = OrderPreparationStarted {
+            order_id: p.order_id,
+            customer_id: "ann".into(),
+            store_id: p.store_id.clone(),
+            started_at_us: 1,
+        };
+        h.react(&a.stream_id, started, &paid);
+        let j = h.judge(&[]);
+        let stock = check(&j, STOCK);
+        assert!(j.moving && !stock.passed, "{stock:?}");
+        assert!(stock.detail.contains("4 still reserved for preparing order"), "{}", stock.detail);
     }
 
     #[test]
@@ -1065,7 +1137,7 @@ mod tests {
         // 13 + 290 = 303: gold is due, and an import writes no TierChanged.
         let j = imported.judge(&[]);
         assert!(check(&j, LOYALTY_POINTS).passed, "{:?}", check(&j, LOYALTY_POINTS));
-        assert!(check(&j, LOYALTY_POINTS).detail.ends_with("290 imported"));
+        assert!(check(&j, LOYALTY_POINTS).detail.ends_with("290 imported, 0 revoked"));
         let tiers = check(&j, LOYALTY_TIERS);
         assert!(!tiers.passed);
         assert_eq!(

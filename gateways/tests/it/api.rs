@@ -164,6 +164,80 @@ async fn store_staff_move_an_order_to_pickup_one_step_at_a_time() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
+/// Polls `GET {path}` until `field` of its answer is `want`; answers the last body.
+async fn reaches(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error>,
+    path: &str,
+    field: &str,
+    want: Value,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body, _) = call(app, test::TestRequest::get().uri(path)).await;
+        if body[field] == want || std::time::Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_customer_cancels_a_paid_order_and_gets_the_money_and_the_stock_back_until_it_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let latte = "/api/inventory/stores/store-1/items/latte";
+    let (_, before, _) = call(&app, test::TestRequest::get().uri(latte)).await;
+    let (status, order, _) =
+        call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 2}])))).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(order_reaches(&app, &id, "paid", Duration::from_secs(10)).await["status"], "paid");
+    assert_eq!(reaches(&app, "/api/loyalty/alice", "points", json!(9)).await["points"], 9);
+    let cancel = |body: Value| post(&format!("/api/orders/{id}/cancel"), body);
+
+    // Bad bodies name their field and write nothing.
+    let head = node.journal.head_position().await.unwrap();
+    for (body, field, expected) in [
+        (json!({"reason": "x".repeat(201)}), "reason", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"reason": "a\u{0}b"}), "reason", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"reason": 3}), "reason", StatusCode::BAD_REQUEST),
+        (json!({"refund": false}), "refund", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer, _) = call(&app, cancel(body.clone())).await;
+        assert_eq!((status, answer["field"].as_str()), (expected, Some(field)), "{body}: {answer}");
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "refusals wrote nothing");
+
+    let (status, body, _) = call(&app, cancel(json!({"reason": "changed my mind"}))).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{body}");
+    let payment = reaches(&app, &format!("/api/payments/{id}"), "status", json!("refunded")).await;
+    assert_eq!((&payment["status"], &payment["amount_cents"]), (&json!("refunded"), &json!(900)), "{payment}");
+    assert_eq!(reaches(&app, "/api/loyalty/alice", "points", json!(0)).await["points"], 0, "the points went back");
+    let stock = reaches(&app, latte, "available", before["available"].clone()).await;
+    assert_eq!(stock["available"], before["available"], "the stock went back: {stock}");
+    // Again: the same answer, nothing new.
+    let head = node.journal.head_position().await.unwrap();
+    let (status, body, _) = call(&app, cancel(json!({}))).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{body}");
+    assert_eq!(node.journal.head_position().await.unwrap(), head);
+
+    // Once the barista has started: 409 naming the status, and nothing changes.
+    let (_, order, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 1}])))).await;
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(order_reaches(&app, &id, "paid", Duration::from_secs(10)).await["status"], "paid");
+    let (status, _, _) = call(&app, post(&format!("/api/orders/{id}/status"), json!({"status": "preparing"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let head = node.journal.head_position().await.unwrap();
+    let (status, body, _) = call(&app, post(&format!("/api/orders/{id}/cancel"), json!({}))).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("status")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("preparing"), "{body}");
+    assert_eq!(node.journal.head_position().await.unwrap(), head);
+    let ghost = uuid::Uuid::now_v7();
+    let (status, _, _) = call(&app, post(&format!("/api/orders/{ghost}/cancel"), json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[actix_web::test]
 async fn a_ready_order_nobody_picks_up_is_abandoned_by_the_nodes_timer() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,16 +576,17 @@ async fn a_stores_stock_is_listed_a_page_at_a_time() {
     let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
     let (s, _, _) = call(&app, post("/api/orders", order_body(json!([{"item_id": "latte", "quantity": 3}])))).await;
     assert_eq!(s, StatusCode::CREATED);
-    // Wait until the order is paid and the storefront has everything.
+    // Wait until the storefront has the order's reservation.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         assert!(gateways::node::storefront_caught_up(&node, Duration::from_secs(5)).await);
         let (_, page, _) = call(&app, test::TestRequest::get().uri("/api/inventory/stores/store-1?limit=500")).await;
         let latte = page["items"].as_array().unwrap().iter().find(|i| i["sku"] == "latte").cloned().unwrap_or_default();
-        if latte["available"] == 997 && latte["reserved"] == 0 {
+        // Reserved for the order until its preparation starts.
+        if latte["available"] == 997 && latte["reserved"] == 3 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the sale never reached the store's stock: {page}");
+        assert!(std::time::Instant::now() < deadline, "the reservation never reached the store's stock: {page}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut skus = Vec::new();

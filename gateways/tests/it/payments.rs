@@ -207,7 +207,7 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
 }
 
 /// Waits until no order's payment holds money it should not: every cancelled order's payment
-/// declined, voided or never made, and nothing waiting for a void.
+/// declined, voided, refunded or never made, and nothing waiting for a void or a refund.
 async fn wait_until_no_hold(node: &Node, orders: &[Uuid], within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -215,7 +215,16 @@ async fn wait_until_no_hold(node: &Node, orders: &[Uuid], within: Duration) {
         for id in orders {
             let cancelled = node.cafe.order(*id).await.unwrap().unwrap().status == OrderStatus::Cancelled;
             let status = node.cafe.payment(*id).await.unwrap().map(|p| p.status);
-            if cancelled && matches!(status, Some(PaymentStatus::Authorized | PaymentStatus::VoidRequested)) {
+            let holding = matches!(
+                status,
+                Some(
+                    PaymentStatus::Authorized
+                        | PaymentStatus::VoidRequested
+                        | PaymentStatus::Captured
+                        | PaymentStatus::RefundRequested
+                )
+            );
+            if cancelled && holding {
                 held.push((*id, status));
             }
         }
@@ -290,6 +299,67 @@ async fn no_hold_is_left_behind_when_orders_are_cancelled_for_want_of_stock() {
     assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
     let voids_after = ledger.all().await.unwrap().into_values().filter(|r| r.status == "voided").count();
     assert_eq!(voids_after, voided.len(), "no second ledger item for the void");
+}
+
+#[actix_web::test]
+async fn a_paid_order_cancelled_by_its_customer_is_refunded_by_the_processor_once() {
+    let Some(e) = emulators().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path()).await;
+    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
+    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
+    messaging::start(&node, settings).await.unwrap();
+
+    let customers: Vec<String> = (0..8).map(|i| format!("refund-{i}")).collect();
+    let placing = customers.iter().map(|c| place(&node, c, 1));
+    let orders: Vec<Uuid> = futures::future::join_all(placing).await;
+    wait_until_settled(&node, &orders, Duration::from_secs(60)).await;
+    let mut paid = Vec::new();
+    for id in &orders {
+        if node.cafe.order(*id).await.unwrap().unwrap().status == OrderStatus::Paid {
+            paid.push(*id);
+        }
+    }
+    assert!(paid.len() >= 2, "a decline threshold of 0.8 pays most orders: {} paid", paid.len());
+    for id in &paid {
+        let cancelled = node.cafe.cancel_order(*id, "changed my mind".into(), Causation::new_root()).await.unwrap();
+        assert_eq!(cancelled.state.status, OrderStatus::Cancelled);
+    }
+    wait_until_no_hold(&node, &paid, Duration::from_secs(60)).await;
+    for id in &paid {
+        let payment = node.cafe.payment(*id).await.unwrap().unwrap();
+        assert_eq!((payment.status, payment.amount_cents), (PaymentStatus::Refunded, 450), "order {id}");
+    }
+
+    // The ledger records each refund once, keyed on the request that asked for it.
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refunds = loop {
+        let refunds: Vec<_> = ledger.all().await.unwrap().into_values().filter(|r| r.status == "refunded").collect();
+        if refunds.len() >= paid.len() || Instant::now() > deadline {
+            break refunds;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut recorded: Vec<Uuid> = refunds.iter().map(|r| r.order_id).collect();
+    recorded.sort();
+    paid.sort();
+    assert_eq!(recorded, paid, "each refund recorded in the ledger once");
+    assert!(refunds.iter().all(|r| r.amount_cents == 450));
+
+    // A refund request delivered again (after SQS's deduplication window) gives nothing back twice.
+    let payment_stream = streams::payment(paid[0]);
+    let history = node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap();
+    let types: Vec<&str> = history.iter().map(|r| r.event_type.as_str()).collect();
+    assert_eq!(types, ["PaymentAuthorized", "PaymentCaptured", "PaymentRefundRequested", "PaymentRefunded"]);
+    let request = sqs::payment_request(&history[2]).unwrap().unwrap();
+    assert_eq!(request.kind, sqs::PaymentRequestKind::Refund);
+    send_again(&e, &queue, &request).await;
+    let head = node.journal.head_position().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
+    let again = ledger.all().await.unwrap().into_values().filter(|r| r.status == "refunded").count();
+    assert_eq!(again, paid.len(), "no second ledger item for the refund");
 }
 
 #[actix_web::test]

@@ -278,6 +278,10 @@ async fn each_role_reaches_its_own_resources_only() {
         let uri = format!("/api/orders/{order_id}/status");
         move || test::TestRequest::post().uri(&uri).set_json(json!({"status": "preparing"}))
     };
+    let cancel = {
+        let uri = format!("/api/orders/{order_id}/cancel");
+        move || test::TestRequest::post().uri(&uri).set_json(json!({"reason": "changed my mind"}))
+    };
     type Request = Box<dyn Fn(usize) -> test::TestRequest>;
     let commands: Vec<(&str, Request, [StatusCode; 6])> = vec![
         (
@@ -286,6 +290,13 @@ async fn each_role_reaches_its_own_resources_only() {
             "move alice's order at store-1 to preparing",
             Box::new(move |_| advance()),
             [S::UNAUTHORIZED, S::FORBIDDEN, S::NOT_FOUND, S::OK, S::NOT_FOUND, S::OK],
+        ),
+        (
+            // Only its customer (or an admin) cancels it, and once it is being made (the row above)
+            // not even they: 409. Anyone else does not see it.
+            "cancel alice's order, now preparing",
+            Box::new(move |_| cancel()),
+            [S::UNAUTHORIZED, S::CONFLICT, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::CONFLICT],
         ),
         (
             "restock store-1",

@@ -145,12 +145,13 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
 
     let journal: Arc<dyn Journal> =
         Arc::new(PgJournal::connect(PgOptions::new(&url).with_schema(&schema)).await.unwrap());
-    // The race is over when the journal's own stock has nothing reserved and nothing left.
+    // The race is over when the journal's own stock has nothing left and a unit held for each of
+    // 40 orders (paid, all of them, and not yet being made).
     let stream = streams::inventory("store-1", &sku);
     let raced = Instant::now();
-    wait_until("the saga settles every order", Duration::from_secs(30), || async {
+    wait_until("the saga reserves a unit for each of 40 orders", Duration::from_secs(30), || async {
         let (truth, _) = activate::<InventoryDecider>(journal.as_ref(), &stream).await.unwrap();
-        truth.available == 0 && truth.reservations.is_empty()
+        truth.available == 0 && truth.reservations.len() == UNITS as usize
     })
     .await;
     eprintln!("the race settled in {:?}", raced.elapsed());
@@ -160,7 +161,7 @@ async fn three_nodes_on_one_journal_agree_within_the_staleness_bound() {
         assert_eq!(status, 200);
         assert_eq!(
             (shown["available"].as_u64(), shown["reserved"].as_u64()),
-            (Some(0), Some(0)),
+            (Some(0), Some(UNITS as u64)),
             "node {node} shows the journal's stock: {shown}"
         );
     }

@@ -1,6 +1,7 @@
 //! The SQS FIFO adapter of the bus port: the payment processor's work to `payment-requests.fifo`:
-//! one request to authorize per `OrderPlaced`, and one to void per `PaymentVoidRequested` (an
-//! authorization whose order was cancelled).
+//! one request to authorize per `OrderPlaced`, one to void per `PaymentVoidRequested` (an
+//! authorization whose order was cancelled), and one to refund per `PaymentRefundRequested` (a
+//! capture whose order was cancelled).
 //!
 //! ## The message
 //!
@@ -12,9 +13,10 @@
 //!   order's lines or the hash chain, and SQS bodies are text.
 //!   A void carries `"kind":"void"` (a request without `kind` is an authorization, as every request
 //!   was before voids), the `PaymentVoidRequested` event's id, and in `placed_at_us` the time the
-//!   void was asked for (its `store_id` is empty: the payment does not know the store).
+//!   void was asked for (its `store_id` is empty: the payment does not know the store). A refund
+//!   is the same with `"kind":"refund"` and the `PaymentRefundRequested` event.
 //! - **`MessageGroupId`** = customer id: one customer's payments are processed one at a time, in
-//!   order (an order's void after its authorization); different customers in parallel.
+//!   order (an order's void or refund after its authorization); different customers in parallel.
 //! - **`MessageDeduplicationId`** = event id: a request sent twice within SQS's five-minute window
 //!   is stored once; outside it the event id in the body lets the processor deduplicate.
 //! - `SendMessageBatch` carries at most 10 messages and at most one per customer (see
@@ -60,14 +62,16 @@ pub enum PaymentRequestKind {
     Authorize,
     /// Release the order's authorization: the order was cancelled before the capture.
     Void,
+    /// Give the captured amount back: the order was cancelled after the capture.
+    Refund,
 }
 
-/// What the payment processor receives for each placed order, and for each void.
+/// What the payment processor receives for each placed order, and for each void and refund.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRequest {
     #[serde(default)]
     pub kind: PaymentRequestKind,
-    /// The id of the event that asked (`OrderPlaced`, `PaymentVoidRequested`): the processor
+    /// The id of the event that asked (`OrderPlaced`, `PaymentVoidRequested`, `PaymentRefundRequested`): the processor
     /// deduplicates on it.
     pub event_id: Uuid,
     pub order_id: Uuid,
@@ -77,7 +81,7 @@ pub struct PaymentRequest {
     pub stream_id: String,
     pub global_position: u64,
     pub correlation_id: Uuid,
-    /// When the order was placed (a void: when the void was asked for).
+    /// When the order was placed (a void or a refund: when it was asked for).
     pub placed_at_us: i64,
 }
 
@@ -96,7 +100,8 @@ impl SqsSettings {
     }
 }
 
-/// Publishes a [`PaymentRequest`] per `OrderPlaced` and per `PaymentVoidRequested` to an SQS FIFO queue.
+/// Publishes a [`PaymentRequest`] per `OrderPlaced`, `PaymentVoidRequested` and `PaymentRefundRequested`
+/// to an SQS FIFO queue.
 pub struct SqsBus {
     client: Client,
     queue_url: String,
@@ -122,12 +127,13 @@ impl SqsBus {
     }
 }
 
-/// The payment request an event gives rise to: one per `OrderPlaced` (authorize) and per
-/// `PaymentVoidRequested` (void), none for other events.
+/// The payment request an event gives rise to: one per `OrderPlaced` (authorize), per
+/// `PaymentVoidRequested` (void) and per `PaymentRefundRequested` (refund), none for other events.
 pub fn payment_request(event: &RecordedEvent) -> Result<Option<PaymentRequest>, BusError> {
     let kind = match event.event_type.as_str() {
         "OrderPlaced" => PaymentRequestKind::Authorize,
         "PaymentVoidRequested" => PaymentRequestKind::Void,
+        "PaymentRefundRequested" => PaymentRequestKind::Refund,
         _ => return Ok(None),
     };
     let decoded =
@@ -136,6 +142,9 @@ pub fn payment_request(event: &RecordedEvent) -> Result<Option<PaymentRequest>, 
         DomainEvent::OrderPlaced(p) => (p.order_id, p.customer_id, p.store_id, p.total_cents, p.placed_at_us),
         DomainEvent::PaymentVoidRequested(v) => {
             (v.order_id, v.customer_id, String::new(), v.amount_cents, event.recorded_at_us)
+        }
+        DomainEvent::PaymentRefundRequested(r) => {
+            (r.order_id, r.customer_id, String::new(), r.amount_cents, event.recorded_at_us)
         }
         other => {
             return Err(BusError::refused(format!("{} decoded as {}", event.event_type, other.event_type())));

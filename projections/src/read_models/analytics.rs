@@ -294,6 +294,14 @@ impl Sink for AnalyticsSink {
                     0.0,
                     e.recorded_at_us,
                 )),
+                DomainEvent::PaymentRefunded(p) => payments.push((
+                    p.order_id.to_string(),
+                    p.customer_id,
+                    "refunded",
+                    p.amount_cents,
+                    0.0,
+                    e.recorded_at_us,
+                )),
                 DomainEvent::PaymentVoided(p) => payments.push((
                     p.order_id.to_string(),
                     p.customer_id,

@@ -129,6 +129,9 @@ pub fn changes(e: &RecordedEvent) -> Result<Option<Change>, SinkError> {
         DomainEvent::PointsAccrued(p) => {
             Some(Change::Points { customer_id: p.customer_id, points: p.points as i64, version })
         }
+        DomainEvent::PointsRevoked(p) => {
+            Some(Change::Points { customer_id: p.customer_id, points: -(p.points as i64), version })
+        }
         DomainEvent::TierChanged(t) => Some(Change::Tier { customer_id: t.customer_id, tier: t.to.as_str(), version }),
         _ => None,
     })

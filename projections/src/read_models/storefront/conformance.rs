@@ -156,10 +156,16 @@ pub async fn stock_and_loyalty_follow_the_day(s: Arc<dyn Storefront>) {
     assert!(s.stock_levels("nowhere", None, 10).await.unwrap().is_empty());
     let latte = levels.iter().find(|l| l.sku == "latte").expect("latte stock");
     // s1 takes the orders with i % 3 != 0; paid ones (not declined, i % 5 != 4, nor cancelled after
-    // their authorization, i % 35 == 7) keep their units sold.
+    // their authorization, i % 35 == 7) keep their units: sold once their preparation started
+    // (i % 4 != 0), still reserved while they wait for it (i % 8 == 0), back when their customer
+    // cancelled them (i % 8 == 4).
     let paid = |i: &u32| i % 5 != 4 && i % 35 != 7;
-    let sold: i64 = (0..30u32).filter(|i| i % 3 != 0 && paid(i)).map(|i| i64::from(1 + i % 3)).sum();
-    assert_eq!((latte.available, latte.reserved), (10_000 - sold, 0));
+    let units = |keep: fn(u32) -> bool| -> i64 {
+        (0..30u32).filter(|i| i % 3 != 0 && paid(i) && keep(*i)).map(|i| i64::from(1 + i % 3)).sum()
+    };
+    let (taken, waiting) = (units(|i| i % 8 != 4), units(|i| i % 8 == 0));
+    assert_eq!((taken, waiting), (33, 5));
+    assert_eq!((latte.available, latte.reserved), (10_000 - taken, waiting));
     let c0 = s.loyalty("c0").await.unwrap().expect("c0 has an account");
     let earned: i64 =
         (0..30u32).filter(|i| i % 13 == 0 && paid(i)).map(|i| (i64::from(1 + i % 3) * 475 + 325) / 100).sum();
