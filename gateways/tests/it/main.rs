@@ -28,3 +28,17 @@ mod stalls;
 mod three_nodes;
 mod tls_stores;
 mod verify;
+
+/// The journal's head once nothing has been appended to it for 150 ms: the node's followers (the
+/// saga reacting to what the test just did) are done, so what the test does next is alone to move it.
+async fn quiet_head(journal: &dyn events::Journal) -> u64 {
+    let mut head = journal.head_position().await.unwrap();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let now = journal.head_position().await.unwrap();
+        if now == head {
+            return head;
+        }
+        head = now;
+    }
+}
