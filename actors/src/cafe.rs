@@ -223,10 +223,7 @@ impl Cafe {
     ///
     /// [`PaymentRefundRequested`]: events::domain::PaymentRefundRequested
     pub async fn refund_payment(&self, order_id: Uuid, causation: Causation) -> Result<Payment, CafeError> {
-        let options = ExecuteOptions { new_stream: false, return_state: true };
-        let done =
-            self.payments.execute_with(&streams::payment(order_id), PaymentCommand::Refund, causation, options).await?;
-        Ok(done.state.unwrap_or_default())
+        Ok(self.payments.execute(&streams::payment(order_id), PaymentCommand::Refund, causation).await?.state)
     }
 
     /// Cancels an order for its customer while it is placed or paid (not once its preparation has
@@ -238,10 +235,8 @@ impl Cafe {
         reason: String,
         causation: Causation,
     ) -> Result<Executed<Order>, CafeError> {
-        let options = ExecuteOptions { new_stream: false, return_state: true };
         let command = OrderCommand::Cancel { reason };
-        let done = self.orders.execute_with(&streams::order(order_id), command, causation, options).await?;
-        Ok(Executed { events: done.events, state: done.state.unwrap_or_default(), version: done.version })
+        Ok(self.orders.execute(&streams::order(order_id), command, causation).await?)
     }
 
     /// Moves an order one step towards pickup, as its store's staff ask; answers the order as it
@@ -255,9 +250,7 @@ impl Cafe {
     ) -> Result<Executed<Order>, CafeError> {
         let pickup_window_us = i64::try_from(self.pickup_window.as_micros()).unwrap_or(i64::MAX);
         let command = OrderCommand::Advance { to, at_us, pickup_window_us };
-        let options = ExecuteOptions { new_stream: false, return_state: true };
-        let done = self.orders.execute_with(&streams::order(order_id), command, causation, options).await?;
-        Ok(Executed { events: done.events, state: done.state.unwrap_or_default(), version: done.version })
+        Ok(self.orders.execute(&streams::order(order_id), command, causation).await?)
     }
 
     /// Passivates every actor of every aggregate that no caller is waiting on (see
@@ -308,10 +301,7 @@ impl Cafe {
     ///
     /// [`PaymentVoidRequested`]: events::domain::PaymentVoidRequested
     pub async fn void_payment(&self, order_id: Uuid, causation: Causation) -> Result<Payment, CafeError> {
-        let options = ExecuteOptions { new_stream: false, return_state: true };
-        let done =
-            self.payments.execute_with(&streams::payment(order_id), PaymentCommand::Void, causation, options).await?;
-        Ok(done.state.unwrap_or_default())
+        Ok(self.payments.execute(&streams::payment(order_id), PaymentCommand::Void, causation).await?.state)
     }
 
     pub async fn restock(
@@ -365,8 +355,7 @@ impl Cafe {
             return Err(CafeError::not_found("no such customer", None));
         }
         let command = LoyaltyCommand::Recalculate { customer_id: customer_id.to_owned() };
-        let options = ExecuteOptions { new_stream: false, return_state: true };
-        let done = self.loyalty.execute_with(&streams::loyalty(customer_id), command, causation, options).await?;
+        let done = self.loyalty.execute(&streams::loyalty(customer_id), command, causation).await?;
         if done.version == 0 {
             return Err(CafeError::not_found(format!("customer `{customer_id}` has no loyalty account"), None));
         }
@@ -374,7 +363,7 @@ impl Cafe {
             events::DomainEvent::TierChanged(t) => Some((t.from, t.to)),
             _ => None,
         });
-        let tier = done.state.map_or(Tier::Green, |a| a.tier);
+        let tier = done.state.tier;
         let (from, to) = change.unwrap_or((tier, tier));
         Ok(RecalculatedTier { customer_id: customer_id.to_owned(), from, to, changed: change.is_some() })
     }

@@ -130,15 +130,9 @@ impl OrderSaga {
         results.into_iter().collect()
     }
 
-    /// Asks for the order's payment to be voided; nothing happens unless it holds an authorization.
-    async fn request_void(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
-        let command = PaymentCommand::RequestVoid { reason };
-        settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
-    }
-
-    /// Asks for the order's payment to be refunded; nothing happens unless it was captured.
-    async fn request_refund(&self, order_id: Uuid, reason: String, causation: Causation) -> Result<(), Retry> {
-        let command = PaymentCommand::RequestRefund { reason };
+    /// Runs a command on the order's payment, [`settle`]d: a rejection (the payment is not in a state
+    /// the command applies to, e.g. a void asked of a payment holding no authorization) is done.
+    async fn carry_out(&self, order_id: Uuid, command: PaymentCommand, causation: Causation) -> Result<(), Retry> {
         settle(self.cafe.payments.execute_with(&streams::payment(order_id), command, causation, QUIET).await)
     }
 
@@ -198,22 +192,19 @@ impl OrderSaga {
                     // Cancelled meanwhile (out of stock): not charged, and the hold is released.
                     OrderStatus::Cancelled => {
                         let reason = order.cancel_reason.clone().unwrap_or_else(|| "order_cancelled".into());
-                        return self.request_void(e.order_id, reason, causation).await;
+                        return self.carry_out(e.order_id, PaymentCommand::RequestVoid { reason }, causation).await;
                     }
                     _ => return Ok(()), // captured before: this is a replay
                 }
-                settle(
-                    cafe.payments
-                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Capture, causation, QUIET)
-                        .await,
-                )
+                self.carry_out(e.order_id, PaymentCommand::Capture, causation).await
             }
             DomainEvent::PaymentCaptured(e) => {
                 let command = OrderCommand::MarkPaid { amount_cents: e.amount_cents };
                 match cafe.orders.execute_with(&streams::order(e.order_id), command, causation, QUIET).await {
                     // Cancelled while the payment was captured: the money goes back.
                     Err(CommandError::Rejected(OrderError::CannotPay(_))) => {
-                        self.request_refund(e.order_id, "order_cancelled".into(), causation).await
+                        let command = PaymentCommand::RequestRefund { reason: "order_cancelled".into() };
+                        self.carry_out(e.order_id, command, causation).await
                     }
                     other => settle(other),
                 }
@@ -232,8 +223,10 @@ impl OrderSaga {
                 // A payment authorized before the cancellation is voided, and one captured before it
                 // refunded; one that moves on after it is given back when that is reacted to (above).
                 // Each asks nothing of a payment in another state.
-                let void = self.request_void(e.order_id, e.reason.clone(), causation);
-                let refund = self.request_refund(e.order_id, e.reason.clone(), causation);
+                let void =
+                    self.carry_out(e.order_id, PaymentCommand::RequestVoid { reason: e.reason.clone() }, causation);
+                let refund =
+                    self.carry_out(e.order_id, PaymentCommand::RequestRefund { reason: e.reason.clone() }, causation);
                 let command = LoyaltyCommand::Revoke {
                     customer_id: order.customer_id.clone(),
                     order_id: e.order_id,
@@ -246,25 +239,15 @@ impl OrderSaga {
                 released.into_iter().collect::<Result<(), Retry>>()?;
                 voided.and(refunded).and(revoked)
             }
-            DomainEvent::PaymentVoidRequested(e) => {
-                if cafe.payment_policy.authorizer != Authorizer::Saga {
-                    return Ok(()); // the payment processor voids it, from the payment-request queue
-                }
-                settle(
-                    cafe.payments
-                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Void, causation, QUIET)
-                        .await,
-                )
+            // The payment processor voids or refunds it, from the payment-request queue.
+            DomainEvent::PaymentVoidRequested(_) | DomainEvent::PaymentRefundRequested(_)
+                if cafe.payment_policy.authorizer != Authorizer::Saga =>
+            {
+                Ok(())
             }
+            DomainEvent::PaymentVoidRequested(e) => self.carry_out(e.order_id, PaymentCommand::Void, causation).await,
             DomainEvent::PaymentRefundRequested(e) => {
-                if cafe.payment_policy.authorizer != Authorizer::Saga {
-                    return Ok(()); // the payment processor refunds it, from the payment-request queue
-                }
-                settle(
-                    cafe.payments
-                        .execute_with(&streams::payment(e.order_id), PaymentCommand::Refund, causation, QUIET)
-                        .await,
-                )
+                self.carry_out(e.order_id, PaymentCommand::Refund, causation).await
             }
             DomainEvent::OrderPaid(e) => {
                 let Some(order) = cafe.order(e.order_id).await? else { return Ok(()) };

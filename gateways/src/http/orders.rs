@@ -5,7 +5,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::cafe::PlaceOrder;
 use actors::domain::order::{Order, Progress};
+use actors::host::Executed;
 use events::domain::OrderLine;
+use events::Causation;
 use projections::read_models::storefront::OrderView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -351,11 +353,17 @@ pub(super) async fn advance_order(
     let _permit = admit(&state)?;
     let causation = crate::logging::command_causation();
     let moved = state.cafe.advance_order(order_id, to, events::envelope::now_us(), causation).await?;
+    Ok(order_changed(&causation, moved))
+}
+
+/// The 200 of a command on an existing order: the order as it now stands, with the correlation
+/// header when the command wrote events.
+fn order_changed(causation: &Causation, done: Executed<Order>) -> HttpResponse {
     let mut response = HttpResponse::Ok();
-    if let Some(h) = super::wire::correlation(&causation, !moved.events.is_empty()) {
+    if let Some(h) = super::wire::correlation(causation, !done.events.is_empty()) {
         response.insert_header(h);
     }
-    Ok(response.json(OrderJson::from(moved.state)))
+    response.json(OrderJson::from(done.state))
 }
 
 /// The body of `POST /api/orders/{order_id}/cancel`.
@@ -413,11 +421,7 @@ pub(super) async fn cancel_order(
     let causation = crate::logging::command_causation();
     let reason = body.reason.unwrap_or_else(|| "cancelled_by_customer".into());
     let cancelled = state.cafe.cancel_order(order_id, reason, causation).await?;
-    let mut response = HttpResponse::Ok();
-    if let Some(h) = super::wire::correlation(&causation, !cancelled.events.is_empty()) {
-        response.insert_header(h);
-    }
-    Ok(response.json(OrderJson::from(cancelled.state)))
+    Ok(order_changed(&causation, cancelled))
 }
 
 /// `GET /api/customers/{customer_id}/orders?limit=`: newest first, 50 unless `limit` (1-500) says.

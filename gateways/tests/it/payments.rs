@@ -54,6 +54,35 @@ fn queue_settings(e: &Emulators, queue: &str, dlq: &str, ledger_table: &str) -> 
     }
 }
 
+/// A [`node`] in a fresh directory, with fresh names for its payment queue, dead-letter queue and
+/// ledger table (nothing created on the emulators yet).
+struct ProcessorNode {
+    node: Node,
+    queue: String,
+    dlq: String,
+    table: String,
+    /// The node's data, deleted once the node is dropped (fields drop in order).
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessorNode {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path()).await;
+        let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
+        ProcessorNode { node, queue, dlq, table, _dir: dir }
+    }
+}
+
+/// A [`ProcessorNode`] whose messaging runs the payment processor on its queues.
+async fn processor_node(e: &Emulators) -> ProcessorNode {
+    let p = ProcessorNode::start().await;
+    let settings =
+        MessagingSettings { payments: Some(queue_settings(e, &p.queue, &p.dlq, &p.table)), ..Default::default() };
+    messaging::start(&p.node, settings).await.unwrap();
+    p
+}
+
 async fn place(node: &Node, customer: &str, quantity: i64) -> Uuid {
     let order_id = Uuid::new_v4();
     let request = PlaceOrder {
@@ -109,26 +138,23 @@ fn cloudcafe(args: &[&str]) -> (bool, String) {
 #[actix_web::test]
 async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles_it() {
     let Some(e) = emulators().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
-    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
-    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
-    messaging::start(&node, settings).await.unwrap();
+    let p = processor_node(&e).await;
+    let node = &p.node;
 
     let mut orders = Vec::new();
     for i in 0..12 {
-        orders.push(place(&node, &format!("cust-{}", i % 4), 1).await);
+        orders.push(place(node, &format!("cust-{}", i % 4), 1).await);
     }
     // Two big orders for the 1,000 lattes in stock: one cannot be covered and is cancelled by the
     // saga, never charged.
-    let big = place(&node, "cust-big", 600).await;
-    let too_big = place(&node, "cust-big", 600).await;
+    let big = place(node, "cust-big", 600).await;
+    let too_big = place(node, "cust-big", 600).await;
     orders.extend([big, too_big]);
-    wait_until_settled(&node, &orders, Duration::from_secs(60)).await;
+    wait_until_settled(node, &orders, Duration::from_secs(60)).await;
 
     // Every order's payment is out of the processor's hands: authorized ones captured or voided.
-    wait_until_no_hold(&node, &orders, Duration::from_secs(60)).await;
-    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    wait_until_no_hold(node, &orders, Duration::from_secs(60)).await;
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &p.table);
     let mut voided = 0;
     for id in &orders {
         voided += usize::from(node.cafe.payment(*id).await.unwrap().unwrap().status == PaymentStatus::Voided);
@@ -175,7 +201,7 @@ async fn every_placed_order_is_scored_once_by_the_processor_and_the_saga_settles
     // A request delivered again (after SQS's deduplication window) changes nothing.
     let placed = node.journal.read_stream(&streams::order(orders[0]), 0, usize::MAX).await.unwrap();
     let request = sqs::payment_request(&placed[0]).unwrap().unwrap();
-    let queue_url = send_again(&e, &queue, &request).await;
+    let queue_url = send_again(&e, &p.queue, &request).await;
     let payment_stream = streams::payment(orders[0]);
     let before = node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len();
     let head = node.journal.head_position().await.unwrap();
@@ -239,21 +265,18 @@ async fn wait_until_no_hold(node: &Node, orders: &[Uuid], within: Duration) {
 #[actix_web::test]
 async fn no_hold_is_left_behind_when_orders_are_cancelled_for_want_of_stock() {
     let Some(e) = emulators().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
-    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
-    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
-    messaging::start(&node, settings).await.unwrap();
+    let p = processor_node(&e).await;
+    let node = &p.node;
 
     // 30 orders of 100 lattes for the 1,000 in stock, placed at once: two thirds are cancelled while
     // the processor scores them, most of those after it authorized them.
     let customers: Vec<String> = (0..30).map(|i| format!("rush-{i}")).collect();
-    let placing = customers.iter().map(|c| place(&node, c, 100));
+    let placing = customers.iter().map(|c| place(node, c, 100));
     let orders: Vec<Uuid> = futures::future::join_all(placing).await;
-    wait_until_settled(&node, &orders, Duration::from_secs(90)).await;
-    wait_until_no_hold(&node, &orders, Duration::from_secs(90)).await;
+    wait_until_settled(node, &orders, Duration::from_secs(90)).await;
+    wait_until_no_hold(node, &orders, Duration::from_secs(90)).await;
 
-    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &p.table);
     let (mut paid, mut voided, mut declined) = (0, Vec::new(), 0);
     for id in &orders {
         let order = node.cafe.order(*id).await.unwrap().unwrap();
@@ -292,7 +315,7 @@ async fn no_hold_is_left_behind_when_orders_are_cancelled_for_want_of_stock() {
     let asked = history.iter().find(|r| r.event_type == "PaymentVoidRequested").expect("the void was asked");
     let request = sqs::payment_request(asked).unwrap().unwrap();
     assert_eq!(request.kind, sqs::PaymentRequestKind::Void);
-    send_again(&e, &queue, &request).await;
+    send_again(&e, &p.queue, &request).await;
     let head = node.journal.head_position().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(node.journal.read_stream(&payment_stream, 0, usize::MAX).await.unwrap().len(), history.len());
@@ -304,16 +327,13 @@ async fn no_hold_is_left_behind_when_orders_are_cancelled_for_want_of_stock() {
 #[actix_web::test]
 async fn a_paid_order_cancelled_by_its_customer_is_refunded_by_the_processor_once() {
     let Some(e) = emulators().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
-    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
-    let settings = MessagingSettings { payments: Some(queue_settings(&e, &queue, &dlq, &table)), ..Default::default() };
-    messaging::start(&node, settings).await.unwrap();
+    let p = processor_node(&e).await;
+    let node = &p.node;
 
     let customers: Vec<String> = (0..8).map(|i| format!("refund-{i}")).collect();
-    let placing = customers.iter().map(|c| place(&node, c, 1));
+    let placing = customers.iter().map(|c| place(node, c, 1));
     let orders: Vec<Uuid> = futures::future::join_all(placing).await;
-    wait_until_settled(&node, &orders, Duration::from_secs(60)).await;
+    wait_until_settled(node, &orders, Duration::from_secs(60)).await;
     let mut paid = Vec::new();
     for id in &orders {
         if node.cafe.order(*id).await.unwrap().unwrap().status == OrderStatus::Paid {
@@ -325,14 +345,14 @@ async fn a_paid_order_cancelled_by_its_customer_is_refunded_by_the_processor_onc
         let cancelled = node.cafe.cancel_order(*id, "changed my mind".into(), Causation::new_root()).await.unwrap();
         assert_eq!(cancelled.state.status, OrderStatus::Cancelled);
     }
-    wait_until_no_hold(&node, &paid, Duration::from_secs(60)).await;
+    wait_until_no_hold(node, &paid, Duration::from_secs(60)).await;
     for id in &paid {
         let payment = node.cafe.payment(*id).await.unwrap().unwrap();
         assert_eq!((payment.status, payment.amount_cents), (PaymentStatus::Refunded, 450), "order {id}");
     }
 
     // The ledger records each refund once, keyed on the request that asked for it.
-    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let ledger = PaymentLedger::existing(e.dynamodb.clone(), &p.table);
     let deadline = Instant::now() + Duration::from_secs(30);
     let refunds = loop {
         let refunds: Vec<_> = ledger.all().await.unwrap().into_values().filter(|r| r.status == "refunded").collect();
@@ -354,7 +374,7 @@ async fn a_paid_order_cancelled_by_its_customer_is_refunded_by_the_processor_onc
     assert_eq!(types, ["PaymentAuthorized", "PaymentCaptured", "PaymentRefundRequested", "PaymentRefunded"]);
     let request = sqs::payment_request(&history[2]).unwrap().unwrap();
     assert_eq!(request.kind, sqs::PaymentRequestKind::Refund);
-    send_again(&e, &queue, &request).await;
+    send_again(&e, &p.queue, &request).await;
     let head = node.journal.head_position().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(node.journal.head_position().await.unwrap(), head, "nothing new in the journal");
@@ -365,13 +385,12 @@ async fn a_paid_order_cancelled_by_its_customer_is_refunded_by_the_processor_onc
 #[actix_web::test]
 async fn a_request_that_fails_three_times_waits_in_the_dead_letter_queue_until_redriven() {
     let Some(e) = emulators().await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path()).await;
-    let (queue, dlq, table) = (unique("pay") + ".fifo", unique("pay-dlq") + ".fifo", unique("payments"));
-    let queues = sqs::ensure_payment_queues(&e.sqs, &queue, &dlq, sqs::DEFAULT_MAX_RECEIVE_COUNT).await.unwrap();
+    let p = ProcessorNode::start().await;
+    let (node, queue, dlq) = (&p.node, &p.queue, &p.dlq);
+    let queues = sqs::ensure_payment_queues(&e.sqs, queue, dlq, sqs::DEFAULT_MAX_RECEIVE_COUNT).await.unwrap();
 
     // A processor whose payments table does not exist yet: every request fails to be recorded.
-    let broken = PaymentLedger::existing(e.dynamodb.clone(), &table);
+    let broken = PaymentLedger::existing(e.dynamodb.clone(), &p.table);
     let settings = ProcessorSettings {
         queue_url: queues.queue_url.clone(),
         wait: Duration::from_secs(1),
@@ -379,7 +398,7 @@ async fn a_request_that_fails_three_times_waits_in_the_dead_letter_queue_until_r
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let processor = PaymentProcessor::new(e.sqs.clone(), node.cafe.clone(), broken, settings.clone()).spawn(stopped);
-    let order_id = place(&node, "dlq-customer", 1).await;
+    let order_id = place(node, "dlq-customer", 1).await;
     let placed = node.journal.read_stream(&streams::order(order_id), 0, usize::MAX).await.unwrap();
     let request: PaymentRequest = sqs::payment_request(&placed[0]).unwrap().unwrap();
     let sends = [
@@ -420,7 +439,7 @@ async fn a_request_that_fails_three_times_waits_in_the_dead_letter_queue_until_r
     assert!(!ok && out.contains("cannot find the dead-letter queue"), "{out}");
 
     // The table is back; redrive, and the request is processed (the junk fails again, as it should).
-    let ledger = PaymentLedger::open(e.dynamodb.clone(), &table).await.unwrap();
+    let ledger = PaymentLedger::open(e.dynamodb.clone(), &p.table).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await; // `dlq list` hides what it shows for 2 s
     let (ok, out) = cloudcafe(&[&["dlq", "redrive"][..], &endpoint[..]].concat());
     assert!(ok, "{out}");
