@@ -607,7 +607,8 @@ async fn a_stores_stock_is_listed_a_page_at_a_time() {
     assert_eq!(skus, menu, "every SKU once, in order, across the pages");
     let (s, empty, _) = call(&app, test::TestRequest::get().uri("/api/inventory/stores/store-404")).await;
     assert_eq!((s, empty["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{empty}");
-    let head = node.journal.head_position().await.unwrap();
+    // The saga may still be paying the order: the refusals below are alone to move the head after this.
+    let head = crate::quiet_head(node.journal.as_ref()).await;
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=501", "limit"),
