@@ -10,6 +10,7 @@ use events::{Causation, Journal};
 use uuid::Uuid;
 
 use crate::catalogue::ItemForSale;
+use crate::domain::customer::{CustomerCommand, CustomerDecider, CustomerProfile, Preferences};
 use crate::domain::inventory::{InventoryCommand, InventoryDecider, Stock};
 use crate::domain::limits::{self, Invalid};
 use crate::domain::loyalty::{LoyaltyAccount, LoyaltyCommand, LoyaltyDecider};
@@ -146,6 +147,7 @@ pub struct Cafe {
     pub loyalty: Registry<LoyaltyDecider>,
     pub menu: Registry<MenuDecider>,
     pub stores: Registry<StoreDecider>,
+    pub customers: Registry<CustomerDecider>,
     pub payment_policy: PaymentPolicy,
     /// How long a ready order waits at the counter before the pickup timer abandons it
     /// ([`DEFAULT_PICKUP_WINDOW`] unless the node is told otherwise).
@@ -171,7 +173,8 @@ impl Cafe {
             inventory: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
             loyalty: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
             menu: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
-            stores: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
+            stores: Registry::with_freshness(j.clone(), host.clone(), a.clone(), f.clone()),
+            customers: Registry::with_freshness(j.clone(), host, a.clone(), f.clone()),
             journal,
             payment_policy,
             pickup_window: DEFAULT_PICKUP_WINDOW,
@@ -262,6 +265,33 @@ impl Cafe {
             + self.loyalty.passivate_unused()
             + self.menu.passivate_unused()
             + self.stores.passivate_unused()
+            + self.customers.passivate_unused()
+    }
+
+    /// How the customer chose to be notified; `None` if they never chose (or the id is not one).
+    pub async fn customer_preferences(&self, customer_id: &str) -> Result<Option<Preferences>, CafeError> {
+        if !limits::is_id(customer_id) {
+            return Ok(None);
+        }
+        let (profile, _) = self.customers.inspect(&streams::customer(customer_id)).await?;
+        Ok(profile.preferences)
+    }
+
+    /// Records how the customer wants to be notified; the same choice again writes nothing.
+    pub async fn set_customer_preferences(
+        &self,
+        customer_id: &str,
+        channel: events::domain::NotificationChannel,
+        address: &str,
+        causation: Causation,
+    ) -> Result<Executed<CustomerProfile>, CafeError> {
+        limits::check_id("customer_id", customer_id)?;
+        let command = CustomerCommand::SetPreferences {
+            customer_id: customer_id.to_owned(),
+            channel,
+            address: address.to_owned(),
+        };
+        Ok(self.customers.execute(&streams::customer(customer_id), command, causation).await?)
     }
 
     pub async fn order(&self, order_id: Uuid) -> Result<Option<Order>, CafeError> {

@@ -10,7 +10,7 @@
 # | function          | emulator                      | port  | exports                  |
 # |-------------------|-------------------------------|-------|--------------------------|
 # | ensure_moto       | moto 5.2.5 (DynamoDB)         | 5056  | CLOUDCAFE_TEST_DYNAMODB  |
-# |                   | moto 5.2.5 (SQS)              | 5057  | CLOUDCAFE_TEST_SQS       |
+# |                   | moto 5.2.5 (SQS, SES, SNS)    | 5057  | CLOUDCAFE_TEST_SQS, CLOUDCAFE_TEST_SES_SNS |
 # |                   | moto 5.2.5 (CloudWatch)       | 5058  | CLOUDCAFE_TEST_CLOUDWATCH |
 # | ensure_secantusdb | secantusdb (MongoDB wire)     | 27018 | CLOUDCAFE_TEST_MONGO     |
 # | ensure_kinesalite | kinesalite 3.3.3 (Kinesis)    | 4567  | CLOUDCAFE_TEST_KINESIS   |
@@ -125,6 +125,8 @@ ensure_moto() {
     && cc_moto_serializes "$CC_MOTO_CLOUDWATCH_PORT" || return 0
   export CLOUDCAFE_TEST_DYNAMODB="http://127.0.0.1:$CC_MOTO_PORT"
   export CLOUDCAFE_TEST_SQS="http://127.0.0.1:$CC_MOTO_SQS_PORT"
+  # SES and SNS share the SQS process: the notification tests read back what was sent there.
+  export CLOUDCAFE_TEST_SES_SNS="http://127.0.0.1:$CC_MOTO_SQS_PORT"
   export CLOUDCAFE_TEST_CLOUDWATCH="http://127.0.0.1:$CC_MOTO_CLOUDWATCH_PORT"
   cc_log "moto ready: $CLOUDCAFE_TEST_DYNAMODB (DynamoDB), $CLOUDCAFE_TEST_SQS (SQS), $CLOUDCAFE_TEST_CLOUDWATCH (CloudWatch)"
 }

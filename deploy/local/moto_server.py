@@ -22,11 +22,16 @@ keeps what it acknowledged, so here `delete_message` takes the same lock (`seria
 `GET /cloudcafe/serial-dynamodb` answers 200 so that deploy/local/emulators.sh can tell this server
 from a plain `moto_server` it must not reuse.
 
+`GET /cloudcafe/sent-email` and `GET /cloudcafe/sent-sms` answer what moto's SES and SNS accepted
+(JSON lists, oldest first): moto keeps sent messages in its backends, where the library's
+`ses_backends[...].sent_messages` reads them in process; these read them for tests over HTTP.
+
 Usage: python moto_server.py --host 127.0.0.1 --port 5056
 """
 
 import argparse
 import collections
+import json
 import os
 import signal
 import sys
@@ -36,6 +41,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import run_simple
 
 MARKER_PATH = "/cloudcafe/serial-dynamodb"
+SENT_EMAIL_PATH = "/cloudcafe/sent-email"
+SENT_SMS_PATH = "/cloudcafe/sent-sms"
 
 
 class FifoLock:
@@ -66,6 +73,36 @@ class FifoLock:
                 self._held = False
 
 
+def sent_email():
+    """Every email moto's SES (v1 and v2) accepted, in every account and region."""
+    from moto.ses.models import ses_backends
+
+    out = []
+    for account in list(ses_backends.keys()):
+        for region in list(ses_backends[account].keys()):
+            for m in list(ses_backends[account][region].sent_messages):
+                out.append({
+                    "message_id": m.id,
+                    "source": getattr(m, "source", None),
+                    "destinations": getattr(m, "destinations", None),
+                    "subject": getattr(m, "subject", None),
+                    "body": getattr(m, "body", None),
+                })
+    return out
+
+
+def sent_sms():
+    """Every text message moto's SNS accepted for a phone number, in every account and region."""
+    from moto.sns.models import sns_backends
+
+    out = []
+    for account in list(sns_backends.keys()):
+        for region in list(sns_backends[account].keys()):
+            for message_id, (phone, message) in list(sns_backends[account][region].sms_messages.items()):
+                out.append({"message_id": message_id, "phone_number": phone, "message": message})
+    return out
+
+
 def serial_dynamodb(app):
     lock = FifoLock()
 
@@ -73,6 +110,11 @@ def serial_dynamodb(app):
         if environ.get("PATH_INFO") == MARKER_PATH:
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"dynamodb requests are serialized\n"]
+        if environ.get("PATH_INFO") in (SENT_EMAIL_PATH, SENT_SMS_PATH):
+            sent = sent_email() if environ["PATH_INFO"] == SENT_EMAIL_PATH else sent_sms()
+            body = json.dumps(sent).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
             with lock:
                 # The body is produced inside the lock: moto renders it from the live tables.

@@ -7,7 +7,21 @@ locals {
     kinesis  = "arn:${local.partition}:kinesis:${var.aws_region}:${local.account_id}:stream"
     sqs      = "arn:${local.partition}:sqs:${var.aws_region}:${local.account_id}"
     rds_db   = "arn:${local.partition}:rds-db:${var.aws_region}:${local.account_id}:dbuser"
+    ses      = "arn:${local.partition}:ses:${var.aws_region}:${local.account_id}:identity"
   }
+
+  # What a node does with a queue it publishes to and works from: sends, receives with visibility
+  # kept while handling, deletes, and keeps the redrive policy as the code states it.
+  queue_actions = [
+    "sqs:ChangeMessageVisibility",
+    "sqs:CreateQueue",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
+    "sqs:SetQueueAttributes",
+  ]
 
   task_role_statements = [
     {
@@ -35,7 +49,8 @@ locals {
       ]
     },
     {
-      # The generations' bookkeeping, the payment ledger and the Kinesis consumers' leases.
+      # The generations' bookkeeping, the payment ledger, the notification deliveries and the
+      # Kinesis consumers' leases.
       sid = "BookkeepingTables"
       actions = [
         "dynamodb:DeleteItem",
@@ -50,6 +65,7 @@ locals {
         [
           "${local.arn_prefix.dynamodb}/${local.names.offsets_table}",
           "${local.arn_prefix.dynamodb}/${local.names.payments_table}",
+          "${local.arn_prefix.dynamodb}/${local.names.notifications_table}",
         ],
         [for table in values(local.lease_tables) : "${local.arn_prefix.dynamodb}/${table}"],
       )
@@ -69,21 +85,40 @@ locals {
     {
       # The outbox sends payment requests; the payment processor receives them; the node keeps the
       # queues' redrive policy as the code states it (CreateQueue answers with the existing queue).
-      sid = "PaymentQueues"
-      actions = [
-        "sqs:ChangeMessageVisibility",
-        "sqs:CreateQueue",
-        "sqs:DeleteMessage",
-        "sqs:GetQueueAttributes",
-        "sqs:GetQueueUrl",
-        "sqs:ReceiveMessage",
-        "sqs:SendMessage",
-        "sqs:SetQueueAttributes",
-      ]
+      sid     = "PaymentQueues"
+      actions = local.queue_actions
       resources = [
         "${local.arn_prefix.sqs}:${local.names.payment_queue}",
         "${local.arn_prefix.sqs}:${local.names.payment_dlq}",
       ]
+    },
+    {
+      # The notifier sends notifications; the notification worker receives them (as PaymentQueues).
+      sid     = "NotificationQueues"
+      actions = local.queue_actions
+      resources = [
+        "${local.arn_prefix.sqs}:${local.names.notification_queue}",
+        "${local.arn_prefix.sqs}:${local.names.notification_dlq}",
+      ]
+    },
+    {
+      # Notification emails, from the verified domain only.
+      sid       = "NotificationEmails"
+      actions   = ["ses:SendEmail"]
+      resources = ["${local.arn_prefix.ses}/${local.notification_domain}"]
+    },
+    {
+      # Text messages go to phone numbers, which have no ARN: IAM knows a direct SMS publish only
+      # as resource "*". The next statement takes every topic out of it, so this grants SMS alone.
+      sid       = "NotificationTextMessages"
+      actions   = ["sns:Publish"]
+      resources = ["*"]
+    },
+    {
+      sid       = "NoTopicPublishing"
+      effect    = "Deny"
+      actions   = ["sns:Publish"]
+      resources = ["arn:${local.partition}:sns:*:*:*"]
     },
     {
       # IAM database authentication to the journal (--pg-iam-auth): tokens for one database user.

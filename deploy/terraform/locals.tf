@@ -3,21 +3,24 @@
 # names the binary, the dashboards and the chaos plans use.
 locals {
   names = {
-    ecs_cluster        = "cloudcafe-${var.environment}"
-    ecs_service        = "cloudcafe-node-${var.environment}"
-    container          = "cloudcafe"
-    load_balancer      = "cloudcafe-alb-${var.environment}"
-    target_group       = "cloudcafe-node-${var.environment}"
-    aurora_cluster     = "cloudcafe-journal-${var.environment}"
-    cache_cluster      = "cloudcafe-cache-${var.environment}"
-    documentdb_cluster = "cloudcafe-documents-${var.environment}"
-    redshift_cluster   = "cloudcafe-analytics-${var.environment}"
-    kinesis_stream     = "cloudcafe-order-events-${var.environment}"
-    payment_queue      = "cloudcafe-payment-requests-${var.environment}.fifo"
-    payment_dlq        = "cloudcafe-payment-requests-dlq-${var.environment}.fifo"
-    payments_table     = "cloudcafe-payments-${var.environment}"
-    offsets_table      = "cloudcafe-projection-offsets-${var.environment}"
-    lease_table_prefix = "cloudcafe-leases-${var.environment}"
+    ecs_cluster         = "cloudcafe-${var.environment}"
+    ecs_service         = "cloudcafe-node-${var.environment}"
+    container           = "cloudcafe"
+    load_balancer       = "cloudcafe-alb-${var.environment}"
+    target_group        = "cloudcafe-node-${var.environment}"
+    aurora_cluster      = "cloudcafe-journal-${var.environment}"
+    cache_cluster       = "cloudcafe-cache-${var.environment}"
+    documentdb_cluster  = "cloudcafe-documents-${var.environment}"
+    redshift_cluster    = "cloudcafe-analytics-${var.environment}"
+    kinesis_stream      = "cloudcafe-order-events-${var.environment}"
+    payment_queue       = "cloudcafe-payment-requests-${var.environment}.fifo"
+    payment_dlq         = "cloudcafe-payment-requests-dlq-${var.environment}.fifo"
+    payments_table      = "cloudcafe-payments-${var.environment}"
+    notification_queue  = "cloudcafe-notifications-${var.environment}"
+    notification_dlq    = "cloudcafe-notifications-dlq-${var.environment}"
+    notifications_table = "cloudcafe-notifications-${var.environment}"
+    offsets_table       = "cloudcafe-projection-offsets-${var.environment}"
+    lease_table_prefix  = "cloudcafe-leases-${var.environment}"
     # The read models' tables: the node creates generation n as <prefix><n> (DynamoDB cannot rename
     # a table, so a rebuild writes a new generation and deletes the old one).
     active_orders_tables   = "cloudcafe-active-orders-${var.environment}-g"
@@ -42,6 +45,9 @@ locals {
   # stop_timeout before SIGKILL.
   deregistration_delay = 15
   stop_timeout         = 30
+
+  # The domain notification emails are sent from: its SES identity is created here.
+  notification_domain = split("@", var.notification_sender)[1]
 
   cloudwatch_dir = coalesce(var.cloudwatch_dir, "${path.root}/../cloudwatch")
 }

@@ -103,6 +103,7 @@ module "compute" {
   requests_per_target   = var.requests_per_target
   log_retention_days    = var.log_retention_days
   task_role_statements  = local.task_role_statements
+  notification_sender   = var.notification_sender
 
   # What `cloudcafe serve` is told (see node_environment in modules/compute/main.tf).
   journal_url              = "postgres://${module.data.journal_user}@${module.data.aurora_endpoint}:5432/${module.data.journal_database}"
@@ -142,4 +143,10 @@ module "observability" {
   alarm_topic_arn = var.alarm_topic_arn
   # The rendered files name the load balancer with a placeholder id; this is the real one.
   load_balancer_dimension = module.edge.load_balancer_arn_suffix
+}
+
+# The domain notification emails come from, as an SES identity (Easy DKIM: publish the records of
+# the output ses_dkim_tokens in the domain's DNS, and leave the SES sandbox, before customers get mail).
+resource "aws_sesv2_email_identity" "notifications" {
+  email_identity = local.notification_domain
 }

@@ -42,3 +42,8 @@ output "load_security_group_id" {
   description = "For one-off flood and verify tasks (README, \"Deploying to AWS\")."
   value       = module.network.load_security_group_id
 }
+
+output "ses_dkim_tokens" {
+  description = "CNAME <token>._domainkey.<notification domain> -> <token>.dkim.amazonses.com, one per token."
+  value       = aws_sesv2_email_identity.notifications.dkim_signing_attributes[0].tokens
+}

@@ -172,3 +172,14 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "notification_sender" {
+  description = "The address customers' notification emails come from (SES); its domain is verified as an SES identity (publish the DKIM records of the output ses_dkim_tokens)."
+  type        = string
+  default     = "orders@cloudcafe.example"
+
+  validation {
+    condition     = length(split("@", var.notification_sender)) == 2
+    error_message = "notification_sender is an email address."
+  }
+}

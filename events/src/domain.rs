@@ -275,6 +275,37 @@ pub struct StoreClosed {
     pub reason: String,
 }
 
+// ---- Customers (one stream per customer) --------------------------------------------------------
+
+/// How a customer is told about their orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationChannel {
+    /// An email through Amazon SES.
+    Email,
+    /// A text message through Amazon SNS.
+    Sms,
+}
+
+impl NotificationChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationChannel::Email => "email",
+            NotificationChannel::Sms => "sms",
+        }
+    }
+}
+
+/// A customer chose how to be notified: by email to an address or by text message to a phone
+/// number (E.164). A customer who never chose is emailed at the default address of the deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerPreferencesSet {
+    pub customer_id: String,
+    pub channel: NotificationChannel,
+    /// An email address for `email`, a phone number such as `+15551234567` for `sms`.
+    pub address: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("unknown event type `{0}`")]
@@ -445,6 +476,7 @@ domain_events! {
     MenuItemRetired = 1,
     StoreOpened = 1,
     StoreClosed = 1,
+    CustomerPreferencesSet = 1,
     ProjectionEventParked = 1,
 }
 
@@ -470,7 +502,11 @@ pub mod streams {
     pub fn store(store_id: &str) -> String {
         format!("store-{store_id}")
     }
-    /// The category of a stream: `order`, `payment`, `inventory`, `loyalty`, `menu` or `store`.
+    pub fn customer(customer_id: &str) -> String {
+        format!("customer-{customer_id}")
+    }
+    /// The category of a stream: `order`, `payment`, `inventory`, `loyalty`, `menu`, `store` or
+    /// `customer`.
     pub fn category(stream_id: &str) -> &str {
         stream_id.split_once('-').map_or(stream_id, |(c, _)| c)
     }

@@ -70,6 +70,8 @@ pub enum Emitter {
     KinesisConsumer,
     /// A node running the payment processor on SQS.
     PaymentProcessor,
+    /// A node running the notification worker on SQS.
+    Notifier,
     /// A node running a stress scenario.
     Stress,
     /// A node exporting its metrics to CloudWatch (either way).
@@ -199,7 +201,7 @@ pub fn describe_all() {
 }
 
 /// Aggregate (stream category) label values: the actors of the domain.
-pub const AGGREGATES: &[&str] = &["order", "payment", "inventory", "loyalty", "menu", "store"];
+pub const AGGREGATES: &[&str] = &["order", "payment", "inventory", "loyalty", "menu", "store", "customer"];
 
 macro_rules! metric {
     ($ident:ident, $name:literal, $kind:ident, [$($label:literal),*], $ns:literal, $cw:literal, $unit:ident * $scale:literal,
@@ -654,6 +656,44 @@ metric!(
     "Times a payment request under way was kept invisible to other processors for longer."
 );
 
+// ---- Notifications (the plans' NotificationService) ----
+metric!(
+    NOTIFICATIONS,
+    "notifications_total",
+    Counter,
+    ["outcome"],
+    "CloudCafe/NotificationService",
+    "Notifications",
+    Count * 1.0,
+    [("outcome", "Outcome")],
+    Notifier,
+    "Notification messages the worker handled, by outcome: `email` or `sms` (delivered), `duplicate` (delivered before), `failed` (it comes back)."
+);
+metric!(
+    NOTIFICATION_DELIVERY_DURATION,
+    "notification_delivery_seconds",
+    Histogram,
+    [],
+    "CloudCafe/NotificationService",
+    "DeliveryDuration",
+    Milliseconds * 1000.0,
+    [],
+    Notifier,
+    "Time to handle one notification message, from receipt to deletion from the queue."
+);
+metric!(
+    NOTIFICATION_VISIBILITY_EXTENSIONS,
+    "notification_visibility_extensions_total",
+    Counter,
+    [],
+    "CloudCafe/NotificationService",
+    "VisibilityExtensions",
+    Count * 1.0,
+    [],
+    Notifier,
+    "Times a notification under way was kept invisible to other workers for longer."
+);
+
 // ---- Cache (Redis in front of the storefront) ----
 metric!(
     CACHE_HITS,
@@ -882,6 +922,9 @@ pub static CATALOG: &[&Metric] = &[
     &PAYMENT_REQUESTS,
     &PAYMENT_PROCESSING_DURATION,
     &PAYMENT_VISIBILITY_EXTENSIONS,
+    &NOTIFICATIONS,
+    &NOTIFICATION_DELIVERY_DURATION,
+    &NOTIFICATION_VISIBILITY_EXTENSIONS,
     &CACHE_HITS,
     &CACHE_MISSES,
     &CACHE_ERRORS,

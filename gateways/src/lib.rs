@@ -2,7 +2,8 @@
 //!
 //! Everything that takes work in from outside: the HTTP API ([`http`]), the node that serves it
 //! ([`node`]), the payment processor that takes payment requests from SQS (`payments`, feature
-//! `cloud`), telemetry ([`telemetry`]), the benchmarks' measuring ([`bench`]) and the load generator
+//! `cloud`), the notification worker that tells customers by email or text (`notifications`,
+//! feature `cloud`), telemetry ([`telemetry`]), the benchmarks' measuring ([`bench`]) and the load generator
 //! used by the benchmarks and fault tests ([`load`]). The `cloudcafe` binary (`src/main.rs`, with one
 //! module per subcommand under `src/cli/`) is the only place that reads flags and the environment.
 //!
@@ -19,9 +20,13 @@ pub mod loyalty;
 #[cfg(feature = "cloud")]
 pub mod messaging;
 pub mod node;
+#[cfg(feature = "cloud")]
+pub mod notifications;
 pub mod parks;
 #[cfg(feature = "cloud")]
 pub mod payments;
+#[cfg(feature = "cloud")]
+pub mod queue;
 pub mod rate_limit;
 #[cfg(feature = "cloud")]
 pub mod rds_iam;

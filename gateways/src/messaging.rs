@@ -1,6 +1,7 @@
 //! What a node runs beside its HTTP API when events leave the process (feature `cloud`): the outbox
-//! publishers (Kinesis `order-events`, SQS `payment-requests.fifo`), the payment processor, and the
-//! Kinesis consumers that feed read models from the stream instead of the journal.
+//! publishers (Kinesis `order-events`, SQS `payment-requests.fifo`, the notifier to SQS
+//! `notification-queue`), the payment processor, the notification worker, and the Kinesis consumers
+//! that feed read models from the stream instead of the journal.
 //!
 //! Every part receives built clients and typed settings; `main` builds both from flags.
 
@@ -10,13 +11,16 @@ use std::time::Duration;
 use projections::bus::consumer::{ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection};
 use projections::bus::kinesis::{self, KinesisBus, KinesisSettings};
 use projections::bus::leases::LeaseTable;
+use projections::bus::notifications::{self, NotificationBus};
 use projections::bus::publisher::{Destination, Publisher, PublisherSettings};
 use projections::bus::sqs::{self, SqsBus, SqsSettings};
 use projections::StreamOrderedSink;
 use tokio::task::JoinHandle;
 
 use crate::node::{spawn_singleton, Node};
+use crate::notifications::{Couriers, DeliveryLog, NotificationWorker};
 use crate::payments::{PaymentLedger, PaymentProcessor, ProcessorSettings};
+use crate::queue::Receiving;
 
 /// Every event to a Kinesis stream.
 pub struct KinesisOutbox {
@@ -42,6 +46,22 @@ pub struct PaymentQueue {
     pub visibility: Duration,
 }
 
+/// Notifications to the SQS standard queue (the notifier, on one node), and the worker that
+/// delivers them by SES or SNS (on every node).
+pub struct NotificationQueue {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The DynamoDB table of deliveries.
+    pub deliveries_table: String,
+    pub couriers: Couriers,
+    pub wait: Duration,
+    pub visibility: Duration,
+    /// This node's name in the delivery claims.
+    pub worker_id: String,
+}
+
 /// Read models that follow the Kinesis stream, each as its own consumer application with its own
 /// lease table `{lease_table_prefix}-{projection name}`.
 pub struct KinesisProjections {
@@ -56,6 +76,7 @@ pub struct KinesisProjections {
 pub struct MessagingSettings {
     pub kinesis: Option<KinesisOutbox>,
     pub payments: Option<PaymentQueue>,
+    pub notifications: Option<NotificationQueue>,
     /// Needs `kinesis`.
     pub kinesis_projections: Option<KinesisProjections>,
 }
@@ -68,6 +89,8 @@ pub enum MessagingError {
     Leases(#[from] projections::bus::leases::LeaseError),
     #[error("payments: {0}")]
     Payments(#[from] crate::payments::PaymentError),
+    #[error("notifications: {0}")]
+    Notifications(#[from] crate::notifications::NotificationError),
     #[error("read models follow Kinesis only when a Kinesis stream is configured")]
     NoStream,
 }
@@ -123,6 +146,23 @@ pub async fn start(node: &Node, settings: MessagingSettings) -> Result<Started, 
         tasks.push(
             PaymentProcessor::new(payments.sqs.clone(), node.cafe.clone(), ledger, processor).spawn(node.stop_signal()),
         );
+    }
+    if let Some(n) = settings.notifications {
+        let queues = notifications::ensure_notification_queues(
+            &n.sqs,
+            &n.queue,
+            &n.dead_letter_queue,
+            notifications::DEFAULT_MAX_RECEIVE_COUNT,
+        )
+        .await?;
+        destinations.push(Destination::new(
+            Arc::new(NotificationBus::new(n.sqs.clone(), queues.queue_url.clone())),
+            PublisherSettings::new(notifications::CHECKPOINT),
+        ));
+        let log = DeliveryLog::open(n.dynamodb.clone(), &n.deliveries_table).await?;
+        let receiving = Receiving { queue_url: queues.queue_url, wait: n.wait, visibility: n.visibility };
+        let worker = NotificationWorker::new(n.sqs, node.cafe.clone(), log, n.couriers, receiving, n.worker_id);
+        tasks.push(worker.spawn(node.stop_signal()));
     }
     if let Some(consumers) = settings.kinesis_projections {
         let outbox = settings.kinesis.as_ref().ok_or(MessagingError::NoStream)?;

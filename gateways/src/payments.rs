@@ -51,6 +51,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::queue::{queue_failure, receive_count, Receiving};
+
 /// The table of processed payment requests, one item per request (key `event_id`, S).
 #[derive(Clone)]
 pub struct PaymentLedger {
@@ -90,13 +92,13 @@ pub enum PaymentError {
     Cafe(#[from] CafeError),
 }
 
-/// A failed call to the payment queue, read by [`classify`].
+/// A failed call to the payment queue, read by [`classify`](projections::aws::classify).
 fn queue_error<E, R>(e: aws_sdk_sqs::error::SdkError<E, R>) -> PaymentError
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    PaymentError::QueueCall(classify("payment queue", e))
+    PaymentError::QueueCall(queue_failure("payment queue", e))
 }
 
 impl PaymentLedger {
@@ -237,40 +239,30 @@ impl PaymentProcessor {
     }
 
     async fn receive(&self) -> Result<Vec<Message>, PaymentError> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.settings.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(self.settings.wait.as_secs().min(20) as i32)
-            .visibility_timeout(self.settings.visibility.as_secs().max(1) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .map_err(queue_error)?;
-        Ok(out.messages.unwrap_or_default())
+        self.receiving().receive(&self.sqs).await.map_err(PaymentError::QueueCall)
+    }
+
+    fn receiving(&self) -> Receiving {
+        Receiving {
+            queue_url: self.settings.queue_url.clone(),
+            wait: self.settings.wait,
+            visibility: self.settings.visibility,
+        }
     }
 
     /// Handles one message, extending its visibility meanwhile; deletes it only when done.
     async fn handle(&self, message: &Message) {
         let Some(receipt) = message.receipt_handle() else { return };
         let started = Instant::now();
-        let extender = self.keep_invisible(receipt.to_owned());
+        let receiving = self.receiving();
+        let extender = receiving.keep_invisible(&self.sqs, receipt.to_owned(), &metric::PAYMENT_VISIBILITY_EXTENSIONS);
         let outcome = self.process(message.body().unwrap_or_default()).await;
-        extender.abort();
-        let receives = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .cloned()
-            .unwrap_or_default();
+        drop(extender);
+        let receives = receive_count(message);
         match outcome {
             Ok(status) => {
-                if let Err(e) =
-                    self.sqs.delete_message().queue_url(&self.settings.queue_url).receipt_handle(receipt).send().await
-                {
-                    // It comes back and is handled again, which changes nothing.
-                    tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "handled payment request not deleted");
-                }
+                // If the delete fails, it comes back and is handled again, which changes nothing.
+                receiving.delete(&self.sqs, receipt).await;
                 metric::PAYMENT_REQUESTS.counter(&[("outcome", status)]).increment(1);
                 metric::PAYMENT_PROCESSING_DURATION
                     .histogram(metric::NO_LABELS)
@@ -281,27 +273,6 @@ impl PaymentProcessor {
                 metric::PAYMENT_REQUESTS.counter(&[("outcome", "failed")]).increment(1);
             }
         }
-    }
-
-    /// Extends the message's visibility every third of the timeout until aborted.
-    fn keep_invisible(&self, receipt: String) -> tokio::task::JoinHandle<()> {
-        let (sqs, queue, visibility) = (self.sqs.clone(), self.settings.queue_url.clone(), self.settings.visibility);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(visibility / 3).await;
-                let extended = sqs
-                    .change_message_visibility()
-                    .queue_url(&queue)
-                    .receipt_handle(&receipt)
-                    .visibility_timeout(visibility.as_secs().max(1) as i32)
-                    .send()
-                    .await;
-                match extended {
-                    Ok(_) => metric::PAYMENT_VISIBILITY_EXTENSIONS.counter(metric::NO_LABELS).increment(1),
-                    Err(e) => tracing::warn!(error = %events::ErrorChain(&queue_error(e)), "visibility not extended"),
-                }
-            }
-        })
     }
 
     /// Decides the payment and records it; answers the payment's status.
@@ -382,11 +353,7 @@ fn dead_letter(m: &Message) -> DeadLetter {
     DeadLetter {
         message_id: m.message_id().unwrap_or_default().to_owned(),
         request: serde_json::from_str(&body).ok(),
-        receives: m
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
+        receives: receive_count(m),
         body,
     }
 }

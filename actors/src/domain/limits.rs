@@ -100,6 +100,41 @@ pub enum Problem {
     StockTooLarge { max: u64 },
     #[error("must be {IMAGE_SHA256_HEX_DIGITS} lowercase hex digits or empty")]
     BadHash,
+    #[error("must be an email address (local@domain, at most {MAX_EMAIL_CHARS} characters, no spaces)")]
+    BadEmail,
+    #[error("must be a phone number in E.164 form: `+` and 8 to 15 digits")]
+    BadPhone,
+}
+
+/// The longest email address SES and RFC 5321 accept.
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// An email address as SES takes it: `local@domain`, both parts non-empty, the domain with a dot,
+/// printable ASCII without spaces, at most [`MAX_EMAIL_CHARS`].
+pub fn check_email(field: &str, value: &str) -> Result<(), Invalid> {
+    let printable = value.bytes().all(|b| b.is_ascii_graphic());
+    let well_formed = value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+    });
+    if printable && well_formed && value.len() <= MAX_EMAIL_CHARS {
+        Ok(())
+    } else {
+        Err(Invalid::new(field, Problem::BadEmail))
+    }
+}
+
+/// A phone number as SNS takes it for SMS: E.164, `+` then 8 to 15 digits, the first not 0.
+pub fn check_phone(field: &str, value: &str) -> Result<(), Invalid> {
+    let digits = value.strip_prefix('+').unwrap_or_default();
+    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
+        Ok(())
+    } else {
+        Err(Invalid::new(field, Problem::BadPhone))
+    }
 }
 
 impl Invalid {

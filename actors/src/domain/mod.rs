@@ -7,6 +7,7 @@
 use events::DomainEvent;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub mod customer;
 pub mod inventory;
 pub mod limits;
 pub mod loyalty;

@@ -35,6 +35,13 @@ pub fn sqs_endpoint() -> Option<String> {
     switch("CLOUDCAFE_TEST_SQS")
 }
 
+/// SES and SNS (moto, the SQS process, started by `deploy/local/emulators.sh`; it also answers
+/// `GET /cloudcafe/sent-email` and `GET /cloudcafe/sent-sms` with what was sent):
+/// `CLOUDCAFE_TEST_SES_SNS`.
+pub fn ses_sns_endpoint() -> Option<String> {
+    switch("CLOUDCAFE_TEST_SES_SNS")
+}
+
 /// DynamoDB (moto, started by `deploy/local/emulators.sh`): `CLOUDCAFE_TEST_DYNAMODB`.
 pub fn dynamodb_endpoint() -> Option<String> {
     switch("CLOUDCAFE_TEST_DYNAMODB")

@@ -37,8 +37,11 @@ mod imp {
 
     use anyhow::Context;
     use gateways::bench::{self, ReplayFigures};
-    use gateways::messaging::{self, KinesisOutbox, KinesisProjections, MessagingSettings, PaymentQueue};
+    use gateways::messaging::{
+        self, KinesisOutbox, KinesisProjections, MessagingSettings, NotificationQueue, PaymentQueue,
+    };
     use gateways::node::Node;
+    use gateways::notifications::Couriers;
     use gateways::payments;
     use projections::aws::AwsSettings;
     use projections::read_models::documents::DocumentSink;
@@ -155,6 +158,29 @@ mod imp {
                 visibility: Duration::from_secs(m.payment_visibility_secs.max(1)),
             });
         }
+        let worker_id = m.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}-{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+        });
+        if let Some(queue) = &m.notification_queue {
+            let config = |endpoint: &Option<String>| AwsSettings::new(endpoint.clone());
+            settings.notifications = Some(NotificationQueue {
+                sqs: sqs_client(&m.sqs_endpoint).await,
+                queue: queue.clone(),
+                dead_letter_queue: m.notification_dlq.clone(),
+                dynamodb: dynamodb.clone(),
+                deliveries_table: m.notifications_table.clone(),
+                couriers: Couriers {
+                    ses: aws_sdk_sesv2::Client::new(&config(&m.ses_endpoint).sdk_config().await),
+                    sns: aws_sdk_sns::Client::new(&config(&m.sns_endpoint).sdk_config().await),
+                    sender: m.notification_sender.clone(),
+                    default_email_domain: m.notification_email_domain.clone(),
+                },
+                wait: Duration::from_secs(20),
+                visibility: Duration::from_secs(m.notification_visibility_secs.max(1)),
+                worker_id: worker_id.clone(),
+            });
+        }
         if m.projections_from == EventSource::Kinesis {
             let sinks = models.stream_ordered();
             if sinks.is_empty() {
@@ -166,20 +192,12 @@ mod imp {
                 dynamodb,
                 sinks,
                 lease_table_prefix: m.lease_table_prefix.clone(),
-                worker_id: m.worker_id.clone().unwrap_or_else(|| {
-                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-                    format!(
-                        "{}-{}-{}",
-                        host.trim(),
-                        std::process::id(),
-                        &uuid::Uuid::new_v4().simple().to_string()[..8]
-                    )
-                }),
+                worker_id,
                 lease_timeout: Duration::from_millis(m.lease_timeout_ms.max(100)),
             });
         }
         let started = messaging::start(node, settings).await.context("cannot start publishing and consuming")?;
-        tracing::info!(kinesis = ?m.kinesis_stream, payments = ?m.payment_queue, "events leave the process");
+        tracing::info!(kinesis = ?m.kinesis_stream, payments = ?m.payment_queue, notifications = ?m.notification_queue, "events leave the process");
         Ok(started
             .kinesis_lag
             .into_iter()
@@ -365,7 +383,7 @@ mod imp {
         _models: &CloudModels,
     ) -> anyhow::Result<StreamFed> {
         if m.any() {
-            anyhow::bail!("this build cannot publish to Kinesis or SQS: rebuild with `--features cloud`");
+            anyhow::bail!("this build cannot publish to Kinesis or SQS or notify: rebuild with `--features cloud`");
         }
         Ok(Vec::new())
     }

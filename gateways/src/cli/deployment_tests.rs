@@ -94,12 +94,15 @@ fn names() -> BTreeMap<String, String> {
 
 fn root_context() -> Context<'static> {
     let mut ctx = Context::new();
-    ctx.declare_var("var", hcl::value!({ environment = "prod", aws_region = "us-east-1" }));
+    ctx.declare_var(
+        "var",
+        hcl::value!({ environment = "prod", aws_region = "us-east-1", notification_sender = "orders@cloudcafe.example" }),
+    );
     declare_functions(&mut ctx);
     ctx
 }
 
-/// The two Terraform functions the evaluated expressions use.
+/// The Terraform functions the evaluated expressions use.
 fn declare_functions(ctx: &mut Context<'_>) {
     use hcl::eval::{FuncArgs, FuncDef, ParamType};
     fn concat(args: FuncArgs) -> Result<Value, String> {
@@ -113,7 +116,15 @@ fn declare_functions(ctx: &mut Context<'_>) {
         let map = args.into_values().into_iter().next().ok_or("values takes a map")?;
         Ok(Value::Array(map.as_object().ok_or("values takes a map")?.values().cloned().collect()))
     }
+    fn split(args: FuncArgs) -> Result<Value, String> {
+        let [separator, text] = &args.into_values()[..] else { return Err("split takes two strings".into()) };
+        let (Some(separator), Some(text)) = (separator.as_str(), text.as_str()) else {
+            return Err("split takes two strings".into());
+        };
+        Ok(Value::Array(text.split(separator).map(Value::from).collect()))
+    }
     ctx.declare_func("concat", FuncDef::builder().variadic_param(ParamType::Any).build(concat));
+    ctx.declare_func("split", FuncDef::builder().param(ParamType::String).param(ParamType::String).build(split));
     ctx.declare_func("values", FuncDef::builder().param(ParamType::Any).build(values));
 }
 
@@ -125,7 +136,9 @@ fn root_locals() -> Value {
     // Data sources stand in with fixed values: the account and the partition.
     locals.insert("account_id".into(), Value::from("123456789012"));
     locals.insert("partition".into(), Value::from("aws"));
-    for key in ["names", "kinesis_fed_models", "lease_tables", "container_port", "health_check_path"] {
+    for key in
+        ["names", "kinesis_fed_models", "lease_tables", "container_port", "health_check_path", "notification_domain"]
+    {
         ctx.declare_var("local", Value::Object(locals.clone()));
         locals.insert(key.into(), eval(local(&root, key), &ctx));
     }
@@ -134,6 +147,7 @@ fn root_locals() -> Value {
     }
     ctx.declare_var("local", Value::Object(locals.clone()));
     locals.insert("arn_prefix".into(), eval(local(&root, "arn_prefix"), &ctx));
+    locals.insert("queue_actions".into(), eval(local(&root, "queue_actions"), &ctx));
     Value::Object(locals)
 }
 
@@ -298,6 +312,10 @@ fn the_task_passes_serve_only_settings_it_reads_and_every_one_a_deployment_needs
         "CLOUDCAFE_PAYMENT_QUEUE",
         "CLOUDCAFE_PAYMENT_DLQ",
         "CLOUDCAFE_PAYMENTS_TABLE",
+        "CLOUDCAFE_NOTIFICATION_QUEUE",
+        "CLOUDCAFE_NOTIFICATION_DLQ",
+        "CLOUDCAFE_NOTIFICATIONS_TABLE",
+        "CLOUDCAFE_NOTIFICATION_SENDER",
         "CLOUDCAFE_TRUST_FORWARDED_FOR",
         "CLOUDCAFE_JWKS_URL",
         "CLOUDCAFE_JWT_ISSUER",
@@ -354,6 +372,9 @@ fn the_task_passes_serve_only_settings_it_reads_and_every_one_a_deployment_needs
     assert_eq!(evaluated["CLOUDCAFE_PAYMENT_QUEUE"], n["payment_queue"]);
     assert_eq!(evaluated["CLOUDCAFE_PAYMENT_DLQ"], n["payment_dlq"]);
     assert_eq!(evaluated["CLOUDCAFE_PAYMENTS_TABLE"], n["payments_table"]);
+    assert_eq!(evaluated["CLOUDCAFE_NOTIFICATION_QUEUE"], n["notification_queue"]);
+    assert_eq!(evaluated["CLOUDCAFE_NOTIFICATION_DLQ"], n["notification_dlq"]);
+    assert_eq!(evaluated["CLOUDCAFE_NOTIFICATIONS_TABLE"], n["notifications_table"]);
     assert_eq!(evaluated["CLOUDCAFE_LEASE_TABLE_PREFIX"], n["lease_table_prefix"]);
     assert_eq!(evaluated["CLOUDCAFE_DYNAMODB_ENV"], ENV);
     assert_eq!(evaluated["CLOUDCAFE_ENVIRONMENT"], ENV);
@@ -566,15 +587,36 @@ fn every_task_role_statement_names_what_the_configuration_or_the_node_creates() 
     // What the node creates itself: its read models' generations.
     let node_creates = [n["active_orders_tables"].clone(), n["store_inventory_tables"].clone()];
     let mut granted = Vec::new();
+    // A direct SMS publish has no resource ARN: IAM knows it only as "*". That one grant is allowed
+    // when a Deny takes every topic out of it, so that it cannot publish to any topic.
+    let denies_topics = statements.iter().any(|st| {
+        st.as_object().and_then(|o| o.get("effect")).and_then(Value::as_str) == Some("Deny")
+            && get(st, "actions").as_array().expect("actions").iter().any(|a| a.as_str() == Some("sns:Publish"))
+            && get(st, "resources")
+                .as_array()
+                .expect("resources")
+                .iter()
+                .any(|r| r.as_str() == Some("arn:aws:sns:*:*:*"))
+    });
     for statement in statements {
         let sid = get(statement, "sid").as_str().expect("a sid");
         let actions = get(statement, "actions").as_array().expect("actions");
+        let effect = statement.as_object().and_then(|o| o.get("effect")).and_then(Value::as_str).unwrap_or("Allow");
+        if effect == "Deny" {
+            continue; // takes away; what it names need not exist
+        }
+        assert_eq!(effect, "Allow", "{sid}");
         assert!(
             actions.iter().all(|a| !a.as_str().expect("an action").contains('*')),
             "{sid} grants a wildcard action"
         );
+        let action_names: Vec<&str> = actions.iter().filter_map(Value::as_str).collect();
         for resource in get(statement, "resources").as_array().expect("resources") {
             let arn = resource.as_str().expect("an ARN");
+            if arn == "*" && action_names == ["sns:Publish"] && denies_topics {
+                granted.push(("sms".to_owned(), vec!["sns:Publish".to_owned()]));
+                continue;
+            }
             assert_ne!(arn, "*", "{sid} grants every resource");
             let name = arn
                 .strip_prefix("arn:aws:dynamodb:us-east-1:123456789012:table/")
@@ -593,6 +635,14 @@ fn every_task_role_statement_names_what_the_configuration_or_the_node_creates() 
                 },
                 None if arn.starts_with("arn:aws:rds-db:us-east-1:123456789012:dbuser:") => {
                     assert!(arn.ends_with("/cloudcafe_app"), "{sid}: {arn} is not the journal's user");
+                }
+                None if arn.starts_with("arn:aws:ses:us-east-1:123456789012:identity/") => {
+                    assert!(
+                        blocks(&module("."), "resource")
+                            .any(|b| b.labels().first().is_some_and(|l| l.as_str() == "aws_sesv2_email_identity")),
+                        "{sid}: {arn}: no SES identity is created"
+                    );
+                    assert!(arn.ends_with("/cloudcafe.example"), "{sid}: {arn} is not the sender's domain");
                 }
                 None if arn.starts_with("arn:aws:kms:") => {
                     assert!(blocks(&module("modules/data"), "resource")
@@ -628,6 +678,13 @@ fn every_task_role_statement_names_what_the_configuration_or_the_node_creates() 
         (format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["kinesis_stream"]), "kinesis:GetRecords"),
         (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["payment_queue"]), "sqs:ReceiveMessage"),
         (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["payment_dlq"]), "sqs:GetQueueAttributes"),
+        (dynamodb(&n["notifications_table"]), "dynamodb:PutItem"),
+        (dynamodb(&n["notifications_table"]), "dynamodb:DeleteItem"),
+        (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["notification_queue"]), "sqs:ReceiveMessage"),
+        (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["notification_queue"]), "sqs:SendMessage"),
+        (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["notification_dlq"]), "sqs:GetQueueAttributes"),
+        ("arn:aws:ses:us-east-1:123456789012:identity/cloudcafe.example".to_owned(), "ses:SendEmail"),
+        ("sms".to_owned(), "sns:Publish"),
     ];
     for (resource, action) in touched {
         assert!(grants(&resource, action), "the task role does not grant {action} on {resource}");

@@ -134,6 +134,32 @@ pub struct MessagingArgs {
     /// handled).
     #[arg(long, default_value_t = 30)]
     pub payment_visibility_secs: u64,
+    /// Tell customers about their orders: publish a notification per order confirmed, payment
+    /// declined, order ready and refund to this SQS standard queue, and deliver them by SES or SNS.
+    #[arg(long, env = "CLOUDCAFE_NOTIFICATION_QUEUE")]
+    pub notification_queue: Option<String>,
+    /// The notification queue's dead-letter queue (a message moves there after 3 receives).
+    #[arg(long, env = "CLOUDCAFE_NOTIFICATION_DLQ", default_value = "notification-queue-dlq")]
+    pub notification_dlq: String,
+    /// The DynamoDB table of delivered notifications (one item per event).
+    #[arg(long, env = "CLOUDCAFE_NOTIFICATIONS_TABLE", default_value = "notifications")]
+    pub notifications_table: String,
+    /// The verified SES identity notification emails come from.
+    #[arg(long, env = "CLOUDCAFE_NOTIFICATION_SENDER", default_value = "orders@cloudcafe.example")]
+    pub notification_sender: String,
+    /// Customers who chose no channel are emailed at `<customer id>@<this domain>`.
+    #[arg(long, env = "CLOUDCAFE_NOTIFICATION_EMAIL_DOMAIN", default_value = "customers.cloudcafe.example")]
+    pub notification_email_domain: String,
+    /// Seconds a received notification stays invisible to other workers (extended while it is
+    /// handled); a claim older than this was left by a worker that stopped.
+    #[arg(long, default_value_t = 30)]
+    pub notification_visibility_secs: u64,
+    /// An SES endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_SES_ENDPOINT")]
+    pub ses_endpoint: Option<String>,
+    /// An SNS endpoint to use instead of AWS (an emulator; static test credentials).
+    #[arg(long, env = "CLOUDCAFE_SNS_ENDPOINT")]
+    pub sns_endpoint: Option<String>,
     /// Where the DynamoDB and DocumentDB read models take their events from.
     #[arg(long, value_enum, env = "CLOUDCAFE_PROJECTIONS_FROM", default_value_t = EventSource::Journal)]
     pub projections_from: EventSource,
@@ -151,7 +177,10 @@ pub struct MessagingArgs {
 impl MessagingArgs {
     /// Whether any messaging is asked for.
     pub fn any(&self) -> bool {
-        self.kinesis_stream.is_some() || self.payment_queue.is_some() || self.projections_from == EventSource::Kinesis
+        self.kinesis_stream.is_some()
+            || self.payment_queue.is_some()
+            || self.notification_queue.is_some()
+            || self.projections_from == EventSource::Kinesis
     }
 }
 

@@ -164,6 +164,8 @@ pub const ORDER_OUTCOMES: &[&str] = &["placed", "rejected", "failed"];
 pub const COMMAND_OUTCOMES: &[&str] = &["ok", "rejected", "busy", "unavailable", "contended"];
 
 /// How the payment processor leaves a request (`PaymentRequests`' `Outcome`).
+/// The outcomes of `notifications_total`: delivered by email or text, delivered before, failed.
+pub const NOTIFICATION_OUTCOMES: &[&str] = &["email", "sms", "duplicate", "failed"];
 pub const PAYMENT_OUTCOMES: &[&str] = &["authorized", "declined", "voided", "refunded", "captured", "none", "failed"];
 
 /// The period of every graph and of the rates derived from it, in seconds.
@@ -630,6 +632,21 @@ pub fn services(d: &Deployment) -> Vec<Dashboard> {
     ];
     orders.extend(aggregate("order"));
     orders.extend(routes(&["/api/orders", "/api/customers"]));
+    orders.extend([
+        graph(
+            "Notifications by outcome",
+            "per second",
+            each(NOTIFICATION_OUTCOMES, &metric::NOTIFICATIONS, Stat::Sum, "Outcome", &[], LineSeries::PerSecond),
+        ),
+        graph(
+            "Notification delivery time",
+            "ms",
+            vec![
+                line("p50", LineSeries::Metric(query(&metric::NOTIFICATION_DELIVERY_DURATION, Stat::P50, &[]))),
+                line("p99", LineSeries::Metric(query(&metric::NOTIFICATION_DELIVERY_DURATION, Stat::P99, &[]))),
+            ],
+        ),
+    ]);
 
     let mut inventory = aggregate("inventory");
     inventory.extend(routes(&["/api/inventory"]));

@@ -35,6 +35,7 @@ use crate::node::Node;
 mod admin;
 mod analytics;
 pub mod auth;
+mod customers;
 pub mod dashboard;
 mod errors;
 mod extractors;
@@ -209,6 +210,13 @@ fn routes() -> Vec<(&'static str, Methods)> {
         (
             "/api/customers/{customer_id}/orders",
             vec![(Method::GET, CustomerInPath("customer_id"), web::to(orders::customer_orders))],
+        ),
+        (
+            "/api/customers/{customer_id}/preferences",
+            vec![
+                (Method::GET, CustomerInPath("customer_id"), web::to(customers::get_preferences)),
+                (Method::PUT, CustomerInPath("customer_id"), web::to(customers::set_preferences)),
+            ],
         ),
         (
             "/api/inventory/stores/{store_id}",

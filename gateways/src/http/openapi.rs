@@ -21,7 +21,7 @@ use super::schema::{
     UnsupportedMediaType,
 };
 use super::Guard;
-use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payments, stores, stress};
+use super::{admin, analytics, customers, dashboard, inventory, loyalty, menu, orders, payments, stores, stress};
 
 /// The whole document. `paths` lists every handler; the schemas they name are gathered from them.
 #[derive(OpenApi)]
@@ -39,7 +39,7 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
             `/admin/dashboard` needs a bearer token (JWT, security scheme `bearer`): from the node's local key \
             (`cloudcafe token issue --role customer --sub alice`) or from the configured identity provider (Amazon \
             Cognito). Without a valid one: 401 with `WWW-Authenticate`. Roles: a customer acts on their own orders, \
-            payments and loyalty (another customer's answer 404, as if they did not exist); staff restock and read \
+            payments, loyalty and notification preferences (another customer's answer 404, as if they did not exist); staff restock and read \
             their own store's inventory and analytics and move its orders towards pickup; an admin may do everything, and alone uses the menu's \
             commands and `/admin/*`. A role that does not allow a route: 403.",
         license(name = "MIT"),
@@ -50,6 +50,8 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
         orders::advance_order,
         orders::cancel_order,
         orders::customer_orders,
+        customers::get_preferences,
+        customers::set_preferences,
         inventory::get_stock,
         inventory::store_stock,
         inventory::restock,
@@ -86,6 +88,7 @@ use super::{admin, analytics, dashboard, inventory, loyalty, menu, orders, payme
         (name = "menu", description = "The menu"),
         (name = "inventory", description = "Each store's stock of each menu item"),
         (name = "loyalty", description = "Customers' points and tiers"),
+        (name = "customers", description = "How customers are told about their orders"),
         (name = "payments", description = "Orders' payments"),
         (name = "analytics", description = "Per-store 1-minute windows"),
         (name = "stores", description = "Opening and closing stores; orders and restocks need an open store"),

@@ -239,6 +239,44 @@ async fn a_customer_cancels_a_paid_order_and_gets_the_money_and_the_stock_back_u
 }
 
 #[actix_web::test]
+async fn a_customer_chooses_how_to_be_notified_and_a_bad_choice_names_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir).await;
+    let app = test::init_service(gateways::app(ApiState::new(&node, metrics_handle(), &ApiSettings::default()))).await;
+    let path = "/api/customers/alice/preferences";
+    let put = |body: Value| test::TestRequest::put().uri(path).set_json(body);
+    let (status, body, _) = call(&app, test::TestRequest::get().uri(path)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"customer_id": "alice", "channel": "email", "address": null, "chosen": false}));
+
+    let head = crate::quiet_head(node.journal.as_ref()).await;
+    for (body, field, expected) in [
+        (json!({"channel": "sms", "address": "ada@example.com"}), "address", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"channel": "email", "address": "+15550100003"}), "address", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"channel": "email", "address": "a\u{0}@example.com"}), "address", StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"channel": "pigeon", "address": "roof"}), "channel", StatusCode::BAD_REQUEST),
+        (json!({"channel": "sms"}), "address", StatusCode::BAD_REQUEST),
+        (json!({"channel": "sms", "address": "+15550100003", "cc": "x"}), "cc", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer, _) = call(&app, put(body.clone())).await;
+        assert_eq!((status, answer["field"].as_str()), (expected, Some(field)), "{body}: {answer}");
+    }
+    assert_eq!(node.journal.head_position().await.unwrap(), head, "refusals wrote nothing");
+
+    let (status, body, headers) = call(&app, put(json!({"channel": "sms", "address": "+15550100003"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"customer_id": "alice", "channel": "sms", "address": "+15550100003", "chosen": true}));
+    assert!(headers.contains_key("x-correlation-id"));
+    let (_, read, _) = call(&app, test::TestRequest::get().uri(path)).await;
+    assert_eq!(read, body);
+    // The same choice again: the same answer, nothing written.
+    let head = crate::quiet_head(node.journal.as_ref()).await;
+    let (status, again, _) = call(&app, put(json!({"channel": "sms", "address": "+15550100003"}))).await;
+    assert_eq!((status, &again), (StatusCode::OK, &body));
+    assert_eq!(node.journal.head_position().await.unwrap(), head);
+}
+
+#[actix_web::test]
 async fn a_ready_order_nobody_picks_up_is_abandoned_by_the_nodes_timer() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = NodeSettings::embedded(dir.path());

@@ -17,6 +17,8 @@ mod logs;
 mod loyalty;
 mod metrics_export;
 #[cfg(feature = "cloud")]
+mod notifications;
+#[cfg(feature = "cloud")]
 mod payments;
 mod rate_limit;
 mod raw_http;

@@ -223,6 +223,7 @@ async fn each_role_reaches_its_own_resources_only() {
         (payment.clone(), customer_reads),
         ("/api/customers/alice/orders".into(), customer_reads),
         ("/api/loyalty/alice".into(), customer_reads),
+        ("/api/customers/alice/preferences".into(), customer_reads),
         ("/api/inventory/stores/store-1/items/latte".into(), store_reads),
         ("/api/inventory/stores/store-1".into(), store_reads),
         ("/api/analytics/stores/store-1/minutes".into(), store_reads),
@@ -282,6 +283,11 @@ async fn each_role_reaches_its_own_resources_only() {
         let uri = format!("/api/orders/{order_id}/cancel");
         move || test::TestRequest::post().uri(&uri).set_json(json!({"reason": "changed my mind"}))
     };
+    let choose = || {
+        test::TestRequest::put()
+            .uri("/api/customers/alice/preferences")
+            .set_json(json!({"channel": "sms", "address": "+15550100002"}))
+    };
     type Request = Box<dyn Fn(usize) -> test::TestRequest>;
     let commands: Vec<(&str, Request, [StatusCode; 6])> = vec![
         (
@@ -297,6 +303,13 @@ async fn each_role_reaches_its_own_resources_only() {
             "cancel alice's order, now preparing",
             Box::new(move |_| cancel()),
             [S::UNAUTHORIZED, S::CONFLICT, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::CONFLICT],
+        ),
+        (
+            // Only the customer (or an admin for them) chooses how they are told; anyone else does
+            // not see the customer.
+            "choose how alice is notified",
+            Box::new(move |_| choose()),
+            [S::UNAUTHORIZED, S::OK, S::NOT_FOUND, S::NOT_FOUND, S::NOT_FOUND, S::OK],
         ),
         (
             "restock store-1",

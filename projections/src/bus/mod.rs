@@ -9,6 +9,9 @@ pub mod kinesis;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
+#[cfg(feature = "sqs")]
+pub mod notifications;
+
 #[cfg(feature = "dynamodb")]
 pub mod leases;
 

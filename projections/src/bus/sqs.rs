@@ -186,52 +186,60 @@ impl Bus for SqsBus {
     }
 
     async fn send_batch(&self, batch: &[Message]) -> Result<Vec<EntryOutcome>, BusError> {
-        let mut entries = Vec::with_capacity(batch.len());
-        for (i, m) in batch.iter().enumerate() {
-            let body = String::from_utf8(m.body.clone())
-                .map_err(|e| BusError::refused_because("a message body is not UTF-8", e))?;
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(format!("m{i}"))
-                .message_body(body)
-                .message_group_id(m.key.clone())
-                .message_deduplication_id(m.event_id.to_string())
-                .build()
-                .map_err(|e| BusError::refused_because("cannot build an SQS batch entry", e))?;
-            entries.push(entry);
-        }
-        let answer = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| bus_error(&self.queue_url, e))?;
-        let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];
-        let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < batch.len());
-        for ok in answer.successful() {
-            if let Some(i) = index(ok.id()) {
-                tracing::debug!(event_id = %batch[i].event_id, message_id = ok.message_id(), "payment request enqueued");
-                outcomes[i] = Some(EntryOutcome::Accepted);
-            }
-        }
-        for failed in answer.failed() {
-            if let Some(i) = index(failed.id()) {
-                let code = failed.code().to_owned();
-                // The sender's fault (malformed entry) will not go away by sending it again.
-                outcomes[i] = Some(if failed.sender_fault() {
-                    EntryOutcome::Refused { code }
-                } else {
-                    EntryOutcome::Retry { code }
-                });
-            }
-        }
-        // An entry the answer does not mention is in an unknown state: send it again.
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| EntryOutcome::Retry { code: "NotInAnswer".into() }))
-            .collect())
+        send_batch_to(&self.client, &self.queue_url, batch, Ordering::Fifo).await
     }
+}
+
+/// Whether a queue keeps order and deduplicates (FIFO: group = the message's key, deduplication id
+/// = its event id) or not (standard: no group, no deduplication id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ordering {
+    Fifo,
+    Standard,
+}
+
+/// Sends `batch` in one `SendMessageBatch` and reads each entry's outcome from the answer.
+pub(crate) async fn send_batch_to(
+    client: &Client,
+    queue_url: &str,
+    batch: &[Message],
+    ordering: Ordering,
+) -> Result<Vec<EntryOutcome>, BusError> {
+    let mut entries = Vec::with_capacity(batch.len());
+    for (i, m) in batch.iter().enumerate() {
+        let body = String::from_utf8(m.body.clone())
+            .map_err(|e| BusError::refused_because("a message body is not UTF-8", e))?;
+        let mut entry = SendMessageBatchRequestEntry::builder().id(format!("m{i}")).message_body(body);
+        if ordering == Ordering::Fifo {
+            entry = entry.message_group_id(m.key.clone()).message_deduplication_id(m.event_id.to_string());
+        }
+        entries.push(entry.build().map_err(|e| BusError::refused_because("cannot build an SQS batch entry", e))?);
+    }
+    let answer = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| bus_error(queue_url, e))?;
+    let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];
+    let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < batch.len());
+    for ok in answer.successful() {
+        if let Some(i) = index(ok.id()) {
+            tracing::debug!(event_id = %batch[i].event_id, message_id = ok.message_id(), queue = queue_url, "message enqueued");
+            outcomes[i] = Some(EntryOutcome::Accepted);
+        }
+    }
+    for failed in answer.failed() {
+        if let Some(i) = index(failed.id()) {
+            let code = failed.code().to_owned();
+            // The sender's fault (malformed entry) will not go away by sending it again.
+            outcomes[i] =
+                Some(if failed.sender_fault() { EntryOutcome::Refused { code } } else { EntryOutcome::Retry { code } });
+        }
+    }
+    // An entry the answer does not mention is in an unknown state: send it again.
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or_else(|| EntryOutcome::Retry { code: "NotInAnswer".into() })).collect())
 }
 
 /// A failed request as the bus port's error, read by [`crate::aws::classify`] (`what` names the
@@ -244,7 +252,7 @@ where
     classify(what, e).into()
 }
 
-fn setup_error<E, R>(what: &str, e: SdkError<E, R>) -> SetupError
+pub(crate) fn setup_error<E, R>(what: &str, e: SdkError<E, R>) -> SetupError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -274,7 +282,21 @@ pub async fn ensure_payment_queues(
             return Err(SetupError::Refused { reason: format!("FIFO queue names end in .fifo: {name}"), cause: None });
         }
     }
-    let dead_letter_url = create_fifo_queue(client, dead_letter_name).await?;
+    let (queue_url, dead_letter_url, dead_letter_arn) =
+        create_queue_pair(client, queue_name, dead_letter_name, max_receive_count, Ordering::Fifo).await?;
+    Ok(PaymentQueues { queue_url, dead_letter_url, dead_letter_arn })
+}
+
+/// Creates (or keeps) a dead-letter queue and a queue whose redrive policy moves a message there
+/// after `max_receive_count` receives; answers the queue's URL, the dead-letter queue's URL and ARN.
+pub(crate) async fn create_queue_pair(
+    client: &Client,
+    queue_name: &str,
+    dead_letter_name: &str,
+    max_receive_count: u32,
+    ordering: Ordering,
+) -> Result<(String, String, String), SetupError> {
+    let dead_letter_url = create_queue(client, dead_letter_name, ordering).await?;
     let attributes = client
         .get_queue_attributes()
         .queue_url(&dead_letter_url)
@@ -287,7 +309,7 @@ pub async fn ensure_payment_queues(
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
         .ok_or_else(|| SetupError::Unavailable { reason: format!("no ARN for {dead_letter_name}"), cause: None })?;
-    let queue_url = create_fifo_queue(client, queue_name).await?;
+    let queue_url = create_queue(client, queue_name, ordering).await?;
     let policy = serde_json::json!({
         "deadLetterTargetArn": dead_letter_arn,
         "maxReceiveCount": max_receive_count.to_string(),
@@ -299,18 +321,21 @@ pub async fn ensure_payment_queues(
         .send()
         .await
         .map_err(|e| setup_error(queue_name, e))?;
-    Ok(PaymentQueues { queue_url, dead_letter_url, dead_letter_arn })
+    Ok((queue_url, dead_letter_url, dead_letter_arn))
 }
 
-async fn create_fifo_queue(client: &Client, name: &str) -> Result<String, SetupError> {
-    let attributes = HashMap::from([
-        (QueueAttributeName::FifoQueue, "true".to_owned()),
-        (QueueAttributeName::ContentBasedDeduplication, "false".to_owned()),
-    ]);
+async fn create_queue(client: &Client, name: &str, ordering: Ordering) -> Result<String, SetupError> {
+    let attributes = match ordering {
+        Ordering::Fifo => HashMap::from([
+            (QueueAttributeName::FifoQueue, "true".to_owned()),
+            (QueueAttributeName::ContentBasedDeduplication, "false".to_owned()),
+        ]),
+        Ordering::Standard => HashMap::new(),
+    };
     let answer = client
         .create_queue()
         .queue_name(name)
-        .set_attributes(Some(attributes))
+        .set_attributes((!attributes.is_empty()).then_some(attributes))
         .send()
         .await
         .map_err(|e| setup_error(name, e))?;

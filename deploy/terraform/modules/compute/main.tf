@@ -38,6 +38,11 @@ locals {
       CLOUDCAFE_PAYMENT_DLQ        = var.names.payment_dlq
       CLOUDCAFE_PAYMENTS_TABLE     = var.names.payments_table
 
+      CLOUDCAFE_NOTIFICATION_QUEUE  = var.names.notification_queue
+      CLOUDCAFE_NOTIFICATION_DLQ    = var.names.notification_dlq
+      CLOUDCAFE_NOTIFICATIONS_TABLE = var.names.notifications_table
+      CLOUDCAFE_NOTIFICATION_SENDER = var.notification_sender
+
       # Behind the ALB the client's address is the last X-Forwarded-For entry.
       CLOUDCAFE_TRUST_FORWARDED_FOR = "true"
     },

@@ -74,9 +74,10 @@ variable "log_retention_days" {
 }
 
 variable "task_role_statements" {
-  description = "The task role's statements: [{ sid, actions, resources }]."
+  description = "The task role's statements: [{ sid, effect (Allow unless Deny), actions, resources }]."
   type = list(object({
     sid       = string
+    effect    = optional(string, "Allow")
     actions   = list(string)
     resources = list(string)
   }))
@@ -150,4 +151,9 @@ variable "jwt_audience" {
 
 variable "journal_admin_user" {
   type = string
+}
+
+variable "notification_sender" {
+  description = "The verified SES address notification emails come from."
+  type        = string
 }

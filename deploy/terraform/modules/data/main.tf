@@ -122,6 +122,24 @@ module "payments_table" {
   deletion_protection_enabled        = var.deletion_protection
 }
 
+# One item per notification delivered (the notification worker claims, then marks it sent): what
+# was told to customers, which the journal cannot tell again.
+module "notifications_table" {
+  #checkov:skip=CKV_TF_1:a registry module pinned to one exact release; the registry serves each release as an immutable tag, and a git commit source would lose its version checks
+  source  = "terraform-aws-modules/dynamodb-table/aws"
+  version = "4.0.0"
+
+  name         = var.names.notifications_table
+  hash_key     = "event_id"
+  billing_mode = "PAY_PER_REQUEST"
+  attributes   = [{ name = "event_id", type = "S" }]
+
+  point_in_time_recovery_enabled     = true
+  server_side_encryption_enabled     = true
+  server_side_encryption_kms_key_arn = aws_kms_key.data.arn
+  deletion_protection_enabled        = var.deletion_protection
+}
+
 module "offsets_table" {
   #checkov:skip=CKV_TF_1:a registry module pinned to one exact release; the registry serves each release as an immutable tag, and a git commit source would lose its version checks
   source  = "terraform-aws-modules/dynamodb-table/aws"

@@ -9,3 +9,11 @@ output "payment_queue_arn" {
 output "payment_dlq_arn" {
   value = module.payment_queue.dead_letter_queue_arn
 }
+
+output "notification_queue_arn" {
+  value = module.notification_queue.queue_arn
+}
+
+output "notification_dlq_arn" {
+  value = module.notification_queue.dead_letter_queue_arn
+}
