@@ -23,6 +23,17 @@ locals {
     "sqs:SetQueueAttributes",
   ]
 
+  # What a node does with a stream it publishes to and whose Kinesis-fed models it runs: puts
+  # records, and reads the shards its leases give it. The streams exist (messaging module), so the
+  # node's create-if-absent only describes them.
+  stream_actions = [
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+    "kinesis:PutRecords",
+  ]
+
   task_role_statements = [
     {
       # The read models' generations: the node creates a generation's tables, switches TTL on,
@@ -72,15 +83,16 @@ locals {
     },
     {
       # The outbox publishes every event; the consumers read the shards the leases give them.
-      sid = "OrderEventsStream"
-      actions = [
-        "kinesis:DescribeStreamSummary",
-        "kinesis:GetRecords",
-        "kinesis:GetShardIterator",
-        "kinesis:ListShards",
-        "kinesis:PutRecords",
-      ]
+      sid       = "OrderEventsStream"
+      actions   = local.stream_actions
       resources = ["${local.arn_prefix.kinesis}/${local.names.kinesis_stream}"]
+    },
+    {
+      # The outbox publishes the events analytics needs; the analytics model's consumer reads them
+      # (as OrderEventsStream).
+      sid       = "AnalyticsEventsStream"
+      actions   = local.stream_actions
+      resources = ["${local.arn_prefix.kinesis}/${local.names.analytics_stream}"]
     },
     {
       # The outbox sends payment requests; the payment processor receives them; the node keeps the

@@ -13,6 +13,7 @@ locals {
     documentdb_cluster  = "cloudcafe-documents-${var.environment}"
     redshift_cluster    = "cloudcafe-analytics-${var.environment}"
     kinesis_stream      = "cloudcafe-order-events-${var.environment}"
+    analytics_stream    = "cloudcafe-analytics-events-${var.environment}"
     payment_queue       = "cloudcafe-payment-requests-${var.environment}.fifo"
     payment_dlq         = "cloudcafe-payment-requests-dlq-${var.environment}.fifo"
     payments_table      = "cloudcafe-payments-${var.environment}"
@@ -32,7 +33,9 @@ locals {
   }
 
   # The read models the Kinesis consumers feed, by the name the code gives them; one lease table each.
-  kinesis_fed_models = ["dynamodb-read-models", "documents"]
+  # The first two follow order-events; analytics follows analytics-events, and only when it lives in
+  # Redshift (CLOUDCAFE_ANALYTICS_FROM=kinesis): otherwise its lease table stays empty and idle.
+  kinesis_fed_models = ["dynamodb-read-models", "documents", "analytics"]
   lease_tables       = { for model in local.kinesis_fed_models : model => "${local.names.lease_table_prefix}-${model}" }
 
   # The port `cloudcafe serve` listens on in the container (the Dockerfile's EXPOSE).

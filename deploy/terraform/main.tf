@@ -62,9 +62,10 @@ module "data" {
 module "messaging" {
   source = "./modules/messaging"
 
-  names          = local.names
-  kinesis_shards = var.kinesis_shards
-  kms_key_arn    = module.data.kms_key_arn
+  names            = local.names
+  kinesis_shards   = var.kinesis_shards
+  analytics_shards = var.analytics_shards
+  kms_key_arn      = module.data.kms_key_arn
 }
 
 module "edge" {

@@ -143,6 +143,12 @@ variable "kinesis_shards" {
   default     = 4
 }
 
+variable "analytics_shards" {
+  description = "Shards of the analytics-events stream (partitioned by store; the analytics model's consumers share them by leases). The node's --analytics-shards default."
+  type        = number
+  default     = 2
+}
+
 variable "log_retention_days" {
   description = "Days the nodes' logs are kept in CloudWatch Logs."
   type        = number

@@ -8,13 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::bus::consumer::{ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection};
+use projections::bus::analytics::{self, AnalyticsBus};
+use projections::bus::consumer::{
+    CheckpointedProjection, ConsumerLag, ConsumerSettings, KinesisConsumer, KinesisProjection,
+};
 use projections::bus::kinesis::{self, KinesisBus, KinesisSettings};
 use projections::bus::leases::LeaseTable;
 use projections::bus::notifications::{self, NotificationBus};
 use projections::bus::publisher::{Destination, Publisher, PublisherSettings};
 use projections::bus::sqs::{self, SqsBus, SqsSettings};
-use projections::StreamOrderedSink;
+use projections::{ShardCheckpointedSink, StreamOrderedSink};
 use tokio::task::JoinHandle;
 
 use crate::node::{spawn_singleton, Node};
@@ -32,6 +35,26 @@ pub struct KinesisOutbox {
     /// event before an earlier one. Kinesis-fed read models need it; it costs throughput on hot
     /// streams (BENCHMARKS.md), so it is off when none runs.
     pub one_record_per_stream: bool,
+}
+
+/// The events analytics needs to their own Kinesis stream, keyed by store; and, on a node whose
+/// analytics model follows that stream, its consumer.
+pub struct AnalyticsOutbox {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream: String,
+    /// Shards of the stream if this node creates it.
+    pub shards: i32,
+    pub model: Option<KinesisFedAnalytics>,
+}
+
+/// The analytics model as a consumer application of the analytics stream: its shard checkpoints
+/// live in its own tables, the lease table shares the shards between nodes.
+pub struct KinesisFedAnalytics {
+    pub sink: Arc<dyn ShardCheckpointedSink>,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub lease_table: String,
+    pub worker_id: String,
+    pub lease_timeout: Duration,
 }
 
 /// Payment requests to an SQS FIFO queue, and the processor that takes them.
@@ -75,6 +98,7 @@ pub struct KinesisProjections {
 #[derive(Default)]
 pub struct MessagingSettings {
     pub kinesis: Option<KinesisOutbox>,
+    pub analytics: Option<AnalyticsOutbox>,
     pub payments: Option<PaymentQueue>,
     pub notifications: Option<NotificationQueue>,
     /// Needs `kinesis`.
@@ -127,6 +151,25 @@ pub async fn start(node: &Node, settings: MessagingSettings) -> Result<Started, 
             Arc::new(KinesisBus::new(outbox.client.clone(), &bus)),
             PublisherSettings::new(kinesis::CHECKPOINT),
         ));
+    }
+    if let Some(outbox) = settings.analytics {
+        kinesis::ensure_stream(&outbox.client, &outbox.stream, outbox.shards, Duration::from_secs(60)).await?;
+        let bus =
+            KinesisSettings { stream_name: outbox.stream.clone(), shards: outbox.shards, ..KinesisSettings::default() };
+        destinations.push(Destination::new(
+            Arc::new(AnalyticsBus::new(outbox.client.clone(), &bus, node.journal.clone())),
+            PublisherSettings::new(analytics::CHECKPOINT),
+        ));
+        if let Some(model) = outbox.model {
+            let leases = LeaseTable::open(model.dynamodb, model.lease_table).await?;
+            let worker =
+                ConsumerSettings::new(&outbox.stream, &model.worker_id).with_lease_timeout(model.lease_timeout);
+            let name = model.sink.name().to_owned();
+            let processor = Arc::new(CheckpointedProjection::new(model.sink));
+            let consumer = KinesisConsumer::new(outbox.client, leases, processor, worker);
+            kinesis_lag.push((name, consumer.lag()));
+            tasks.push(consumer.spawn(node.stop_signal()));
+        }
     }
     if let Some(payments) = &settings.payments {
         let queues = sqs::ensure_payment_queues(

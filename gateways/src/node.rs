@@ -77,6 +77,9 @@ pub struct NodeSettings {
     pub seed_demo: bool,
     /// The Redshift cluster (PostgreSQL wire protocol) for the analytics model; `None` runs without it.
     pub analytics: Option<PgOptions>,
+    /// The analytics model follows the analytics Kinesis stream (its consumer is started with the
+    /// messaging), not the journal.
+    pub analytics_from_stream: bool,
     /// Redis in front of the read models: `(url, settings)`; `None` reads the models directly.
     pub cache: Option<(String, CacheSettings)>,
     /// More read models to keep (DynamoDB, DocumentDB), built by the caller around its own clients.
@@ -93,6 +96,7 @@ impl NodeSettings {
             actor_threads: 2,
             seed_demo: false,
             analytics: None,
+            analytics_from_stream: false,
             cache: None,
             extra_projections: Vec::new(),
         }
@@ -263,7 +267,9 @@ impl Node {
         };
         let mut projections: Vec<Arc<dyn Sink>> = vec![storefront_runner];
         if let Some(a) = &analytics {
-            projections.push(a.clone());
+            if !settings.analytics_from_stream {
+                projections.push(a.clone());
+            }
             read_models.push(a.clone());
         }
         projections.extend(settings.extra_projections.iter().map(|p| p.clone() as Arc<dyn Sink>));

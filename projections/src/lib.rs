@@ -226,6 +226,48 @@ pub trait StreamOrderedSink: Send + Sync + 'static {
     async fn apply_in_stream_order(&self, events: &[RecordedEvent]) -> Result<(), SinkError>;
 }
 
+/// One shard's records for a [`ShardCheckpointedSink`]: each event with the sequence number of the
+/// record that carried it, in sequence order, and the lease counter of the worker that read them.
+pub struct ShardBatch<'a> {
+    pub shard_id: &'a str,
+    /// The counter of the lease the reading worker holds: a write under a smaller counter than the
+    /// one stored with the shard's checkpoint comes from a worker that lost the lease.
+    pub lease_counter: u64,
+    pub records: &'a [(String, RecordedEvent)],
+}
+
+/// What a [`ShardCheckpointedSink`] did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardApplied {
+    /// The records after the stored checkpoint were applied (`records` of them), and the checkpoint
+    /// moved to the batch's last record, in one transaction.
+    Applied { records: usize },
+    /// Nothing was written: a worker with a later lease counter (`stored`) wrote the shard's
+    /// checkpoint, so this one lost the lease.
+    Fenced { stored: u64 },
+}
+
+/// A read model that follows Kinesis shards and keeps each shard's checkpoint in its own store,
+/// written in the transaction that applies the shard's records and fenced by the lease counter:
+/// a record redelivered (a new lease holder reading again what the old one applied) changes
+/// nothing, and a worker that lost its lease writes nothing. Its writes are idempotent as well, so
+/// an event the publisher sent twice (two records) counts once.
+///
+/// The analytics model is one: its facts and windows are SQL, whose one global offset needs the
+/// journal's order, so from Kinesis it keeps an offset per shard instead.
+#[async_trait]
+pub trait ShardCheckpointedSink: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    /// The sequence number of the last record of `shard_id` this model applied, if any: where a
+    /// worker that takes the shard starts reading when the lease table's checkpoint is behind it.
+    async fn shard_checkpoint(&self, shard_id: &str) -> Result<Option<String>, SinkError>;
+
+    /// Applies the batch's records after the stored checkpoint and moves the checkpoint to the last
+    /// one, in one transaction, unless the stored lease counter is larger than the batch's.
+    async fn apply_from_shard(&self, batch: ShardBatch<'_>) -> Result<ShardApplied, SinkError>;
+}
+
 /// How far a read model fed from a stream (not the journal) trails: what a node reports for the
 /// models its Kinesis consumers feed.
 pub trait StreamFedLag: Send + Sync + 'static {

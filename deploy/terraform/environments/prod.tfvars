@@ -16,6 +16,7 @@ documentdb_instances      = 2
 redshift_node_type        = "ra3.xlplus"
 redshift_nodes            = 2
 kinesis_shards            = 4
+analytics_shards          = 2
 
 log_retention_days = 30
 

@@ -45,7 +45,7 @@ struct Counter {
 
 #[async_trait]
 impl RecordProcessor for Counter {
-    async fn process(&self, _shard: &str, records: &[KinesisRecord]) -> Result<(), SinkError> {
+    async fn process(&self, _shard: &str, _lease_counter: u64, records: &[KinesisRecord]) -> Result<(), SinkError> {
         let mut ids = Vec::with_capacity(records.len());
         for r in records {
             ids.push(

@@ -38,7 +38,8 @@ mod imp {
     use anyhow::Context;
     use gateways::bench::{self, ReplayFigures};
     use gateways::messaging::{
-        self, KinesisOutbox, KinesisProjections, MessagingSettings, NotificationQueue, PaymentQueue,
+        self, AnalyticsOutbox, KinesisFedAnalytics, KinesisOutbox, KinesisProjections, MessagingSettings,
+        NotificationQueue, PaymentQueue,
     };
     use gateways::node::Node;
     use gateways::notifications::Couriers;
@@ -181,6 +182,28 @@ mod imp {
                 worker_id: worker_id.clone(),
             });
         }
+        if let Some(stream) = &m.analytics_stream {
+            let model = match (m.analytics_from, &node.analytics) {
+                (EventSource::Kinesis, Some(sink)) => Some(KinesisFedAnalytics {
+                    sink: sink.clone(),
+                    dynamodb: dynamodb.clone(),
+                    lease_table: messaging::lease_table(
+                        &m.lease_table_prefix,
+                        projections::read_models::analytics::NAME,
+                    ),
+                    worker_id: worker_id.clone(),
+                    lease_timeout: Duration::from_millis(m.lease_timeout_ms.max(100)),
+                }),
+                (EventSource::Kinesis, None) => anyhow::bail!("--analytics-from kinesis needs an analytics model"),
+                (EventSource::Journal, _) => None,
+            };
+            settings.analytics = Some(AnalyticsOutbox {
+                client: kinesis_client(&m.kinesis_endpoint).await,
+                stream: stream.clone(),
+                shards: m.analytics_shards.max(1),
+                model,
+            });
+        }
         if m.projections_from == EventSource::Kinesis {
             let sinks = models.stream_ordered();
             if sinks.is_empty() {
@@ -197,7 +220,7 @@ mod imp {
             });
         }
         let started = messaging::start(node, settings).await.context("cannot start publishing and consuming")?;
-        tracing::info!(kinesis = ?m.kinesis_stream, payments = ?m.payment_queue, notifications = ?m.notification_queue, "events leave the process");
+        tracing::info!(kinesis = ?m.kinesis_stream, analytics = ?m.analytics_stream, payments = ?m.payment_queue, notifications = ?m.notification_queue, "events leave the process");
         Ok(started
             .kinesis_lag
             .into_iter()

@@ -148,6 +148,7 @@ fn root_locals() -> Value {
     ctx.declare_var("local", Value::Object(locals.clone()));
     locals.insert("arn_prefix".into(), eval(local(&root, "arn_prefix"), &ctx));
     locals.insert("queue_actions".into(), eval(local(&root, "queue_actions"), &ctx));
+    locals.insert("stream_actions".into(), eval(local(&root, "stream_actions"), &ctx));
     Value::Object(locals)
 }
 
@@ -195,6 +196,8 @@ fn the_names_are_the_ones_the_code_uses() {
     for (key, code) in pairs {
         assert_eq!(n[key], code, "local.names.{key}");
     }
+    // The analytics stream, named as the order-events one is (cloudcafe-<base>-<env>).
+    assert_eq!(n["analytics_stream"], format!("cloudcafe-{}-{ENV}", projections::bus::analytics::DEFAULT_STREAM));
     assert!(dashboards.load_balancer.starts_with(&format!("app/{}/", n["load_balancer"])));
     // What the chaos plans' FIS templates run as and log to, and the tags they find targets by.
     assert!(plans.fis_role_arn.ends_with(&format!(":role/{}", n["fis_role"])), "{}", plans.fis_role_arn);
@@ -224,7 +227,14 @@ fn the_names_are_the_ones_the_code_uses() {
         .iter()
         .map(|v| v.as_str().expect("a name").to_owned())
         .collect();
-    assert_eq!(models, [projections::read_models::dynamo::NAME, projections::read_models::documents::NAME]);
+    assert_eq!(
+        models,
+        [
+            projections::read_models::dynamo::NAME,
+            projections::read_models::documents::NAME,
+            projections::read_models::analytics::NAME,
+        ]
+    );
     let leases = string_map(get(&locals, "lease_tables"));
     for model in &models {
         assert_eq!(leases[model], gateways::messaging::lease_table(&n["lease_table_prefix"], model));
@@ -309,6 +319,8 @@ fn the_task_passes_serve_only_settings_it_reads_and_every_one_a_deployment_needs
         "CLOUDCAFE_KINESIS_STREAM",
         "CLOUDCAFE_PROJECTIONS_FROM",
         "CLOUDCAFE_LEASE_TABLE_PREFIX",
+        "CLOUDCAFE_ANALYTICS_STREAM",
+        "CLOUDCAFE_ANALYTICS_FROM",
         "CLOUDCAFE_PAYMENT_QUEUE",
         "CLOUDCAFE_PAYMENT_DLQ",
         "CLOUDCAFE_PAYMENTS_TABLE",
@@ -343,6 +355,8 @@ fn the_task_passes_serve_only_settings_it_reads_and_every_one_a_deployment_needs
             names = (Value::from_iter(n.clone())),
             container_port = 8080,
             health_check_path = "/health",
+            // A stand-in for the Redshift cluster's URL (prod keeps analytics in Redshift).
+            analytics_url = "postgres://cloudcafe@cloudcafe-analytics-prod.example:5439/analytics",
         }),
     );
     ctx.declare_var("local", hcl::value!({ rds_ca_bundle = "/etc/cloudcafe/rds-global-bundle.pem" }));
@@ -379,6 +393,17 @@ fn the_task_passes_serve_only_settings_it_reads_and_every_one_a_deployment_needs
     assert_eq!(evaluated["CLOUDCAFE_DYNAMODB_ENV"], ENV);
     assert_eq!(evaluated["CLOUDCAFE_ENVIRONMENT"], ENV);
     assert_eq!(evaluated["CLOUDCAFE_PROJECTIONS_FROM"], "kinesis");
+    assert_eq!(evaluated["CLOUDCAFE_ANALYTICS_STREAM"], n["analytics_stream"]);
+    assert_eq!(evaluated["CLOUDCAFE_ANALYTICS_FROM"], "kinesis");
+    // Without Redshift the analytics model lives in the journal's database and follows the journal.
+    let analytics_from = always
+        .iter()
+        .find(|(key, _)| matches!(key, ObjectKey::Identifier(id) if id.as_str() == "CLOUDCAFE_ANALYTICS_FROM"))
+        .map(|(_, value)| value)
+        .expect("CLOUDCAFE_ANALYTICS_FROM in the fixed environment");
+    let mut without_redshift = Context::new();
+    without_redshift.declare_var("var", hcl::value!({ analytics_url = (Value::Null) }));
+    assert_eq!(eval(analytics_from, &without_redshift), Value::from("journal"));
     assert_eq!(evaluated["CLOUDCAFE_LISTEN"], "0.0.0.0:8080");
 }
 
@@ -676,6 +701,13 @@ fn every_task_role_statement_names_what_the_configuration_or_the_node_creates() 
         (dynamodb(&leases[projections::read_models::documents::NAME]), "dynamodb:Scan"),
         (format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["kinesis_stream"]), "kinesis:PutRecords"),
         (format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["kinesis_stream"]), "kinesis:GetRecords"),
+        (dynamodb(&leases[projections::read_models::analytics::NAME]), "dynamodb:UpdateItem"),
+        (format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["analytics_stream"]), "kinesis:PutRecords"),
+        (format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["analytics_stream"]), "kinesis:GetRecords"),
+        (
+            format!("arn:aws:kinesis:us-east-1:123456789012:stream/{}", n["analytics_stream"]),
+            "kinesis:GetShardIterator",
+        ),
         (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["payment_queue"]), "sqs:ReceiveMessage"),
         (format!("arn:aws:sqs:us-east-1:123456789012:{}", n["payment_dlq"]), "sqs:GetQueueAttributes"),
         (dynamodb(&n["notifications_table"]), "dynamodb:PutItem"),

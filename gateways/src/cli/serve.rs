@@ -114,6 +114,17 @@ pub struct MessagingArgs {
     /// A Kinesis endpoint to use instead of AWS (an emulator; static test credentials).
     #[arg(long, env = "CLOUDCAFE_KINESIS_ENDPOINT")]
     pub kinesis_endpoint: Option<String>,
+    /// Publish the events analytics needs (orders placed, paid, cancelled; payments) to this Kinesis
+    /// stream, keyed by store (created with --analytics-shards shards if absent).
+    #[arg(long, env = "CLOUDCAFE_ANALYTICS_STREAM")]
+    pub analytics_stream: Option<String>,
+    #[arg(long, default_value_t = 2)]
+    pub analytics_shards: i32,
+    /// Where the analytics model takes its events from: the journal, or the --analytics-stream
+    /// through a consumer sharing its shards with the other nodes by leases (lease table
+    /// `{lease-table-prefix}-analytics`), each shard's checkpoint kept in the analytics database.
+    #[arg(long, value_enum, env = "CLOUDCAFE_ANALYTICS_FROM", default_value_t = EventSource::Journal)]
+    pub analytics_from: EventSource,
     /// Publish a payment request per order to this SQS FIFO queue and run the payment processor on
     /// it (the saga then leaves authorization to the processor).
     #[arg(long, env = "CLOUDCAFE_PAYMENT_QUEUE")]
@@ -178,6 +189,8 @@ impl MessagingArgs {
     /// Whether any messaging is asked for.
     pub fn any(&self) -> bool {
         self.kinesis_stream.is_some()
+            || self.analytics_stream.is_some()
+            || self.analytics_from == EventSource::Kinesis
             || self.payment_queue.is_some()
             || self.notification_queue.is_some()
             || self.projections_from == EventSource::Kinesis
@@ -192,6 +205,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let models = CloudModels::open(&args.storage).await?;
     if args.messaging.projections_from == EventSource::Journal {
         settings.extra_projections = models.rebuildable().into_iter().map(|(_, p)| p).collect();
+    }
+    if args.messaging.analytics_from == EventSource::Kinesis {
+        if args.messaging.analytics_stream.is_none() || settings.analytics.is_none() {
+            anyhow::bail!(
+                "--analytics-from kinesis needs --analytics-stream and an analytics model (--analytics-url, or a PostgreSQL journal)"
+            );
+        }
+        settings.analytics_from_stream = true;
     }
     if args.messaging.payment_queue.is_some() {
         settings.payment.authorizer = actors::cafe::Authorizer::PaymentProcessor;

@@ -179,6 +179,7 @@ impl StorageArgs {
                 ),
                 (None, None) => None,
             },
+            analytics_from_stream: false,
             cache: self.redis_url.clone().map(|url| {
                 let settings = CacheSettings {
                     ca_file: self.redis_ca_file.clone(),

@@ -37,11 +37,16 @@ pub struct VerifyArgs {
     /// until they equal it or --settle is over.
     #[arg(long, value_enum, default_value_t = EventSource::Journal)]
     pub projections_from: EventSource,
+    /// Where the analytics model takes its events from (as the nodes were started): fed from the
+    /// analytics stream, it is compared with a rebuild until it equals it or --settle is over.
+    #[arg(long, value_enum, default_value_t = EventSource::Journal)]
+    pub analytics_from: EventSource,
 }
 
 /// Checks every invariant and prints each check; the exit code says whether all held.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let checks = checks(&args.storage, args.acks.as_deref(), args.settle, args.projections_from).await?;
+    let checks =
+        checks(&args.storage, args.acks.as_deref(), args.settle, args.projections_from, args.analytics_from).await?;
     print(&checks, args.json)?;
     Ok(ExitCode::from(verify::exit_code(&checks)))
 }
@@ -53,6 +58,7 @@ pub async fn checks(
     acks: Option<&std::path::Path>,
     settle: Duration,
     projections_from: EventSource,
+    analytics_from: EventSource,
 ) -> anyhow::Result<Vec<verify::Check>> {
     let settings = storage.settings();
     let acks = match acks {
@@ -69,10 +75,13 @@ pub async fn checks(
         models.push(Arc::new(projections::read_models::analytics::AnalyticsSink::new(pool).await?));
     }
     let cloud: Vec<_> = CloudModels::open(storage).await?.rebuildable().into_iter().map(|(_, model)| model).collect();
-    let stream_fed = match projections_from {
+    let mut stream_fed: Vec<String> = match projections_from {
         EventSource::Kinesis => cloud.iter().map(|model| model.name().to_owned()).collect(),
         EventSource::Journal => Vec::new(),
     };
+    if analytics_from == EventSource::Kinesis {
+        stream_fed.push(projections::read_models::analytics::NAME.to_owned());
+    }
     models.extend(cloud);
     verify::verify(journal.as_ref(), &models, &acks, &VerifySettings { settle, stream_fed })
         .await

@@ -328,7 +328,7 @@ pub fn alarms(d: &Deployment) -> Vec<Alarm> {
 }
 
 /// The largest minute-to-minute growth of the outbox lag over the destinations (each destination's
-/// name is its input's id: `kinesis`, `sqs`).
+/// name is its input's id: `kinesis`, `analytics`, `sqs`, `notifications`).
 fn outbox_growth() -> Signal {
     let inputs: Vec<(&'static str, Input)> = OUTBOX_DESTINATIONS
         .iter()

@@ -142,7 +142,8 @@ pub const DEFAULT_AURORA_MAX_CONNECTIONS: u32 = 1000;
 /// the order saga (`actors::saga::CHECKPOINT`), the freshness follower (`actors::freshness::NAME`),
 /// the projections (`projection:<sink name>`: the storefront, analytics, and with `--features cloud`
 /// the DynamoDB and DocumentDB read models when fed from the journal), and the outbox publishers
-/// (`publisher:kinesis`, `publisher:sqs`). A unit test checks these against the code's constants.
+/// (`publisher:kinesis`, `publisher:analytics`, `publisher:sqs`, `publisher:notifications`). A unit
+/// test checks these against the code's constants.
 pub const FOLLOWERS: &[&str] = &[
     "order-saga",
     "freshness",
@@ -151,11 +152,13 @@ pub const FOLLOWERS: &[&str] = &[
     "projection:dynamodb-read-models",
     "projection:documents",
     "publisher:kinesis",
+    "publisher:analytics",
     "publisher:sqs",
+    "publisher:notifications",
 ];
 
 /// The outbox's destinations (`Destination`: what each bus adapter's `destination()` answers).
-pub const OUTBOX_DESTINATIONS: &[&str] = &["kinesis", "sqs"];
+pub const OUTBOX_DESTINATIONS: &[&str] = &["kinesis", "analytics", "sqs", "notifications"];
 
 /// How an order request ends (`OrderCreationDuration`'s `Outcome`).
 pub const ORDER_OUTCOMES: &[&str] = &["placed", "rejected", "failed"];
@@ -796,12 +799,14 @@ mod tests {
             follower_name(projections::read_models::dynamo::NAME),
             follower_name(projections::read_models::documents::NAME),
             projections::bus::kinesis::CHECKPOINT.to_owned(),
+            projections::bus::analytics::CHECKPOINT.to_owned(),
             projections::bus::sqs::CHECKPOINT.to_owned(),
+            projections::bus::notifications::CHECKPOINT.to_owned(),
         ]);
         for name in &names {
             assert!(FOLLOWERS.contains(&name.as_str()), "{name} is not in FOLLOWERS");
         }
-        assert_eq!(FOLLOWERS.len(), 8);
+        assert_eq!(FOLLOWERS.len(), 10);
     }
 
     #[test]

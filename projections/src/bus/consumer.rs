@@ -50,7 +50,7 @@ use self::balance::{LeasePlan, Observed, Worker};
 use crate::aws::{classify, AwsFailure};
 use crate::bus::kinesis::KinesisRecord;
 use crate::bus::leases::{Checkpoint, Lease, LeaseError, LeaseTable};
-use crate::{SinkError, StreamOrderedSink};
+use crate::{ShardApplied, ShardBatch, ShardCheckpointedSink, SinkError, StreamOrderedSink};
 
 mod balance;
 
@@ -72,7 +72,16 @@ pub enum ConsumerError {
 #[async_trait]
 pub trait RecordProcessor: Send + Sync + 'static {
     /// Processes the records; an error makes the worker offer the same batch again (after a pause).
-    async fn process(&self, shard_id: &str, records: &[KinesisRecord]) -> Result<(), SinkError>;
+    /// `lease_counter` is the counter of the lease the reader holds, for a processor that fences its
+    /// own writes with it.
+    async fn process(&self, shard_id: &str, lease_counter: u64, records: &[KinesisRecord]) -> Result<(), SinkError>;
+
+    /// Where the application's own store says `shard_id` was processed up to (the last sequence
+    /// number), when it keeps one: a reader that takes the shard starts after the later of this and
+    /// the lease table's checkpoint.
+    async fn resume_after(&self, _shard_id: &str) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -386,6 +395,22 @@ impl ShardReader {
                 _ = stop.changed() => return,
             }
         }
+        // An application that checkpoints in its own store may be further than the lease table
+        // (it commits first); reading from the lease table's checkpoint would only read again what
+        // it skips, so a failure to ask is not fatal.
+        match self.processor.resume_after(&shard).await {
+            Ok(Some(sequence)) => {
+                let mut lease = self.lease.lock().await;
+                let own = Checkpoint::After(sequence);
+                if own > lease.checkpoint && lease.checkpoint != Checkpoint::ShardEnd {
+                    lease.checkpoint = own;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%shard, error = %events::ErrorChain(&e), "cannot read the application's checkpoint; starting from the lease's")
+            }
+        }
         let mut iterator: Option<String> = None;
         let mut idle = self.settings.min_poll_interval;
         let mut last_call = Instant::now() - self.settings.min_poll_interval;
@@ -433,7 +458,8 @@ impl ShardReader {
             self.lag.reading(&shard, millis_behind);
             if let Some(last) = records.last() {
                 let mut backoff = Duration::from_millis(50);
-                while let Err(e) = self.processor.process(&shard, &records).await {
+                let counter = self.lease.lock().await.counter;
+                while let Err(e) = self.processor.process(&shard, counter, &records).await {
                     tracing::warn!(%shard, error = %events::ErrorChain(&e), "records not processed; retrying");
                     if sleep_or_stop(&mut stop, backoff).await {
                         return;
@@ -537,6 +563,23 @@ fn wire_position(record: &KinesisRecord) -> Option<u64> {
     RecordedEvent::from_wire(&record.data).ok().map(|e| e.global_position)
 }
 
+/// The records that carry an event envelope, with their events. A record that does not is not an
+/// event of ours: no retry would ever apply it, so it is logged, counted against `projection` and
+/// passed over.
+fn envelopes<'a>(
+    records: &'a [KinesisRecord],
+    projection: &'a str,
+) -> impl Iterator<Item = (&'a KinesisRecord, RecordedEvent)> + 'a {
+    records.iter().filter_map(move |record| match RecordedEvent::from_wire(&record.data) {
+        Ok(event) => Some((record, event)),
+        Err(e) => {
+            tracing::error!(shard = %record.shard_id, sequence = %record.sequence_number, error = %events::ErrorChain(&e), "record is not an event envelope; skipped");
+            metric::CONSUMER_POISON.counter(&[("projection", projection.to_owned())]).increment(1);
+            None
+        }
+    })
+}
+
 /// Feeds the events of Kinesis records into a sink that is idempotent per stream version.
 ///
 /// A shard delivers each stream's events in version order, with repeats (the publisher sends again
@@ -557,19 +600,10 @@ impl KinesisProjection {
 
 #[async_trait]
 impl RecordProcessor for KinesisProjection {
-    async fn process(&self, _shard_id: &str, records: &[KinesisRecord]) -> Result<(), SinkError> {
+    async fn process(&self, _shard_id: &str, _lease_counter: u64, records: &[KinesisRecord]) -> Result<(), SinkError> {
         let mut newest: HashMap<String, u64> = HashMap::new();
         let mut events: Vec<RecordedEvent> = Vec::with_capacity(records.len());
-        for record in records {
-            // Not an event of ours: no retry would ever apply it, so it is logged and passed over.
-            let event = match RecordedEvent::from_wire(&record.data) {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::error!(shard = %record.shard_id, sequence = %record.sequence_number, error = %events::ErrorChain(&e), "record is not an event envelope; skipped");
-                    metric::CONSUMER_POISON.counter(&[("projection", self.sink.name().to_owned())]).increment(1);
-                    continue;
-                }
-            };
+        for (_, event) in envelopes(records, self.sink.name()) {
             let seen = newest.entry(event.stream_id.clone()).or_insert(0);
             if event.stream_version > *seen {
                 *seen = event.stream_version;
@@ -577,5 +611,40 @@ impl RecordProcessor for KinesisProjection {
             }
         }
         self.sink.apply_in_stream_order(&events).await
+    }
+}
+
+/// Feeds the events of Kinesis records into a model that keeps each shard's checkpoint with its
+/// changes ([`ShardCheckpointedSink`]), fenced by the lease counter: effectively once. The model
+/// skips what it already applied, so this passes every record on, in sequence order.
+pub struct CheckpointedProjection {
+    sink: Arc<dyn ShardCheckpointedSink>,
+}
+
+impl CheckpointedProjection {
+    pub fn new(sink: Arc<dyn ShardCheckpointedSink>) -> Self {
+        metric::CONSUMER_POISON.register(&[("projection", sink.name().to_owned())]);
+        CheckpointedProjection { sink }
+    }
+}
+
+#[async_trait]
+impl RecordProcessor for CheckpointedProjection {
+    async fn process(&self, shard_id: &str, lease_counter: u64, records: &[KinesisRecord]) -> Result<(), SinkError> {
+        let events: Vec<(String, RecordedEvent)> = envelopes(records, self.sink.name())
+            .map(|(record, event)| (record.sequence_number.clone(), event))
+            .collect();
+        match self.sink.apply_from_shard(ShardBatch { shard_id, lease_counter, records: &events }).await? {
+            ShardApplied::Applied { .. } => {}
+            // The lease table's checkpoint write, next, fails the same way and ends the reader.
+            ShardApplied::Fenced { stored } => {
+                tracing::info!(shard = %shard_id, lease_counter, stored, "a later lease holder wrote this shard; nothing applied")
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume_after(&self, shard_id: &str) -> Result<Option<String>, SinkError> {
+        self.sink.shard_checkpoint(shard_id).await
     }
 }

@@ -6,6 +6,9 @@ pub mod publisher;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
+#[cfg(feature = "kinesis")]
+pub mod analytics;
+
 #[cfg(feature = "sqs")]
 pub mod sqs;
 

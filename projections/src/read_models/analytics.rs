@@ -9,10 +9,19 @@
 //! `INSERT ... SELECT ... GROUP BY`), and the offset moves in the same transaction.
 //! Cancelled orders leave the windows; placed and paid ones count.
 //!
+//! Fed from the `analytics-events` Kinesis stream instead ([`ShardCheckpointedSink`], `--analytics-from
+//! kinesis`), a batch of one shard's records is one transaction the same way, with the shard's row of
+//! `analytics_shard_checkpoints` (last sequence number, lease counter) in place of the offset: records
+//! at or before the stored sequence are skipped, and a batch whose lease counter is smaller than the
+//! stored one writes nothing. The publisher may send an event twice (as two records): a fact already
+//! there is not inserted again, and `OrderPaid` moves only a placed order, so the facts end as the
+//! journal's would whatever is repeated. A store's events all travel on one shard (the partition key
+//! is the store), so two shards' transactions never touch the same window.
+//!
 //! Replay's bulk pass skips the windows (each recomputation scans the facts, which have no index in
 //! Redshift) and recomputes all of them once at the end ([`Rebuildable::complete_shadow`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +33,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::read_models::refusals::pg_apply;
 use crate::read_models::shadow::{Dependents, SqlShadow, SHADOW_PREFIX};
-use crate::{CanonicalRow, Rebuildable, Sink, SinkError};
+use crate::{CanonicalRow, Rebuildable, ShardApplied, ShardBatch, ShardCheckpointedSink, Sink, SinkError};
 
 /// The name under which the live analytics model stores its position.
 pub const NAME: &str = "analytics";
@@ -43,6 +52,12 @@ const MINUTE_US: i64 = 60_000_000;
 
 const DDL: &str = "
     CREATE TABLE IF NOT EXISTS analytics_offsets (name varchar(64) NOT NULL, position bigint NOT NULL);
+    CREATE TABLE IF NOT EXISTS analytics_shard_checkpoints (
+        name varchar(64) NOT NULL,
+        shard varchar(128) NOT NULL,
+        sequence varchar(128) NOT NULL,
+        lease_counter bigint NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS {p}fact_orders (
         order_id varchar(36) NOT NULL,
         customer_id varchar(64) NOT NULL,
@@ -210,42 +225,33 @@ fn multi_row_insert(table: &str, columns: &[&str], rows: usize) -> String {
 /// Rows per multi-row INSERT, well under the protocol's 65,535 parameters.
 const ROWS_PER_INSERT: usize = 1000;
 
-#[async_trait]
-impl Sink for AnalyticsSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
+type OrderFact = (String, String, String, i64, i32, i64, i64, &'static str);
+type PaymentFact = (String, String, &'static str, i64, f64, i64);
 
-    async fn position(&self) -> Result<u64, SinkError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
-            .query_opt("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
-            .await
-            .map_err(sink_err)?;
-        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
-    }
+/// What a run of events changes in the facts: the orders placed, the payments recorded, and the
+/// status each order ends the run with.
+struct FactChanges {
+    orders: Vec<OrderFact>,
+    payments: Vec<PaymentFact>,
+    /// Cancelled over paid over placed, whatever order the events came in: a status only moves
+    /// that way, so an event seen again late cannot move it back.
+    status: HashMap<String, &'static str>,
+}
 
-    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
-        let Some(last) = events.last().map(|e| e.global_position as i64) else { return Ok(()) };
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(pg_apply)?;
-        // Redshift has no SELECT ... FOR UPDATE (nor RETURNING): updating the offset row takes the lock.
-        tx.execute("UPDATE analytics_offsets SET position = position WHERE name = $1", &[&self.name])
-            .await
-            .map_err(pg_apply)?;
-        let at: i64 = tx
-            .query_one("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
-            .await
-            .map_err(pg_apply)?
-            .get(0);
-        if last <= at {
-            return Ok(());
-        }
-        let mut orders: Vec<(String, String, String, i64, i32, i64, i64, &'static str)> = Vec::new();
-        let mut payments: Vec<(String, String, &'static str, i64, f64, i64)> = Vec::new();
-        // The status each order ends the page with: cancelled over paid, as the updates below apply them.
-        let mut status: HashMap<String, &'static str> = HashMap::new();
-        for e in events.iter().filter(|e| e.global_position as i64 > at) {
+/// Whether the events written may repeat ones already written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeats {
+    /// From the journal, after the stored offset: every event is new.
+    Impossible,
+    /// From a Kinesis shard: the publisher sends an event again after a failure, as a new record,
+    /// so a fact already there is not inserted again.
+    Possible,
+}
+
+impl FactChanges {
+    fn of<'a>(events: impl Iterator<Item = &'a RecordedEvent>) -> Result<Self, SinkError> {
+        let mut changes = FactChanges { orders: Vec::new(), payments: Vec::new(), status: HashMap::new() };
+        for e in events {
             let category = events::domain::streams::category(&e.stream_id);
             if category != "order" && category != "payment" {
                 continue;
@@ -253,8 +259,9 @@ impl Sink for AnalyticsSink {
             let event = e
                 .decode()
                 .map_err(|err| SinkError::poison_because("the event does not decode", err).at(e.global_position))?;
+            let at = e.recorded_at_us;
             match event {
-                DomainEvent::OrderPlaced(p) => orders.push((
+                DomainEvent::OrderPlaced(p) => changes.orders.push((
                     p.order_id.to_string(),
                     p.customer_id,
                     p.store_id,
@@ -265,55 +272,58 @@ impl Sink for AnalyticsSink {
                     "placed",
                 )),
                 DomainEvent::OrderPaid(p) => {
-                    status.entry(p.order_id.to_string()).or_insert("paid");
+                    changes.status.entry(p.order_id.to_string()).or_insert("paid");
                 }
                 DomainEvent::OrderCancelled(c) => {
-                    status.insert(c.order_id.to_string(), "cancelled");
+                    changes.status.insert(c.order_id.to_string(), "cancelled");
                 }
-                DomainEvent::PaymentAuthorized(p) => payments.push((
+                DomainEvent::PaymentAuthorized(p) => changes.payments.push((
                     p.order_id.to_string(),
                     p.customer_id,
                     "authorized",
                     p.amount_cents,
                     p.fraud_score,
-                    e.recorded_at_us,
+                    at,
                 )),
-                DomainEvent::PaymentDeclined(p) => payments.push((
+                DomainEvent::PaymentDeclined(p) => changes.payments.push((
                     p.order_id.to_string(),
                     p.customer_id,
                     "declined",
                     p.amount_cents,
                     p.fraud_score,
-                    e.recorded_at_us,
+                    at,
                 )),
-                DomainEvent::PaymentCaptured(p) => payments.push((
-                    p.order_id.to_string(),
-                    String::new(),
-                    "captured",
-                    p.amount_cents,
-                    0.0,
-                    e.recorded_at_us,
-                )),
-                DomainEvent::PaymentRefunded(p) => payments.push((
-                    p.order_id.to_string(),
-                    p.customer_id,
-                    "refunded",
-                    p.amount_cents,
-                    0.0,
-                    e.recorded_at_us,
-                )),
-                DomainEvent::PaymentVoided(p) => payments.push((
-                    p.order_id.to_string(),
-                    p.customer_id,
-                    "voided",
-                    p.amount_cents,
-                    0.0,
-                    e.recorded_at_us,
-                )),
+                DomainEvent::PaymentCaptured(p) => {
+                    changes.payments.push((p.order_id.to_string(), String::new(), "captured", p.amount_cents, 0.0, at))
+                }
+                DomainEvent::PaymentRefunded(p) => {
+                    changes.payments.push((p.order_id.to_string(), p.customer_id, "refunded", p.amount_cents, 0.0, at))
+                }
+                DomainEvent::PaymentVoided(p) => {
+                    changes.payments.push((p.order_id.to_string(), p.customer_id, "voided", p.amount_cents, 0.0, at))
+                }
                 _ => {}
             }
         }
-        // An order placed in this page is inserted with the status the page ends it with (an order is
+        Ok(changes)
+    }
+}
+
+impl AnalyticsSink {
+    /// Writes `changes` in `tx`: new facts in multi-row INSERTs (an order placed here goes in with the
+    /// status it ends with), the status of orders placed before, then the windows touched, recomputed
+    /// from the facts.
+    async fn write(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        changes: FactChanges,
+        repeats: Repeats,
+    ) -> Result<(), SinkError> {
+        let FactChanges { mut orders, mut payments, mut status } = changes;
+        if repeats == Repeats::Possible {
+            self.drop_written(tx, &mut orders, &mut payments).await?;
+        }
+        // An order placed in this run is inserted with the status the run ends it with (an order is
         // placed once: its stream is named by its id); only orders placed before are updated.
         for o in &mut orders {
             if let Some(s) = status.remove(&o.0) {
@@ -354,7 +364,8 @@ impl Sink for AnalyticsSink {
             }
             tx.execute(&sql, &params).await.map_err(pg_apply)?;
         }
-        for new_status in ["paid", "cancelled"] {
+        // Paid moves only a placed order (a paid event seen again after the cancellation is late).
+        for (new_status, guard) in [("paid", " AND status = 'placed'"), ("cancelled", "")] {
             let ids: Vec<&String> = status.iter().filter(|(_, s)| **s == new_status).map(|(id, _)| id).collect();
             for chunk in ids.chunks(ROWS_PER_INSERT) {
                 // No arrays in Redshift: an IN list of parameters.
@@ -375,7 +386,7 @@ impl Sink for AnalyticsSink {
                 }
                 let list = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                 tx.execute(
-                    &self.q(&format!("UPDATE {{p}}fact_orders SET status = $1 WHERE order_id IN ({list})")),
+                    &self.q(&format!("UPDATE {{p}}fact_orders SET status = $1 WHERE order_id IN ({list}){guard}")),
                     &params,
                 )
                 .await
@@ -406,6 +417,78 @@ impl Sink for AnalyticsSink {
             .await
             .map_err(pg_apply)?;
         }
+        Ok(())
+    }
+
+    /// Leaves out of `orders` and `payments` the facts already written (and repeats within them): an
+    /// order is placed once, a payment has each outcome once.
+    async fn drop_written(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        orders: &mut Vec<OrderFact>,
+        payments: &mut Vec<PaymentFact>,
+    ) -> Result<(), SinkError> {
+        let mut seen: HashSet<String> = HashSet::new();
+        orders.retain(|o| seen.insert(o.0.clone()));
+        let mut seen: HashSet<(String, &'static str)> = HashSet::new();
+        payments.retain(|p| seen.insert((p.0.clone(), p.2)));
+        let ids: BTreeSet<&str> =
+            orders.iter().map(|o| o.0.as_str()).chain(payments.iter().map(|p| p.0.as_str())).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let (mut placed, mut recorded) = (HashSet::new(), HashSet::new());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().map(|id| id as &(dyn ToSql + Sync)).collect();
+            let sql = self.q(&format!("SELECT order_id FROM {{p}}fact_orders WHERE order_id IN ({list})"));
+            placed.extend(tx.query(&sql, &params).await.map_err(pg_apply)?.iter().map(|r| r.get::<_, String>(0)));
+            let sql = self.q(&format!("SELECT order_id, outcome FROM {{p}}fact_payments WHERE order_id IN ({list})"));
+            recorded.extend(
+                tx.query(&sql, &params)
+                    .await
+                    .map_err(pg_apply)?
+                    .iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))),
+            );
+        }
+        orders.retain(|o| !placed.contains(&o.0));
+        payments.retain(|p| !recorded.contains(&(p.0.clone(), p.2.to_owned())));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for AnalyticsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn position(&self) -> Result<u64, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
+            .await
+            .map_err(sink_err)?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn apply(&self, events: &[RecordedEvent]) -> Result<(), SinkError> {
+        let Some(last) = events.last().map(|e| e.global_position as i64) else { return Ok(()) };
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg_apply)?;
+        // Redshift has no SELECT ... FOR UPDATE (nor RETURNING): updating the offset row takes the lock.
+        tx.execute("UPDATE analytics_offsets SET position = position WHERE name = $1", &[&self.name])
+            .await
+            .map_err(pg_apply)?;
+        let at: i64 = tx
+            .query_one("SELECT position FROM analytics_offsets WHERE name = $1", &[&self.name])
+            .await
+            .map_err(pg_apply)?
+            .get(0);
+        if last <= at {
+            return Ok(());
+        }
+        let changes = FactChanges::of(events.iter().filter(|e| e.global_position as i64 > at))?;
+        self.write(&tx, changes, Repeats::Impossible).await?;
         tx.execute("UPDATE analytics_offsets SET position = $2 WHERE name = $1", &[&self.name, &last])
             .await
             .map_err(pg_apply)?;
@@ -475,6 +558,87 @@ impl Sink for AnalyticsSink {
             });
         }
         Ok(rows)
+    }
+}
+
+/// Sequence numbers are decimal strings of varying length: ordered by length, then text ("" first).
+fn sequence_key(sequence: &str) -> (usize, &str) {
+    (sequence.len(), sequence)
+}
+
+/// The analytics model fed from the `analytics-events` Kinesis stream (`--analytics-from kinesis`):
+/// each shard's checkpoint is a row of `analytics_shard_checkpoints`, written in the transaction
+/// that writes the shard's facts and windows, under the lease counter of the worker that read them.
+#[async_trait]
+impl ShardCheckpointedSink for AnalyticsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn shard_checkpoint(&self, shard_id: &str) -> Result<Option<String>, SinkError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT sequence FROM analytics_shard_checkpoints WHERE name = $1 AND shard = $2",
+                &[&self.name, &shard_id],
+            )
+            .await
+            .map_err(sink_err)?;
+        Ok(row.map(|r| r.get::<_, String>(0)).filter(|s| !s.is_empty()))
+    }
+
+    async fn apply_from_shard(&self, batch: ShardBatch<'_>) -> Result<ShardApplied, SinkError> {
+        let Some((last, _)) = batch.records.last() else { return Ok(ShardApplied::Applied { records: 0 }) };
+        let counter = i64::try_from(batch.lease_counter).unwrap_or(i64::MAX);
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg_apply)?;
+        // The shard's row is the lock (no SELECT ... FOR UPDATE in Redshift); the first batch of a
+        // shard creates it under the model's offset row, so that two workers cannot both insert it.
+        let lock =
+            "UPDATE analytics_shard_checkpoints SET lease_counter = lease_counter WHERE name = $1 AND shard = $2";
+        if tx.execute(lock, &[&self.name, &batch.shard_id]).await.map_err(pg_apply)? == 0 {
+            tx.execute("UPDATE analytics_offsets SET position = position WHERE name = $1", &[&self.name])
+                .await
+                .map_err(pg_apply)?;
+            if tx.execute(lock, &[&self.name, &batch.shard_id]).await.map_err(pg_apply)? == 0 {
+                tx.execute(
+                    "INSERT INTO analytics_shard_checkpoints (name, shard, sequence, lease_counter) VALUES ($1, $2, '', 0)",
+                    &[&self.name, &batch.shard_id],
+                )
+                .await
+                .map_err(pg_apply)?;
+            }
+        }
+        let row = tx
+            .query_one(
+                "SELECT sequence, lease_counter FROM analytics_shard_checkpoints WHERE name = $1 AND shard = $2",
+                &[&self.name, &batch.shard_id],
+            )
+            .await
+            .map_err(pg_apply)?;
+        let (after, stored): (String, i64) = (row.get(0), row.get(1));
+        if stored > counter {
+            return Ok(ShardApplied::Fenced { stored: stored as u64 });
+        }
+        let fresh: Vec<&RecordedEvent> = batch
+            .records
+            .iter()
+            .filter(|(sequence, _)| sequence_key(sequence) > sequence_key(&after))
+            .map(|(_, event)| event)
+            .collect();
+        if !fresh.is_empty() {
+            self.write(&tx, FactChanges::of(fresh.iter().copied())?, Repeats::Possible).await?;
+        }
+        // The counter is stored even when nothing was new: from now on the older holder is fenced.
+        let through = if sequence_key(last) > sequence_key(&after) { last } else { &after };
+        tx.execute(
+            "UPDATE analytics_shard_checkpoints SET sequence = $3, lease_counter = $4 WHERE name = $1 AND shard = $2",
+            &[&self.name, &batch.shard_id, through, &counter],
+        )
+        .await
+        .map_err(pg_apply)?;
+        tx.commit().await.map_err(pg_apply)?;
+        Ok(ShardApplied::Applied { records: fresh.len() })
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use events::postgres::{connect_pool, PgOptions};
 use projections::read_models::analytics::AnalyticsSink;
 use projections::read_models::conformance::{a_day_of_orders, run_rebuild_suite, run_sink_suite};
-use projections::Sink;
+use projections::{ShardApplied, ShardBatch, ShardCheckpointedSink, Sink};
 use testkit::servers;
 
 async fn sink(url: &str) -> Arc<AnalyticsSink> {
@@ -61,4 +61,50 @@ async fn store_minutes_are_tumbling_windows_of_the_facts() {
         0,
         "ranges are by minute start"
     );
+}
+
+/// Fed from a Kinesis shard, the model keeps the shard's checkpoint with its facts: a redelivered
+/// batch changes nothing, an event the publisher sent twice (a new record) counts once, and a
+/// worker whose lease counter is older than the stored one writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_shard_each_record_counts_once_and_a_stale_lease_writes_nothing() {
+    let Some(url) = servers::redshift_url().await else { return };
+    let from_shard = sink(&url).await;
+    let from_journal = sink(&url).await;
+    let day = a_day_of_orders(40);
+    from_journal.apply(&day).await.unwrap();
+    let records: Vec<(String, events::RecordedEvent)> =
+        day.iter().enumerate().map(|(i, e)| (format!("{}", 1000 + i), e.clone())).collect();
+    let (first, rest) = records.split_at(records.len() / 2);
+    let batch = |records, lease_counter| ShardBatch { shard_id: "shard-0", lease_counter, records };
+
+    assert_eq!(from_shard.shard_checkpoint("shard-0").await.unwrap(), None);
+    assert_eq!(
+        from_shard.apply_from_shard(batch(first, 4)).await.unwrap(),
+        ShardApplied::Applied { records: first.len() }
+    );
+    assert_eq!(
+        from_shard.shard_checkpoint("shard-0").await.unwrap().as_deref(),
+        Some(first.last().unwrap().0.as_str())
+    );
+    let halfway = from_shard.fingerprint().await.unwrap();
+    // A new holder reads again from an older checkpoint: nothing it already applied counts twice.
+    assert_eq!(from_shard.apply_from_shard(batch(first, 5)).await.unwrap(), ShardApplied::Applied { records: 0 });
+    // The old holder, its lease taken, comes back with the rest: fenced.
+    assert_eq!(from_shard.apply_from_shard(batch(rest, 4)).await.unwrap(), ShardApplied::Fenced { stored: 5 });
+    assert_eq!(from_shard.fingerprint().await.unwrap(), halfway, "a fenced batch wrote nothing");
+    // The publisher sent the first half again after a failure: new records, the same events.
+    let resent: Vec<(String, events::RecordedEvent)> = rest
+        .iter()
+        .cloned()
+        .chain(first.iter().enumerate().map(|(i, (_, e))| (format!("{}", 5000 + i), e.clone())))
+        .collect();
+    assert_eq!(
+        from_shard.apply_from_shard(batch(&resent, 6)).await.unwrap(),
+        ShardApplied::Applied { records: resent.len() }
+    );
+    assert_eq!(from_shard.fingerprint().await.unwrap(), from_journal.fingerprint().await.unwrap());
+    assert!(from_shard.windows_disagreeing_with_facts().await.unwrap().is_empty());
+    // Another shard's checkpoint is its own.
+    assert_eq!(from_shard.shard_checkpoint("shard-1").await.unwrap(), None);
 }

@@ -54,9 +54,9 @@ impl Recorder {
 
 #[async_trait]
 impl RecordProcessor for Recorder {
-    async fn process(&self, shard_id: &str, records: &[KinesisRecord]) -> Result<(), SinkError> {
+    async fn process(&self, shard_id: &str, lease_counter: u64, records: &[KinesisRecord]) -> Result<(), SinkError> {
         if let Some(inner) = &self.inner {
-            inner.process(shard_id, records).await?;
+            inner.process(shard_id, lease_counter, records).await?;
         }
         let events = records.iter().map(|r| RecordedEvent::from_wire(&r.data).unwrap()).collect();
         self.batches.lock().unwrap().push((shard_id.to_owned(), events));

@@ -1,6 +1,8 @@
 //! The storefront against a real PostgreSQL, and a projection runner over a real journal.
 
 mod analytics;
+#[cfg(all(feature = "kinesis", feature = "dynamodb"))]
+mod analytics_stream;
 mod cache;
 mod cache_tls;
 #[cfg(all(feature = "kinesis", feature = "sqs", feature = "dynamodb"))]

@@ -38,6 +38,11 @@ locals {
       CLOUDCAFE_PAYMENT_DLQ        = var.names.payment_dlq
       CLOUDCAFE_PAYMENTS_TABLE     = var.names.payments_table
 
+      # The analytics events are published either way; the analytics model follows their stream when
+      # it lives in Redshift, and the journal when it lives in the journal's database.
+      CLOUDCAFE_ANALYTICS_STREAM = var.names.analytics_stream
+      CLOUDCAFE_ANALYTICS_FROM   = var.analytics_url == null ? "journal" : "kinesis"
+
       CLOUDCAFE_NOTIFICATION_QUEUE  = var.names.notification_queue
       CLOUDCAFE_NOTIFICATION_DLQ    = var.names.notification_dlq
       CLOUDCAFE_NOTIFICATIONS_TABLE = var.names.notifications_table

@@ -1,12 +1,29 @@
 # The way events leave the journal: every event to the Kinesis stream `order-events` (the outbox,
-# read back by the Kinesis-fed read models), one payment request per order to the SQS FIFO queue
-# `payment-requests.fifo`, whose dead-letter queue takes a request after 3 receives, and one
-# notification per order confirmed, payment declined, order ready and refund to the standard queue
-# `notification-queue` (dead-letter queue after 3 receives too).
+# read back by the Kinesis-fed read models), the events analytics needs to the Kinesis stream
+# `analytics-events` (partitioned by store, read back by the analytics model when it lives in
+# Redshift), one payment request per order to the SQS FIFO queue `payment-requests.fifo`, whose
+# dead-letter queue takes a request after 3 receives, and one notification per order confirmed,
+# payment declined, order ready and refund to the standard queue `notification-queue` (dead-letter
+# queue after 3 receives too).
 
 resource "aws_kinesis_stream" "order_events" {
   name             = var.names.kinesis_stream
   shard_count      = var.kinesis_shards
+  retention_period = 168
+
+  stream_mode_details {
+    stream_mode = "PROVISIONED"
+  }
+
+  encryption_type = "KMS"
+  kms_key_id      = var.kms_key_arn
+
+  shard_level_metrics = ["IncomingRecords", "IteratorAgeMilliseconds", "WriteProvisionedThroughputExceeded"]
+}
+
+resource "aws_kinesis_stream" "analytics_events" {
+  name             = var.names.analytics_stream
+  shard_count      = var.analytics_shards
   retention_period = 168
 
   stream_mode_details {

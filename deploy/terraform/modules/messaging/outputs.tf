@@ -2,6 +2,10 @@ output "order_events_stream_arn" {
   value = aws_kinesis_stream.order_events.arn
 }
 
+output "analytics_events_stream_arn" {
+  value = aws_kinesis_stream.analytics_events.arn
+}
+
 output "payment_queue_arn" {
   value = module.payment_queue.queue_arn
 }

@@ -7,6 +7,10 @@ variable "kinesis_shards" {
   type = number
 }
 
+variable "analytics_shards" {
+  type = number
+}
+
 variable "kms_key_arn" {
   type = string
 }

@@ -178,7 +178,8 @@ pub async fn probe(args: &ClusterArgs, probe: Probe) -> anyhow::Result<ExitCode>
             let storage = cluster_storage(&cluster);
             let acks = acks.filter(|p| p.exists());
             let from = if cluster.aws.is_some() { EventSource::Kinesis } else { EventSource::Journal };
-            let checks = crate::cli::verify::checks(&storage, acks.as_deref(), settle, from).await?;
+            let checks =
+                crate::cli::verify::checks(&storage, acks.as_deref(), settle, from, EventSource::Journal).await?;
             crate::cli::verify::print(&checks, true)?;
             Ok(ExitCode::from(verify::exit_code(&checks)))
         }

@@ -233,6 +233,13 @@ pub trait Bus: Send + Sync + 'static {
 
     fn limits(&self) -> BatchLimits;
 
+    /// Learns what the messages of a page need beyond its events, before [`Bus::message_for`] is
+    /// asked for each (the analytics stream looks up the store of each order it has not seen
+    /// placed). Nothing by default.
+    async fn prepare(&self, _page: &[RecordedEvent]) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// The message this destination carries for `event`, or `None` when it carries none. An error
     /// ([`BusError::Refused`]) means the event can never become a message: the publisher stops at
     /// it rather than skip it.
@@ -426,6 +433,23 @@ impl Publisher {
     pub async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
         let started = Instant::now();
         let limits = self.effective_limits();
+        if let Err(e) = self.bus.prepare(events).await {
+            return Err(match e {
+                BusError::Unavailable { .. } => PublishError::Unavailable {
+                    destination: self.destination.clone(),
+                    attempts: 1,
+                    reason: e.reason().to_owned(),
+                    cause: Some(e),
+                },
+                BusError::Refused { .. } => PublishError::Refused {
+                    destination: self.destination.clone(),
+                    event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
+                    global_position: events.first().map_or(0, |e| e.global_position),
+                    reason: e.reason().to_owned(),
+                    cause: Some(e),
+                },
+            });
+        }
         let mut messages = Vec::with_capacity(events.len());
         for e in events {
             let refused = |reason: String, cause: Option<BusError>| PublishError::Refused {
