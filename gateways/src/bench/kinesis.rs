@@ -9,6 +9,9 @@
 //!   records;
 //! - **publisher, one record per stream per request**: the mode Kinesis-fed read models rely on
 //!   (`serve --projections-from kinesis`);
+//! - **analytics publisher**: the events the analytics model folds to a 2-shard stream, keyed by
+//!   store, one record per store per request (`serve --analytics-stream`); this history has 2
+//!   stores, its worst case;
 //!
 //! and out of the batched stream:
 //! - **GetRecords ceiling**: every shard read concurrently, no leases, no checkpoints;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use events::{Journal, RecordedEvent};
 use futures::StreamExt;
+use projections::bus::analytics::{self, AnalyticsBus};
 use projections::bus::consumer::{ConsumerSettings, KinesisConsumer, RecordProcessor};
 use projections::bus::kinesis::{self, KinesisBus, KinesisRecord, KinesisSettings};
 use projections::bus::leases::LeaseTable;
@@ -166,6 +170,26 @@ pub async fn run(
         took,
     ));
 
+    let for_analytics = unique("analytics");
+    kinesis::ensure_stream(kinesis_client, &for_analytics, analytics::DEFAULT_SHARDS, Duration::from_secs(60)).await?;
+    let bus = AnalyticsBus::new(
+        kinesis_client.clone(),
+        &KinesisSettings { stream_name: for_analytics.clone(), ..KinesisSettings::default() },
+        journal.clone(),
+    );
+    let carried = history.iter().filter(|e| analytics::EVENT_TYPES.contains(&e.event_type.as_str())).count();
+    let publisher = Publisher::new(journal.clone(), Arc::new(bus), PublisherSettings::new("bench:analytics"));
+    let started = Instant::now();
+    publisher.catch_up().await?;
+    rows.push((
+        format!(
+            "analytics publisher, {} shards, one record per store per request (`serve --analytics-stream`; 2 stores)",
+            analytics::DEFAULT_SHARDS
+        ),
+        carried as u64,
+        started.elapsed().as_secs_f64(),
+    ));
+
     let started = Instant::now();
     let records = kinesis::read_stream(kinesis_client, &batched).await?;
     rows.push((
@@ -177,7 +201,7 @@ pub async fn run(
         let took = consume(kinesis_client, dynamodb, &batched, workers, head).await?;
         rows.push((format!("KCL-style consumer, {workers} worker(s), leases in DynamoDB"), head, took));
     }
-    for stream in [&raw, &batched, &strict] {
+    for stream in [&raw, &batched, &strict, &for_analytics] {
         let _ = kinesis_client.delete_stream().stream_name(stream.as_str()).send().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -201,7 +225,11 @@ pub fn table(f: &KinesisFigures) -> String {
     let get_ceiling = f.rows.iter().find(|r| r.0.starts_with("GetRecords")).map(rate).unwrap_or(1.0);
     for row in &f.rows {
         let ceiling =
-            if row.0.starts_with("outbox") || row.0.starts_with("PutRecords") { put_ceiling } else { get_ceiling };
+            if row.0.starts_with("outbox") || row.0.starts_with("PutRecords") || row.0.starts_with("analytics") {
+                put_ceiling
+            } else {
+                get_ceiling
+            };
         out.push_str(&format!(
             "| {} | {} | {:.2} | {:.0} | {:.2}× |\n",
             row.0,
