@@ -226,6 +226,13 @@ pub trait StreamOrderedSink: Send + Sync + 'static {
     async fn apply_in_stream_order(&self, events: &[RecordedEvent]) -> Result<(), SinkError>;
 }
 
+/// Orders Kinesis sequence numbers, which are decimal strings of varying length: by length, then
+/// text (the empty string first). The one ordering the lease table, the consumer and the
+/// shard-checkpointed models use.
+pub fn sequence_key(sequence: &str) -> (usize, &str) {
+    (sequence.len(), sequence)
+}
+
 /// One shard's records for a [`ShardCheckpointedSink`]: each event with the sequence number of the
 /// record that carried it, in sequence order, and the lease counter of the worker that read them.
 pub struct ShardBatch<'a> {

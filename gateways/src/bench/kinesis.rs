@@ -177,7 +177,7 @@ pub async fn run(
         &KinesisSettings { stream_name: for_analytics.clone(), ..KinesisSettings::default() },
         journal.clone(),
     );
-    let carried = history.iter().filter(|e| analytics::EVENT_TYPES.contains(&e.event_type.as_str())).count();
+    let carried = history.iter().filter(|e| analytics::carries(e)).count();
     let publisher = Publisher::new(journal.clone(), Arc::new(bus), PublisherSettings::new("bench:analytics"));
     let started = Instant::now();
     publisher.catch_up().await?;

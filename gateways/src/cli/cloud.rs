@@ -159,6 +159,8 @@ mod imp {
                 visibility: Duration::from_secs(m.payment_visibility_secs.max(1)),
             });
         }
+        // Both consumer applications (the Kinesis-fed models, the analytics model) lease alike.
+        let lease_timeout = Duration::from_millis(m.lease_timeout_ms.max(100));
         let worker_id = m.worker_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
             format!("{}-{}-{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -192,7 +194,7 @@ mod imp {
                         projections::read_models::analytics::NAME,
                     ),
                     worker_id: worker_id.clone(),
-                    lease_timeout: Duration::from_millis(m.lease_timeout_ms.max(100)),
+                    lease_timeout,
                 }),
                 (EventSource::Kinesis, None) => anyhow::bail!("--analytics-from kinesis needs an analytics model"),
                 (EventSource::Journal, _) => None,
@@ -216,7 +218,7 @@ mod imp {
                 sinks,
                 lease_table_prefix: m.lease_table_prefix.clone(),
                 worker_id,
-                lease_timeout: Duration::from_millis(m.lease_timeout_ms.max(100)),
+                lease_timeout,
             });
         }
         let started = messaging::start(node, settings).await.context("cannot start publishing and consuming")?;

@@ -50,7 +50,8 @@ fn order_of(event: &RecordedEvent) -> Option<Uuid> {
     Uuid::parse_str(id).ok()
 }
 
-fn carried(event: &RecordedEvent) -> bool {
+/// Whether the analytics stream carries `event` (its type is one of [`EVENT_TYPES`]).
+pub fn carries(event: &RecordedEvent) -> bool {
     EVENT_TYPES.contains(&event.event_type.as_str())
 }
 
@@ -104,16 +105,16 @@ impl Bus for AnalyticsBus {
     }
 
     async fn prepare(&self, page: &[RecordedEvent]) -> Result<(), BusError> {
-        let mut unknown = Vec::new();
-        for event in page.iter().filter(|e| carried(e)) {
+        let mut unknown = std::collections::BTreeSet::new();
+        for event in page.iter().filter(|e| carries(e)) {
             let Some(order) = order_of(event) else { continue };
             if event.event_type == "OrderPlaced" {
                 // A placement that does not decode is refused by `message_for`, naming it.
                 if let Ok(DomainEvent::OrderPlaced(placed)) = event.decode() {
                     self.stores.lock().expect("store memory").remember(order, placed.store_id);
                 }
-            } else if self.store_of(&order).is_none() && !unknown.contains(&order) {
-                unknown.push(order);
+            } else if self.store_of(&order).is_none() {
+                unknown.insert(order);
             }
         }
         for order in unknown {
@@ -133,7 +134,7 @@ impl Bus for AnalyticsBus {
     }
 
     fn message_for(&self, event: &RecordedEvent) -> Result<Option<Message>, BusError> {
-        if !carried(event) {
+        if !carries(event) {
             return Ok(None);
         }
         let order = order_of(event).ok_or_else(|| {

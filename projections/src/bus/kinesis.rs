@@ -213,9 +213,9 @@ pub struct KinesisRecord {
 }
 
 impl KinesisRecord {
-    /// Orders sequence numbers, which are decimal strings of varying length: by length, then text.
+    /// Orders records of one shard by sequence number ([`crate::sequence_key`]).
     pub fn sequence_key(&self) -> (usize, &str) {
-        (self.sequence_number.len(), &self.sequence_number)
+        crate::sequence_key(&self.sequence_number)
     }
 }
 

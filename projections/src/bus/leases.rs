@@ -80,7 +80,10 @@ impl Ord for Checkpoint {
         fn rank(c: &Checkpoint) -> (u8, usize, &str) {
             match c {
                 Checkpoint::TrimHorizon => (0, 0, ""),
-                Checkpoint::After(s) => (1, s.len(), s),
+                Checkpoint::After(s) => {
+                    let (len, text) = crate::sequence_key(s);
+                    (1, len, text)
+                }
                 Checkpoint::ShardEnd => (2, 0, ""),
             }
         }

@@ -33,7 +33,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::read_models::refusals::pg_apply;
 use crate::read_models::shadow::{Dependents, SqlShadow, SHADOW_PREFIX};
-use crate::{CanonicalRow, Rebuildable, ShardApplied, ShardBatch, ShardCheckpointedSink, Sink, SinkError};
+use crate::{
+    sequence_key, CanonicalRow, Rebuildable, ShardApplied, ShardBatch, ShardCheckpointedSink, Sink, SinkError,
+};
 
 /// The name under which the live analytics model stores its position.
 pub const NAME: &str = "analytics";
@@ -559,11 +561,6 @@ impl Sink for AnalyticsSink {
         }
         Ok(rows)
     }
-}
-
-/// Sequence numbers are decimal strings of varying length: ordered by length, then text ("" first).
-fn sequence_key(sequence: &str) -> (usize, &str) {
-    (sequence.len(), sequence)
 }
 
 /// The analytics model fed from the `analytics-events` Kinesis stream (`--analytics-from kinesis`):

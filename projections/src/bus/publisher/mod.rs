@@ -235,7 +235,8 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Learns what the messages of a page need beyond its events, before [`Bus::message_for`] is
     /// asked for each (the analytics stream looks up the store of each order it has not seen
-    /// placed). Nothing by default.
+    /// placed). Nothing by default. Any error counts as unavailable (the page is tried again): an
+    /// event that can never become a message is refused by [`Bus::message_for`], which names it.
     async fn prepare(&self, _page: &[RecordedEvent]) -> Result<(), BusError> {
         Ok(())
     }
@@ -434,20 +435,11 @@ impl Publisher {
         let started = Instant::now();
         let limits = self.effective_limits();
         if let Err(e) = self.bus.prepare(events).await {
-            return Err(match e {
-                BusError::Unavailable { .. } => PublishError::Unavailable {
-                    destination: self.destination.clone(),
-                    attempts: 1,
-                    reason: e.reason().to_owned(),
-                    cause: Some(e),
-                },
-                BusError::Refused { .. } => PublishError::Refused {
-                    destination: self.destination.clone(),
-                    event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
-                    global_position: events.first().map_or(0, |e| e.global_position),
-                    reason: e.reason().to_owned(),
-                    cause: Some(e),
-                },
+            return Err(PublishError::Unavailable {
+                destination: self.destination.clone(),
+                attempts: 1,
+                reason: e.reason().to_owned(),
+                cause: Some(e),
             });
         }
         let mut messages = Vec::with_capacity(events.len());
